@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/** `swiftformer <command>`: one small module per command; errors are one line and exit 1. */
+import '../node.js';
+import { SwiftFormerError } from '../errors.js';
+import { exportCommand } from './export.js';
+import { info } from './info.js';
+
+const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  info: { run: info, summary: 'parameters, MACs and stage shapes of a model' },
+  export: { run: exportCommand, summary: 'write a model (with weights) as ONNX' },
+};
+
+const usage = `Usage: swiftformer <command> [options]
+
+Commands:
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`).join('\n')}
+
+Run 'swiftformer <command> --help' for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage);
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`swiftformer: unknown command '${name}'\n\n${usage}`);
+    return 2;
+  }
+  try {
+    await command.run(rest);
+    return 0;
+  } catch (err) {
+    if (err instanceof SwiftFormerError) {
+      console.error(`swiftformer ${name}: ${err.message}`);
+      return err.code === 'BAD_ARGUMENT' ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

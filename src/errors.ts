@@ -1,0 +1,27 @@
+/**
+ * Every error this library raises on bad input is a SwiftFormerError with a stable `code`,
+ * so that callers (and the CLI) can tell a user's mistake from a bug.
+ */
+export type ErrorCode =
+  | 'BAD_ARGUMENT'
+  | 'BAD_CHECKPOINT'
+  | 'BAD_IMAGE'
+  | 'BAD_SHAPE'
+  | 'KEY_MISMATCH'
+  | 'UNKNOWN_MODEL'
+  | 'UNSUPPORTED'
+  | 'IO';
+
+export class SwiftFormerError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SwiftFormerError';
+    this.code = code;
+  }
+}
+
+/** Throws a SwiftFormerError when `condition` is false. */
+export function check(condition: unknown, code: ErrorCode, message: () => string): asserts condition {
+  if (!condition) throw new SwiftFormerError(code, message());
+}

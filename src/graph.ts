@@ -1,0 +1,303 @@
+/**
+ * The graph IR: ONNX nodes plus what we know about every value (its shape), parameters named by
+ * their official state_dict keys, and constants. Models emit it through GraphBuilder; passes rewrite
+ * it; `toOnnx` lowers it to a ModelProto. Opset 17, the one the official export uses.
+ */
+import { SwiftFormerError } from './errors.js';
+import { AttributeType, DataType, encodeModel, type Message } from './proto.js';
+import { float32, formatShape, numel, type FloatTensor, type StateDict, type Tensor } from './tensor.js';
+
+export const OPSET = 17;
+
+/** A dimension is a number or a symbolic name (the batch axis is 'batch'). */
+export type Dim = number | string;
+export type Shape = Dim[];
+
+export type Attr =
+  | { kind: 'int'; value: number }
+  | { kind: 'float'; value: number }
+  | { kind: 'ints'; value: number[] }
+  | { kind: 'floats'; value: number[] }
+  | { kind: 'string'; value: string };
+
+export interface Node {
+  op: string;
+  inputs: string[];
+  outputs: string[];
+  attrs: Record<string, Attr>;
+  domain?: string;
+}
+
+export interface Graph {
+  nodes: Node[];
+  inputs: { name: string; shape: Shape }[];
+  outputs: { name: string; shape: Shape }[];
+  /** Shape of every value the builder created. */
+  shapes: Map<string, Shape>;
+  /** Model parameters and buffers by official key: shape now, data once bound. */
+  params: Map<string, number[]>;
+  /** Constant and bound tensors: become ONNX initializers. */
+  initializers: Map<string, Tensor>;
+}
+
+export const attr = {
+  int: (value: number): Attr => ({ kind: 'int', value }),
+  float: (value: number): Attr => ({ kind: 'float', value }),
+  ints: (value: number[]): Attr => ({ kind: 'ints', value }),
+  floats: (value: number[]): Attr => ({ kind: 'floats', value }),
+  string: (value: string): Attr => ({ kind: 'string', value }),
+};
+
+export function emptyGraph(): Graph {
+  return { nodes: [], inputs: [], outputs: [], shapes: new Map(), params: new Map(), initializers: new Map() };
+}
+
+/** Number of scalars the graph's parameters hold (buffers such as BN running stats excluded by `isBuffer`). */
+export function countParams(graph: Graph, isBuffer: (key: string) => boolean): number {
+  let total = 0;
+  for (const [key, shape] of graph.params) if (!isBuffer(key)) total += numel(shape);
+  return total;
+}
+
+/**
+ * Appends ONNX nodes to a graph while tracking shapes, so that every op is checked where it is
+ * created and MACs can be counted from the graph alone.
+ */
+export class GraphBuilder {
+  readonly graph: Graph = emptyGraph();
+  private counter = 0;
+
+  /** Registers a graph input. */
+  input(name: string, shape: Shape): string {
+    this.graph.inputs.push({ name, shape });
+    this.graph.shapes.set(name, shape);
+    return name;
+  }
+
+  output(name: string): void {
+    this.graph.outputs.push({ name, shape: this.shape(name) });
+  }
+
+  /** Declares a parameter by its state_dict key; its data is bound later. */
+  param(key: string, shape: number[]): string {
+    const known = this.graph.params.get(key);
+    if (known && formatShape(known) !== formatShape(shape)) {
+      throw new Error(`parameter ${key} declared twice with shapes ${formatShape(known)} and ${formatShape(shape)}`);
+    }
+    this.graph.params.set(key, shape);
+    this.graph.shapes.set(key, shape);
+    return key;
+  }
+
+  /** A float constant (scalar when `shape` is []). */
+  constant(values: number[] | Float32Array, shape: number[] = []): string {
+    const name = `const_${this.counter++}`;
+    this.graph.initializers.set(name, float32(shape, Float32Array.from(values)));
+    this.graph.shapes.set(name, shape);
+    return name;
+  }
+
+  /** An int64 constant vector (axes, shapes). */
+  ints(values: number[]): string {
+    const name = `const_${this.counter++}`;
+    this.graph.initializers.set(name, { dtype: 'int64', shape: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
+    this.graph.shapes.set(name, [values.length]);
+    return name;
+  }
+
+  shape(name: string): Shape {
+    const s = this.graph.shapes.get(name);
+    if (!s) throw new Error(`unknown value ${name}`);
+    return s;
+  }
+
+  /** Appends a node with one output of the given shape; returns the output name. */
+  node(op: string, inputs: string[], shape: Shape, attrs: Record<string, Attr> = {}, outputName?: string): string {
+    const out = outputName ?? `${op.toLowerCase()}_${this.counter++}`;
+    this.graph.nodes.push({ op, inputs, outputs: [out], attrs });
+    this.graph.shapes.set(out, shape);
+    return out;
+  }
+
+  // ------------------------------------------------------------ ops with shape rules
+
+  /** Conv2d. x: (N,C,H,W), weight: (O,C/groups,k,k) -> (N,O,H',W'). */
+  conv(x: string, weight: string, bias: string | undefined, opts: { stride?: number; pad?: number; groups?: number } = {}): string {
+    const [n, c, h, w] = this.shape(x);
+    const [o, cg, kh, kw] = this.shape(weight) as number[];
+    const { stride = 1, pad = 0, groups = 1 } = opts;
+    if (typeof c === 'number' && c !== cg! * groups) {
+      throw new SwiftFormerError('BAD_SHAPE', `conv ${weight}: input has ${c} channels, weight expects ${cg! * groups}`);
+    }
+    const outSize = (d: Dim | undefined, k: number): Dim =>
+      typeof d === 'number' ? Math.floor((d + 2 * pad - k) / stride) + 1 : `${d}`;
+    const attrs: Record<string, Attr> = {
+      kernel_shape: attr.ints([kh!, kw!]),
+      strides: attr.ints([stride, stride]),
+      pads: attr.ints([pad, pad, pad, pad]),
+      dilations: attr.ints([1, 1]),
+      group: attr.int(groups),
+    };
+    const inputs = bias ? [x, weight, bias] : [x, weight];
+    return this.node('Conv', inputs, [n!, o!, outSize(h, kh!), outSize(w, kw!)], attrs);
+  }
+
+  /** BatchNormalization in inference mode; x: (N,C,...) -> same. */
+  batchNorm(x: string, scale: string, bias: string, mean: string, variance: string, epsilon = 1e-5): string {
+    return this.node('BatchNormalization', [x, scale, bias, mean, variance], this.shape(x), { epsilon: attr.float(epsilon) });
+  }
+
+  /** Elementwise binary op with numpy broadcasting. */
+  binary(op: 'Add' | 'Sub' | 'Mul' | 'Div' | 'Max' | 'Pow', a: string, b: string): string {
+    return this.node(op, [a, b], broadcastShapes(this.shape(a), this.shape(b)), {});
+  }
+
+  unary(op: 'Relu' | 'Erf' | 'Sqrt' | 'Neg' | 'Exp' | 'Identity' | 'Reciprocal', x: string): string {
+    return this.node(op, [x], this.shape(x));
+  }
+
+  /** GELU with erf, written so that ONNX Runtime fuses it into one kernel. */
+  gelu(x: string): string {
+    const scaled = this.binary('Div', x, this.constant([Math.SQRT2]));
+    const erf = this.unary('Erf', scaled);
+    const onePlus = this.binary('Add', erf, this.constant([1]));
+    const times = this.binary('Mul', x, onePlus);
+    return this.binary('Mul', times, this.constant([0.5]));
+  }
+
+  /** ReduceL2 / ReduceMean / ReduceSum over `axes`. */
+  reduce(op: 'ReduceL2' | 'ReduceMean' | 'ReduceSum', x: string, axes: number[], keepdims: boolean): string {
+    const inShape = this.shape(x);
+    const norm = axes.map((a) => (a < 0 ? a + inShape.length : a));
+    const shape = inShape.flatMap((d, i) => (norm.includes(i) ? (keepdims ? [1] : []) : [d]));
+    // ReduceSum takes its axes as an input from opset 13, the others only from opset 18.
+    if (op === 'ReduceSum') return this.node(op, [x, this.ints(axes)], shape, { keepdims: attr.int(keepdims ? 1 : 0) });
+    return this.node(op, [x], shape, { axes: attr.ints(axes), keepdims: attr.int(keepdims ? 1 : 0) });
+  }
+
+  /** x / max(||x||_2 over axes, eps): torch.nn.functional.normalize. */
+  l2Normalize(x: string, axes: number[], eps = 1e-12): string {
+    const norm = this.reduce('ReduceL2', x, axes, true);
+    const clamped = this.binary('Max', norm, this.constant([eps]));
+    return this.binary('Div', x, clamped);
+  }
+
+  reshape(x: string, shape: number[], outShape?: Shape): string {
+    return this.node('Reshape', [x, this.ints(shape)], outShape ?? shape);
+  }
+
+  /** Gemm with transB=1: x (N,K) @ weight(M,K)^T + bias -> (N,M), the layout of torch's Linear. */
+  linear(x: string, weight: string, bias: string): string {
+    const [n] = this.shape(x);
+    const [m] = this.shape(weight);
+    return this.node('Gemm', [x, weight, bias], [n!, m!], { transB: attr.int(1) });
+  }
+}
+
+/** Numpy broadcasting of two shapes; a mismatch is a shape error naming both. */
+export function broadcastShapes(a: Shape, b: Shape): Shape {
+  const rank = Math.max(a.length, b.length);
+  const out: Shape = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da === 1) out.push(db);
+    else if (db === 1 || da === db) out.push(da);
+    else throw new SwiftFormerError('BAD_SHAPE', `cannot broadcast ${formatShape(a as number[])} with ${formatShape(b as number[])}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- binding and lowering
+
+/**
+ * Binds parameter data to a graph. Every declared parameter must be present with its declared
+ * shape; the caller has already reported missing/unexpected keys by name (see `matchState`).
+ */
+export function bindParams(graph: Graph, state: StateDict): Graph {
+  const initializers = new Map(graph.initializers);
+  for (const [key, shape] of graph.params) {
+    const t = state.get(key);
+    if (!t) throw new SwiftFormerError('KEY_MISMATCH', `missing weight ${key} ${formatShape(shape)}`);
+    if (numel(t.shape) !== numel(shape)) {
+      throw new SwiftFormerError('BAD_SHAPE', `weight ${key} has shape ${formatShape(t.shape)}, the model expects ${formatShape(shape)}`);
+    }
+    initializers.set(key, { ...t, shape } as Tensor);
+  }
+  return { ...graph, initializers };
+}
+
+function dimsMessage(shape: Shape): Message {
+  return { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+}
+
+function valueInfo(name: string, shape: Shape): Message {
+  return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: dimsMessage(shape) } } };
+}
+
+function tensorMessage(name: string, t: Tensor): Message {
+  const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  return { name, dims: t.shape, dataType: t.dtype === 'float32' ? DataType.FLOAT : DataType.INT64, rawData: bytes };
+}
+
+function attributeMessage(name: string, a: Attr): Message {
+  switch (a.kind) {
+    case 'int': return { name, type: AttributeType.INT, i: a.value };
+    case 'float': return { name, type: AttributeType.FLOAT, f: a.value };
+    case 'ints': return { name, type: AttributeType.INTS, ints: a.value };
+    case 'floats': return { name, type: AttributeType.FLOATS, floats: a.value };
+    case 'string': return { name, type: AttributeType.STRING, s: new TextEncoder().encode(a.value) };
+  }
+}
+
+/** Initializers the nodes actually read, in first-use order (unused parameters are dropped). */
+function usedInitializers(graph: Graph): [string, Tensor][] {
+  const used: [string, Tensor][] = [];
+  const seen = new Set<string>();
+  for (const node of graph.nodes) {
+    for (const input of node.inputs) {
+      const t = graph.initializers.get(input);
+      if (t && !seen.has(input)) {
+        seen.add(input);
+        used.push([input, t]);
+      }
+    }
+  }
+  return used;
+}
+
+/** Lowers a bound graph to ONNX bytes. */
+export function toOnnx(graph: Graph, meta: Record<string, string> = {}): Uint8Array {
+  const unbound = [...graph.params.keys()].filter((k) => !graph.initializers.has(k));
+  if (unbound.length > 0 && graph.nodes.some((n) => n.inputs.some((i) => unbound.includes(i)))) {
+    throw new Error(`graph has unbound parameters: ${unbound.slice(0, 5).join(', ')}`);
+  }
+  let counter = 0;
+  return encodeModel({
+    irVersion: 8,
+    producerName: 'swiftformer',
+    opsetImport: [{ domain: '', version: OPSET }],
+    metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
+    graph: {
+      name: 'swiftformer',
+      node: graph.nodes.map((n) => ({
+        input: n.inputs,
+        output: n.outputs,
+        name: `${n.op}_${counter++}`,
+        opType: n.op,
+        domain: n.domain ?? '',
+        attribute: Object.entries(n.attrs).map(([k, a]) => attributeMessage(k, a)),
+      })),
+      initializer: usedInitializers(graph).map(([name, t]) => tensorMessage(name, t)),
+      input: graph.inputs.map((v) => valueInfo(v.name, v.shape)),
+      output: graph.outputs.map((v) => valueInfo(v.name, v.shape)),
+    },
+  });
+}
+
+/** A float initializer, or an error naming the value. */
+export function floatInit(graph: Graph, name: string): FloatTensor {
+  const t = graph.initializers.get(name);
+  if (!t || t.dtype !== 'float32') throw new Error(`${name} is not a float constant`);
+  return t;
+}

@@ -1,0 +1,189 @@
+/**
+ * The user-facing model: config + weights -> graph -> ONNX Runtime session, with plain results.
+ */
+import type { TokenNorm } from './attention.js';
+import { SwiftFormerError } from './errors.js';
+import { bindParams, countParams, toOnnx, type Graph } from './graph.js';
+import { readSource } from './io.js';
+import { countMacs, optimizeForInference } from './passes.js';
+import { getBackend, type Session, type SessionOptions } from './runtime.js';
+import {
+  VARIANTS, emitSwiftFormer, initialWeights, inputHW, isBuffer, remapKeys, validateConfig, variantConfig,
+  type Head, type SwiftFormerConfig,
+} from './swiftformer.js';
+import { formatShape, type FloatTensor, type StateDict } from './tensor.js';
+import { fitWeights, headOf, inferConfig, readStateDict, type FitReport } from './weights.js';
+
+export interface ModelOptions {
+  /** A variant id ('xs', 's', 'l1', 'l3') or a full config. Default: read off the weights, else 'xs'. */
+  model?: string | SwiftFormerConfig;
+  /** A file path (Node), URL, bytes, or a state dict. Default: random initialization. */
+  weights?: string | Uint8Array | StateDict;
+  /** Entry of a full training checkpoint: 'model' (default) or 'model_ema'. */
+  entry?: string;
+  /** Token normalization; default follows the weights' origin (Hugging Face keys: 'softmax'). */
+  attention?: TokenNorm;
+  /** 'classifier' (logits) or 'features' (official fork_feat). Default: what the weights hold. */
+  head?: Head;
+  /** Override the class count of a variant (with random init or strict: false). */
+  numClasses?: number;
+  /** false: load the weights that fit, report the rest (fine-tuning a new head). Default true. */
+  strict?: boolean;
+  /** Seed of the random initialization used when no weights are given. */
+  seed?: number;
+  /** Session options: threads, optimization level. */
+  session?: SessionOptions;
+  /** Runtime backend name (default: the platform's). */
+  backend?: string;
+}
+
+export interface StageInfo { name: string; shape: number[] }
+
+export interface ModelInfo {
+  /** Trainable parameters, distillation head included, BN running statistics excluded. */
+  params: number;
+  /** Multiply-accumulates for one image at `inputSize`. */
+  macs: number;
+  inputSize: [number, number];
+  stages: StageInfo[];
+  config: SwiftFormerConfig;
+}
+
+/** Describes a model without weights: parameters, MACs and stage output shapes. */
+export function modelInfo(model: string | SwiftFormerConfig, inputSize: number | [number, number] = 224): ModelInfo {
+  const config = typeof model === 'string' ? variantConfig(model) : model;
+  validateConfig(config);
+  const graph = emitSwiftFormer(config, { inputSize, intermediates: true });
+  const stages = graph.outputs
+    .filter((o) => o.name.startsWith('stage'))
+    .map((o) => ({ name: o.name, shape: o.shape.map((d) => (typeof d === 'number' ? d : 1)) }));
+  return { params: countParams(graph, isBuffer), macs: countMacs(graph), inputSize: inputHW(inputSize), stages, config };
+}
+
+async function loadState(weights: ModelOptions['weights'], entry: string | undefined): Promise<{ state: StateDict; name: string }> {
+  if (weights instanceof Map) return { state: weights, name: 'weights' };
+  const name = typeof weights === 'string' ? weights : 'weights';
+  const bytes = typeof weights === 'string' ? await readSource(weights) : weights!;
+  return { state: await readStateDict(bytes, entry === undefined ? { name } : { entry, name }), name };
+}
+
+/** Model config: explicit, or inferred from the weights (in any key format). */
+function resolveConfig(options: ModelOptions, state: StateDict | undefined): SwiftFormerConfig {
+  if (typeof options.model === 'string') return variantConfig(options.model);
+  if (options.model) return structuredClone(options.model);
+  if (!state) return variantConfig('xs');
+  const remap = remapKeys(state.keys(), VARIANTS.xs!);
+  const official: StateDict = new Map([...remap.mapped].map(([from, to]) => [to, state.get(from)!]));
+  return inferConfig(official);
+}
+
+export class SwiftFormerModel {
+  private readonly sessions = new Map<string, Promise<Session>>();
+
+  private constructor(
+    readonly config: SwiftFormerConfig,
+    readonly head: Head,
+    /** Weights under official keys. */
+    readonly state: StateDict,
+    /** How the weights were matched (format, attention rule, skipped keys); undefined for random init. */
+    readonly report: FitReport | undefined,
+    private readonly options: ModelOptions,
+  ) {}
+
+  static async load(options: ModelOptions = {}): Promise<SwiftFormerModel> {
+    const loaded = options.weights === undefined ? undefined : await loadState(options.weights, options.entry);
+    const config = resolveConfig(options, loaded?.state);
+    if (options.numClasses !== undefined) config.numClasses = options.numClasses;
+    if (options.attention) config.attention = options.attention;
+    const head = options.head ?? (loaded ? headOf(loaded.state) : 'classifier');
+    if (!loaded) {
+      return new SwiftFormerModel(config, head, initialWeights(config, head, options.seed ?? 0), undefined, options);
+    }
+    const fit = fitWeights(loaded.state, config, { ...pick(options, ['attention', 'strict']), head, name: loaded.name });
+    const state = options.strict === false ? fillMissing(fit.state, fit.config, head, options.seed ?? 0) : fit.state;
+    return new SwiftFormerModel(fit.config, head, state, fit.report, options);
+  }
+
+  info(inputSize: number | [number, number] = 224): ModelInfo {
+    return modelInfo(this.config, inputSize);
+  }
+
+  /** The optimized eval graph with weights bound (BatchNorm and layer scales folded). */
+  graph(inputSize: number | [number, number] = 224): Graph {
+    const graph = emitSwiftFormer(this.config, { head: this.head, inputSize });
+    return optimizeForInference(bindParams(graph, this.state));
+  }
+
+  /** ONNX bytes: input `pixel_values` (batch,3,H,W), outputs `logits` or `features0..3`. */
+  toOnnx(inputSize: number | [number, number] = 224): Uint8Array {
+    return toOnnx(this.graph(inputSize), {
+      'swiftformer.config': JSON.stringify(this.config),
+      'swiftformer.head': this.head,
+    });
+  }
+
+  /** Runs a float32 NCHW batch; returns every graph output by name. */
+  async run(pixels: FloatTensor): Promise<Record<string, FloatTensor>> {
+    const [h, w] = checkPixels(pixels);
+    const session = await this.session(h, w);
+    return session.run({ pixel_values: pixels });
+  }
+
+  /** Logits (batch, numClasses): head and dist_head averaged, as the official eval. */
+  async logits(pixels: FloatTensor): Promise<FloatTensor> {
+    if (this.head !== 'classifier') throw new SwiftFormerError('BAD_ARGUMENT', 'this model was loaded as a feature backbone (head: features); it has no logits');
+    return (await this.run(pixels)).logits!;
+  }
+
+  /** The four stage feature maps after their BatchNorms (official fork_feat outputs). */
+  async features(pixels: FloatTensor): Promise<FloatTensor[]> {
+    if (this.head !== 'features') throw new SwiftFormerError('BAD_ARGUMENT', "features need a backbone: load fork_feat weights or pass head: 'features'");
+    const out = await this.run(pixels);
+    return this.config.depths.map((_, i) => out[`features${i}`]!);
+  }
+
+  async release(): Promise<void> {
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(sessions.map(async (s) => (await s).release()));
+  }
+
+  private session(h: number, w: number): Promise<Session> {
+    const key = `${h}x${w}`;
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = getBackend(this.options.backend).createSession(this.toOnnx([h, w]), this.options.session);
+      this.sessions.set(key, session);
+    }
+    return session;
+  }
+}
+
+function checkPixels(pixels: FloatTensor): [number, number] {
+  const [n, c, h, w] = pixels.shape;
+  if (pixels.shape.length !== 4 || c !== 3 || !n) {
+    throw new SwiftFormerError('BAD_SHAPE', `pixel batch must be (batch, 3, height, width) float32, got ${formatShape(pixels.shape)}`);
+  }
+  if (pixels.data.length !== n * c * h! * w!) {
+    throw new SwiftFormerError('BAD_SHAPE', `pixel batch ${formatShape(pixels.shape)} needs ${n * c * h! * w!} values, got ${pixels.data.length}`);
+  }
+  return inputHW([h!, w!]);
+}
+
+/** With strict: false, parameters the weights did not provide start from the initialization. */
+function fillMissing(state: StateDict, config: SwiftFormerConfig, head: Head, seed: number): StateDict {
+  const init = initialWeights(config, head, seed);
+  for (const [key, t] of init) if (!state.has(key)) state.set(key, t);
+  return state;
+}
+
+function pick<T extends object, K extends keyof T>(obj: T, keys: K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
+  return out;
+}
+
+/** Loads a model: `await loadModel({ model: 'xs', weights: 'SwiftFormer_XS_ckpt.pth' })`. */
+export function loadModel(options: ModelOptions = {}): Promise<SwiftFormerModel> {
+  return SwiftFormerModel.load(options);
+}

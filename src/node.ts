@@ -1,0 +1,20 @@
+/** Node platform setup: onnxruntime-node (CPU) as the backend, files read from disk. */
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { SwiftFormerError } from './errors.js';
+import { registerSourceReader } from './io.js';
+import { ortBackend } from './ort.js';
+import { registerBackend } from './runtime.js';
+
+registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true });
+
+registerSourceReader(async (source) => {
+  try {
+    const buf = await readFile(source);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new SwiftFormerError('IO', `cannot read ${source}: ${why}`, { cause: err });
+  }
+});

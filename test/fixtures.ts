@@ -1,0 +1,44 @@
+/** Access to ../shared/fixtures (made with the official PyTorch code) and comparison helpers. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { FloatTensor } from '../src/tensor.js';
+
+export const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
+
+export function fixturePath(rel: string): string {
+  return FIXTURES + rel;
+}
+
+export function fixtureBytes(rel: string): Uint8Array {
+  const buf = readFileSync(fixturePath(rel));
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+export function manifest(dir: 'tiny' | 'xs'): Record<string, any> {
+  return JSON.parse(readFileSync(fixturePath(`${dir}/manifest.json`), 'utf8'));
+}
+
+/** A raw little-endian float32 .bin file with its shape from the manifest. */
+export function fixtureTensor(dir: 'tiny' | 'xs', file: string): FloatTensor {
+  const bytes = fixtureBytes(`${dir}/${file}`);
+  const data = new Float32Array(bytes.slice().buffer);
+  return { dtype: 'float32', shape: manifest(dir).files[file].shape, data };
+}
+
+/** max|a - b| / max|ref|: the fixtures README's measure for logits and feature maps. */
+export function relativeError(actual: ArrayLike<number>, reference: ArrayLike<number>): number {
+  if (actual.length !== reference.length) throw new Error(`length ${actual.length} vs reference ${reference.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < reference.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i]! - reference[i]!));
+    scale = Math.max(scale, Math.abs(reference[i]!));
+  }
+  return diff / scale;
+}
+
+/** The tiny fixture's architecture (fixtures README). */
+export const TINY_CONFIG = {
+  embedDims: [16, 24, 32, 48], depths: [1, 1, 2, 1], mlpRatio: 4, numClasses: 1000, distillation: true,
+  vitNum: 1, downsamples: [true, true, true, true], attention: 'l2' as const,
+};

@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { loadModel, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
+import { bindParams, toOnnx } from '../src/graph.js';
+import { emitSwiftFormer } from '../src/swiftformer.js';
+import { readStateDict } from '../src/weights.js';
+import { fixtureBytes, fixturePath, fixtureTensor, manifest, relativeError, TINY_CONFIG } from './fixtures.js';
+
+// Fixtures README: eval logits and fork_feat maps within max|a-b| / max|ref| <= 1e-4 in float32.
+const TOLERANCE = 1e-4;
+
+const open: SwiftFormerModel[] = [];
+async function load(options: Parameters<typeof loadModel>[0]): Promise<SwiftFormerModel> {
+  const model = await loadModel({ session: { threads: 2 }, ...options });
+  open.push(model);
+  return model;
+}
+after(async () => {
+  await Promise.all(open.map((m) => m.release()));
+});
+
+async function stateOf(rel: string): Promise<StateDict> {
+  return readStateDict(fixtureBytes(rel));
+}
+
+describe('model size (paper, Table 2: params with the distillation head, GMACs at 224)', () => {
+  const paper: Record<string, [number, number]> = { xs: [3.5, 0.6], s: [6.1, 1.0], l1: [12.1, 1.6], l3: [28.5, 4.0] };
+  for (const [id, [params, gmacs]] of Object.entries(paper)) {
+    test(`${id}: ${params} M params, ${gmacs} GMACs`, () => {
+      const info = modelInfo(id);
+      assert.equal(Math.round(info.params / 1e5) / 10, params);
+      assert.equal(Math.round(info.macs / 1e8) / 10, gmacs);
+    });
+  }
+
+  test('xs parameter count equals the official model exactly (fixture manifest)', () => {
+    assert.equal(modelInfo('xs').params, manifest('xs').num_params_classifier);
+    assert.equal(modelInfo(TINY_CONFIG).params, manifest('tiny').num_params_classifier);
+  });
+
+  test('stage shapes at 224 and at 320', () => {
+    assert.deepEqual(modelInfo('xs').stages.map((s) => s.shape), [[1, 48, 56, 56], [1, 56, 28, 28], [1, 112, 14, 14], [1, 220, 7, 7]]);
+    assert.deepEqual(modelInfo('l3', 320).stages.at(-1)!.shape, [1, 512, 10, 10]);
+  });
+
+  test('input sizes that are not multiples of 32 are refused', () => {
+    assert.throws(() => modelInfo('xs', 225), (e: unknown) => e instanceof SwiftFormerError && e.code === 'BAD_SHAPE' && /multiples of 32/.test(e.message));
+    assert.throws(() => modelInfo('xxl'), /unknown model 'xxl'/);
+  });
+});
+
+describe('eval logits match the official code', () => {
+  for (const dir of ['tiny', 'xs'] as const) {
+    test(`${dir}: official checkpoint -> logits`, async () => {
+      const model = await load({ weights: fixturePath(`${dir}/checkpoint_model_only.pth`) });
+      assert.equal(model.report?.format, 'official');
+      assert.equal(model.config.attention, 'l2');
+      const logits = await model.logits(fixtureTensor(dir, 'input.bin'));
+      assert.deepEqual(logits.shape, [2, 1000]);
+      assert.ok(relativeError(logits.data, fixtureTensor(dir, 'logits.bin').data) <= TOLERANCE);
+    });
+  }
+
+  test('batch of one gives the first row', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    const input = fixtureTensor('tiny', 'input.bin');
+    const one = { dtype: 'float32' as const, shape: [1, 3, 224, 224], data: input.data.slice(0, 3 * 224 * 224) };
+    const logits = await model.logits(one);
+    assert.ok(relativeError(logits.data, fixtureTensor('tiny', 'logits.bin').data.slice(0, 1000)) <= TOLERANCE);
+  });
+
+  test('the unfolded graph (BatchNorm nodes kept) agrees too: folding is exact', async () => {
+    const graph = bindParams(emitSwiftFormer(TINY_CONFIG), await stateOf('tiny/weights.safetensors'));
+    assert.ok(graph.nodes.some((n) => n.op === 'BatchNormalization'));
+    const session = await ort.InferenceSession.create(toOnnx(graph), { intraOpNumThreads: 2 });
+    const input = fixtureTensor('tiny', 'input.bin');
+    const out = await session.run({ pixel_values: new ort.Tensor('float32', input.data, input.shape) });
+    assert.ok(relativeError(out.logits!.data as Float32Array, fixtureTensor('tiny', 'logits.bin').data) <= TOLERANCE);
+    await session.release();
+  });
+
+  test('the folded eval graph has no BatchNormalization and no layer-scale Mul left', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    const graph = model.graph();
+    assert.equal(graph.nodes.filter((n) => n.op === 'BatchNormalization').length, 0);
+    assert.equal(graph.nodes.filter((n) => n.op === 'Gemm').length, 1, 'head and dist_head merged into one Gemm');
+    assert.ok(!graph.nodes.some((n) => n.inputs.some((i) => /layer_scale/.test(i) && !/folded/.test(i))));
+  });
+
+  test('model_ema is taken only on request', async () => {
+    const input = fixtureTensor('tiny', 'input.bin');
+    const reference = fixtureTensor('tiny', 'logits.bin').data;
+    const model = await load({ weights: fixturePath('tiny/checkpoint.pth') });
+    assert.ok(relativeError((await model.logits(input)).data, reference) <= TOLERANCE);
+    const ema = await load({ weights: fixturePath('tiny/checkpoint.pth'), entry: 'model_ema' });
+    assert.ok(relativeError((await ema.logits(input)).data, reference) > 0.01);
+  });
+});
+
+describe('features (official fork_feat)', () => {
+  for (const dir of ['tiny', 'xs'] as const) {
+    test(`${dir}: four normalized stage outputs`, async () => {
+      const model = await load({ weights: fixturePath(`${dir}/fork_feat_weights.safetensors`) });
+      assert.equal(model.head, 'features');
+      const features = await model.features(fixtureTensor(dir, 'input.bin'));
+      assert.equal(features.length, 4);
+      features.forEach((f, i) => {
+        const ref = fixtureTensor(dir, `fork_feat_out${i}.bin`);
+        assert.deepEqual(f.shape, ref.shape);
+        assert.ok(relativeError(f.data, ref.data) <= TOLERANCE, `features${i}`);
+      });
+    });
+  }
+});
+
+/** Official keys renamed as Hugging Face's conversion script does. */
+function toHuggingFaceKeys(state: StateDict): StateDict {
+  const out: StateDict = new Map();
+  for (const [key, t] of state) {
+    let k = key.replace('.pwconv', '.point_wise_conv').replace('.dwconv', '.depth_wise_conv').replace('.Proj.', '.proj.');
+    k = k.replace(/^patch_embed\./, 'swiftformer.patch_embed.patch_embedding.');
+    k = k.replace(/^network\.(\d+)\.(\d+)\./, 'swiftformer.encoder.network.$1.blocks.$2.').replace(/^network\./, 'swiftformer.encoder.network.');
+    out.set(k, t);
+  }
+  return out;
+}
+
+/** Official keys renamed as timm's checkpoint_filter_fn does. */
+function toTimmKeys(state: StateDict): StateDict {
+  const out: StateDict = new Map();
+  for (const [key, t] of state) {
+    let k = key.replace(/^patch_embed\./, 'stem.').replace(/^dist_head\./, 'head_dist.').replace('.attn.Proj.', '.attn.proj.');
+    k = k.replace(/\.layer_scale(_1|_2)?$/, '.layer_scale$1.gamma');
+    k = k.replace(/^network\.(\d+)\.(.*)$/, (_, n: string, rest: string) => {
+      const i = Number(n);
+      return i % 2 === 0 ? `stages.${i / 2}.blocks.${rest}` : `stages.${(i + 1) / 2}.downsample.${rest}`;
+    });
+    out.set(k, t);
+  }
+  return out;
+}
+
+describe('Hugging Face and timm weights', () => {
+  test('timm keys are detected, mapped, and run with the l2 rule', async () => {
+    const timm = toTimmKeys(await stateOf('tiny/weights.safetensors'));
+    assert.ok(timm.has('stages.1.downsample.proj.weight') && timm.has('stem.0.weight'));
+    const model = await load({ weights: timm, model: TINY_CONFIG });
+    assert.equal(model.report?.format, 'timm');
+    assert.equal(model.config.attention, 'l2');
+    const logits = await model.logits(fixtureTensor('tiny', 'input.bin'));
+    assert.ok(relativeError(logits.data, fixtureTensor('tiny', 'logits.bin').data) <= TOLERANCE);
+  });
+
+  test('Hugging Face keys mean the softmax rule; overriding to l2 reproduces the official logits', async () => {
+    const hf = toHuggingFaceKeys(await stateOf('tiny/weights.safetensors'));
+    const input = fixtureTensor('tiny', 'input.bin');
+    const reference = fixtureTensor('tiny', 'logits.bin').data;
+    const soft = await load({ weights: hf });
+    assert.equal(soft.report?.format, 'huggingface');
+    assert.equal(soft.config.attention, 'softmax');
+    assert.ok(relativeError((await soft.logits(input)).data, reference) > 1e-3, 'softmax and l2 rules differ');
+    const l2 = await load({ weights: hf, attention: 'l2' });
+    assert.ok(relativeError((await l2.logits(input)).data, reference) <= TOLERANCE);
+  });
+
+  test('softmax rule: every token weight is 1, so w_g has no effect', async () => {
+    const hf = toHuggingFaceKeys(await stateOf('tiny/weights.safetensors'));
+    const input = fixtureTensor('tiny', 'input.bin');
+    const a = await (await load({ weights: hf })).logits(input);
+    const changed: StateDict = new Map([...hf].map(([k, t]) => [k, k.endsWith('.w_g') ? { ...t, data: (t.data as Float32Array).map((v) => v * -3 + 1) } as typeof t : t]));
+    const b = await (await load({ weights: changed })).logits(input);
+    assert.ok(relativeError(b.data, a.data) < 1e-6);
+  });
+});
+
+describe('weights that do not fit', () => {
+  test('another variant: an error naming mis-shaped and missing keys', async () => {
+    await assert.rejects(load({ model: 's', weights: fixturePath('xs/checkpoint_model_only.pth') }), (e: unknown): boolean => {
+      assert.ok(e instanceof SwiftFormerError && e.code === 'KEY_MISMATCH');
+      assert.match(e.message, /mis-shaped \(network\.1\.proj\.weight: checkpoint \[56, 48, 3, 3\] vs model \[64, 48, 3, 3\]/);
+      assert.match(e.message, /missing \(network\.4\.5\.dwconv\.weight/);
+      assert.match(e.message, /unexpected \(network\.4\.5\.layer_scale_1/);
+      return true;
+    });
+  });
+
+  test('unexpected keys are named', async () => {
+    const state = await stateOf('tiny/weights.safetensors');
+    state.set('network.0.0.extra.weight', state.get('head.bias')!);
+    await assert.rejects(load({ weights: state, model: TINY_CONFIG }), /1 unexpected \(network\.0\.0\.extra\.weight\)/);
+  });
+
+  test('strict: false loads what fits and initializes a head of another class count', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors'), numClasses: 10, strict: false });
+    assert.deepEqual(model.report?.mismatched.map((m) => m.key).sort(), ['dist_head.bias', 'dist_head.weight', 'head.bias', 'head.weight']);
+    const logits = await model.logits(fixtureTensor('tiny', 'input.bin'));
+    assert.deepEqual(logits.shape, [2, 10]);
+  });
+
+  test('pixels of the wrong shape are refused', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    await assert.rejects(model.logits({ dtype: 'float32', shape: [1, 3, 100, 100], data: new Float32Array(30000) }), /multiples of 32/);
+    await assert.rejects(model.logits({ dtype: 'float32', shape: [1, 1, 224, 224], data: new Float32Array(50176) }), /\(batch, 3, height, width\)/);
+  });
+
+  test('other input sizes run (a session per size)', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    const logits = await model.logits({ dtype: 'float32', shape: [1, 3, 160, 96], data: new Float32Array(3 * 160 * 96).fill(0.5) });
+    assert.deepEqual(logits.shape, [1, 1000]);
+    assert.ok(logits.data.every(Number.isFinite));
+  });
+});
