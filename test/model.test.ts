@@ -211,3 +211,30 @@ describe('weights that do not fit', () => {
     assert.ok(logits.data.every(Number.isFinite));
   });
 });
+
+describe('custom configurations', () => {
+  for (const dir of ['tiny', 'xs'] as const) {
+    test(`${dir}: distillation off, 10 classes = the official train model (parameter count and strict load)`, async () => {
+      const model = await load({ weights: fixturePath(`${dir}/train_weights.safetensors`) });
+      assert.equal(model.config.distillation, false);
+      assert.equal(model.config.numClasses, 10);
+      assert.equal(model.info().params, manifest(dir).num_params_train_model);
+      const logits = await model.logits({ dtype: 'float32', shape: [1, 3, 64, 64], data: fixtureTensor(dir, 'train_input.bin').data.slice(0, 3 * 64 * 64) });
+      assert.deepEqual(logits.shape, [1, 10]);
+    });
+  }
+
+  test('two attention blocks per stage and a different MLP ratio change the graph as they should', () => {
+    const cfg = { ...TINY_CONFIG, depths: [2, 2, 2, 2], vitNum: 2, mlpRatio: 2, distillation: false };
+    const graph = emitSwiftFormer(cfg);
+    assert.ok(graph.params.has('network.0.0.attn.w_g') && graph.params.has('network.0.1.attn.w_g'));
+    assert.deepEqual(graph.params.get('network.0.0.linear.fc1.weight'), [32, 16, 1, 1]);
+    assert.ok(!graph.params.has('dist_head.weight'));
+  });
+
+  test('invalid configs are refused with the reason', () => {
+    assert.throws(() => modelInfo({ ...TINY_CONFIG, depths: [1, 1, 2] }), /same non-zero length/);
+    assert.throws(() => modelInfo({ ...TINY_CONFIG, embedDims: [16, 24, 32, 47] }), /even integers/);
+    assert.throws(() => modelInfo({ ...TINY_CONFIG, attention: 'cosine' as 'l2' }), /'l2' or 'softmax'/);
+  });
+});
