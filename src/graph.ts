@@ -38,7 +38,11 @@ export interface Graph {
   params: Map<string, number[]>;
   /** Constant and bound tensors: become ONNX initializers. */
   initializers: Map<string, Tensor>;
+  /** Train-mode BatchNorms: the values holding each one's batch mean and biased variance, shape (C). */
+  batchStats: BatchStat[];
 }
+
+export interface BatchStat { key: string; mean: string; variance: string; count: number }
 
 export const attr = {
   int: (value: number): Attr => ({ kind: 'int', value }),
@@ -49,7 +53,7 @@ export const attr = {
 };
 
 export function emptyGraph(): Graph {
-  return { nodes: [], inputs: [], outputs: [], shapes: new Map(), params: new Map(), initializers: new Map() };
+  return { nodes: [], inputs: [], outputs: [], shapes: new Map(), params: new Map(), initializers: new Map(), batchStats: [] };
 }
 
 /** Number of scalars the graph's parameters hold (buffers such as BN running stats excluded by `isBuffer`). */
@@ -64,8 +68,16 @@ export function countParams(graph: Graph, isBuffer: (key: string) => boolean): n
  * created and MACs can be counted from the graph alone.
  */
 export class GraphBuilder {
-  readonly graph: Graph = emptyGraph();
+  readonly graph: Graph;
   private counter = 0;
+
+  /** Extends `graph` when given (value names then start with `prefix`, so they cannot collide). */
+  constructor(graph?: Graph, private readonly prefix = '') {
+    this.graph = graph ?? emptyGraph();
+  }
+
+  /** Emit train-mode semantics (BatchNorm on batch statistics, heads kept apart). */
+  training = false;
 
   /** Registers a graph input. */
   input(name: string, shape: Shape): string {
@@ -91,7 +103,7 @@ export class GraphBuilder {
 
   /** A float constant (scalar when `shape` is []). */
   constant(values: number[] | Float32Array, shape: number[] = []): string {
-    const name = `const_${this.counter++}`;
+    const name = `${this.prefix}const_${this.counter++}`;
     this.graph.initializers.set(name, float32(shape, Float32Array.from(values)));
     this.graph.shapes.set(name, shape);
     return name;
@@ -99,7 +111,7 @@ export class GraphBuilder {
 
   /** An int64 constant vector (axes, shapes). */
   ints(values: number[]): string {
-    const name = `const_${this.counter++}`;
+    const name = `${this.prefix}const_${this.counter++}`;
     this.graph.initializers.set(name, { dtype: 'int64', shape: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
     this.graph.shapes.set(name, [values.length]);
     return name;
@@ -113,7 +125,7 @@ export class GraphBuilder {
 
   /** Appends a node with one output of the given shape; returns the output name. */
   node(op: string, inputs: string[], shape: Shape, attrs: Record<string, Attr> = {}, outputName?: string): string {
-    const out = outputName ?? `${op.toLowerCase()}_${this.counter++}`;
+    const out = outputName ?? `${this.prefix}${op.toLowerCase()}_${this.counter++}`;
     this.graph.nodes.push({ op, inputs, outputs: [out], attrs });
     this.graph.shapes.set(out, shape);
     return out;
@@ -145,6 +157,24 @@ export class GraphBuilder {
   /** BatchNormalization in inference mode; x: (N,C,...) -> same. */
   batchNorm(x: string, scale: string, bias: string, mean: string, variance: string, epsilon = 1e-5): string {
     return this.node('BatchNormalization', [x, scale, bias, mean, variance], this.shape(x), { epsilon: attr.float(epsilon) });
+  }
+
+  /**
+   * BatchNorm on the statistics of the batch, in primitives the gradient table knows; records the
+   * batch mean and biased variance so the caller can update the running statistics.
+   * x: (N,C,H,W), scale/bias: (C) -> same as x.
+   */
+  batchNormTrain(x: string, key: string, scale: string, bias: string, epsilon = 1e-5): string {
+    const [n, c, h, w] = this.shape(x) as number[];
+    const mean = this.reduce('ReduceMean', x, [0, 2, 3], true);
+    const centered = this.binary('Sub', x, mean);
+    const variance = this.reduce('ReduceMean', this.binary('Mul', centered, centered), [0, 2, 3], true);
+    const inv = this.unary('Reciprocal', this.unary('Sqrt', this.binary('Add', variance, this.constant([epsilon]))));
+    const perChannel = (v: string) => this.reshape(v, [c!, 1, 1]);
+    const gain = this.binary('Mul', inv, perChannel(scale));
+    const y = this.binary('Add', this.binary('Mul', centered, gain), perChannel(bias));
+    this.graph.batchStats.push({ key, mean: this.reshape(mean, [c!]), variance: this.reshape(variance, [c!]), count: n! * h! * w! });
+    return y;
   }
 
   /** Elementwise binary op with numpy broadcasting. */
@@ -267,11 +297,17 @@ function usedInitializers(graph: Graph): [string, Tensor][] {
 }
 
 /** Lowers a bound graph to ONNX bytes. */
-export function toOnnx(graph: Graph, meta: Record<string, string> = {}): Uint8Array {
-  const unbound = [...graph.params.keys()].filter((k) => !graph.initializers.has(k));
-  if (unbound.length > 0 && graph.nodes.some((n) => n.inputs.some((i) => unbound.includes(i)))) {
+/**
+ * Lowers a graph to ONNX bytes. Parameters without data are an error, or, with
+ * `paramsAsInputs` (training graphs, whose weights change every step), extra graph inputs.
+ */
+export function toOnnx(graph: Graph, meta: Record<string, string> = {}, options: { paramsAsInputs?: boolean } = {}): Uint8Array {
+  const used = new Set(graph.nodes.flatMap((n) => n.inputs));
+  const unbound = [...graph.params.keys()].filter((k) => !graph.initializers.has(k) && used.has(k));
+  if (unbound.length > 0 && !options.paramsAsInputs) {
     throw new Error(`graph has unbound parameters: ${unbound.slice(0, 5).join(', ')}`);
   }
+  const inputs = graph.inputs.concat(unbound.map((name) => ({ name, shape: graph.params.get(name)! })));
   let counter = 0;
   return encodeModel({
     irVersion: 8,
@@ -289,7 +325,7 @@ export function toOnnx(graph: Graph, meta: Record<string, string> = {}): Uint8Ar
         attribute: Object.entries(n.attrs).map(([k, a]) => attributeMessage(k, a)),
       })),
       initializer: usedInitializers(graph).map(([name, t]) => tensorMessage(name, t)),
-      input: graph.inputs.map((v) => valueInfo(v.name, v.shape)),
+      input: inputs.map((v) => valueInfo(v.name, v.shape)),
       output: graph.outputs.map((v) => valueInfo(v.name, v.shape)),
     },
   });

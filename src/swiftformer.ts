@@ -36,6 +36,10 @@ export type Head = 'classifier' | 'features';
 
 export interface EmitOptions {
   head?: Head;
+  /** 'train': BatchNorm on batch statistics, `logits` and `dist_logits` kept apart; needs a fixed batch. */
+  mode?: 'eval' | 'train';
+  /** Batch size; 'batch' (symbolic) by default, a number for train graphs. */
+  batch?: number;
   /** Input height and width; each must be a positive multiple of 32. */
   inputSize?: number | [number, number];
   /** Also output the raw output of every stage (`stage0` ... `stage3`). */
@@ -47,6 +51,13 @@ type B = GraphBuilder;
 // ---------------------------------------------------------------- small modules
 
 function batchNorm(b: B, x: string, key: string, channels: number): string {
+  if (b.training) {
+    // Running statistics are state, not inputs of the train graph, but they stay declared
+    // so that the model's key set is the same in both modes.
+    b.param(`${key}.running_mean`, [channels]);
+    b.param(`${key}.running_var`, [channels]);
+    return b.batchNormTrain(x, key, b.param(`${key}.weight`, [channels]), b.param(`${key}.bias`, [channels]));
+  }
   return b.batchNorm(
     x,
     b.param(`${key}.weight`, [channels]),
@@ -160,6 +171,11 @@ function classifierHead(b: B, x: string, cfg: SwiftFormerConfig): string {
     b.linear(pooled, b.param(`${key}.weight`, [cfg.numClasses, dim]), b.param(`${key}.bias`, [cfg.numClasses]));
   const head = linear('head');
   if (!cfg.distillation) return head;
+  // Training keeps the two heads apart (the distillation loss needs both).
+  if (b.training) {
+    b.output(b.node('Identity', [linear('dist_head')], b.shape(head), {}, 'dist_logits'));
+    return head;
+  }
   // Eval semantics of the official model: the two heads are averaged.
   return b.binary('Mul', b.binary('Add', head, linear('dist_head')), b.constant([0.5]));
 }
@@ -172,7 +188,11 @@ export function emitSwiftFormer(cfg: SwiftFormerConfig, opts: EmitOptions = {}):
   validateConfig(cfg);
   const [h, w] = inputHW(opts.inputSize);
   const b = new GraphBuilder();
-  let x = stem(b, b.input('pixel_values', ['batch', 3, h, w]), cfg.embedDims[0]!);
+  b.training = opts.mode === 'train';
+  if (b.training && !(Number.isInteger(opts.batch) && opts.batch! > 1)) {
+    throw new SwiftFormerError('BAD_ARGUMENT', `a train graph needs a fixed batch size of at least 2 (BatchNorm statistics), got ${opts.batch}`);
+  }
+  let x = stem(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w]), cfg.embedDims[0]!);
   const netIndex = stageNetworkIndices(cfg);
   const stageOutputs: string[] = [];
   cfg.depths.forEach((depth, i) => {

@@ -1,0 +1,279 @@
+/**
+ * Reverse-mode differentiation of the graph IR. One table maps each op type to its gradient rule;
+ * a rule appends ONNX nodes computing the gradients of the op's inputs from the gradient of its
+ * output. The result is one graph that ONNX Runtime runs: loss, outputs and every gradient.
+ * An op without a rule is an error naming it.
+ */
+import { SwiftFormerError } from './errors.js';
+import { attr, GraphBuilder, type Graph, type Node, type Shape } from './graph.js';
+
+interface Ctx {
+  b: GraphBuilder;
+  shape(name: string): number[];
+}
+
+/** Gradients of a node's inputs (undefined: that input needs none) given the output's gradient. */
+type Rule = (ctx: Ctx, node: Node, dy: string) => (string | undefined)[];
+
+function intsAttr(node: Node, name: string, fallback: number[]): number[] {
+  const a = node.attrs[name];
+  return a?.kind === 'ints' ? a.value : fallback;
+}
+
+function intAttr(node: Node, name: string, fallback: number): number {
+  const a = node.attrs[name];
+  return a?.kind === 'int' ? a.value : fallback;
+}
+
+/** Sums a broadcast gradient back down to the shape of the operand it came from. */
+function reduceTo(ctx: Ctx, g: string, target: number[]): string {
+  const gs = ctx.shape(g);
+  if (gs.join() === target.join()) return g;
+  const lead = gs.length - target.length;
+  const axes = gs.flatMap((d, i) => (i < lead || (target[i - lead] === 1 && d !== 1) ? [i] : []));
+  const summed = axes.length > 0 ? ctx.b.reduce('ReduceSum', g, axes, true) : g;
+  return ctx.b.reshape(summed, target);
+}
+
+function binaryInputs(ctx: Ctx, node: Node): [string, string, number[], number[]] {
+  const [a, b] = node.inputs as [string, string];
+  return [a, b, ctx.shape(a), ctx.shape(b)];
+}
+
+/** Broadcasts a kept-dims reduction gradient back over the reduced axes. */
+function expandTo(ctx: Ctx, g: string, keptShape: number[], target: number[]): string {
+  const kept = ctx.b.reshape(g, keptShape);
+  return ctx.b.node('Expand', [kept, ctx.b.ints(target)], target);
+}
+
+function reduceAxes(ctx: Ctx, node: Node): { axes: number[]; kept: number[]; count: number } {
+  const x = ctx.shape(node.inputs[0]!);
+  const raw = node.op === 'ReduceSum' ? constInts(ctx, node.inputs[1]!) : intsAttr(node, 'axes', x.map((_, i) => i));
+  const axes = raw.map((a) => (a < 0 ? a + x.length : a));
+  const kept = x.map((d, i) => (axes.includes(i) ? 1 : d));
+  const count = axes.reduce((n, a) => n * x[a]!, 1);
+  return { axes, kept, count };
+}
+
+function constInts(ctx: Ctx, name: string): number[] {
+  const t = ctx.b.graph.initializers.get(name);
+  if (t?.dtype !== 'int64') throw new Error(`${name} is not an int64 constant`);
+  return Array.from(t.data, Number);
+}
+
+const neg = (ctx: Ctx, x: string) => ctx.b.unary('Neg', x);
+const mul = (ctx: Ctx, a: string, b: string) => ctx.b.binary('Mul', a, b);
+
+// ---------------------------------------------------------------- convolution
+
+interface ConvGeometry { stride: number; pad: number; group: number; k: number; x: number[]; w: number[]; y: number[] }
+
+function convGeometry(ctx: Ctx, node: Node): ConvGeometry {
+  const pads = intsAttr(node, 'pads', [0, 0, 0, 0]);
+  const strides = intsAttr(node, 'strides', [1, 1]);
+  const w = ctx.shape(node.inputs[1]!);
+  if (new Set(pads).size > 1 || strides[0] !== strides[1] || w[2] !== w[3] || intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) {
+    throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for Conv with pads ${pads}, strides ${strides}, kernel ${w.slice(2)}: only square symmetric ones`);
+  }
+  return { stride: strides[0]!, pad: pads[0]!, group: intAttr(node, 'group', 1), k: w[2]!, x: ctx.shape(node.inputs[0]!), w, y: ctx.shape(node.outputs[0]!) };
+}
+
+function convAttrs(k: number | [number, number], stride: number, pad: number, group: number, dilation = 1) {
+  const [kh, kw] = typeof k === 'number' ? [k, k] : k;
+  return {
+    kernel_shape: attr.ints([kh, kw]), strides: attr.ints([stride, stride]), pads: attr.ints([pad, pad, pad, pad]),
+    dilations: attr.ints([dilation, dilation]), group: attr.int(group),
+  };
+}
+
+function convInputGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): string {
+  const { b } = ctx;
+  const [, weight] = node.inputs as [string, string];
+  const { stride, pad, group, k, x, w } = geo;
+  if (k === 1 && stride === 1 && pad === 0 && group === 1) {
+    // dX = W^T dy: a 1x1 conv with the weight's two channel axes swapped.
+    const wt = b.node('Transpose', [weight], [w[1]!, w[0]!, 1, 1], { perm: attr.ints([1, 0, 2, 3]) });
+    return b.node('Conv', [dy, wt], x, convAttrs(1, 1, 0, 1));
+  }
+  if (stride === 1 && group === w[0] && w[1] === 1 && 2 * pad === k - 1) {
+    // Depthwise, same padding: correlate with the spatially flipped kernel.
+    const flipped = b.node('Slice', [weight, b.ints([-1, -1]), b.ints([-k - 1, -k - 1]), b.ints([2, 3]), b.ints([-1, -1])], w);
+    return b.node('Conv', [dy, flipped], x, convAttrs(k, 1, pad, group));
+  }
+  const outPad = x[2]! - ((geo.y[2]! - 1) * stride - 2 * pad + k);
+  const outPadW = x[3]! - ((geo.y[3]! - 1) * stride - 2 * pad + k);
+  return b.node('ConvTranspose', [dy, weight], x, { ...convAttrs(k, stride, pad, group), output_padding: attr.ints([outPad, outPadW]) });
+}
+
+function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): string {
+  const { b } = ctx;
+  const input = node.inputs[0]!;
+  const { stride, pad, group, k, x, w, y } = geo;
+  const [n, c, h, wd] = x as [number, number, number, number];
+  const o = w[0]!;
+  if (k === 1 && stride === 1 && pad === 0 && group === 1) {
+    // dW = sum over the batch of dy (O, HW) @ x (C, HW)^T.
+    const dyR = b.reshape(dy, [n, o, y[2]! * y[3]!]);
+    const xR = b.node('Transpose', [b.reshape(input, [n, c, h * wd])], [n, h * wd, c], { perm: attr.ints([0, 2, 1]) });
+    const perSample = b.node('MatMul', [dyR, xR], [n, o, c]);
+    return b.reshape(b.reduce('ReduceSum', perSample, [0], false), w);
+  }
+  // Correlate x with dy, the batch as the reduction axis: the forward stride becomes a dilation.
+  const swap = (v: string, s: number[]) => b.node('Transpose', [v], [s[1]!, s[0]!, s[2]!, s[3]!], { perm: attr.ints([1, 0, 2, 3]) });
+  const full = h + 2 * pad - stride * (y[2]! - 1);
+  const fullW = wd + 2 * pad - stride * (y[3]! - 1);
+  if (group === 1) {
+    const out = b.node('Conv', [swap(input, x), swap(dy, y)], [c, o, full, fullW], convAttrs([y[2]!, y[3]!], 1, pad, 1, stride));
+    return b.node('Transpose', [crop(ctx, out, k)], [o, c, k, k], { perm: attr.ints([1, 0, 2, 3]) });
+  }
+  if (group === c && group === o && w[1] === 1) {
+    const xs = b.reshape(swap(input, x), [1, c * n, h, wd]);
+    const out = b.node('Conv', [xs, swap(dy, y)], [1, c, full, fullW], convAttrs([y[2]!, y[3]!], 1, pad, c, stride));
+    return b.reshape(crop(ctx, out, k), w);
+  }
+  throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for grouped Conv with ${group} groups of ${w[1]} channels`);
+}
+
+/** The top-left k x k window of a (A,B,H,W) map. */
+function crop(ctx: Ctx, v: string, k: number): string {
+  const s = ctx.shape(v);
+  if (s[2] === k && s[3] === k) return v;
+  return ctx.b.node('Slice', [v, ctx.b.ints([0, 0]), ctx.b.ints([k, k]), ctx.b.ints([2, 3])], [s[0]!, s[1]!, k, k]);
+}
+
+// ---------------------------------------------------------------- the table
+
+export const GRADIENTS: Record<string, Rule> = {
+  Identity: (_, __, dy) => [dy],
+  Reshape: (ctx, node, dy) => [ctx.b.reshape(dy, ctx.shape(node.inputs[0]!)), undefined],
+  Add: (ctx, node, dy) => {
+    const [, , sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, dy, sa), reduceTo(ctx, dy, sb)];
+  },
+  Sub: (ctx, node, dy) => {
+    const [, , sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, dy, sa), reduceTo(ctx, neg(ctx, dy), sb)];
+  },
+  Mul: (ctx, node, dy) => {
+    const [a, b, sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, mul(ctx, dy, b), sa), reduceTo(ctx, mul(ctx, dy, a), sb)];
+  },
+  Div: (ctx, node, dy) => {
+    const [, b, sa, sb] = binaryInputs(ctx, node);
+    const y = node.outputs[0]!;
+    const da = ctx.b.binary('Div', dy, b);
+    return [reduceTo(ctx, da, sa), reduceTo(ctx, neg(ctx, mul(ctx, da, y)), sb)];
+  },
+  Max: (ctx, node, dy) => {
+    const [a, b, sa, sb] = binaryInputs(ctx, node);
+    const ge = ctx.b.node('GreaterOrEqual', [a, b], ctx.shape(node.outputs[0]!));
+    const mask = ctx.b.node('Cast', [ge], ctx.shape(node.outputs[0]!), { to: attr.int(1) });
+    const da = mul(ctx, dy, mask);
+    return [reduceTo(ctx, da, sa), reduceTo(ctx, ctx.b.binary('Sub', dy, da), sb)];
+  },
+  Neg: (ctx, _, dy) => [neg(ctx, dy)],
+  Reciprocal: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    return [neg(ctx, mul(ctx, dy, mul(ctx, y, y)))];
+  },
+  Sqrt: (ctx, node, dy) => [ctx.b.binary('Div', mul(ctx, dy, ctx.b.constant([0.5])), node.outputs[0]!)],
+  Exp: (ctx, node, dy) => [mul(ctx, dy, node.outputs[0]!)],
+  // Relu's output is >= 0, so its sign is the 0/1 mask of the positive inputs.
+  Relu: (ctx, node, dy) => [mul(ctx, dy, ctx.b.node('Sign', [node.outputs[0]!], ctx.shape(node.outputs[0]!)))],
+  Erf: (ctx, node, dy) => {
+    const x = node.inputs[0]!;
+    const gauss = ctx.b.unary('Exp', neg(ctx, mul(ctx, x, x)));
+    return [mul(ctx, dy, mul(ctx, gauss, ctx.b.constant([2 / Math.sqrt(Math.PI)])))];
+  },
+  ReduceMean: (ctx, node, dy) => {
+    const { kept, count } = reduceAxes(ctx, node);
+    const scaled = mul(ctx, dy, ctx.b.constant([1 / count]));
+    return [expandTo(ctx, scaled, kept, ctx.shape(node.inputs[0]!))];
+  },
+  ReduceSum: (ctx, node, dy) => {
+    const { kept } = reduceAxes(ctx, node);
+    return [expandTo(ctx, dy, kept, ctx.shape(node.inputs[0]!)), undefined];
+  },
+  // y = sqrt(sum x^2): dx = dy x / y (broadcast over the reduced axes).
+  ReduceL2: (ctx, node, dy) => {
+    const { kept } = reduceAxes(ctx, node);
+    const y = ctx.b.reshape(node.outputs[0]!, kept);
+    return [mul(ctx, node.inputs[0]!, ctx.b.binary('Div', ctx.b.reshape(dy, kept), y))];
+  },
+  LogSoftmax: (ctx, node, dy) => {
+    const axis = intAttr(node, 'axis', -1);
+    const probs = ctx.b.unary('Exp', node.outputs[0]!);
+    const total = ctx.b.reduce('ReduceSum', dy, [axis], true);
+    return [ctx.b.binary('Sub', dy, mul(ctx, probs, total))];
+  },
+  Gemm: (ctx, node, dy) => {
+    if (intAttr(node, 'transB', 0) !== 1 || intAttr(node, 'transA', 0) !== 0 || node.attrs.alpha || node.attrs.beta) {
+      throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Gemm other than x @ W^T + b');
+    }
+    const [x, w] = node.inputs as [string, string];
+    const dx = ctx.b.node('MatMul', [dy, w], ctx.shape(x));
+    const dw = ctx.b.node('Gemm', [dy, x], ctx.shape(w), { transA: attr.int(1) });
+    const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0], false) : undefined;
+    return [dx, dw, db];
+  },
+  Conv: (ctx, node, dy) => {
+    const geo = convGeometry(ctx, node);
+    const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0, 2, 3], false) : undefined;
+    return [convInputGrad(ctx, node, dy, geo), convWeightGrad(ctx, node, dy, geo), db];
+  },
+};
+
+// ---------------------------------------------------------------- backward
+
+/** Values that depend on any of `sources` (forward reachability). */
+function dependents(graph: Graph, sources: Set<string>): Set<string> {
+  const reached = new Set(sources);
+  for (const node of graph.nodes) {
+    if (node.inputs.some((i) => reached.has(i))) for (const o of node.outputs) reached.add(o);
+  }
+  return reached;
+}
+
+function sumAll(b: GraphBuilder, parts: string[]): string {
+  return parts.reduce((acc, p) => b.binary('Add', acc, p));
+}
+
+/**
+ * Appends the gradient of the scalar `loss` with respect to each of `wrt` to the graph, as outputs
+ * named `grad:<name>`. Returns those output names in `wrt` order.
+ */
+export function backward(graph: Graph, loss: string, wrt: string[]): string[] {
+  const b = new GraphBuilder(graph, 'grad/');
+  const ctx: Ctx = {
+    b,
+    shape: (name) => b.shape(name).map((d) => {
+      if (typeof d !== 'number') throw new SwiftFormerError('BAD_SHAPE', `gradient graphs need static shapes; ${name} has a symbolic axis '${d}'`);
+      return d;
+    }),
+  };
+  const live = dependents(graph, new Set(wrt));
+  const contributions = new Map<string, string[]>([[loss, [b.constant([1], ctx.shape(loss))]]]);
+  for (const node of [...graph.nodes].reverse()) {
+    const parts = contributions.get(node.outputs[0]!);
+    if (!parts || !node.inputs.some((i) => live.has(i))) continue;
+    const rule = GRADIENTS[node.op];
+    if (!rule) throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for op '${node.op}' (node output ${node.outputs[0]})`);
+    const dy = sumAll(b, parts);
+    const grads = rule(ctx, node, dy);
+    node.inputs.forEach((input, i) => {
+      const g = grads[i];
+      if (g === undefined || !live.has(input)) return;
+      const list = contributions.get(input) ?? [];
+      list.push(g);
+      contributions.set(input, list);
+    });
+  }
+  return wrt.map((name) => {
+    const parts = contributions.get(name);
+    // A parameter the loss does not reach (w_g under the softmax rule) has a zero gradient.
+    const g = parts ? sumAll(b, parts) : b.constant(new Float32Array(ctx.shape(name).reduce((n, d) => n * d, 1)), ctx.shape(name));
+    const out = b.node('Identity', [g], b.shape(name) as Shape, {}, `grad:${name}`);
+    b.output(out);
+    return out;
+  });
+}

@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import '../src/node.js';
+import { backward, GRADIENTS } from '../src/grad.js';
+import { attr, GraphBuilder, toOnnx } from '../src/graph.js';
+import { Random } from '../src/random.js';
+import { TrainStep, updateRunningStats } from '../src/step.js';
+import type { FloatTensor, StateDict } from '../src/tensor.js';
+import { inferConfig, readStateDict } from '../src/weights.js';
+import { fixtureBytes, manifest, relativeError } from './fixtures.js';
+
+// ---------------------------------------------------------------- parity with the official code
+
+const steps: TrainStep[] = [];
+after(async () => {
+  await Promise.all(steps.map((s) => s.release()));
+});
+
+function oneHot(labels: BigInt64Array, classes: number): FloatTensor {
+  const data = new Float32Array(labels.length * classes);
+  labels.forEach((l, i) => { data[i * classes + Number(l)] = 1; });
+  return { dtype: 'float32', shape: [labels.length, classes], data };
+}
+
+function floats(rel: string, shape: number[]): FloatTensor {
+  return { dtype: 'float32', shape, data: new Float32Array(fixtureBytes(rel).slice().buffer) };
+}
+
+for (const dir of ['tiny', 'xs'] as const) {
+  describe(`${dir}: one training step matches the official PyTorch step`, async () => {
+    const state = await readStateDict(fixtureBytes(`${dir}/train_weights.safetensors`));
+    const config = inferConfig(state);
+    const step = await TrainStep.create(config, { batch: 4, inputSize: 64 }, { threads: 2 });
+    steps.push(step);
+    const labels = new BigInt64Array(fixtureBytes(`${dir}/train_labels.bin`).slice().buffer);
+    const result = await step.run(state, floats(`${dir}/train_input.bin`, [4, 3, 64, 64]), oneHot(labels, 10));
+
+    test('loss (mean cross-entropy)', () => {
+      assert.ok(Math.abs(result.loss - manifest(dir).train_loss) <= 1e-5 * manifest(dir).train_loss);
+    });
+
+    test('train-mode logits within 1e-4 relative', () => {
+      assert.ok(relativeError(result.logits.data, floats(`${dir}/train_logits.bin`, [4, 10]).data) <= 1e-4);
+    });
+
+    test('every parameter gradient within 1e-4 max|ref| + 1e-6', async () => {
+      const reference = await readStateDict(fixtureBytes(`${dir}/grads.safetensors`));
+      assert.equal(result.grads.size, reference.size, 'one gradient per parameter');
+      for (const [key, ref] of reference) {
+        const got = result.grads.get(key);
+        assert.ok(got, `gradient of ${key}`);
+        assert.deepEqual(got.shape, ref.shape, key);
+        const r = ref.data as Float32Array;
+        let diff = 0;
+        let scale = 0;
+        for (let i = 0; i < r.length; i++) {
+          diff = Math.max(diff, Math.abs(got.data[i]! - r[i]!));
+          scale = Math.max(scale, Math.abs(r[i]!));
+        }
+        assert.ok(diff <= 1e-4 * scale + 1e-6, `${key}: max diff ${diff} vs max|ref| ${scale}`);
+      }
+    });
+
+    test('BatchNorm running statistics after the step (momentum 0.1, unbiased variance)', async () => {
+      const after: StateDict = new Map([...state].map(([k, t]) => [k, { ...t, data: t.data.slice() } as typeof t]));
+      updateRunningStats(after, result.stats);
+      const reference = await readStateDict(fixtureBytes(`${dir}/train_bn_after.safetensors`));
+      for (const [key, ref] of reference) {
+        const got = after.get(key)!;
+        if (ref.dtype === 'int64') {
+          assert.equal(got.data[0], ref.data[0], key);
+        } else {
+          assert.ok(relativeError(got.data as Float32Array, ref.data) <= 1e-5, key);
+        }
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------- every rule against finite differences
+
+interface Case {
+  name: string;
+  inputs: Record<string, number[]>;
+  build(b: GraphBuilder, x: Record<string, string>): string;
+  /** Inputs kept away from zero (division, sqrt) or strictly positive. */
+  positive?: string[];
+}
+
+const CASES: Case[] = [
+  { name: 'Add broadcast', inputs: { a: [2, 3, 4], b: [3, 1] }, build: (b, x) => b.binary('Add', x.a!, x.b!) },
+  { name: 'Sub broadcast', inputs: { a: [2, 3], b: [1, 3] }, build: (b, x) => b.binary('Sub', x.a!, x.b!) },
+  { name: 'Mul broadcast', inputs: { a: [2, 3, 2, 2], b: [3, 1, 1] }, build: (b, x) => b.binary('Mul', x.a!, x.b!) },
+  { name: 'Mul square', inputs: { a: [5] }, build: (b, x) => b.binary('Mul', x.a!, x.a!) },
+  { name: 'Div', inputs: { a: [2, 4], b: [2, 1] }, positive: ['b'], build: (b, x) => b.binary('Div', x.a!, x.b!) },
+  { name: 'Max', inputs: { a: [3, 4], b: [4] }, build: (b, x) => b.binary('Max', x.a!, x.b!) },
+  { name: 'Neg', inputs: { a: [4] }, build: (b, x) => b.unary('Neg', x.a!) },
+  { name: 'Reciprocal', inputs: { a: [4] }, positive: ['a'], build: (b, x) => b.unary('Reciprocal', x.a!) },
+  { name: 'Sqrt', inputs: { a: [4] }, positive: ['a'], build: (b, x) => b.unary('Sqrt', x.a!) },
+  { name: 'Exp', inputs: { a: [4] }, build: (b, x) => b.unary('Exp', x.a!) },
+  { name: 'Relu', inputs: { a: [12] }, build: (b, x) => b.unary('Relu', x.a!) },
+  { name: 'Erf (GELU)', inputs: { a: [12] }, build: (b, x) => b.gelu(x.a!) },
+  { name: 'ReduceMean keepdims', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [0, 2, 3], true) },
+  { name: 'ReduceMean drop', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [2, 3], false) },
+  { name: 'ReduceSum', inputs: { a: [2, 3, 4] }, build: (b, x) => b.reduce('ReduceSum', x.a!, [1], true) },
+  { name: 'ReduceL2 / normalize', inputs: { a: [2, 5, 3, 3] }, build: (b, x) => b.l2Normalize(x.a!, [1]) },
+  { name: 'normalize over tokens', inputs: { a: [2, 1, 3, 3] }, build: (b, x) => b.l2Normalize(x.a!, [2, 3]) },
+  { name: 'Reshape', inputs: { a: [2, 6] }, build: (b, x) => b.reshape(x.a!, [3, 4]) },
+  { name: 'Identity', inputs: { a: [3] }, build: (b, x) => b.unary('Identity', x.a!) },
+  {
+    name: 'LogSoftmax', inputs: { a: [3, 5] },
+    build: (b, x) => b.node('LogSoftmax', [x.a!], b.shape(x.a!), { axis: attr.int(1) }),
+  },
+  { name: 'Gemm', inputs: { x: [3, 4], w: [5, 4], bias: [5] }, build: (b, x) => b.linear(x.x!, x.w!, x.bias!) },
+  { name: 'Conv 1x1', inputs: { x: [2, 3, 4, 4], w: [5, 3, 1, 1], bias: [5] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!) },
+  { name: 'Conv 3x3', inputs: { x: [2, 3, 5, 5], w: [4, 3, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1 }) },
+  { name: 'Conv 3x3 stride 2', inputs: { x: [2, 3, 8, 8], w: [4, 3, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, stride: 2 }) },
+  { name: 'Conv 3x3 stride 2 odd size', inputs: { x: [2, 2, 7, 7], w: [3, 2, 3, 3], bias: [3] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, stride: 2 }) },
+  { name: 'Conv depthwise', inputs: { x: [2, 4, 5, 5], w: [4, 1, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, groups: 4 }) },
+  { name: 'Conv depthwise stride 2', inputs: { x: [2, 3, 6, 6], w: [3, 1, 3, 3] }, build: (b, x) => b.conv(x.x!, x.w!, undefined, { pad: 1, stride: 2, groups: 3 }) },
+  {
+    name: 'BatchNorm (train, batch statistics)', inputs: { x: [3, 2, 3, 3], g: [2], beta: [2] },
+    build: (b, x) => b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!),
+  },
+];
+
+/** Evaluates loss = sum(out * R) and its gradient for the given input values. */
+async function evaluate(c: Case, values: Record<string, Float32Array>) {
+  const b = new GraphBuilder();
+  const names: Record<string, string> = {};
+  for (const [name, shape] of Object.entries(c.inputs)) names[name] = b.param(name, shape);
+  const out = c.build(b, names);
+  const rng = new Random(7);
+  const weights = b.constant(Float32Array.from({ length: b.shape(out).reduce((n: number, d) => n * Number(d), 1) }, () => rng.normal()), b.shape(out) as number[]);
+  const loss = b.node('Identity', [b.reduce('ReduceSum', b.binary('Mul', out, weights), b.shape(out).map((_, i) => i), false)], [], {}, 'loss');
+  b.output(loss);
+  backward(b.graph, 'loss', Object.keys(c.inputs));
+  const session = await ort.InferenceSession.create(toOnnx(b.graph, {}, { paramsAsInputs: true }), { graphOptimizationLevel: 'disabled' });
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, shape] of Object.entries(c.inputs)) feeds[name] = new ort.Tensor('float32', values[name]!, shape);
+  const result = await session.run(feeds);
+  await session.release();
+  return { loss: (result.loss!.data as Float32Array)[0]!, grads: Object.fromEntries(Object.keys(c.inputs).map((n) => [n, result[`grad:${n}`]!.data as Float32Array])) };
+}
+
+describe('gradient rules against central finite differences', () => {
+  for (const c of CASES) {
+    test(c.name, async () => {
+      const rng = new Random(c.name.length * 31 + 1);
+      const values: Record<string, Float32Array> = {};
+      for (const [name, shape] of Object.entries(c.inputs)) {
+        const n = shape.reduce((a, d) => a * d, 1);
+        values[name] = Float32Array.from({ length: n }, () => (c.positive?.includes(name) ? rng.uniform(0.5, 2) : rng.normal()));
+      }
+      const { grads } = await evaluate(c, values);
+      // Directional derivative along a random direction v: (f(x + hv) - f(x - hv)) / 2h vs <grad, v>.
+      const h = 1e-2;
+      const direction: Record<string, Float32Array> = {};
+      let analytic = 0;
+      for (const [name, v] of Object.entries(values)) {
+        direction[name] = Float32Array.from(v, () => rng.normal());
+        direction[name]!.forEach((d, i) => { analytic += d * grads[name]![i]!; });
+      }
+      const shifted = (sign: number) => Object.fromEntries(Object.entries(values).map(([n, v]) => [n, v.map((x, i) => x + sign * h * direction[n]![i]!)]));
+      const numeric = ((await evaluate(c, shifted(1))).loss - (await evaluate(c, shifted(-1))).loss) / (2 * h);
+      assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.max(1, Math.abs(analytic)), `finite difference ${numeric} vs analytic ${analytic}`);
+    });
+  }
+
+  test('every op in the table has a finite-difference case', () => {
+    const covered = new Set<string>();
+    for (const c of CASES) {
+      const b = new GraphBuilder();
+      const names = Object.fromEntries(Object.entries(c.inputs).map(([n, s]) => [n, b.param(n, s)]));
+      c.build(b, names);
+      for (const node of b.graph.nodes) covered.add(node.op);
+    }
+    assert.deepEqual(Object.keys(GRADIENTS).filter((op) => !covered.has(op)), []);
+  });
+
+  test('an op without a rule is an error naming it', () => {
+    const b = new GraphBuilder();
+    const x = b.param('x', [3]);
+    const y = b.node('Tanh', [x], [3]);
+    b.node('Identity', [b.reduce('ReduceSum', y, [0], false)], [], {}, 'loss');
+    assert.throws(() => backward(b.graph, 'loss', ['x']), /no gradient rule for op 'Tanh'/);
+  });
+});
