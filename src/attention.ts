@@ -2,6 +2,7 @@
  * Attention modules, emitted on NCHW feature maps (a token is a pixel, its features the channels).
  */
 import type { GraphBuilder } from './graph.js';
+import { channelAxis, normalizeOverTokens, pointwise, scaleByGlobal, sumOverTokens } from './layout.js';
 
 /**
  * How the per-token attention scores are normalized:
@@ -11,10 +12,9 @@ import type { GraphBuilder } from './graph.js';
  */
 export type TokenNorm = 'l2' | 'softmax';
 
-/** torch Linear(in, out) applied to every pixel: a 1x1 convolution with the weight reshaped. */
+/** torch Linear(in, out) applied to every pixel: a 1x1 convolution. */
 export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: number, outDim: number): string {
-  const weight = b.reshape(b.param(`${key}.weight`, [outDim, inDim]), [outDim, inDim, 1, 1]);
-  return b.conv(x, weight, b.param(`${key}.bias`, [outDim]));
+  return pointwise(b, x, b.param(`${key}.weight`, [outDim, inDim]), b.param(`${key}.bias`, [outDim]), inDim, outDim);
 }
 
 /**
@@ -27,18 +27,17 @@ export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: 
  *   out = final(Proj(G * k) + q)
  */
 export function efficientAdditiveAttention(b: GraphBuilder, x: string, key: string, dim: number, norm: TokenNorm): string {
-  const q = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_query`, dim, dim), [1]);
-  const k = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_key`, dim, dim), [1]);
+  const channels = [channelAxis(b)];
+  const q = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_query`, dim, dim), channels);
+  const k = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_key`, dim, dim), channels);
   const wg = b.param(`${key}.w_g`, [dim, 1]);
   let global: string;
   if (norm === 'l2') {
-    const score = b.conv(q, b.reshape(wg, [1, dim, 1, 1]), undefined);
-    const scaled = b.binary('Mul', score, b.constant([dim ** -0.5]));
-    const weights = b.l2Normalize(scaled, [2, 3]);
-    global = b.reduce('ReduceSum', b.binary('Mul', weights, q), [2, 3], true);
+    const score = b.binary('Mul', pointwise(b, q, wg, undefined, dim, 1), b.constant([dim ** -0.5]));
+    global = sumOverTokens(b, normalizeOverTokens(b, score), q);
   } else {
-    global = b.reduce('ReduceSum', q, [2, 3], true);
+    global = sumOverTokens(b, undefined, q);
   }
-  const mixed = pointwiseLinear(b, b.binary('Mul', global, k), `${key}.Proj`, dim, dim);
+  const mixed = pointwiseLinear(b, scaleByGlobal(b, global, k), `${key}.Proj`, dim, dim);
   return pointwiseLinear(b, b.binary('Add', mixed, q), `${key}.final`, dim, dim);
 }

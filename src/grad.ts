@@ -40,6 +40,12 @@ function binaryInputs(ctx: Ctx, node: Node): [string, string, number[], number[]
   return [a, b, ctx.shape(a), ctx.shape(b)];
 }
 
+/** Shape of a MatMul gradient: the broadcast batch axes of `dy`, the matrix axes of `operand`. */
+function broadcastBatch(ctx: Ctx, dy: string, operand: number[]): number[] {
+  const d = ctx.shape(dy);
+  return [...d.slice(0, -2), ...operand.slice(-2)];
+}
+
 /** Broadcasts a kept-dims reduction gradient back over the reduced axes. */
 function expandTo(ctx: Ctx, g: string, keptShape: number[], target: number[]): string {
   const kept = ctx.b.reshape(g, keptShape);
@@ -112,11 +118,9 @@ function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): st
   const [n, c, h, wd] = x as [number, number, number, number];
   const o = w[0]!;
   if (k === 1 && stride === 1 && pad === 0 && group === 1) {
-    // dW = sum over the batch of dy (O, HW) @ x (C, HW)^T.
-    const dyR = b.reshape(dy, [n, o, y[2]! * y[3]!]);
-    const xR = b.node('Transpose', [b.reshape(input, [n, c, h * wd])], [n, h * wd, c], { perm: attr.ints([0, 2, 1]) });
-    const perSample = b.node('MatMul', [dyR, xR], [n, o, c]);
-    return b.reshape(b.reduce('ReduceSum', perSample, [0], false), w);
+    // dW = dy (O, N*HW) @ x (C, N*HW)^T: one GEMM over every position of every image.
+    const rows = (v: string, ch: number) => b.reshape(b.node('Transpose', [v], [ch, n, y[2]!, y[3]!], { perm: attr.ints([1, 0, 2, 3]) }), [ch, n * y[2]! * y[3]!]);
+    return b.reshape(b.node('Gemm', [rows(dy, o), rows(input, c)], [o, c], { transB: attr.int(1) }), w);
   }
   // Correlate x with dy, the batch as the reduction axis: the forward stride becomes a dilation.
   const swap = (v: string, s: number[]) => b.node('Transpose', [v], [s[1]!, s[0]!, s[2]!, s[3]!], { perm: attr.ints([1, 0, 2, 3]) });
@@ -206,15 +210,81 @@ export const GRADIENTS: Record<string, Rule> = {
     const total = ctx.b.reduce('ReduceSum', dy, [axis], true);
     return [ctx.b.binary('Sub', dy, mul(ctx, probs, total))];
   },
+  // Y = op(A) op(B) + C with op a transpose when transA / transB (alpha = beta = 1).
   Gemm: (ctx, node, dy) => {
-    if (intAttr(node, 'transB', 0) !== 1 || intAttr(node, 'transA', 0) !== 0 || node.attrs.alpha || node.attrs.beta) {
-      throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Gemm other than x @ W^T + b');
+    if (node.attrs.alpha || node.attrs.beta) throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Gemm with alpha or beta');
+    const [a, b, c] = node.inputs as [string, string, string | undefined];
+    const ta = intAttr(node, 'transA', 0);
+    const tb = intAttr(node, 'transB', 0);
+    const gemm = (x: string, y: string, transA: number, transB: number, shape: number[]) =>
+      ctx.b.node('Gemm', [x, y], shape, { transA: attr.int(transA), transB: attr.int(transB) });
+    const da = ta ? gemm(b, dy, tb, 1, ctx.shape(a)) : gemm(dy, b, 0, 1 - tb, ctx.shape(a));
+    const db = tb ? gemm(dy, a, 1, ta, ctx.shape(b)) : gemm(a, dy, 1 - ta, 0, ctx.shape(b));
+    return [da, db, c ? reduceTo(ctx, dy, ctx.shape(c)) : undefined];
+  },
+  // Batched matrix product over the last two axes (leading axes broadcast).
+  MatMul: (ctx, node, dy) => {
+    const [a, b] = node.inputs as [string, string];
+    const swapLast = (v: string) => {
+      const s = ctx.shape(v);
+      const perm = s.map((_, i) => i);
+      perm.splice(-2, 2, s.length - 1, s.length - 2);
+      return ctx.b.node('Transpose', [v], perm.map((i) => s[i]!), { perm: attr.ints(perm) });
+    };
+    const da = ctx.b.node('MatMul', [dy, swapLast(b)], broadcastBatch(ctx, dy, ctx.shape(a)));
+    const db = ctx.b.node('MatMul', [swapLast(a), dy], broadcastBatch(ctx, dy, ctx.shape(b)));
+    return [reduceTo(ctx, da, ctx.shape(a)), reduceTo(ctx, db, ctx.shape(b))];
+  },
+  Transpose: (ctx, node, dy) => {
+    const perm = intsAttr(node, 'perm', []);
+    const inverse = perm.map((_, i) => perm.indexOf(i));
+    return [ctx.b.node('Transpose', [dy], ctx.shape(node.inputs[0]!), { perm: attr.ints(inverse) })];
+  },
+  Expand: (ctx, node, dy) => [reduceTo(ctx, dy, ctx.shape(node.inputs[0]!)), undefined],
+  // Constant padding: the gradient is the un-padded window.
+  Pad: (ctx, node, dy) => {
+    const x = ctx.shape(node.inputs[0]!);
+    const pads = constInts(ctx, node.inputs[1]!);
+    const axes = x.map((_, i) => i);
+    const starts = ctx.b.ints(axes.map((i) => pads[i]!));
+    const ends = ctx.b.ints(axes.map((i) => pads[i]! + x[i]!));
+    return [ctx.b.node('Slice', [dy, starts, ends, ctx.b.ints(axes)], x), undefined];
+  },
+  // A unit-step slice: the gradient is zero-padded back to the input's extent.
+  Slice: (ctx, node, dy) => {
+    const x = ctx.shape(node.inputs[0]!);
+    const starts = constInts(ctx, node.inputs[1]!);
+    const axes = node.inputs[3] ? constInts(ctx, node.inputs[3]) : starts.map((_, i) => i);
+    if (node.inputs[4] && constInts(ctx, node.inputs[4]).some((st) => st !== 1)) {
+      throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Slice with steps other than 1');
     }
-    const [x, w] = node.inputs as [string, string];
-    const dx = ctx.b.node('MatMul', [dy, w], ctx.shape(x));
-    const dw = ctx.b.node('Gemm', [dy, x], ctx.shape(w), { transA: attr.int(1) });
-    const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0], false) : undefined;
-    return [dx, dw, db];
+    const y = ctx.shape(node.outputs[0]!);
+    const before = x.map(() => 0);
+    const after = x.map(() => 0);
+    axes.forEach((axis, i) => {
+      const a = axis < 0 ? axis + x.length : axis;
+      const start = Math.min(Math.max(starts[i]! < 0 ? starts[i]! + x[a]! : starts[i]!, 0), x[a]!);
+      before[a] = start;
+      after[a] = x[a]! - start - y[a]!;
+    });
+    return [ctx.b.node('Pad', [dy, ctx.b.ints([...before, ...after])], x, { mode: attr.string('constant') }), undefined, undefined, undefined, undefined];
+  },
+  // Closed form over the batch statistics (M values per channel):
+  // dx = gain (dy - mean(dy) - xc inv^2 mean(dy xc)), gain = inv scale.
+  BatchNormTrain: (ctx, node, dy) => {
+    const [, scale, bias] = node.inputs as [string, string, string];
+    const [, , , centered, inv] = node.outputs as [string, string, string, string, string];
+    const axes = intsAttr(node, 'axes', []);
+    const x = ctx.shape(centered);
+    const count = axes.reduce((n, a) => n * x[a]!, 1);
+    const { b } = ctx;
+    const sumDy = b.reduce('ReduceSum', dy, axes, true);
+    const sumDyXc = b.reduce('ReduceSum', mul(ctx, dy, centered), axes, true);
+    const gain = mul(ctx, inv, scale);
+    const k1 = mul(ctx, mul(ctx, gain, mul(ctx, inv, inv)), mul(ctx, sumDyXc, b.constant([1 / count])));
+    const k2 = mul(ctx, gain, mul(ctx, sumDy, b.constant([1 / count])));
+    const dx = b.binary('Sub', b.binary('Sub', mul(ctx, dy, gain), mul(ctx, centered, k1)), k2);
+    return [dx, reduceTo(ctx, mul(ctx, sumDyXc, inv), ctx.shape(scale)), reduceTo(ctx, sumDy, ctx.shape(bias))];
   },
   Conv: (ctx, node, dy) => {
     const geo = convGeometry(ctx, node);

@@ -9,6 +9,9 @@ import { float32, formatShape, numel, type FloatTensor, type StateDict, type Ten
 
 export const OPSET = 17;
 
+/** Domain of this library's composite ops: they have gradient rules and expand into ONNX ops. */
+export const COMPOSITE = 'swiftformer';
+
 /** A dimension is a number or a symbolic name (the batch axis is 'batch'). */
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -78,6 +81,12 @@ export class GraphBuilder {
 
   /** Emit train-mode semantics (BatchNorm on batch statistics, heads kept apart). */
   training = false;
+
+  /** Layout of feature maps (see layout.ts). */
+  layout: 'nchw' | 'cnhw' = 'nchw';
+
+  /** 'cnhw' only: (N, H, W) of the feature maps being emitted, which are stored as (C, N*H*W). */
+  grid: [number, number, number] = [0, 0, 0];
 
   /** Registers a graph input. */
   input(name: string, shape: Shape): string {
@@ -160,20 +169,27 @@ export class GraphBuilder {
   }
 
   /**
-   * BatchNorm on the statistics of the batch, in primitives the gradient table knows; records the
-   * batch mean and biased variance so the caller can update the running statistics.
-   * x: (N,C,H,W), scale/bias: (C) -> same as x.
+   * BatchNorm on the statistics of the batch: one composite node (expanded into ONNX primitives
+   * by `expandComposites`) so that its gradient can be the closed form rather than the chain rule
+   * through six primitives. Records the batch mean and biased variance for the running statistics.
+   * x: feature maps, scale/bias: (C) -> same as x.
    */
   batchNormTrain(x: string, key: string, scale: string, bias: string, epsilon = 1e-5): string {
-    const [n, c, h, w] = this.shape(x) as number[];
-    const mean = this.reduce('ReduceMean', x, [0, 2, 3], true);
-    const centered = this.binary('Sub', x, mean);
-    const variance = this.reduce('ReduceMean', this.binary('Mul', centered, centered), [0, 2, 3], true);
-    const inv = this.unary('Reciprocal', this.unary('Sqrt', this.binary('Add', variance, this.constant([epsilon]))));
-    const perChannel = (v: string) => this.reshape(v, [c!, 1, 1]);
-    const gain = this.binary('Mul', inv, perChannel(scale));
-    const y = this.binary('Add', this.binary('Mul', centered, gain), perChannel(bias));
-    this.graph.batchStats.push({ key, mean: this.reshape(mean, [c!]), variance: this.reshape(variance, [c!]), count: n! * h! * w! });
+    const shape = this.shape(x) as number[];
+    const channelAxis = this.layout === 'cnhw' ? 0 : 1;
+    const c = shape[channelAxis]!;
+    const axes = shape.map((_, a) => a).filter((a) => a !== channelAxis);
+    const count = axes.reduce((n, a) => n * shape[a]!, 1);
+    const kept = shape.map((d, a) => (a === channelAxis ? d : 1));
+    const perChannel = (v: string) => this.reshape(v, kept.slice(channelAxis));
+    const id = this.counter++;
+    const [y, mean, variance, centered, inv] = ['y', 'mean', 'var', 'centered', 'inv'].map((n) => `${this.prefix}bn_${id}_${n}`) as [string, string, string, string, string];
+    this.graph.nodes.push({
+      op: 'BatchNormTrain', domain: COMPOSITE, inputs: [x, perChannel(scale), perChannel(bias)], outputs: [y, mean, variance, centered, inv],
+      attrs: { epsilon: attr.float(epsilon), axes: attr.ints(axes) },
+    });
+    for (const [name, s] of [[y, shape], [mean, kept], [variance, kept], [centered, shape], [inv, kept]] as const) this.graph.shapes.set(name, s);
+    this.graph.batchStats.push({ key, mean: this.reshape(mean, [c]), variance: this.reshape(variance, [c]), count });
     return y;
   }
 
@@ -301,7 +317,8 @@ function usedInitializers(graph: Graph): [string, Tensor][] {
  * Lowers a graph to ONNX bytes. Parameters without data are an error, or, with
  * `paramsAsInputs` (training graphs, whose weights change every step), extra graph inputs.
  */
-export function toOnnx(graph: Graph, meta: Record<string, string> = {}, options: { paramsAsInputs?: boolean } = {}): Uint8Array {
+export function toOnnx(source: Graph, meta: Record<string, string> = {}, options: { paramsAsInputs?: boolean } = {}): Uint8Array {
+  const graph = expandComposites(source);
   const used = new Set(graph.nodes.flatMap((n) => n.inputs));
   const unbound = [...graph.params.keys()].filter((k) => !graph.initializers.has(k) && used.has(k));
   if (unbound.length > 0 && !options.paramsAsInputs) {
@@ -336,4 +353,32 @@ export function floatInit(graph: Graph, name: string): FloatTensor {
   const t = graph.initializers.get(name);
   if (!t || t.dtype !== 'float32') throw new Error(`${name} is not a float constant`);
   return t;
+}
+
+// ---------------------------------------------------------------- composites
+
+/** Replaces every composite node by the ONNX primitives computing the same named outputs. */
+export function expandComposites(graph: Graph): Graph {
+  if (!graph.nodes.some((n) => n.domain === COMPOSITE)) return graph;
+  const g: Graph = { ...graph, nodes: [], shapes: new Map(graph.shapes), initializers: new Map(graph.initializers) };
+  const b = new GraphBuilder(g, 'expand/');
+  for (const node of graph.nodes) {
+    if (node.domain !== COMPOSITE) g.nodes.push(node);
+    else if (node.op === 'BatchNormTrain') expandBatchNormTrain(b, node);
+    else throw new Error(`no expansion for composite op ${node.op}`);
+  }
+  return g;
+}
+
+function expandBatchNormTrain(b: GraphBuilder, node: Node): void {
+  const [x, scale, bias] = node.inputs as [string, string, string];
+  const [y, mean, variance, centered, inv] = node.outputs as [string, string, string, string, string];
+  const axes = node.attrs.axes?.kind === 'ints' ? node.attrs.axes.value : [];
+  const eps = node.attrs.epsilon?.kind === 'float' ? node.attrs.epsilon.value : 1e-5;
+  const keep = { axes: attr.ints(axes), keepdims: attr.int(1) };
+  b.node('ReduceMean', [x], b.shape(mean), keep, mean);
+  b.node('Sub', [x, mean], b.shape(centered), {}, centered);
+  b.node('ReduceMean', [b.binary('Mul', centered, centered)], b.shape(variance), keep, variance);
+  b.node('Reciprocal', [b.unary('Sqrt', b.binary('Add', variance, b.constant([eps])))], b.shape(inv), {}, inv);
+  b.node('Add', [b.binary('Mul', centered, b.binary('Mul', inv, scale)), bias], b.shape(y), {}, y);
 }

@@ -22,6 +22,15 @@ export { toOnnx, bindParams } from './graph.js';
 export type { Graph } from './graph.js';
 export { optimizeForInference, countMacs } from './passes.js';
 export { evalTransform } from './transforms.js';
+export { decodeImage, preprocess, imageFormat, MAX_IMAGE_PIXELS } from './decode.js';
+export type { DecodeOptions, ImageFormat, PreprocessOptions } from './decode.js';
+export type { RGBImage } from './resize.js';
+export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf } from './labels.js';
+export {
+  download, resolveWeights, cacheDir, cachedPath, parseHfSource, hfUrl, defaultWeights, isRemoteSource, HttpStatusError,
+  HF_WEIGHT_FILES, DEFAULT_MODEL_DIR,
+} from './hub.js';
+export type { BundledModel, DownloadOptions, DownloadProgress, HfSource, ResolvedWeights } from './hub.js';
 export { getBackend, registerBackend } from './runtime.js';
 export type { Backend, Session, SessionOptions } from './runtime.js';
 export { SwiftFormerError } from './errors.js';

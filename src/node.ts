@@ -1,7 +1,8 @@
-/** Node platform setup: onnxruntime-node (CPU) as the backend, files read from disk. */
+/** Node platform setup: onnxruntime-node (CPU) as the backend; files read from disk, URLs and hf: repositories through the download cache. */
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { SwiftFormerError } from './errors.js';
+import { isRemoteSource, readRemoteSource } from './hub.js';
 import { registerSourceReader } from './io.js';
 import { ortBackend } from './ort.js';
 import { registerBackend } from './runtime.js';
@@ -9,8 +10,9 @@ import { registerBackend } from './runtime.js';
 registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true });
 
 registerSourceReader(async (source) => {
+  if (isRemoteSource(source)) return readRemoteSource(source);
   try {
-    const buf = await readFile(source);
+    const buf = await readFile(source.startsWith('file:') ? new URL(source) : source);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -6,6 +6,7 @@
 import { SwiftFormerError } from './errors.js';
 import { backward } from './grad.js';
 import { GraphBuilder, toOnnx, type BatchStat, type Graph } from './graph.js';
+import type { Layout } from './layout.js';
 import { getBackend, type Session, type SessionOptions } from './runtime.js';
 import { emitSwiftFormer, isBuffer, type SwiftFormerConfig } from './swiftformer.js';
 import type { FloatTensor, StateDict } from './tensor.js';
@@ -17,6 +18,8 @@ export interface StepGraphOptions {
   distill?: boolean;
   /** Weight of the distillation loss when `distill` (DeiT: 0.5). */
   distillWeight?: number;
+  /** Feature-map layout of the train graph (default 'cnhw', see layout.ts). */
+  layout?: Layout;
 }
 
 export interface StepGraph {
@@ -40,7 +43,7 @@ export function crossEntropy(b: GraphBuilder, logits: string, targets: string): 
  * Outputs: `loss`, `logits`, gradients, batch statistics (`<bn key>:mean`, `<bn key>:var`).
  */
 export function buildStepGraph(cfg: SwiftFormerConfig, options: StepGraphOptions): StepGraph {
-  const graph = emitSwiftFormer(cfg, { mode: 'train', batch: options.batch, inputSize: options.inputSize });
+  const graph = emitSwiftFormer(cfg, { mode: 'train', batch: options.batch, inputSize: options.inputSize, ...(options.layout ? { layout: options.layout } : {}) });
   const b = new GraphBuilder(graph, 'loss/');
   const k = cfg.numClasses;
   let loss = crossEntropy(b, 'logits', b.input('targets', [options.batch, k]));

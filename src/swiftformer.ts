@@ -10,6 +10,7 @@
 import { SwiftFormerError } from './errors.js';
 import { GraphBuilder, type Graph } from './graph.js';
 import { efficientAdditiveAttention, type TokenNorm } from './attention.js';
+import { fromPixels, globalPool, perChannel, pointwise, spatialConv, type Layout } from './layout.js';
 import { Random } from './random.js';
 import { float32, numel, type StateDict } from './tensor.js';
 
@@ -40,6 +41,8 @@ export interface EmitOptions {
   mode?: 'eval' | 'train';
   /** Batch size; 'batch' (symbolic) by default, a number for train graphs. */
   batch?: number;
+  /** Feature-map layout (layout.ts); default 'nchw' for eval, 'cnhw' for train. */
+  layout?: Layout;
   /** Input height and width; each must be a positive multiple of 32. */
   inputSize?: number | [number, number];
   /** Also output the raw output of every stage (`stage0` ... `stage3`). */
@@ -71,12 +74,14 @@ function conv(b: B, x: string, key: string, inC: number, outC: number, k: number
   const groups = opts.groups ?? 1;
   const w = b.param(`${key}.weight`, [outC, inC / groups, k, k]);
   const bias = b.param(`${key}.bias`, [outC]);
-  return b.conv(x, w, bias, { stride: opts.stride ?? 1, pad: Math.floor(k / 2), groups });
+  if (k === 1 && groups === 1) return pointwise(b, x, w, bias, inC, outC);
+  return spatialConv(b, x, w, bias, { stride: opts.stride ?? 1, pad: Math.floor(k / 2), groups });
 }
 
-/** Per-channel scale of shape (C,1,1), as the official layer_scale parameters are stored. */
+/** Per-channel scale, stored (C,1,1) as the official layer_scale parameters are. */
 function layerScale(b: B, x: string, key: string, channels: number): string {
-  return b.binary('Mul', x, b.param(key, [channels, 1, 1]));
+  const scale = b.param(key, [channels, 1, 1]);
+  return b.binary('Mul', x, b.layout === 'nchw' ? scale : perChannel(b, scale, channels));
 }
 
 /** Stem: two 3x3 stride-2 convs, each + BN + ReLU. (N,3,H,W) -> (N,C,H/4,W/4). */
@@ -165,7 +170,7 @@ export function inputHW(size: EmitOptions['inputSize']): [number, number] {
 
 function classifierHead(b: B, x: string, cfg: SwiftFormerConfig): string {
   const dim = cfg.embedDims.at(-1)!;
-  const pooled = b.reduce('ReduceMean', batchNorm(b, x, 'norm', dim), [2, 3], false);
+  const pooled = globalPool(b, batchNorm(b, x, 'norm', dim));
   if (cfg.numClasses === 0) return b.unary('Identity', pooled);
   const linear = (key: string) =>
     b.linear(pooled, b.param(`${key}.weight`, [cfg.numClasses, dim]), b.param(`${key}.bias`, [cfg.numClasses]));
@@ -192,7 +197,8 @@ export function emitSwiftFormer(cfg: SwiftFormerConfig, opts: EmitOptions = {}):
   if (b.training && !(Number.isInteger(opts.batch) && opts.batch! > 1)) {
     throw new SwiftFormerError('BAD_ARGUMENT', `a train graph needs a fixed batch size of at least 2 (BatchNorm statistics), got ${opts.batch}`);
   }
-  let x = stem(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w]), cfg.embedDims[0]!);
+  b.layout = opts.layout ?? (b.training ? 'cnhw' : 'nchw');
+  let x = stem(b, fromPixels(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w])), cfg.embedDims[0]!);
   const netIndex = stageNetworkIndices(cfg);
   const stageOutputs: string[] = [];
   cfg.depths.forEach((depth, i) => {
@@ -204,7 +210,8 @@ export function emitSwiftFormer(cfg: SwiftFormerConfig, opts: EmitOptions = {}):
     }
   });
   if ((opts.head ?? 'classifier') === 'classifier') {
-    b.node('Identity', [classifierHead(b, x, cfg)], b.shape(x).slice(0, 1).concat([cfg.numClasses || cfg.embedDims.at(-1)!]), {}, 'logits');
+    const logits = classifierHead(b, x, cfg);
+    b.node('Identity', [logits], b.shape(logits), {}, 'logits');
     b.output('logits');
   } else {
     stageOutputs.forEach((s, i) => {

@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import '../src/node.js';
 import { backward, GRADIENTS } from '../src/grad.js';
 import { attr, GraphBuilder, toOnnx } from '../src/graph.js';
+import { spatialConv } from '../src/layout.js';
 import { Random } from '../src/random.js';
 import { TrainStep, updateRunningStats } from '../src/step.js';
 import type { FloatTensor, StateDict } from '../src/tensor.js';
@@ -123,6 +124,26 @@ const CASES: Case[] = [
     name: 'BatchNorm (train, batch statistics)', inputs: { x: [3, 2, 3, 3], g: [2], beta: [2] },
     build: (b, x) => b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!),
   },
+  {
+    name: 'BatchNorm (train, channels-first matrix)', inputs: { x: [3, 10], g: [3], beta: [3] },
+    build: (b, x) => { b.layout = 'cnhw'; return b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!); },
+  },
+  { name: 'MatMul batched', inputs: { a: [2, 3, 4], b: [2, 4, 5] }, build: (b, x) => b.node('MatMul', [x.a!, x.b!], [2, 3, 5]) },
+  { name: 'MatMul broadcast', inputs: { a: [2, 3, 4], b: [4, 2] }, build: (b, x) => b.node('MatMul', [x.a!, x.b!], [2, 3, 2]) },
+  { name: 'Gemm transA', inputs: { a: [4, 3], b: [5, 4] }, build: (b, x) => b.node('Gemm', [x.a!, x.b!], [3, 5], { transA: attr.int(1), transB: attr.int(1) }) },
+  { name: 'Transpose', inputs: { a: [2, 3, 4] }, build: (b, x) => b.node('Transpose', [x.a!], [4, 2, 3], { perm: attr.ints([2, 0, 1]) }) },
+  { name: 'Expand', inputs: { a: [3, 1] }, build: (b, x) => b.node('Expand', [x.a!, b.ints([2, 3, 4])], [2, 3, 4]) },
+  { name: 'Pad', inputs: { a: [2, 3, 3] }, build: (b, x) => b.node('Pad', [x.a!, b.ints([0, 1, 2, 0, 1, 0])], [2, 5, 5], { mode: attr.string('constant') }) },
+  { name: 'Slice', inputs: { a: [4, 5] }, build: (b, x) => b.node('Slice', [x.a!, b.ints([1, 2]), b.ints([3, 5]), b.ints([0, 1])], [2, 3]) },
+  ...[1, 2, 3, 8, 9].map((size): Case => ({
+    // The training layout's depthwise conv: centre tap (1x1), tap matrices (up to 8x8), grouped Conv.
+    name: `depthwise conv, channels-first matrix, ${size}x${size} map`, inputs: { x: [3, 2 * size * size], w: [3, 1, 3, 3], bias: [3] },
+    build: (b, x) => {
+      b.layout = 'cnhw';
+      b.grid = [2, size, size];
+      return spatialConv(b, x.x!, x.w!, x.bias!, { stride: 1, pad: 1, groups: 3 });
+    },
+  })),
 ];
 
 /** Evaluates loss = sum(out * R) and its gradient for the given input values. */
@@ -186,4 +207,37 @@ describe('gradient rules against central finite differences', () => {
     b.node('Identity', [b.reduce('ReduceSum', y, [0], false)], [], {}, 'loss');
     assert.throws(() => backward(b.graph, 'loss', ['x']), /no gradient rule for op 'Tanh'/);
   });
+});
+
+describe("the training layout computes what the inference layout computes", () => {
+  for (const size of [1, 2, 3, 8, 9]) {
+    test(`depthwise 3x3 on a ${size}x${size} map: channels-first matrix form = NCHW Conv`, async () => {
+      const rng = new Random(size);
+      const [n, c] = [2, 3];
+      const x = Float32Array.from({ length: n * c * size * size }, () => rng.normal());
+      const w = Float32Array.from({ length: c * 9 }, () => rng.normal());
+      const run = async (layout: 'nchw' | 'cnhw') => {
+        const b = new GraphBuilder();
+        b.layout = layout;
+        const input = b.input('x', [n, c, size, size]);
+        const weight = b.param('w', [c, 1, 3, 3]);
+        let y: string;
+        if (layout === 'nchw') {
+          y = spatialConv(b, input, weight, undefined, { stride: 1, pad: 1, groups: c });
+        } else {
+          b.grid = [n, size, size];
+          const rows = b.reshape(b.node('Transpose', [input], [c, n, size, size], { perm: attr.ints([1, 0, 2, 3]) }), [c, n * size * size]);
+          const out = b.reshape(spatialConv(b, rows, weight, undefined, { stride: 1, pad: 1, groups: c }), [c, n, size, size]);
+          y = b.node('Transpose', [out], [n, c, size, size], { perm: attr.ints([1, 0, 2, 3]) });
+        }
+        b.node('Identity', [y], [n, c, size, size], {}, 'y');
+        b.output('y');
+        const session = await ort.InferenceSession.create(toOnnx(b.graph, {}, { paramsAsInputs: true }));
+        const out = await session.run({ x: new ort.Tensor('float32', x, [n, c, size, size]), w: new ort.Tensor('float32', w, [c, 1, 3, 3]) });
+        await session.release();
+        return out.y!.data as Float32Array;
+      };
+      assert.ok(relativeError(await run('cnhw'), await run('nchw')) < 1e-6);
+    });
+  }
 });

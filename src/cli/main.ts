@@ -2,12 +2,16 @@
 /** `swiftformer <command>`: one small module per command; errors are one line and exit 1. */
 import '../node.js';
 import { SwiftFormerError } from '../errors.js';
+import { classify } from './classify.js';
+import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { info } from './info.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   info: { run: info, summary: 'parameters, MACs and stage shapes of a model' },
   export: { run: exportCommand, summary: 'write a model (with weights) as ONNX' },
+  classify: { run: classify, summary: 'top classes of image files' },
+  eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
 };
 
 const usage = `Usage: swiftformer <command> [options]

@@ -1,0 +1,209 @@
+import { preprocess, MAX_IMAGE_PIXELS } from '../decode.js';
+import { SwiftFormerError } from '../errors.js';
+import { defaultWeights, isRemoteSource, resolveWeights } from '../hub.js';
+import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../labels.js';
+import { loadModel, type SwiftFormerModel } from '../model.js';
+import { readSource } from '../io.js';
+import { inputHW } from '../swiftformer.js';
+import type { FloatTensor } from '../tensor.js';
+import { choice, intOption, parse, type Options } from './args.js';
+import { downloadProgress } from './progress.js';
+
+export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
+
+Prints the top classes of each image (softmax of the logits), preprocessed as the official
+evaluation does (bicubic resize to size/0.875, center crop, ImageNet normalization).
+  --weights     .pth or .safetensors file, https:// URL, or hf:ORG/NAME[@revision]
+                (default: the model bundled in the package, if any)
+  --model       xs | s | l1 | l3 (default: read off the weights)
+  --labels      class names: JSON array, JSON {"0": "name"}, HF config.json, or one per line
+                (default: the weights' id2label, else ImageNet-1k names for 1000 classes)
+  --top         how many classes to print per image (default 5)
+  --json        print [{ file, predictions: [{ index, label, score }] }] ({ file, error } on failure)
+  --size        input side, a multiple of 32 (default 224)
+  --entry       model | model_ema, for full training checkpoints
+  --attention   l2 | softmax (default: follows the weights' origin)
+  --max-pixels  refuse larger images, as decompression bombs (default ${MAX_IMAGE_PIXELS}; 0: no limit)
+
+A file that cannot be read is reported at the end; the others are still classified (exit code 1).`;
+
+/** Options shared by classify and eval. */
+export const modelOptions: Options = {
+  weights: { type: 'string' }, model: { type: 'string' }, labels: { type: 'string' }, size: { type: 'string' },
+  entry: { type: 'string' }, attention: { type: 'string' }, json: { type: 'boolean' }, 'max-pixels': { type: 'string' },
+};
+
+export interface Classifier {
+  model: SwiftFormerModel;
+  labels: string[] | undefined;
+  size: number;
+  numClasses: number;
+  maxPixels: number;
+}
+
+/** Model, labels and input size from the command-line options (downloads show a progress bar). */
+export async function loadClassifier(values: Record<string, string | undefined>, command: string): Promise<Classifier> {
+  const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
+  const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
+  let size = intOption(values.size, 'size');
+  let weights = values.weights;
+  let labels: string[] | undefined;
+  let labelSource = values.labels;
+  let bundledConfig: Record<string, unknown> | undefined;
+
+  if (weights === undefined) {
+    const bundled = await defaultWeights();
+    if (!bundled) {
+      throw new SwiftFormerError(
+        'BAD_ARGUMENT',
+        `${command} needs weights and this package bundles none yet: pass --weights file.pth | https://... | hf:MBZUAI/swiftformer-xs`,
+      );
+    }
+    weights = bundled.weights;
+    if (bundled.config) bundledConfig = await readJson(bundled.config);
+    labelSource ??= bundled.labels;
+    if (!labelSource && bundledConfig) labels = labelsFromHfConfig(bundledConfig);
+  } else if (isRemoteSource(weights)) {
+    try {
+      labels = (await resolveWeights(weights, { onProgress: downloadProgress() })).labels;
+    } catch (err) {
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // end a progress bar cut short
+      throw err;
+    }
+  }
+  const configSize = bundledConfig?.size ?? bundledConfig?.image_size;
+  size ??= typeof configSize === 'number' ? configSize : 224;
+  inputHW(size);
+  const configAttention = bundledConfig?.attention;
+  const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
+
+  const model = await loadModel({
+    weights,
+    ...(values.model ? { model: values.model } : {}),
+    ...(values.entry ? { entry: values.entry } : {}),
+    ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
+  });
+  if (model.head !== 'classifier') {
+    await model.release();
+    throw new SwiftFormerError('BAD_ARGUMENT', `${weights} is a feature backbone (fork_feat weights, no classifier head): it cannot classify`);
+  }
+  const numClasses = model.config.numClasses;
+  if (numClasses < 1) {
+    await model.release();
+    throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
+  }
+  if (labelSource) labels = await loadLabels(labelSource);
+  labels ??= await defaultLabels(numClasses);
+  if (labels && labels.length !== numClasses) {
+    await model.release();
+    throw new SwiftFormerError('BAD_ARGUMENT', `${labelSource ?? 'the weights\' id2label'} has ${labels.length} labels but the model has ${numClasses} classes`);
+  }
+  return { model, labels, size, numClasses, maxPixels };
+}
+
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  const text = new TextDecoder().decode(await readSource(path));
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new SwiftFormerError('BAD_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export type Prepared = { file: string; pixels: FloatTensor } | { file: string; error: string };
+
+/** Decodes and preprocesses files, a few at a time (bounded memory: each full-size image is dropped once cropped). */
+export async function prepareImages(files: string[], c: Classifier, concurrency = 4): Promise<Prepared[]> {
+  const out = new Array<Prepared>(files.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const i = next++;
+      const file = files[i]!;
+      try {
+        out[i] = { file, pixels: await preprocess(file, { size: c.size, maxPixels: c.maxPixels }) };
+      } catch (err) {
+        if (!(err instanceof SwiftFormerError)) throw err;
+        out[i] = { file, error: err.message };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  return out;
+}
+
+/** Logits of a batch of [1,3,H,W] tensors, one Float32Array row per image. */
+export async function logitRows(model: SwiftFormerModel, tensors: FloatTensor[]): Promise<Float32Array[]> {
+  if (tensors.length === 0) return [];
+  const [, c, h, w] = tensors[0]!.shape as [number, number, number, number];
+  const plane = c * h * w;
+  const data = new Float32Array(tensors.length * plane);
+  tensors.forEach((t, i) => data.set(t.data, i * plane));
+  const logits = await model.logits({ dtype: 'float32', shape: [tensors.length, c, h, w], data });
+  const classes = logits.shape[1]!;
+  return tensors.map((_, i) => logits.data.subarray(i * classes, (i + 1) * classes));
+}
+
+/** Softmax in float64 (max subtracted first). */
+export function softmax(logits: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const out = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+/** Indices of the k largest values, largest first (ties: lower index first). */
+export function topK(values: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: values.length }, (_, i) => i);
+  idx.sort((a, b) => values[b]! - values[a]! || a - b);
+  return idx.slice(0, Math.min(k, idx.length));
+}
+
+interface Prediction { index: number; label: string; score: number }
+type Result = { file: string; predictions: Prediction[] } | { file: string; error: string };
+
+const BATCH = 16;
+
+export async function classify(argv: string[]): Promise<void> {
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage);
+  if (flags.has('help')) return void console.log(usage);
+  if (positionals.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images given\n\n${usage}`);
+  const top = intOption(values.top, 'top') ?? 5;
+  const json = flags.has('json');
+  const c = await loadClassifier(values, 'classify');
+  const results: Result[] = [];
+  try {
+    for (let start = 0; start < positionals.length; start += BATCH) {
+      const prepared = await prepareImages(positionals.slice(start, start + BATCH), c);
+      const ok = prepared.filter((p): p is Extract<Prepared, { pixels: FloatTensor }> => 'pixels' in p);
+      const rows = await logitRows(c.model, ok.map((p) => p.pixels));
+      const byFile = new Map(ok.map((p, i) => [p, rows[i]!]));
+      for (const p of prepared) {
+        if ('error' in p) {
+          results.push(p);
+          continue;
+        }
+        const probs = softmax(byFile.get(p)!);
+        const predictions = topK(probs, top).map((index) => ({ index, label: labelOf(c.labels, index), score: probs[index]! }));
+        results.push({ file: p.file, predictions });
+        if (!json) printPredictions(p.file, predictions);
+      }
+    }
+  } finally {
+    await c.model.release();
+  }
+  if (json) console.log(JSON.stringify(results, null, 2));
+  const failed = results.filter((r): r is { file: string; error: string } => 'error' in r);
+  for (const f of failed) console.error(`swiftformer classify: ${f.error}`);
+  if (failed.length > 0) {
+    throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified`);
+  }
+}
+
+function printPredictions(file: string, predictions: Prediction[]): void {
+  console.log(file);
+  for (const p of predictions) console.log(`  ${(p.score * 100).toFixed(2).padStart(6)}%  ${p.label} (${p.index})`);
+}
