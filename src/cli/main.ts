@@ -6,10 +6,12 @@ import { classify } from './classify.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { info } from './info.js';
+import { trainCommand } from './train.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   info: { run: info, summary: 'parameters, MACs and stage shapes of a model' },
   export: { run: exportCommand, summary: 'write a model (with weights) as ONNX' },
+  train: { run: trainCommand, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders)' },
   classify: { run: classify, summary: 'top classes of image files' },
   eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
 };
