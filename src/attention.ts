@@ -12,21 +12,22 @@ import { channelAxis, normalizeOverTokens, pointwise, scaleByGlobal, sumOverToke
  */
 export type TokenNorm = 'l2' | 'softmax';
 
-/** torch Linear(in, out) applied to every pixel: a 1x1 convolution. */
-export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: number, outDim: number): string {
-  return pointwise(b, x, b.param(`${key}.weight`, [outDim, inDim]), b.param(`${key}.bias`, [outDim]), inDim, outDim);
+/** torch Linear(in, out) applied to every pixel: a 1x1 convolution, its output times `scale`. */
+export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: number, outDim: number, scale?: string): string {
+  return pointwise(b, x, b.param(`${key}.weight`, [outDim, inDim]), b.param(`${key}.bias`, [outDim]), inDim, outDim, scale);
 }
 
 /**
  * Efficient additive attention (SwiftFormer), one head, token_dim = dim. Keys as in the official
- * `EfficientAdditiveAttnetion`: to_query, to_key, w_g (D,1), Proj, final. (N,D,H,W) -> same.
+ * `EfficientAdditiveAttnetion`: to_query, to_key, w_g (D,1), Proj, final. (N,D,H,W) -> same,
+ * times `outputScale` (the block's layer scale) when given.
  *
  *   q = normalize(Wq x), k = normalize(Wk x)        (L2 over channels)
  *   A = norm_tokens((q . w_g) / sqrt(D))            (per token)
  *   G = sum over tokens of A q                       (N,D,1,1)
  *   out = final(Proj(G * k) + q)
  */
-export function efficientAdditiveAttention(b: GraphBuilder, x: string, key: string, dim: number, norm: TokenNorm): string {
+export function efficientAdditiveAttention(b: GraphBuilder, x: string, key: string, dim: number, norm: TokenNorm, outputScale?: string): string {
   const channels = [channelAxis(b)];
   const q = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_query`, dim, dim), channels);
   const k = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_key`, dim, dim), channels);
@@ -39,5 +40,5 @@ export function efficientAdditiveAttention(b: GraphBuilder, x: string, key: stri
     global = sumOverTokens(b, undefined, q);
   }
   const mixed = pointwiseLinear(b, scaleByGlobal(b, global, k), `${key}.Proj`, dim, dim);
-  return pointwiseLinear(b, b.binary('Add', mixed, q), `${key}.final`, dim, dim);
+  return pointwiseLinear(b, b.binary('Add', mixed, q), `${key}.final`, dim, dim, outputScale);
 }

@@ -189,6 +189,16 @@ export const GRADIENTS: Record<string, Rule> = {
     const gauss = ctx.b.unary('Exp', neg(ctx, mul(ctx, x, x)));
     return [mul(ctx, dy, mul(ctx, gauss, ctx.b.constant([2 / Math.sqrt(Math.PI)])))];
   },
+  // GELU'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x/sqrt2)) + x exp(-x^2/2) / sqrt(2 pi).
+  Gelu: (ctx, node, dy) => {
+    const { b } = ctx;
+    const x = node.inputs[0]!;
+    const s = mul(ctx, x, b.constant([Math.SQRT1_2]));
+    const cdf = mul(ctx, b.binary('Add', b.unary('Erf', s), b.constant([1])), b.constant([0.5]));
+    const density = b.unary('Exp', neg(ctx, mul(ctx, s, s)));
+    const slope = b.binary('Add', cdf, mul(ctx, mul(ctx, x, density), b.constant([1 / Math.sqrt(2 * Math.PI)])));
+    return [mul(ctx, dy, slope)];
+  },
   ReduceMean: (ctx, node, dy) => {
     const { kept, count } = reduceAxes(ctx, node);
     const scaled = mul(ctx, dy, ctx.b.constant([1 / count]));

@@ -133,9 +133,9 @@ export class GraphBuilder {
   }
 
   /** Appends a node with one output of the given shape; returns the output name. */
-  node(op: string, inputs: string[], shape: Shape, attrs: Record<string, Attr> = {}, outputName?: string): string {
+  node(op: string, inputs: string[], shape: Shape, attrs: Record<string, Attr> = {}, outputName?: string, domain?: string): string {
     const out = outputName ?? `${this.prefix}${op.toLowerCase()}_${this.counter++}`;
-    this.graph.nodes.push({ op, inputs, outputs: [out], attrs });
+    this.graph.nodes.push(domain ? { op, inputs, outputs: [out], attrs, domain } : { op, inputs, outputs: [out], attrs });
     this.graph.shapes.set(out, shape);
     return out;
   }
@@ -202,13 +202,14 @@ export class GraphBuilder {
     return this.node(op, [x], this.shape(x));
   }
 
-  /** GELU with erf, written so that ONNX Runtime fuses it into one kernel. */
+  /**
+   * GELU with erf. Eval: the primitives ONNX Runtime fuses into one kernel. Train: one composite
+   * node, expanded to the same primitives, whose gradient rule recomputes from x alone, so that
+   * the fused forward keeps no intermediates alive.
+   */
   gelu(x: string): string {
-    const scaled = this.binary('Div', x, this.constant([Math.SQRT2]));
-    const erf = this.unary('Erf', scaled);
-    const onePlus = this.binary('Add', erf, this.constant([1]));
-    const times = this.binary('Mul', x, onePlus);
-    return this.binary('Mul', times, this.constant([0.5]));
+    if (this.training) return this.node('Gelu', [x], this.shape(x), {}, undefined, COMPOSITE);
+    return geluPrimitives(this, x);
   }
 
   /** ReduceL2 / ReduceMean / ReduceSum over `axes`. */
@@ -365,6 +366,7 @@ export function expandComposites(graph: Graph): Graph {
   for (const node of graph.nodes) {
     if (node.domain !== COMPOSITE) g.nodes.push(node);
     else if (node.op === 'BatchNormTrain') expandBatchNormTrain(b, node);
+    else if (node.op === 'Gelu') b.node('Identity', [geluPrimitives(b, node.inputs[0]!)], b.shape(node.outputs[0]!), {}, node.outputs[0]);
     else throw new Error(`no expansion for composite op ${node.op}`);
   }
   return g;
@@ -381,4 +383,10 @@ function expandBatchNormTrain(b: GraphBuilder, node: Node): void {
   b.node('ReduceMean', [b.binary('Mul', centered, centered)], b.shape(variance), keep, variance);
   b.node('Reciprocal', [b.unary('Sqrt', b.binary('Add', variance, b.constant([eps])))], b.shape(inv), {}, inv);
   b.node('Add', [b.binary('Mul', centered, b.binary('Mul', inv, scale)), bias], b.shape(y), {}, y);
+}
+
+/** x * 0.5 * (1 + erf(x / sqrt 2)), in the pattern ONNX Runtime's GeluFusion recognizes. */
+function geluPrimitives(b: GraphBuilder, x: string): string {
+  const erf = b.unary('Erf', b.binary('Div', x, b.constant([Math.SQRT2])));
+  return b.binary('Mul', b.binary('Mul', x, b.binary('Add', erf, b.constant([1]))), b.constant([0.5]));
 }

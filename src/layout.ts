@@ -50,13 +50,20 @@ function fromRows(b: GraphBuilder, x: string): string {
 
 /**
  * A 1x1 convolution / Linear over channels. `weight` holds (O, C) values in any shape
- * ((O,C), (O,C,1,1)); `bias` (O) or undefined.
+ * ((O,C), (O,C,1,1)); `bias` (O) or undefined; `scale` (O values, e.g. a layer scale) multiplies
+ * the output. In 'cnhw' the scale multiplies the weights and bias instead, which is the same
+ * function but touches O*C values rather than a whole feature map (forward and backward).
  */
-export function pointwise(b: GraphBuilder, x: string, weight: string, bias: string | undefined, inC: number, outC: number): string {
-  if (b.layout === 'nchw') return b.conv(x, b.reshape(weight, [outC, inC, 1, 1]), bias);
+export function pointwise(b: GraphBuilder, x: string, weight: string, bias: string | undefined, inC: number, outC: number, scale?: string): string {
+  if (b.layout === 'nchw') {
+    const y = b.conv(x, b.reshape(weight, [outC, inC, 1, 1]), bias);
+    return scale ? b.binary('Mul', y, b.reshape(scale, [outC, 1, 1])) : y;
+  }
   const [, m] = b.shape(x) as number[];
-  const inputs = [b.reshape(weight, [outC, inC]), x];
-  if (bias) inputs.push(b.reshape(bias, [outC, 1]));
+  const column = scale ? b.reshape(scale, [outC, 1]) : undefined;
+  const scaled = (v: string) => (column ? b.binary('Mul', v, column) : v);
+  const inputs = [scaled(b.reshape(weight, [outC, inC])), x];
+  if (bias) inputs.push(scaled(b.reshape(bias, [outC, 1])));
   return b.node('Gemm', inputs, [outC, m!]);
 }
 

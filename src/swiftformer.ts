@@ -10,7 +10,7 @@
 import { SwiftFormerError } from './errors.js';
 import { GraphBuilder, type Graph } from './graph.js';
 import { efficientAdditiveAttention, type TokenNorm } from './attention.js';
-import { fromPixels, globalPool, perChannel, pointwise, spatialConv, type Layout } from './layout.js';
+import { fromPixels, globalPool, pointwise, spatialConv, type Layout } from './layout.js';
 import { Random } from './random.js';
 import { float32, numel, type StateDict } from './tensor.js';
 
@@ -70,18 +70,17 @@ function batchNorm(b: B, x: string, key: string, channels: number): string {
   );
 }
 
-function conv(b: B, x: string, key: string, inC: number, outC: number, k: number, opts: { stride?: number; groups?: number } = {}): string {
+function conv(b: B, x: string, key: string, inC: number, outC: number, k: number, opts: { stride?: number; groups?: number; scale?: string } = {}): string {
   const groups = opts.groups ?? 1;
   const w = b.param(`${key}.weight`, [outC, inC / groups, k, k]);
   const bias = b.param(`${key}.bias`, [outC]);
-  if (k === 1 && groups === 1) return pointwise(b, x, w, bias, inC, outC);
+  if (k === 1 && groups === 1) return pointwise(b, x, w, bias, inC, outC, opts.scale);
   return spatialConv(b, x, w, bias, { stride: opts.stride ?? 1, pad: Math.floor(k / 2), groups });
 }
 
-/** Per-channel scale, stored (C,1,1) as the official layer_scale parameters are. */
-function layerScale(b: B, x: string, key: string, channels: number): string {
-  const scale = b.param(key, [channels, 1, 1]);
-  return b.binary('Mul', x, b.layout === 'nchw' ? scale : perChannel(b, scale, channels));
+/** A layer scale, stored (C,1,1) as the official parameters are; it multiplies a 1x1 conv's output. */
+function layerScale(b: B, key: string, channels: number): string {
+  return b.param(key, [channels, 1, 1]);
 }
 
 /** Stem: two 3x3 stride-2 convs, each + BN + ReLU. (N,3,H,W) -> (N,C,H/4,W/4). */
@@ -97,10 +96,10 @@ function embedding(b: B, x: string, key: string, inC: number, outC: number): str
   return batchNorm(b, conv(b, x, `${key}.proj`, inC, outC, 3, { stride: 2 }), `${key}.norm`, outC);
 }
 
-/** BN -> 1x1 -> GELU -> 1x1 (official Mlp). (N,C,H,W) -> same. */
-function mlp(b: B, x: string, key: string, dim: number, hidden: number): string {
+/** BN -> 1x1 -> GELU -> 1x1 (official Mlp), times `scale`. (N,C,H,W) -> same. */
+function mlp(b: B, x: string, key: string, dim: number, hidden: number, scale: string): string {
   const y = batchNorm(b, x, `${key}.norm1`, dim);
-  return conv(b, b.gelu(conv(b, y, `${key}.fc1`, dim, hidden, 1)), `${key}.fc2`, hidden, dim, 1);
+  return conv(b, b.gelu(conv(b, y, `${key}.fc1`, dim, hidden, 1)), `${key}.fc2`, hidden, dim, 1, { scale });
 }
 
 // ---------------------------------------------------------------- blocks
@@ -113,17 +112,16 @@ function convEncoder(b: B, x: string, key: string, dim: number, hidden: number):
   let y = conv(b, x, `${key}.dwconv`, dim, dim, 3, { groups: dim });
   y = batchNorm(b, y, `${key}.norm`, dim);
   y = b.gelu(conv(b, y, `${key}.pwconv1`, dim, hidden, 1));
-  y = conv(b, y, `${key}.pwconv2`, hidden, dim, 1);
-  return b.binary('Add', x, layerScale(b, y, `${key}.layer_scale`, dim));
+  y = conv(b, y, `${key}.pwconv2`, hidden, dim, 1, { scale: layerScale(b, `${key}.layer_scale`, dim) });
+  return b.binary('Add', x, y);
 }
 
 /** SwiftFormerEncoder: local representation, then attention and MLP residuals with layer scales. */
 function swiftFormerEncoder(b: B, x: string, key: string, dim: number, hidden: number, norm: TokenNorm): string {
   const local = convEncoder(b, x, `${key}.local_representation`, dim, dim);
-  const attn = efficientAdditiveAttention(b, local, `${key}.attn`, dim, norm);
-  const y = b.binary('Add', local, layerScale(b, attn, `${key}.layer_scale_1`, dim));
-  const m = mlp(b, y, `${key}.linear`, dim, hidden);
-  return b.binary('Add', y, layerScale(b, m, `${key}.layer_scale_2`, dim));
+  const attn = efficientAdditiveAttention(b, local, `${key}.attn`, dim, norm, layerScale(b, `${key}.layer_scale_1`, dim));
+  const y = b.binary('Add', local, attn);
+  return b.binary('Add', y, mlp(b, y, `${key}.linear`, dim, hidden, layerScale(b, `${key}.layer_scale_2`, dim)));
 }
 
 // ---------------------------------------------------------------- stage

@@ -102,6 +102,7 @@ const CASES: Case[] = [
   { name: 'Exp', inputs: { a: [4] }, build: (b, x) => b.unary('Exp', x.a!) },
   { name: 'Relu', inputs: { a: [12] }, build: (b, x) => b.unary('Relu', x.a!) },
   { name: 'Erf (GELU)', inputs: { a: [12] }, build: (b, x) => b.gelu(x.a!) },
+  { name: 'Gelu (train composite)', inputs: { a: [3, 12] }, build: (b, x) => { b.training = true; return b.gelu(x.a!); } },
   { name: 'ReduceMean keepdims', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [0, 2, 3], true) },
   { name: 'ReduceMean drop', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [2, 3], false) },
   { name: 'ReduceSum', inputs: { a: [2, 3, 4] }, build: (b, x) => b.reduce('ReduceSum', x.a!, [1], true) },
