@@ -123,16 +123,21 @@ function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): st
     return b.reshape(b.node('Gemm', [rows(dy, o), rows(input, c)], [o, c], { transB: attr.int(1) }), w);
   }
   // Correlate x with dy, the batch as the reduction axis: the forward stride becomes a dilation.
+  // Trailing rows/columns the forward stride never reached are cut by a smaller end padding.
   const swap = (v: string, s: number[]) => b.node('Transpose', [v], [s[1]!, s[0]!, s[2]!, s[3]!], { perm: attr.ints([1, 0, 2, 3]) });
-  const full = h + 2 * pad - stride * (y[2]! - 1);
-  const fullW = wd + 2 * pad - stride * (y[3]! - 1);
+  const extraH = h + 2 * pad - stride * (y[2]! - 1) - k;
+  const extraW = wd + 2 * pad - stride * (y[3]! - 1) - k;
+  const trim = Math.min(extraH, extraW, pad);
+  const attrs = { ...convAttrs([y[2]!, y[3]!], 1, pad, 1, stride), pads: attr.ints([pad, pad, pad - trim, pad - trim]) };
+  const outH = k + extraH - trim;
+  const outW = k + extraW - trim;
   if (group === 1) {
-    const out = b.node('Conv', [swap(input, x), swap(dy, y)], [c, o, full, fullW], convAttrs([y[2]!, y[3]!], 1, pad, 1, stride));
+    const out = b.node('Conv', [swap(input, x), swap(dy, y)], [c, o, outH, outW], attrs);
     return b.node('Transpose', [crop(ctx, out, k)], [o, c, k, k], { perm: attr.ints([1, 0, 2, 3]) });
   }
   if (group === c && group === o && w[1] === 1) {
     const xs = b.reshape(swap(input, x), [1, c * n, h, wd]);
-    const out = b.node('Conv', [xs, swap(dy, y)], [1, c, full, fullW], convAttrs([y[2]!, y[3]!], 1, pad, c, stride));
+    const out = b.node('Conv', [xs, swap(dy, y)], [1, c, outH, outW], { ...attrs, group: attr.int(c) });
     return b.reshape(crop(ctx, out, k), w);
   }
   throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for grouped Conv with ${group} groups of ${w[1]} channels`);
