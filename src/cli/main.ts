@@ -2,6 +2,7 @@
 /** `swiftformer <command>`: one small module per command; errors are one line and exit 1. */
 import '../node.js';
 import { SwiftFormerError } from '../errors.js';
+import { bench } from './bench.js';
 import { classify } from './classify.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
@@ -14,6 +15,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
   train: { run: trainCommand, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders)' },
   classify: { run: classify, summary: 'top classes of image files' },
   eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
+  bench: { run: bench, summary: 'latency and throughput, side by side with another export' },
 };
 
 const usage = `Usage: swiftformer <command> [options]

@@ -1,0 +1,107 @@
+import { compareLatency, gemmProbe, type Contender } from '../bench.js';
+import { SwiftFormerError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
+import { loadModel } from '../model.js';
+import { lineChart } from '../svg.js';
+import { intOption, parse } from './args.js';
+
+export const usage = `Usage: swiftformer bench [options]
+
+Latency and throughput of our eval graphs, side by side in one process (interleaved rounds).
+  --model        comma-separated ids (default xs,s,l1,l3)
+  --weights      weights for a single --model (default: random init; latency does not depend on values)
+  --batch        comma-separated batch sizes (default 1,16,64)
+  --size         input size (default 224)
+  --threads      intra-op threads (default 2)
+  --rounds       timed rounds per contender (default 30)
+  --official     an ONNX export of XS to compare against (input 'input'), e.g. the official one
+  --int8         an INT8 ONNX file of the first --model to compare too (input 'pixel_values')
+  --resolutions  comma-separated sizes for a latency-vs-resolution sweep at batch 1
+  --chart        write the sweep as an SVG chart
+  --probe        also measure the machine's GEMM rate and report MACs against it
+  --json         print one JSON object`;
+
+function list(value: string | undefined, fallback: string, name: string): string[] {
+  const items = (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `--${name} needs at least one value`);
+  return items;
+}
+
+function numbers(value: string | undefined, fallback: string, name: string): number[] {
+  return list(value, fallback, name).map((s) => intOption(s, name)!);
+}
+
+interface Row {
+  model: string; batch: number; size: number; macsPerImage: number;
+  oursMs: number; imagesPerSecond: number; officialMs?: number; ratio?: number; int8Ms?: number; int8Ratio?: number;
+  gmacPerSecond: number; rssMB: number;
+}
+
+export async function bench(argv: string[]): Promise<void> {
+  const { values, flags } = parse(argv, {
+    model: { type: 'string' }, weights: { type: 'string' }, batch: { type: 'string' }, size: { type: 'string' },
+    threads: { type: 'string' }, rounds: { type: 'string' }, official: { type: 'string' }, int8: { type: 'string' },
+    resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' },
+  }, usage);
+  if (flags.has('help')) return void console.log(usage);
+  const models = list(values.model, 'xs,s,l1,l3', 'model');
+  if (values.weights && models.length > 1) throw new SwiftFormerError('BAD_ARGUMENT', '--weights needs a single --model');
+  const batches = numbers(values.batch, '1,16,64', 'batch');
+  const size = intOption(values.size, 'size') ?? 224;
+  const session = { threads: intOption(values.threads, 'threads') ?? 2 };
+  const rounds = intOption(values.rounds, 'rounds') ?? 30;
+  const log = (line: string) => { if (!flags.has('json')) console.log(line); };
+
+  const rows: Row[] = [];
+  const sweep: Record<string, [number, number][]> = {};
+  for (const [index, id] of models.entries()) {
+    const model = await loadModel({ model: id, ...(values.weights ? { weights: values.weights } : {}) });
+    const macs = model.info(size).macs;
+    for (const batch of batches) {
+      const contenders: Contender[] = [{ name: 'ours', model: model.toOnnx(size), input: 'pixel_values' }];
+      if (values.official && id.toLowerCase().endsWith('xs') && size === 224) contenders.push({ name: 'official', model: values.official, input: 'input' });
+      if (values.int8 && index === 0) contenders.push({ name: 'int8', model: values.int8, input: 'pixel_values' });
+      const timings = await compareLatency(contenders, { batch, size, rounds, session });
+      const by = (name: string) => timings.find((t) => t.name === name);
+      const ours = by('ours')!;
+      const row: Row = {
+        model: id, batch, size, macsPerImage: macs, oursMs: ours.medianMs, imagesPerSecond: ours.throughput,
+        gmacPerSecond: (macs * batch) / ours.medianMs / 1e6, rssMB: process.resourceUsage().maxRSS / 1024,
+      };
+      const official = by('official');
+      if (official) Object.assign(row, { officialMs: official.medianMs, ratio: ours.medianMs / official.medianMs });
+      const int8 = by('int8');
+      if (int8) Object.assign(row, { int8Ms: int8.medianMs, int8Ratio: int8.medianMs / ours.medianMs });
+      rows.push(row);
+      log(formatRow(row));
+    }
+    if (values.resolutions) {
+      sweep[id] = [];
+      for (const res of numbers(values.resolutions, '', 'resolutions')) {
+        const [t] = await compareLatency([{ name: 'ours', model: model.toOnnx(res), input: 'pixel_values' }], { batch: 1, size: res, rounds: Math.max(5, Math.round(rounds / 3)), session });
+        sweep[id]!.push([res, t!.medianMs]);
+        log(`  ${id} @${res}: ${t!.medianMs.toFixed(2)} ms`);
+      }
+    }
+    await model.release();
+  }
+  const probe = flags.has('probe') ? await gemmProbe({ session }) : undefined;
+  if (probe) log(`GEMM probe: ${(probe / 1e9).toFixed(1)} GMAC/s attainable; models reach ${rows.map((r) => `${r.model}/b${r.batch} ${(100 * r.gmacPerSecond * 1e9 / probe).toFixed(0)}%`).join(', ')}`);
+  if (values.chart && Object.keys(sweep).length > 0) {
+    await writeFileAtomic(values.chart, lineChart([{
+      title: `Latency vs input resolution (batch 1, ${session.threads} threads)`, xLabel: 'input size (pixels per side)', yLabel: 'median latency (ms)',
+      series: Object.entries(sweep).map(([name, points]) => ({ name, points })),
+    }]));
+    log(`wrote ${values.chart}`);
+  }
+  if (flags.has('json')) console.log(JSON.stringify({ threads: session.threads, rounds, rows, sweep, gemmProbeMacsPerSecond: probe }, null, 2));
+}
+
+function formatRow(r: Row): string {
+  const parts = [
+    `${r.model.padEnd(4)} batch ${String(r.batch).padStart(3)}: ${r.oursMs.toFixed(2)} ms (${r.imagesPerSecond.toFixed(0)} img/s, ${r.gmacPerSecond.toFixed(1)} GMAC/s)`,
+  ];
+  if (r.ratio !== undefined) parts.push(`official ${r.officialMs!.toFixed(2)} ms, ours/official ${r.ratio.toFixed(3)}`);
+  if (r.int8Ratio !== undefined) parts.push(`int8 ${r.int8Ms!.toFixed(2)} ms, int8/fp32 ${r.int8Ratio.toFixed(3)}`);
+  return parts.join('; ');
+}
