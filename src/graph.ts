@@ -40,10 +40,18 @@ export interface Graph {
   /** Model parameters and buffers by official key: shape now, data once bound. */
   params: Map<string, number[]>;
   /** Constant and bound tensors: become ONNX initializers. */
-  initializers: Map<string, Tensor>;
+  initializers: Map<string, GraphTensor>;
   /** Train-mode BatchNorms: the values holding each one's batch mean and biased variance, shape (C). */
   batchStats: BatchStat[];
 }
+
+/** Integer constants of quantized graphs (weights, zero points, biases). */
+export type QuantTensor =
+  | { dtype: 'int8'; shape: number[]; data: Int8Array }
+  | { dtype: 'uint8'; shape: number[]; data: Uint8Array }
+  | { dtype: 'int32'; shape: number[]; data: Int32Array };
+
+export type GraphTensor = Tensor | QuantTensor;
 
 export interface BatchStat { key: string; mean: string; variance: string; count: number }
 
@@ -114,6 +122,14 @@ export class GraphBuilder {
   constant(values: number[] | Float32Array, shape: number[] = []): string {
     const name = `${this.prefix}const_${this.counter++}`;
     this.graph.initializers.set(name, float32(shape, Float32Array.from(values)));
+    this.graph.shapes.set(name, shape);
+    return name;
+  }
+
+  /** An integer constant of a quantized graph. */
+  quantized(dtype: QuantTensor['dtype'], shape: number[], data: Int8Array | Uint8Array | Int32Array): string {
+    const name = `${this.prefix}const_${this.counter++}`;
+    this.graph.initializers.set(name, { dtype, shape, data } as QuantTensor);
     this.graph.shapes.set(name, shape);
     return name;
   }
@@ -282,9 +298,13 @@ function valueInfo(name: string, shape: Shape): Message {
   return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: dimsMessage(shape) } } };
 }
 
-function tensorMessage(name: string, t: Tensor): Message {
+const DATA_TYPES: Record<GraphTensor['dtype'], number> = {
+  float32: DataType.FLOAT, int64: DataType.INT64, int8: DataType.INT8, uint8: DataType.UINT8, int32: DataType.INT32,
+};
+
+function tensorMessage(name: string, t: GraphTensor): Message {
   const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  return { name, dims: t.shape, dataType: t.dtype === 'float32' ? DataType.FLOAT : DataType.INT64, rawData: bytes };
+  return { name, dims: t.shape, dataType: DATA_TYPES[t.dtype], rawData: bytes };
 }
 
 function attributeMessage(name: string, a: Attr): Message {
@@ -298,8 +318,8 @@ function attributeMessage(name: string, a: Attr): Message {
 }
 
 /** Initializers the nodes actually read, in first-use order (unused parameters are dropped). */
-function usedInitializers(graph: Graph): [string, Tensor][] {
-  const used: [string, Tensor][] = [];
+function usedInitializers(graph: Graph): [string, GraphTensor][] {
+  const used: [string, GraphTensor][] = [];
   const seen = new Set<string>();
   for (const node of graph.nodes) {
     for (const input of node.inputs) {
