@@ -3,7 +3,6 @@
  * images generated here with sharp and the tiny fixture checkpoint.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,9 +15,9 @@ import {
   preprocess, MAX_IMAGE_PIXELS, SwiftFormerError, type RGBImage,
 } from '../src/index.js';
 import { crc32 } from '../src/zip.js';
+import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath } from './fixtures.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const TINY = fixturePath('tiny/checkpoint_model_only.pth');
 let dir = '';
 
@@ -29,22 +28,6 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Result { code: number; stdout: string; stderr: string }
-
-function cli(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** A failed command prints one line per problem, no stack trace, and exits non-zero. */
-function assertCleanFailure(r: Result, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, `expected a failure, got: ${r.stdout}`);
-  assert.match(r.stderr, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
 
 /** A deterministic RGB pattern: gradients plus a checkerboard, so resampling has work to do. */
 function pattern(width: number, height: number, seed = 1): Buffer {

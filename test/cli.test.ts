@@ -1,31 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
-interface Result { code: number; stdout: string; stderr: string }
-
-function cli(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** A failed command prints one line (no stack trace) and exits non-zero. */
-function assertCleanFailure(r: Result, pattern: RegExp): void {
-  assert.notEqual(r.code, 0);
-  assert.match(r.stderr, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
 
 describe('swiftformer info', () => {
   test('--json reproduces the paper for every variant', async () => {

@@ -7,9 +7,9 @@ import { loadModel } from '../src/model.js';
 import { calibrate, quantizeGraph } from '../src/quantize.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
 
-async function run(graph: Graph, pixels: { data: Float32Array; shape: number[] }, outputs?: string[]) {
+async function run(graph: Graph, pixels: { data: Float32Array; shape: number[] }) {
   const session = await ort.InferenceSession.create(toOnnx(graph), { intraOpNumThreads: 2 });
-  const out = await session.run({ pixel_values: new ort.Tensor('float32', pixels.data, pixels.shape) }, outputs);
+  const out = await session.run({ pixel_values: new ort.Tensor('float32', pixels.data, pixels.shape) });
   await session.release();
   return out;
 }
