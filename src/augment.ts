@@ -156,12 +156,7 @@ function luma(r: number, g: number, b: number): number {
  * saturation with each pixel's gray level; results are clamped to [0, 255].
  */
 export function colorJitter(image: RGBImage, rng: Random, jitter: ColorJitter): RGBImage {
-  const ops: (() => void)[] = [];
-  const factor = (x: number) => rng.uniform(Math.max(0, 1 - x), 1 + x);
   const data = image.data;
-  const blend = (f: number, other: (i: number) => number) => {
-    for (let i = 0; i < data.length; i++) data[i] = Math.min(255, Math.max(0, Math.round(f * data[i]! + (1 - f) * other(i))));
-  };
   const b = jitter.brightness ?? 0;
   const c = jitter.contrast ?? 0;
   const s = jitter.saturation ?? 0;
@@ -170,24 +165,32 @@ export function colorJitter(image: RGBImage, rng: Random, jitter: ColorJitter): 
     const j = randInt(rng, 0, i);
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
+  const factor = (x: number) => rng.uniform(Math.max(0, 1 - x), 1 + x);
   const fb = b > 0 ? factor(b) : 1;
   const fc = c > 0 ? factor(c) : 1;
   const fs = s > 0 ? factor(s) : 1;
-  ops[0] = () => blend(fb, () => 0);
-  ops[1] = () => {
-    let sum = 0;
-    for (let i = 0; i < data.length; i += 3) sum += luma(data[i]!, data[i + 1]!, data[i + 2]!);
-    const mean = Math.floor(sum / (data.length / 3) + 0.5);
-    blend(fc, () => mean);
+  const clamp = (x: number) => (x <= 0 ? 0 : x >= 255 ? 255 : Math.round(x));
+  const table = new Uint8Array(256);
+  /** Brightness and contrast map each value alone: one 256-entry table each. */
+  const applyTable = (f: number, toward: number) => {
+    for (let v = 0; v < 256; v++) table[v] = clamp(f * v + (1 - f) * toward);
+    for (let i = 0; i < data.length; i++) data[i] = table[data[i]!]!;
   };
-  ops[2] = () => {
-    for (let i = 0; i < data.length; i += 3) {
-      const gray = luma(data[i]!, data[i + 1]!, data[i + 2]!);
-      for (let k = 0; k < 3; k++) data[i + k] = Math.min(255, Math.max(0, Math.round(fs * data[i + k]! + (1 - fs) * gray)));
+  for (const op of order) {
+    if (op === 0 && b > 0) applyTable(fb, 0);
+    else if (op === 1 && c > 0) {
+      let sum = 0;
+      for (let i = 0; i < data.length; i += 3) sum += luma(data[i]!, data[i + 1]!, data[i + 2]!);
+      applyTable(fc, Math.floor(sum / (data.length / 3) + 0.5));
+    } else if (op === 2 && s > 0) {
+      for (let i = 0; i < data.length; i += 3) {
+        const gray = (1 - fs) * luma(data[i]!, data[i + 1]!, data[i + 2]!);
+        data[i] = clamp(fs * data[i]! + gray);
+        data[i + 1] = clamp(fs * data[i + 1]! + gray);
+        data[i + 2] = clamp(fs * data[i + 2]! + gray);
+      }
     }
-  };
-  const active = [b > 0, c > 0, s > 0];
-  for (const op of order) if (active[op]) ops[op]!();
+  }
   return image;
 }
 

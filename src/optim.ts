@@ -7,6 +7,7 @@
  * passes over the arrays and takes milliseconds.
  */
 import { SwiftFormerError } from './errors.js';
+import { Float32Arena } from './simd.js';
 import { isBuffer } from './swiftformer.js';
 import type { FloatTensor, StateDict, Tensor } from './tensor.js';
 
@@ -49,14 +50,21 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Keys exempt from weight decay beyond the default rule (timm's no_weight_decay). */
   noDecay?: Iterable<string>;
+  /** Use the WebAssembly SIMD kernel when available (default true). */
+  simd?: boolean;
 }
 
 /**
- * torch.optim.AdamW, per parameter p with gradient g at step t (1-based):
+ * torch.optim.AdamW, per parameter p with gradient g at step t (1-based), in PyTorch's order:
  *   p *= 1 - lr * wd
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
  *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
- * Parameters are updated in place in the state dict's arrays.
+ *
+ * Where WebAssembly SIMD is available (Node, modern browsers) the update runs as a float32 SIMD
+ * kernel, and the optimizer keeps the parameters in its WebAssembly memory: the constructor
+ * replaces each optimized tensor of `state` by a view there, with the same values (so hold on to
+ * the state dict, not to the old arrays). Without SIMD, or with `simd: false`, a JavaScript loop
+ * updates the arrays in place (in double precision, rounded to float32 on store).
  */
 export class AdamW {
   readonly keys: string[];
@@ -70,7 +78,10 @@ export class AdamW {
   /** First and second moments by parameter key. */
   readonly expAvg = new Map<string, Float32Array>();
   readonly expAvgSq = new Map<string, Float32Array>();
+  /** The WebAssembly memory holding parameters and moments, when the SIMD kernel is used. */
+  readonly arena: Float32Arena | undefined;
   private readonly decays: Map<string, boolean>;
+  private readonly scratch: Float32Array | undefined;
 
   constructor(readonly state: StateDict, keys: Iterable<string>, options: AdamWOptions = {}) {
     this.keys = [...keys];
@@ -84,10 +95,24 @@ export class AdamW {
     this.groups = weightDecayGroups(state, this.keys, options.noDecay);
     const noDecay = new Set(this.groups.noDecay);
     this.decays = new Map(this.keys.map((k) => [k, !noDecay.has(k)]));
-    for (const key of this.keys) {
-      const n = param(state, key).data.length;
-      this.expAvg.set(key, new Float32Array(n));
-      this.expAvgSq.set(key, new Float32Array(n));
+    const lengths = this.keys.map((k) => param(state, k).data.length);
+    const largest = Math.max(0, ...lengths);
+    this.arena = options.simd === false ? undefined : Float32Arena.create(3 * Float32Arena.floatsFor(lengths) + Float32Arena.floatsFor([largest]));
+    if (this.arena) {
+      for (const key of this.keys) {
+        const t = param(state, key);
+        const view = this.arena.alloc(t.data.length);
+        view.set(t.data);
+        state.set(key, { ...t, data: view });
+        this.expAvg.set(key, this.arena.alloc(t.data.length));
+        this.expAvgSq.set(key, this.arena.alloc(t.data.length));
+      }
+      this.scratch = this.arena.alloc(largest);
+    } else {
+      for (const [i, key] of this.keys.entries()) {
+        this.expAvg.set(key, new Float32Array(lengths[i]!));
+        this.expAvgSq.set(key, new Float32Array(lengths[i]!));
+      }
     }
   }
 
@@ -107,10 +132,18 @@ export class AdamW {
       const m = this.expAvg.get(key)!;
       const v = this.expAvgSq.get(key)!;
       const keep = this.decays.get(key) ? 1 - lr * this.weightDecay : 1;
+      if (this.arena) {
+        if (p.buffer !== this.arena.memory.buffer) throw new SwiftFormerError('BAD_ARGUMENT', `AdamW: parameter ${key} was replaced after the optimizer took it over`);
+        this.scratch!.set(g);
+        this.arena.adamw(p, this.scratch!, m, v, { b1, c1: 1 - b1, b2, c2: 1 - b2, keep, negStep: -stepSize, bc2Sqrt, eps });
+        continue;
+      }
+      const c1 = 1 - b1;
+      const c2 = 1 - b2;
       for (let i = 0; i < p.length; i++) {
         const gi = g[i]!;
-        const mi = (m[i] = b1 * m[i]! + (1 - b1) * gi);
-        const vi = (v[i] = b2 * v[i]! + (1 - b2) * gi * gi);
+        const mi = (m[i] = m[i]! * b1 + gi * c1);
+        const vi = (v[i] = v[i]! * b2 + c2 * gi * gi);
         p[i] = p[i]! * keep - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
       }
     }
@@ -228,6 +261,8 @@ export class ModelEma {
 
   update(model: StateDict): void {
     const d = this.decay;
+    // Buffers the model gained since (num_batches_tracked after its first train step) are copied in.
+    for (const [key, t] of model) if (isBuffer(key) && !this.state.has(key)) this.state.set(key, { ...t, shape: [...t.shape], data: t.data.slice() } as Tensor);
     for (const [key, ema] of this.state) {
       const m = model.get(key);
       if (!m || m.data.length !== ema.data.length) throw new SwiftFormerError('KEY_MISMATCH', `EMA: model has no ${key} of ${ema.data.length} values`);

@@ -213,7 +213,11 @@ function scoreLogits(logits: FloatTensor, labels: Int32Array): { lossSum: number
   return { lossSum, correct };
 }
 
-/** Top-1 accuracy and mean cross-entropy of weights on a dataset, with the eval graph. */
+/**
+ * Top-1 accuracy and mean cross-entropy of weights on a dataset, with the eval graph. BatchNorm is
+ * folded into the weights, so each evaluation builds a fresh session: for XS at 32x32 that is
+ * ~0.2 s against ~3 s for the 10,000 Fashion-MNIST test images, so nothing is cached.
+ */
 export async function evaluate(
   config: SwiftFormerConfig, state: StateDict, loader: Loader, session: SessionOptions = {}, onBatch?: (done: number, total: number) => void,
 ): Promise<{ acc: number; loss: number }> {

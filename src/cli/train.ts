@@ -1,0 +1,253 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SIDECAR, type EpochMetrics, type Sidecar } from '../checkpoint.js';
+import { openTrainingData } from '../data.js';
+import { SwiftFormerError } from '../errors.js';
+import { loadModel } from '../model.js';
+import { variantConfig } from '../swiftformer.js';
+import { modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../trainer.js';
+import { choice, intOption, parse } from './args.js';
+
+export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]
+       swiftformer train --resume <out dir>
+
+Trains a SwiftFormer classifier from scratch, or fine-tunes one (--finetune), evaluating top-1
+accuracy each epoch. Writes to --out: checkpoint.safetensors (+ checkpoint.json to resume),
+metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-pth.
+  --data             fashion-mnist (Debian's dataset-fashion-mnist), a directory of IDX files
+                     (train-images-idx3-ubyte[.gz], t10k-...), or image folders: <dir>/train/<class>/*
+                     and <dir>/val/<class>/* (a directory of class folders alone: no evaluation)
+  --model            xs | s | l1 | l3 (default xs; with --finetune: read off the weights)
+  --finetune         weights to start from (.pth/.safetensors); the head is re-initialized
+                     when the class count differs
+  --epochs           default 9
+  --batch-size       default 128 (the last incomplete batch of an epoch is dropped)
+  --lr               peak learning rate, AdamW (default 1e-3)
+  --weight-decay     default 0.025 (not on biases, norms, layer scales)
+  --warmup-epochs    linear warm-up before the cosine (default 0)
+  --min-lr           floor of the cosine (default 0)
+  --label-smoothing  default 0.1
+  --input-size       default: IDX images zero-padded to a multiple of 32 (28 -> 32), else 224
+  --augment          random resized crop, flip, color jitter, random erasing
+  --mixup, --cutmix  mixup / cutmix alphas (official recipe: 0.8 and 1.0; default off)
+  --clip-mode        none | norm | agc (default none)   --clip-grad  max norm, or AGC factor (0.01)
+  --ema              also keep and evaluate an EMA of the weights (--ema-decay, default 0.9996)
+  --teacher          distill from this model (weights file, or .onnx); --distill hard | soft,
+                     --temperature (soft, default 1)
+  --out              output directory (default swiftformer-train)
+  --resume           continue the run in this directory where it stopped
+  --save-pth         also write checkpoint.pth in the official training-checkpoint layout
+  --limit            use at most N images of each split (quick runs)
+  --seed             default 0      --threads  ONNX Runtime threads`;
+
+function numberOption(value: string | undefined, name: string, check: (n: number) => boolean, want: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new SwiftFormerError('BAD_ARGUMENT', `--${name} must be ${want}, got '${value}'`);
+  return n;
+}
+
+async function readSidecar(dir: string): Promise<Sidecar> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, SIDECAR), 'utf8');
+  } catch {
+    throw new SwiftFormerError('BAD_ARGUMENT', `nothing to resume: ${join(dir, SIDECAR)} does not exist`);
+  }
+  try {
+    return JSON.parse(text) as Sidecar;
+  } catch (err) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `${join(dir, SIDECAR)} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function pct(x: number | undefined): string {
+  return x === undefined ? '-' : `${(x * 100).toFixed(2)}%`;
+}
+
+/** Progress on stderr: one line redrawn in place on a terminal, periodic plain lines otherwise. */
+function progressReporter(stream: NodeJS.WriteStream): (e: TrainProgress) => void {
+  const tty = !!stream.isTTY;
+  let lastDraw = 0;
+  let lastLine = 0;
+  const draw = (text: string, final: boolean) => {
+    if (tty) stream.write(`\r\x1b[2K${final ? text : text.slice(0, (stream.columns || 120) - 1)}${final ? '\n' : ''}`);
+    else stream.write(`${text}\n`);
+  };
+  return (e) => {
+    const now = Date.now();
+    if (e.phase === 'start') {
+      const { config } = e;
+      const from = e.startEpoch > 0 ? `, resuming after epoch ${e.startEpoch}` : '';
+      stream.write(`SwiftFormer [${config.embedDims}] x [${config.depths}], ${config.numClasses} classes, ${(e.params / 1e6).toFixed(2)} M trainable parameters; ${e.stepsPerEpoch} steps per epoch${from}\n`);
+      if (e.fit) {
+        const reinit = [...e.fit.missing, ...e.fit.mismatched.map((m) => m.key)];
+        if (reinit.length > 0) stream.write(`fine-tuning: re-initialized ${reinit.join(', ')}\n`);
+        if (e.fit.unexpected.length > 0) stream.write(`fine-tuning: dropped ${e.fit.unexpected.join(', ')}\n`);
+      }
+    } else if (e.phase === 'train') {
+      const text = `epoch ${e.epoch}/${e.epochs}  ${bar(e.step / e.steps)} ${e.step}/${e.steps}  loss ${e.loss.toFixed(4)}  acc ${pct(e.acc)}  lr ${e.lr.toExponential(2)}  ${e.imgPerSec.toFixed(0)} img/s`;
+      if (tty ? now - lastDraw >= 100 || e.step === e.steps : now - lastLine >= 30_000 || e.step === e.steps) {
+        draw(text, false);
+        lastDraw = lastLine = now;
+      }
+    } else if (e.phase === 'eval') {
+      if (tty && (now - lastDraw >= 100 || e.done === e.total)) {
+        draw(`epoch ${e.epoch}/${e.epochs}  evaluating${e.ema ? ' EMA' : ''} ${e.done}/${e.total}`, false);
+        lastDraw = now;
+      }
+    } else {
+      draw(summary(e.metrics), true);
+    }
+  };
+}
+
+function bar(fraction: number, width = 20): string {
+  const full = Math.round(fraction * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+}
+
+function summary(m: EpochMetrics): string {
+  const ema = m.test_acc_ema === undefined ? '' : ` (EMA ${pct(m.test_acc_ema)})`;
+  return `epoch ${m.epoch}  loss ${m.train_loss.toFixed(4)}  train ${pct(m.train_acc)}  test ${pct(m.test_acc)}${ema}  lr ${m.lr.toExponential(2)}  ${m.img_per_s.toFixed(0)} img/s  ${m.seconds.toFixed(0)} s`;
+}
+
+export async function trainCommand(argv: string[]): Promise<void> {
+  const { values, flags } = parse(argv, {
+    data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },
+    'batch-size': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, 'warmup-epochs': { type: 'string' },
+    'min-lr': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'input-size': { type: 'string' }, augment: { type: 'boolean' },
+    mixup: { type: 'string' }, cutmix: { type: 'string' }, 'clip-mode': { type: 'string' }, 'clip-grad': { type: 'string' },
+    ema: { type: 'boolean' }, 'ema-decay': { type: 'string' }, teacher: { type: 'string' }, distill: { type: 'string' },
+    temperature: { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, 'save-pth': { type: 'boolean' },
+    limit: { type: 'string' }, seed: { type: 'string' }, threads: { type: 'string' },
+  }, usage);
+  if (flags.has('help')) return void console.log(usage);
+
+  // A resumed run takes its settings from the checkpoint; flags given again must agree (the trainer checks).
+  const saved = values.resume ? await readSidecar(values.resume) : undefined;
+  const hyper = (saved?.hyper ?? {}) as Record<string, any>;
+  const source = values.data ?? saved?.data?.source;
+  if (!source) throw new SwiftFormerError('BAD_ARGUMENT', `--data <dir|fashion-mnist> is required\n\n${usage}`);
+  if (values.resume && values.out && values.out !== values.resume) throw new SwiftFormerError('BAD_ARGUMENT', '--resume continues in its own directory; drop --out or give the same directory');
+  const out = values.resume ?? values.out ?? 'swiftformer-train';
+
+  const positive = (n: number) => n > 0;
+  const nonNegative = (n: number) => n >= 0;
+  const limit = intOption(values.limit, 'limit') ?? (values.resume ? saved?.data?.limit : undefined);
+  const epochs = intOption(values.epochs, 'epochs') ?? hyper.epochs ?? 9;
+  const batchSize = intOption(values['batch-size'], 'batch-size') ?? hyper.batchSize ?? 128;
+  const lr = numberOption(values.lr, 'lr', positive, 'a number > 0') ?? hyper.lr;
+  const weightDecay = numberOption(values['weight-decay'], 'weight-decay', nonNegative, 'a number >= 0') ?? hyper.weightDecay;
+  const warmupEpochs = numberOption(values['warmup-epochs'], 'warmup-epochs', nonNegative, 'a number >= 0') ?? hyper.warmupEpochs;
+  const minLr = numberOption(values['min-lr'], 'min-lr', nonNegative, 'a number >= 0') ?? hyper.minLr;
+  const labelSmoothing = numberOption(values['label-smoothing'], 'label-smoothing', (n) => n >= 0 && n < 1, 'in [0, 1)') ?? hyper.labelSmoothing;
+  const inputSize = intOption(values['input-size'], 'input-size', 32);
+  const mixupAlpha = numberOption(values.mixup, 'mixup', nonNegative, 'a number >= 0');
+  const cutmixAlpha = numberOption(values.cutmix, 'cutmix', nonNegative, 'a number >= 0');
+  const clipMode = choice(values['clip-mode'], 'clip-mode', ['none', 'norm', 'agc'] as const);
+  const clipValue = numberOption(values['clip-grad'], 'clip-grad', positive, 'a number > 0');
+  const emaDecay = numberOption(values['ema-decay'], 'ema-decay', (n) => n > 0 && n < 1, 'in (0, 1)');
+  const distillType = choice(values.distill, 'distill', ['hard', 'soft'] as const);
+  const temperature = numberOption(values.temperature, 'temperature', positive, 'a number > 0');
+  const seed = intOption(values.seed, 'seed', 0) ?? hyper.seed;
+  const threads = intOption(values.threads, 'threads');
+  if (distillType && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', '--distill needs --teacher <weights or .onnx>');
+  if (hyper.distill && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', `the run in ${values.resume} distills from a teacher: pass --teacher again to resume it`);
+
+  if (values.model && !saved) variantConfig(values.model); // an unknown id fails before any data is read
+  const data = await openTrainingData(source, limit === undefined ? {} : { limit });
+  if (!data.test) process.stderr.write(`note: ${source} has no test split (val/ or test/ beside train/, or t10k-* IDX files): no evaluation\n`);
+
+  let teacher: Teacher | undefined;
+  let release: (() => Promise<void>) | undefined;
+  if (values.teacher) {
+    const session = threads === undefined ? {} : { threads };
+    if (values.teacher.toLowerCase().endsWith('.onnx')) {
+      teacher = await onnxTeacher(values.teacher, { session });
+      release = teacher.release;
+    } else {
+      const model = await loadModel({ weights: values.teacher, session });
+      teacher = modelTeacher(model);
+      release = () => model.release();
+    }
+  }
+
+  const options: TrainOptions = {
+    train: data.train,
+    epochs,
+    batchSize,
+    out,
+    dataSource: { source, ...(limit !== undefined ? { limit } : {}) },
+    onProgress: progressReporter(process.stderr),
+  };
+  if (data.test) options.test = data.test;
+  if (saved) {
+    options.model = saved.config;
+    options.resume = true;
+    const p = saved.preprocessing;
+    options.inputSize = inputSize ?? p.inputSize;
+    options.normalization = p.normalization;
+    options.pad = p.pad;
+    options.evalCropPct = p.cropPct;
+    options.warmupLr = hyper.warmupLr;
+  } else {
+    if (values.model) options.model = values.model;
+    if (values.finetune) options.weights = values.finetune;
+    if (inputSize !== undefined) options.inputSize = inputSize;
+  }
+  if (lr !== undefined) options.lr = lr;
+  if (weightDecay !== undefined) options.weightDecay = weightDecay;
+  if (warmupEpochs !== undefined) options.warmupEpochs = warmupEpochs;
+  if (minLr !== undefined) options.minLr = minLr;
+  if (labelSmoothing !== undefined) options.labelSmoothing = labelSmoothing;
+  if (seed !== undefined) options.seed = seed;
+  if (threads !== undefined) options.threads = threads;
+  if (flags.has('save-pth')) options.savePth = true;
+  const augment = flags.has('augment') || (saved ? hyper.augment : undefined);
+  if (augment) options.augment = augment === true ? true : augment;
+  const mixup = mixupAlpha !== undefined || cutmixAlpha !== undefined
+    ? { mixupAlpha: mixupAlpha ?? 0, cutmixAlpha: cutmixAlpha ?? 0 }
+    : saved ? hyper.mixup : undefined;
+  if (mixup) options.mixup = mixup;
+  let clip: TrainOptions['clip'] = saved ? hyper.clip : undefined;
+  if (clipMode !== undefined) clip = clipMode === 'none' ? { mode: 'none' } : { mode: clipMode, value: clipValue ?? (clipMode === 'agc' ? 0.01 : 1) };
+  else if (clipValue !== undefined) clip = { mode: 'norm', value: clipValue };
+  if (clip) options.clip = clip;
+  if (flags.has('ema') || emaDecay !== undefined) options.ema = { decay: emaDecay ?? 0.9996 };
+  else if (saved && hyper.ema !== null && hyper.ema !== undefined) options.ema = { decay: hyper.ema };
+  if (teacher) {
+    options.distill = { teacher, type: distillType ?? hyper.distill?.type ?? 'hard' };
+    const t = temperature ?? hyper.distill?.temperature;
+    if (t !== undefined) options.distill.temperature = t;
+  }
+
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  options.signal = controller.signal;
+  let completed = saved?.epoch ?? 0;
+  const report = options.onProgress!;
+  options.onProgress = (e) => {
+    if (e.phase === 'epoch') completed = e.metrics.epoch;
+    report(e);
+  };
+  let interrupted = false;
+  try {
+    const result = await train(options);
+    const last = result.history.at(-1);
+    process.stderr.write(`done: ${out} (epoch ${last?.epoch ?? 0}${last?.test_acc !== undefined ? `, test accuracy ${pct(last.test_acc)}` : ''})\n`);
+  } catch (err) {
+    if (!controller.signal.aborted) throw err;
+    interrupted = true;
+  } finally {
+    process.off('SIGINT', onSignal);
+    await release?.();
+  }
+  if (interrupted) {
+    process.stderr.write(completed > 0
+      ? `\ninterrupted: ${out} holds the checkpoint of epoch ${completed}; continue with: swiftformer train --resume ${out}\n`
+      : '\ninterrupted before the first epoch completed: nothing was saved\n');
+    process.exit(130);
+  }
+}

@@ -1,0 +1,682 @@
+/**
+ * Training around the compiled step: optimizer, schedule, clipping, EMA, targets, data, the
+ * training loop (learning, resume, divergence, checkpoints) and the CLI. Models are the tiny
+ * fixture architecture at 32x32, datasets a few dozen synthetic images: every real training here
+ * takes a second or two.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import '../src/node.js';
+import {
+  cropImage, deriveSeed, flipHorizontal, mixBatch, padImage, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform,
+} from '../src/augment.js';
+import { moduleOrder, readCheckpoint } from '../src/checkpoint.js';
+import { Loader, limitDataset, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx, type ImageDataset } from '../src/data.js';
+import { SwiftFormerError } from '../src/errors.js';
+import { loadModel } from '../src/model.js';
+import {
+  AdamW, ModelEma, adaptiveClipGrad, clipGradNorm, hardDistillTargets, noWeightDecay, smoothTargets, softDistillTargets, weightDecayGroups,
+} from '../src/optim.js';
+import { readPth } from '../src/pth.js';
+import { Random } from '../src/random.js';
+import { readSafetensors } from '../src/safetensors.js';
+import { cosineLr, CosineSchedule } from '../src/schedule.js';
+import { simdAvailable } from '../src/simd.js';
+import { initialWeights } from '../src/swiftformer.js';
+import type { FloatTensor, StateDict, Tensor } from '../src/tensor.js';
+import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/trainer.js';
+import { fixturePath, TINY_CONFIG } from './fixtures.js';
+
+const f32 = (shape: number[], values: number[]): FloatTensor => ({ dtype: 'float32', shape, data: Float32Array.from(values) });
+
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(Math.abs(actual[i]! - expected[i]!) <= tol * Math.max(1, Math.abs(expected[i]!)), `${what}[${i}]: ${actual[i]} vs ${expected[i]}`);
+  }
+}
+
+// ---------------------------------------------------------------- AdamW
+
+describe('AdamW (torch.optim.AdamW arithmetic)', () => {
+  const modes = simdAvailable() ? [true, false] : [false];
+  for (const simd of modes) {
+    const label = simd ? 'SIMD kernel' : 'JavaScript loop';
+
+    test(`${label}: the first step moves each parameter by lr * sign(g) (bias correction), zero gradients stay`, () => {
+      const state: StateDict = new Map([['w', f32([2, 2], [1, -2, 0.5, 3])]]);
+      const opt = new AdamW(state, ['w'], { lr: 0.1, weightDecay: 0, simd });
+      opt.step(new Map([['w', f32([2, 2], [0.1, -0.2, 3e-3, 0])]]));
+      // m^ = g, v^ = g^2, so the step is lr * g / (|g| + eps): lr * sign(g) up to eps / |g|.
+      close(state.get('w')!.data as Float32Array, [0.9, -1.9, 0.5 - 0.1 * (3e-3 / (3e-3 + 1e-8)), 3], 1e-6, 'w');
+      close(opt.expAvg.get('w')!, [0.01, -0.02, 3e-4, 0], 1e-6, 'exp_avg');
+      close(opt.expAvgSq.get('w')!, [1e-5, 4e-5, 9e-9, 0], 1e-6, 'exp_avg_sq');
+    });
+
+    test(`${label}: three steps with decoupled weight decay match the PyTorch formula`, () => {
+      const p0 = [1, -2, 0.5, 3, 0.25, -0.75];
+      const grads = [[0.1, -0.2, 0.3, 0, 0.05, 1], [-0.3, 0.1, 0.2, 0.4, -0.05, 1], [0.2, 0.2, -0.1, -0.4, 0.1, -2]];
+      const [lr, wd, b1, b2, eps] = [0.01, 0.1, 0.9, 0.999, 1e-8];
+      // The formula written out: p *= 1 - lr wd; m, v running moments; p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps).
+      const p = [...p0];
+      const m = p0.map(() => 0);
+      const v = p0.map(() => 0);
+      grads.forEach((g, s) => {
+        const t = s + 1;
+        for (let i = 0; i < p.length; i++) {
+          p[i]! *= 1 - lr * wd;
+          m[i] = b1 * m[i]! + (1 - b1) * g[i]!;
+          v[i] = b2 * v[i]! + (1 - b2) * g[i]! ** 2;
+          p[i]! -= (lr / (1 - b1 ** t)) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - b2 ** t) + eps));
+        }
+      });
+      const state: StateDict = new Map([['conv.weight', f32([2, 3], p0)]]);
+      const opt = new AdamW(state, ['conv.weight'], { lr, weightDecay: wd, simd });
+      for (const g of grads) opt.step(new Map([['conv.weight', f32([2, 3], g)]]));
+      close(state.get('conv.weight')!.data as Float32Array, p, 1e-6, 'p');
+      assert.equal(opt.stepCount, 3);
+    });
+
+    test(`${label}: a constant gradient moves by lr every step; no decay on biases`, () => {
+      const state: StateDict = new Map([['head.bias', f32([3], [0, 0, 0])]]);
+      const opt = new AdamW(state, ['head.bias'], { lr: 0.01, weightDecay: 0.5, simd });
+      for (let s = 0; s < 5; s++) opt.step(new Map([['head.bias', f32([3], [2, -1, 0.5])]]));
+      close(state.get('head.bias')!.data as Float32Array, [-0.05, 0.05, -0.05], 1e-5, 'bias');
+    });
+  }
+
+  test('the SIMD path keeps the parameters in its memory, same values; the state dict holds views', () => {
+    if (!simdAvailable()) return;
+    const original = Float32Array.from([1, 2, 3, 4, 5]);
+    const state: StateDict = new Map([['w', f32([5], [...original])]]);
+    const opt = new AdamW(state, ['w'], { lr: 0 });
+    assert.ok(opt.arena);
+    assert.equal(state.get('w')!.data.buffer, opt.arena.memory.buffer);
+    assert.deepEqual([...state.get('w')!.data], [...original]);
+  });
+
+  test('missing gradients and bad learning rates are errors', () => {
+    const state: StateDict = new Map([['w', f32([2], [1, 2])]]);
+    const opt = new AdamW(state, ['w']);
+    assert.throws(() => opt.step(new Map()), /no gradient of 2 values for w/);
+    assert.throws(() => opt.step(new Map([['w', f32([2], [1, 1])]]), NaN), /learning rate/);
+  });
+
+  test('AdamW over SwiftFormer-XS-sized parameters takes milliseconds, not tens', () => {
+    if (!simdAvailable()) return;
+    const state: StateDict = new Map([['w', f32([3_500_000], [])]]);
+    state.set('w', { dtype: 'float32', shape: [3_500_000], data: new Float32Array(3_500_000).fill(0.5) });
+    const grads = new Map([['w', { dtype: 'float32' as const, shape: [3_500_000], data: new Float32Array(3_500_000).fill(1e-3) }]]);
+    const opt = new AdamW(state, ['w'], { lr: 1e-3, weightDecay: 0.025 });
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      opt.step(grads);
+      times.push(performance.now() - t);
+    }
+    // ~5 ms on a shared 2-core machine; the JavaScript loop needs ~25 ms. Generous bound for noisy CI.
+    assert.ok(Math.min(...times) < 20, `fastest step ${Math.min(...times).toFixed(1)} ms`);
+  });
+});
+
+describe('weight-decay groups', () => {
+  test('timm rule plus layer scales: 1-d tensors, biases, BN weights and layer scales do not decay; w_g (D,1) does', () => {
+    const config = { ...TINY_CONFIG, numClasses: 10, distillation: false };
+    const state = initialWeights(config, 'classifier', 0);
+    const keys = [...state.keys()].filter((k) => !/running_|num_batches/.test(k));
+    const { decay, noDecay } = weightDecayGroups(state, keys);
+    for (const k of ['patch_embed.0.weight', 'network.0.0.local_representation.pwconv1.weight', 'network.4.0.dwconv.weight', 'network.6.0.attn.w_g', 'network.6.0.attn.to_query.weight', 'head.weight']) {
+      assert.ok(decay.includes(k), `${k} decays`);
+    }
+    for (const k of ['patch_embed.0.bias', 'patch_embed.1.weight', 'network.0.0.local_representation.layer_scale', 'network.4.0.layer_scale', 'network.6.0.layer_scale_1', 'network.6.0.layer_scale_2', 'norm.weight', 'head.bias']) {
+      assert.ok(noDecay.includes(k), `${k} does not decay`);
+    }
+    assert.equal(decay.length + noDecay.length, keys.length);
+    assert.deepEqual(state.get('network.4.0.layer_scale')!.shape, [32, 1, 1], 'layer scales are 3-d, exempted by name');
+    assert.equal(noWeightDecay('x.w_g', [48, 1]), false);
+  });
+
+  test('extra exemptions (timm no_weight_decay)', () => {
+    const state: StateDict = new Map([['a.weight', f32([2, 2], [1, 2, 3, 4])], ['b.weight', f32([2, 2], [1, 2, 3, 4])]]);
+    assert.deepEqual(weightDecayGroups(state, ['a.weight', 'b.weight'], ['b.weight']), { decay: ['a.weight'], noDecay: ['b.weight'] });
+  });
+});
+
+// ---------------------------------------------------------------- schedule
+
+describe('cosine schedule with linear warm-up (timm CosineLRScheduler, per step)', () => {
+  const options = { lr: 1e-3, totalSteps: 100, warmupSteps: 10, warmupLr: 1e-6, minLr: 1e-5 };
+
+  test('warm-up is linear from warmupLr', () => {
+    assert.equal(cosineLr(0, options), 1e-6);
+    close([cosineLr(5, options)], [1e-6 + (5 * (1e-3 - 1e-6)) / 10], 1e-12);
+  });
+
+  test('cosine values at known steps (closed form), floor at and after the end', () => {
+    const cos = (t: number) => 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + Math.cos((Math.PI * t) / 100));
+    close([cosineLr(10, options)], [cos(10)], 1e-12);
+    close([cosineLr(50, options)], [(1e-3 + 1e-5) / 2], 1e-12);
+    close([cosineLr(99, options)], [cos(99)], 1e-12);
+    assert.equal(cosineLr(100, options), 1e-5);
+    assert.equal(cosineLr(250, options), 1e-5);
+  });
+
+  test('no warm-up starts at the peak; warmupPrefix shifts the cosine past the warm-up', () => {
+    assert.equal(cosineLr(0, { lr: 0.5, totalSteps: 10 }), 0.5);
+    close([cosineLr(5, { lr: 0.5, totalSteps: 10 })], [0.25], 1e-12);
+    const prefixed = { ...options, warmupPrefix: true };
+    assert.equal(cosineLr(10, prefixed), 1e-3);
+    close([cosineLr(60, prefixed)], [(1e-3 + 1e-5) / 2], 1e-12);
+  });
+
+  test('bad settings are errors', () => {
+    assert.throws(() => new CosineSchedule({ lr: -1, totalSteps: 10 }), /lr must be/);
+    assert.throws(() => new CosineSchedule({ lr: 1, totalSteps: 0 }), /total steps/);
+  });
+});
+
+// ---------------------------------------------------------------- clipping and EMA
+
+describe('gradient clipping', () => {
+  test('AGC (timm adaptive_clip_grad): unit-wise against clip_factor * max(|w_unit|, eps)', () => {
+    const state: StateDict = new Map([
+      ['w', f32([3, 2], [3, 4, 0, 0, 0, 0])],
+      ['b', f32([2], [0.3, 0.4])],
+    ]);
+    const grads = new Map([
+      ['w', f32([3, 2], [0.3, 0.4, 1e-6, 0, 0.01, 0])],
+      ['b', f32([2], [0.003, 0.004])],
+    ]);
+    adaptiveClipGrad(state, grads, 0.01, 1e-3);
+    // Row 0: |w| = 5, max 0.05, |g| = 0.5 -> scaled to norm 0.05. Row 1: |w| = 0 -> eps 1e-3, max 1e-5,
+    // |g| = 1e-6 stays. Row 2: |g| = 0.01 -> 1e-5. Bias (1-d, whole tensor): |w| = 0.5, max 0.005, |g| = 0.005: not above, stays.
+    close(grads.get('w')!.data, [0.03, 0.04, 1e-6, 0, 1e-5, 0], 1e-6, 'w grad');
+    close(grads.get('b')!.data, [0.003, 0.004], 1e-7, 'b grad');
+  });
+
+  test('global norm clipping (torch clip_grad_norm_): scale max / (norm + 1e-6), returns the norm', () => {
+    const grads = new Map([['a', f32([2], [3, 0])], ['b', f32([1], [4])]]);
+    assert.equal(clipGradNorm(grads, 1), 5);
+    close([...grads.get('a')!.data, ...grads.get('b')!.data], [3 / (5 + 1e-6), 0, 4 / (5 + 1e-6)], 1e-7);
+    const small = new Map([['a', f32([2], [0.3, 0.4])]]);
+    clipGradNorm(small, 1);
+    close(small.get('a')!.data, [Math.fround(0.3), Math.fround(0.4)], 0, 'under the limit: unchanged');
+  });
+});
+
+describe('EMA of the weights', () => {
+  test('ema = d ema + (1 - d) w for parameters; BN buffers copied', () => {
+    const model: StateDict = new Map<string, Tensor>([
+      ['w', f32([2], [1, 2])],
+      ['bn.running_mean', f32([2], [0, 0])],
+      ['bn.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(0n) }],
+    ]);
+    const ema = new ModelEma(model, 0.9);
+    (model.get('w')!.data as Float32Array).set([3, -2]);
+    (model.get('bn.running_mean')!.data as Float32Array).set([5, 6]);
+    (model.get('bn.num_batches_tracked')!.data as BigInt64Array)[0] = 7n;
+    ema.update(model);
+    close(ema.state.get('w')!.data as Float32Array, [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2], 1e-7, 'ema w');
+    assert.deepEqual([...ema.state.get('bn.running_mean')!.data], [5, 6]);
+    assert.equal(ema.state.get('bn.num_batches_tracked')!.data[0], 7n);
+    assert.notEqual(ema.state.get('w')!.data, model.get('w')!.data, 'own arrays');
+  });
+});
+
+// ---------------------------------------------------------------- targets and augmentation
+
+const rowSums = (t: FloatTensor) => Array.from({ length: t.shape[0]! }, (_, i) => t.data.subarray(i * t.shape[1]!, (i + 1) * t.shape[1]!).reduce((a, b) => a + b, 0));
+
+describe('targets', () => {
+  test('label smoothing: (1 - eps) onehot + eps / K, rows sum to 1', () => {
+    const t = smoothTargets([2, 0], 4, 0.1);
+    close(t.data, [0.025, 0.025, 0.925, 0.025, 0.925, 0.025, 0.025, 0.025], 1e-7);
+    close(rowSums(t), [1, 1], 1e-6);
+    assert.throws(() => smoothTargets([4], 4), /not a class index/);
+  });
+
+  test('mixup and cutmix: targets are lam y + (1 - lam) flip(y), smoothed; rows sum to 1', () => {
+    for (const [mixupAlpha, cutmixAlpha, mode] of [[0.8, 0, 'mixup'], [0, 1, 'cutmix']] as const) {
+      const n = 4;
+      const pixels: FloatTensor = { dtype: 'float32', shape: [n, 3, 8, 8], data: new Float32Array(n * 192) };
+      for (let i = 0; i < n; i++) pixels.data.fill(i, i * 192, (i + 1) * 192);
+      const labels = [0, 1, 2, 3];
+      const { targets, lam, mode: used } = mixBatch(pixels, labels, 5, 0.1, new Random(3), { mixupAlpha, cutmixAlpha });
+      assert.equal(used, mode);
+      close(rowSums(targets), [1, 1, 1, 1], 1e-6, `${mode} row sums`);
+      // Image 0 is mixed with image 3: its own class gets lam of the on-mass, class 3 the rest.
+      close([targets.data[0]!, targets.data[3]!], [0.02 + lam * 0.9, 0.02 + (1 - lam) * 0.9], 1e-6, `${mode} image 0`);
+      // Pixels: image 0 holds lam of its own value (0) and 1 - lam of image 3's (3), on average.
+      const mean0 = pixels.data.subarray(0, 192).reduce((a, b) => a + b, 0) / 192;
+      close([mean0], [3 * (1 - lam)], 1e-5, `${mode} pixels`);
+    }
+  });
+
+  test('distillation targets: hard = teacher argmax one-hot, soft = softmax(logits / T)', () => {
+    const logits = f32([2, 3], [1, 3, 2, 0, 0, Math.log(2)]);
+    assert.deepEqual([...hardDistillTargets(logits).data], [0, 1, 0, 0, 0, 1]);
+    const soft = softDistillTargets(logits, 1);
+    close(soft.data.subarray(3), [0.25, 0.25, 0.5], 1e-6);
+    close(rowSums(softDistillTargets(logits, 4)), [1, 1], 1e-6);
+  });
+
+  test('Beta samples have the right mean', () => {
+    const rng = new Random(1);
+    let sum = 0;
+    for (let i = 0; i < 4000; i++) sum += sampleBeta(rng, 0.8, 0.8);
+    close([sum / 4000], [0.5], 0.03);
+  });
+});
+
+describe('augmentation', () => {
+  const image = { width: 4, height: 2, data: Uint8Array.from({ length: 24 }, (_, i) => i) };
+
+  test('pad, crop, flip', () => {
+    const padded = padImage(image, 2, 2);
+    assert.equal(padded.width, 8);
+    assert.equal(padded.height, 6);
+    assert.deepEqual([...cropImage(padded, 2, 2, 4, 2).data], [...image.data]);
+    assert.equal(padded.data[0], 0);
+    const flipped = flipHorizontal({ ...image, data: image.data.slice() });
+    assert.deepEqual([...flipped.data.subarray(0, 12)], [9, 10, 11, 6, 7, 8, 3, 4, 5, 0, 1, 2]);
+  });
+
+  test('random resized crop: boxes inside the image, area and ratio in range; center fallback', () => {
+    const rng = new Random(5);
+    for (let i = 0; i < 200; i++) {
+      const b = randomResizedCropBox(rng, 32, 24);
+      assert.ok(b.x >= 0 && b.y >= 0 && b.x + b.width <= 32 && b.y + b.height <= 24, JSON.stringify(b));
+    }
+    // An impossible ratio range: every draw fails, the fallback is a centered crop at the nearest ratio.
+    const box = randomResizedCropBox(new Random(1), 40, 10, [0.99, 1], [1, 1]);
+    assert.deepEqual(box, { x: 15, y: 0, width: 10, height: 10 });
+  });
+
+  test('the Fashion-MNIST transform: 28x28 gray zero-padded to 32x32, three equal normalized channels', () => {
+    const gray = { width: 28, height: 28, data: new Uint8Array(28 * 28 * 3).fill(255) };
+    const t = sampleTransform({ inputSize: [32, 32], mean: [0.286, 0.286, 0.286], std: [0.353, 0.353, 0.353], pad: 2 });
+    const out = new Float32Array(3 * 32 * 32);
+    t.apply(gray, new Random(0), out, 0);
+    close([out[0]!, out[2 * 32 + 2]!, out[1024 + 2 * 32 + 2]!], [-0.286 / 0.353, (1 - 0.286) / 0.353, (1 - 0.286) / 0.353], 1e-5);
+  });
+
+  test('the augmenting transform keeps shapes and differs by seed', () => {
+    const src = { width: 28, height: 28, data: Uint8Array.from({ length: 28 * 28 * 3 }, (_, i) => (i * 7) % 256) };
+    const t = sampleTransform({ inputSize: [32, 32], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], pad: 2, augment: { randomResizedCrop: {}, hflip: 0.5, colorJitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4 }, randomErasing: { probability: 1 } } });
+    const a = new Float32Array(3 * 1024);
+    const b = new Float32Array(3 * 1024);
+    t.apply(src, new Random(deriveSeed(0, 1)), a, 0);
+    t.apply(src, new Random(deriveSeed(0, 2)), b, 0);
+    assert.ok(a.every(Number.isFinite));
+    assert.notDeepEqual([...a], [...b]);
+    assert.equal(src.data[1], 7, 'the source image is not modified');
+  });
+});
+
+// ---------------------------------------------------------------- IDX
+
+function idx(type: number, dims: number[], data: number[]): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  const view = new DataView(out.buffer);
+  out.set([0, 0, type, dims.length]);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}
+
+describe('IDX files (MNIST format)', () => {
+  const images = idx(0x08, [2, 2, 3], [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 255]);
+
+  test('parses header and data, gzipped or not', () => {
+    for (const bytes of [images, new Uint8Array(gzipSync(images))]) {
+      const parsed = parseIdx(bytes, 'images');
+      assert.deepEqual(parsed.dims, [2, 2, 3]);
+      assert.deepEqual([...parsed.data], [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 255]);
+    }
+  });
+
+  test('truncated, padded, corrupt and unsupported files are errors naming the file', () => {
+    const bad = (bytes: Uint8Array, pattern: RegExp) => assert.throws(() => parseIdx(bytes, 'train-images-idx3-ubyte'), (err: unknown) => {
+      assert.ok(err instanceof SwiftFormerError);
+      assert.match(err.message, /train-images-idx3-ubyte/);
+      assert.match(err.message, pattern);
+      return true;
+    });
+    bad(images.subarray(0, images.length - 1), /12 bytes of data, the file has 11 \(truncated\?\)/);
+    bad(new Uint8Array([...images, 0]), /the file has 13/);
+    bad(images.subarray(0, 9), /cannot hold the 3 dimension sizes/);
+    bad(new Uint8Array([1, 2, 3, 4]), /bad magic/);
+    bad(idx(0x0d, [1], [0, 0, 0, 0]), /float32 is not supported/);
+    bad(new Uint8Array(gzipSync(images)).subarray(0, 20), /gzip/);
+  });
+
+  test('a directory of IDX files is a dataset: gray replicated to RGB, labels checked', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sf-idx-'));
+    await writeFile(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(images));
+    await writeFile(join(dir, 'train-labels-idx1-ubyte'), idx(0x08, [2], [1, 0]));
+    const data = await loadIdxDataset(dir, 'train');
+    assert.equal(data.length, 2);
+    assert.deepEqual(data.classes, ['0', '1']);
+    assert.equal(data.label(0), 1);
+    const img = data.image(1);
+    assert.deepEqual([img.width, img.height], [3, 2]);
+    assert.deepEqual([...img.data.subarray(0, 6)], [10, 10, 10, 11, 11, 11]);
+    await assert.rejects(loadIdxDataset(dir, 'test'), /has no test split: expected t10k-images-idx3-ubyte/);
+  });
+});
+
+// ---------------------------------------------------------------- image folders
+
+describe('image folders (torchvision ImageFolder)', () => {
+  test('classes are the sorted subfolders; images found recursively, sorted, by extension; a decode function can be passed', async () => {
+    const dir = await tempDir();
+    for (const f of ['b/x.png', 'b/sub/y.JPG', 'a/z.webp', 'a/notes.txt', 'c/.hidden.png', 'c/w.gif']) {
+      await mkdir(join(dir, f, '..'), { recursive: true });
+      await writeFile(join(dir, f), f);
+    }
+    const decoded: string[] = [];
+    const data = await loadImageFolder(dir, { decode: async (path) => { decoded.push(path); return { width: 1, height: 1, data: new Uint8Array(3) }; } });
+    assert.deepEqual(data.classes, ['a', 'b', 'c']);
+    assert.deepEqual(data.files.map((f) => f.slice(dir.length + 1)), ['a/z.webp', 'b/sub/y.JPG', 'b/x.png', 'c/w.gif']);
+    assert.deepEqual([0, 1, 2, 3].map((i) => data.label(i)), [0, 1, 1, 2]);
+    await data.image(2);
+    assert.deepEqual(decoded, [join(dir, 'b/x.png')]);
+    await assert.rejects(loadImageFolder(join(dir, 'nope')), /does not exist/);
+    await assert.rejects(loadImageFolder(join(dir, 'a')), /no class subfolders/);
+  });
+
+  test('train/ and val/ with real images through the default decoder, into a batch', async () => {
+    const dir = await tempDir();
+    const images = fileURLToPath(new URL('data/decode/', import.meta.url));
+    for (const [split, cls, file] of [['train', 'cat', 'rgb.png'], ['train', 'dog', 'gray.jpg'], ['val', 'cat', 'rgb_q90.jpg'], ['val', 'dog', 'la.png']]) {
+      await mkdir(join(dir, split!, cls!), { recursive: true });
+      await writeFile(join(dir, split!, cls!, file!), await readFile(join(images, file!)));
+    }
+    const data = await openTrainingData(dir);
+    assert.equal(data.kind, 'folders');
+    assert.deepEqual([data.train.length, data.test!.length], [2, 2]);
+    const transform = sampleTransform({ inputSize: [32, 32], mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], cropPct: 0.875 });
+    const loader = new Loader(data.test!, { batchSize: 2, transform });
+    const batch = await loader.prepare(loader.order(0), 0, 0);
+    assert.deepEqual(batch.pixels.shape, [2, 3, 32, 32]);
+    assert.deepEqual([...batch.labels], [0, 1]);
+    assert.ok(batch.pixels.data.every(Number.isFinite));
+  });
+});
+
+// ---------------------------------------------------------------- loader
+
+/** Two classes: dark and bright 28x28 gray-ish images with noise, as an in-memory dataset. */
+function brightDark(n: number, seed: number, size = 28): ImageDataset {
+  const rng = new Random(seed);
+  const images = Array.from({ length: n }, (_, i) => {
+    const data = new Uint8Array(size * size * 3);
+    for (let p = 0; p < data.length; p++) data[p] = Math.max(0, Math.min(255, (i % 2 ? 160 : 90) + Math.round(rng.normal() * 40)));
+    return { width: size, height: size, data };
+  });
+  return { name: `bright/dark (${n})`, length: n, classes: ['dark', 'bright'], label: (i) => i % 2, image: (i) => images[i]! };
+}
+
+describe('Loader', () => {
+  const transform = sampleTransform({ inputSize: [32, 32], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], pad: 2 });
+
+  test('shuffles per epoch with a seed, drops the last incomplete batch, targets smoothed', async () => {
+    const loader = new Loader(brightDark(10, 1), { batchSize: 4, transform, shuffle: true, dropLast: true, seed: 3, labelSmoothing: 0.2 });
+    assert.equal(loader.batchesPerEpoch, 2);
+    const batches = [];
+    for await (const b of loader.epoch(0)) batches.push(b);
+    assert.equal(batches.length, 2);
+    assert.deepEqual(batches[0]!.pixels.shape, [4, 3, 32, 32]);
+    close(rowSums(batches[0]!.targets), [1, 1, 1, 1], 1e-6, 'target rows');
+    assert.deepEqual([...loader.order(0)], [...new Loader(brightDark(10, 1), { batchSize: 4, transform, shuffle: true, seed: 3 }).order(0)], 'same seed, same order');
+    assert.notDeepEqual([...loader.order(0)], [...loader.order(1)], 'a new order each epoch');
+    assert.deepEqual([...loader.order(0)].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test('a batch is the same whether prefetched or computed alone (resume needs it)', async () => {
+    const opts = { batchSize: 4, transform, shuffle: true, dropLast: true, seed: 9, mixup: { mixupAlpha: 0.8, cutmixAlpha: 1 } };
+    const a: FloatTensor[] = [];
+    for await (const b of new Loader(brightDark(12, 2), { ...opts, prefetch: 2 }).epoch(1)) a.push(b.pixels);
+    const alone = new Loader(brightDark(12, 2), opts);
+    const b2 = await alone.prepare(alone.order(1), 1, 2);
+    assert.deepEqual([...b2.pixels.data], [...a[2]!.data]);
+  });
+
+  test('limitDataset keeps evenly spaced samples (every class of a sorted folder)', () => {
+    const sorted: ImageDataset = { ...brightDark(8, 1), label: (i) => (i < 4 ? 0 : 1) };
+    const small = limitDataset(sorted, 2);
+    assert.deepEqual([small.label(0), small.label(1)], [0, 1]);
+    assert.equal(small.base, sorted);
+  });
+});
+
+// ---------------------------------------------------------------- the training loop
+
+const TINY = { ...TINY_CONFIG, numClasses: 2, distillation: false };
+
+function baseOptions(extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    model: TINY, train: brightDark(64, 1), test: brightDark(32, 2), epochs: 2, batchSize: 16, lr: 2e-3, inputSize: 32, pad: 2,
+    normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, threads: 1, ...extra,
+  };
+}
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'sf-train-'));
+}
+
+describe('train', () => {
+  test('learns a separable task: test accuracy >= 95% in 3 epochs; metrics, chart, labels, config written', async () => {
+    const out = await tempDir();
+    const events: string[] = [];
+    const result = await train(baseOptions({ epochs: 3, train: brightDark(128, 1), out, onProgress: (e) => events.push(e.phase) }));
+    const last = result.history.at(-1)!;
+    assert.ok(last.test_acc! >= 0.95, `test accuracy ${last.test_acc}`);
+    assert.ok(result.history[2]!.train_loss < result.history[0]!.train_loss, 'training loss decreases');
+    assert.deepEqual(result.history.map((m) => m.epoch), [1, 2, 3]);
+    assert.ok(last.img_per_s > 0 && last.seconds > 0 && last.lr > 0);
+    assert.equal(events[0], 'start');
+    assert.equal(events.filter((e) => e === 'epoch').length, 3);
+    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 3);
+    for (const key of ['epoch', 'train_loss', 'train_acc', 'test_acc', 'lr', 'img_per_s', 'seconds']) assert.ok(key in lines[0], key);
+    const svg = await readFile(join(out, 'chart.svg'), 'utf8');
+    assert.match(svg, /^<svg[^>]+xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.equal((svg.match(/<polyline/g) ?? []).length, 4, 'train/test loss and accuracy');
+    assert.deepEqual(JSON.parse(await readFile(join(out, 'labels.json'), 'utf8')), ['dark', 'bright']);
+    const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    assert.deepEqual(config.preprocessing, { inputSize: [32, 32], normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, pad: 2, cropPct: 0.875 });
+    // The inference weights load as a model and classify like the trainer's evaluation.
+    const model = await loadModel({ weights: join(out, 'checkpoint.safetensors') });
+    assert.deepEqual(model.config.embedDims, TINY.embedDims);
+    assert.equal(model.config.numClasses, 2);
+    const meta = readSafetensors(new Uint8Array(await readFile(join(out, 'checkpoint.safetensors')))).metadata;
+    assert.deepEqual(JSON.parse(meta['swiftformer.labels']!), ['dark', 'bright']);
+    await model.release();
+  });
+
+  test('resume: 2 epochs straight == 1 epoch, stop, resume 1 (bit for bit: weights, moments, EMA)', async () => {
+    const options = baseOptions({ ema: { decay: 0.99 }, augment: true, mixup: { mixupAlpha: 0.8, cutmixAlpha: 1 } });
+    const straight = await tempDir();
+    await train({ ...options, out: straight });
+    const split = await tempDir();
+    const stop = new AbortController();
+    await assert.rejects(
+      train({ ...options, out: split, signal: stop.signal, onProgress: (e) => { if (e.phase === 'epoch') stop.abort(); } }),
+      (err: Error) => err.name === 'AbortError',
+    );
+    assert.equal((await readCheckpoint(split))!.sidecar.epoch, 1);
+    await assert.rejects(train({ ...options, out: split }), /already holds a training checkpoint \(epoch 1\)/);
+    await assert.rejects(train({ ...options, lr: 1e-3, out: split, resume: true }), /cannot resume .* lr 0.001 vs 0.002/);
+    const resumed = await train({ ...options, out: split, resume: true });
+    assert.deepEqual(resumed.history.map((m) => m.epoch), [1, 2]);
+    for (const file of ['checkpoint.safetensors', 'checkpoint-ema.safetensors', 'train-state-0002.safetensors']) {
+      const [a, b] = await Promise.all([readFile(join(straight, file)), readFile(join(split, file))]);
+      assert.ok(a.equals(b), `${file} identical`);
+    }
+    assert.deepEqual((await readdir(split)).filter((f) => f.startsWith('train-state')), ['train-state-0002.safetensors'], 'older state files removed');
+  });
+
+  test('a NaN loss stops training with a clear error and leaves the last good checkpoint intact', async () => {
+    const out = await tempDir();
+    const base = sampleTransform({ inputSize: [32, 32], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], pad: 2 });
+    let poison = false;
+    const poisoned: SampleTransform = {
+      options: base.options,
+      apply(image, rng, data, offset) {
+        base.apply(image, rng, data, offset);
+        if (poison) data[offset] = NaN;
+      },
+    };
+    let before: Buffer | undefined;
+    await assert.rejects(
+      train(baseOptions({
+        epochs: 3, out, transforms: { train: poisoned },
+        onProgress: (e) => { if (e.phase === 'epoch') poison = true; },
+      })),
+      (err: unknown) => {
+        assert.ok(err instanceof SwiftFormerError);
+        assert.match(err.message, /training diverged: the loss is NaN at epoch 2, step 1 of 4/);
+        assert.match(err.message, /last good checkpoint \(epoch 1\) is intact/);
+        return true;
+      },
+    );
+    before = await readFile(join(out, 'checkpoint.safetensors'));
+    const saved = await readCheckpoint(out);
+    assert.equal(saved!.sidecar.epoch, 1);
+    for (const t of saved!.state.values()) if (t.dtype === 'float32') assert.ok(t.data.every(Number.isFinite));
+    assert.ok(before.length > 0);
+  });
+
+  test('checkpoint.pth: the official training-checkpoint layout, readable by readPth and loadModel', async () => {
+    const out = await tempDir();
+    const result = await train(baseOptions({ epochs: 1, out, savePth: true, ema: true }));
+    const pth = await readPth(new Uint8Array(await readFile(join(out, 'checkpoint.pth'))));
+    assert.deepEqual([...pth.entries].sort(), ['epoch', 'lr_scheduler', 'model', 'model_ema', 'optimizer', 'scaler']);
+    const root = pth.root as Map<string, unknown>;
+    assert.equal(root.get('epoch'), 0, 'the official main.py resumes at epoch + 1');
+    const model = pth.stateDict('model');
+    assert.deepEqual([...model.keys()], moduleOrder(result.state.keys()), 'keys in torch state_dict order');
+    for (const [k, t] of result.state) assert.deepEqual([...model.get(k)!.data], [...t.data], k);
+    const optimizer = root.get('optimizer') as Map<string, unknown>;
+    const groups = optimizer.get('param_groups') as Map<string, unknown>[];
+    assert.equal(groups.length, 2);
+    assert.deepEqual(groups.map((g) => g.get('weight_decay')), [0, 0.025]);
+    const state = optimizer.get('state') as Map<number, Map<string, FloatTensor>>;
+    const trainable = [...result.state.keys()].filter((k) => !/running_|num_batches/.test(k));
+    assert.equal(state.size, trainable.length);
+    assert.deepEqual(state.get(0)!.get('step')!.data[0], 4);
+    const ema = await loadModel({ weights: join(out, 'checkpoint.pth'), entry: 'model_ema' });
+    assert.equal(ema.config.numClasses, 2);
+    await ema.release();
+  });
+
+  test('fine-tuning: the head is re-initialized for a new class count; distillation from a teacher model', async () => {
+    const teacher = await loadModel({ model: TINY, seed: 5 });
+    const result = await train(baseOptions({
+      model: undefined, weights: fixturePath('tiny/checkpoint_model_only.pth'), epochs: 1, test: undefined,
+      distill: { teacher: modelTeacher(teacher), type: 'hard' },
+    }));
+    await teacher.release();
+    assert.deepEqual(result.config.embedDims, TINY.embedDims);
+    assert.equal(result.config.numClasses, 2);
+    assert.equal(result.config.distillation, true);
+    assert.deepEqual(result.fit!.mismatched.map((m) => m.key).sort(), ['dist_head.bias', 'dist_head.weight', 'head.bias', 'head.weight']);
+    assert.deepEqual(result.state.get('head.weight')!.shape, [2, 48]);
+  });
+
+  test('an ONNX teacher gives the same logits as the model it was exported from', async () => {
+    const model = await loadModel({ model: TINY, seed: 3 });
+    const teacher = await onnxTeacher(model.toOnnx(32), { session: { threads: 1 } });
+    const pixels: FloatTensor = { dtype: 'float32', shape: [2, 3, 32, 32], data: Float32Array.from({ length: 6144 }, (_, i) => Math.sin(i)) };
+    const [a, b] = [await teacher.logits(pixels), await model.logits(pixels)];
+    close(a.data, b.data, 1e-5, 'teacher logits');
+    await teacher.release!();
+    await model.release();
+    await assert.rejects(onnxTeacher(model.toOnnx(32), { output: 'probs' }), /teacher has no output 'probs' \(it has logits\)/);
+  });
+
+  test('bad settings are clear errors', async () => {
+    await assert.rejects(train(baseOptions({ batchSize: 100 })), /batch size 100 is larger than the 64 training images/);
+    await assert.rejects(train(baseOptions({ batchSize: 1 })), /at least 2|>= 2/);
+    await assert.rejects(train(baseOptions({ model: 'xxl' })), /unknown model 'xxl'/);
+    await assert.rejects(train(baseOptions({ resume: true })), /resume needs the output directory/);
+    await assert.rejects(train(baseOptions({ out: await tempDir(), resume: true })), /nothing to resume/);
+  });
+});
+
+// ---------------------------------------------------------------- CLI
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** 24 training and 8 test images of Fashion-MNIST's shape: dark vs bright, in IDX files. */
+async function idxDir(): Promise<string> {
+  const dir = await tempDir();
+  for (const [prefix, n, seed] of [['train', 24, 1], ['t10k', 8, 2]] as const) {
+    const data = brightDark(n, seed);
+    const pixels: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const img = data.image(i) as { data: Uint8Array };
+      for (let p = 0; p < 28 * 28; p++) pixels.push(img.data[p * 3]!);
+    }
+    await writeFile(join(dir, `${prefix}-images-idx3-ubyte`), idx(0x08, [n, 28, 28], pixels));
+    await writeFile(join(dir, `${prefix}-labels-idx1-ubyte.gz`), gzipSync(idx(0x08, [n], Array.from({ length: n }, (_, i) => data.label(i)))));
+  }
+  return dir;
+}
+
+describe('swiftformer train (CLI)', () => {
+  test('fine-tunes on an IDX directory and writes the run directory', async () => {
+    const data = await idxDir();
+    const out = join(await tempDir(), 'run');
+    const r = await cli('train', '--data', data, '--finetune', fixturePath('tiny/checkpoint_model_only.pth'), '--epochs', '1', '--batch-size', '8', '--out', out, '--threads', '1', '--save-pth');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /re-initialized .*head\.weight/);
+    assert.match(r.stderr, /epoch 1 +loss [\d.]+ +train [\d.]+% +test [\d.]+%/);
+    const files = (await readdir(out)).sort();
+    for (const f of ['chart.svg', 'checkpoint.json', 'checkpoint.pth', 'checkpoint.safetensors', 'config.json', 'labels.json', 'metrics.jsonl']) assert.ok(files.includes(f), f);
+    const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    assert.equal(config.preprocessing.pad, 2, '28x28 is padded to 32x32');
+    assert.deepEqual(config.labels, ['0', '1']);
+    const again = await cli('train', '--resume', out, '--epochs', '2', '--threads', '1');
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /cannot resume .*epochs 2 vs 1/);
+  });
+
+  test('bad input: missing data, corrupt IDX, unknown model, impossible batch size: one line, non-zero exit', async () => {
+    const data = await idxDir();
+    const corrupt = await tempDir();
+    const bytes = await readFile(join(data, 'train-images-idx3-ubyte'));
+    await writeFile(join(corrupt, 'train-images-idx3-ubyte'), bytes.subarray(0, bytes.length - 100));
+    await writeFile(join(corrupt, 'train-labels-idx1-ubyte'), await readFile(join(data, 'train-labels-idx1-ubyte.gz')));
+    const cases: [string[], RegExp][] = [
+      [['--data', join(data, 'nope')], /data directory .*nope does not exist/],
+      [['--data', corrupt], /train-images-idx3-ubyte is not a valid IDX file: .* \(truncated\?\)/],
+      [['--data', data, '--model', 'xxl'], /unknown model 'xxl'/],
+      [['--data', data, '--batch-size', '64'], /batch size 64 is larger than the 24 training images/],
+      [['--data', data, '--lr', 'fast'], /--lr must be a number > 0/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await cli('train', ...args, '--out', join(await tempDir(), 'x'));
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    }
+  });
+});
+
+
