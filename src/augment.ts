@@ -75,6 +75,16 @@ export function padImage(image: RGBImage, left: number, top: number, right = lef
   return { width, height, data };
 }
 
+/** Luma replicated to the three channels, with PIL's convert('L') weights and rounding. */
+export function toGrayscale(image: RGBImage): RGBImage {
+  const data = new Uint8Array(image.data.length);
+  for (let i = 0; i < data.length; i += 3) {
+    const l = (image.data[i]! * 19595 + image.data[i + 1]! * 38470 + image.data[i + 2]! * 7471 + 0x8000) >> 16;
+    data[i] = data[i + 1] = data[i + 2] = l;
+  }
+  return { width: image.width, height: image.height, data };
+}
+
 /** The pixels of the rectangle at (x, y), w x h, which must lie inside the image. */
 export function cropImage(image: RGBImage, x: number, y: number, w: number, h: number): RGBImage {
   if (x < 0 || y < 0 || w < 1 || h < 1 || x + w > image.width || y + h > image.height) {

@@ -41,6 +41,8 @@ export interface Preprocessing {
   pad: number;
   /** Evaluation resize: shorter side to size / cropPct, center crop (1: straight to size). */
   cropPct: number;
+  /** Trained on gray images (IDX): color inputs are converted to luma first, as PIL's convert('L'). */
+  grayscale?: boolean;
 }
 
 /** A data location as the CLI takes it (`fashion-mnist`, an IDX or image-folder directory) and the --limit. */

@@ -39,7 +39,7 @@ export interface IdxArray {
 const IDX_TYPES: Record<number, string> = { 0x08: 'uint8', 0x09: 'int8', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64' };
 
 function dataError(name: string, why: string): SwiftFormerError {
-  return new SwiftFormerError('IO', `${name} is not a valid IDX file: ${why}`);
+  return new SwiftFormerError('BAD_DATA', `${name} is not a valid IDX file: ${why}`);
 }
 
 /**
@@ -104,11 +104,11 @@ export class IdxDataset implements ImageDataset {
   constructor(readonly name: string, readonly images: IdxArray, readonly labels: IdxArray, readonly classes: readonly string[]) {
     if (images.dims.length !== 3) throw dataError(name, `images need 3 dimensions (N, H, W), got [${images.dims}]`);
     if (labels.dims.length !== 1 || labels.dims[0] !== images.dims[0]) {
-      throw new SwiftFormerError('IO', `${name}: ${labels.dims[0]} labels for ${images.dims[0]} images`);
+      throw new SwiftFormerError('BAD_DATA', `${name}: ${labels.dims[0]} labels for ${images.dims[0]} images`);
     }
     [this.length, this.height, this.width] = images.dims as [number, number, number];
     for (let i = 0; i < this.length; i++) {
-      if (labels.data[i]! >= classes.length) throw new SwiftFormerError('IO', `${name}: label ${labels.data[i]} of image ${i} is not below the ${classes.length} classes`);
+      if (labels.data[i]! >= classes.length) throw new SwiftFormerError('BAD_DATA', `${name}: label ${labels.data[i]} of image ${i} is not below the ${classes.length} classes`);
     }
   }
 

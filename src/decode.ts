@@ -18,6 +18,9 @@ import { SwiftFormerError } from './errors.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
 import type { FloatTensor } from './tensor.js';
 import { evalTransform, type EvalTransformOptions } from './transforms.js';
+import { sampleTransform, toGrayscale } from './augment.js';
+import type { Preprocessing } from './checkpoint.js';
+import { Random } from './random.js';
 
 /** PIL's `Image.MAX_IMAGE_PIXELS`: int(1024 * 1024 * 1024 // 4 // 3). */
 export const MAX_IMAGE_PIXELS = 89_478_485;
@@ -36,7 +39,10 @@ export interface DecodeOptions {
   name?: string;
 }
 
-export type PreprocessOptions = DecodeOptions & EvalTransformOptions;
+export type PreprocessOptions = DecodeOptions & EvalTransformOptions & {
+  /** A trained model's recorded preprocessing; replaces the official evaluation transform. */
+  preprocessing?: Preprocessing;
+};
 
 /** Decodes an image file (path) or its bytes to 8-bit RGB, width x height x 3, row-major. */
 export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<RGBImage> {
@@ -89,7 +95,19 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
  */
 export async function preprocess(input: string | Uint8Array, options: PreprocessOptions = {}): Promise<FloatTensor> {
   const image = await decodeImage(input, options);
-  return evalTransform(image, options);
+  return options.preprocessing ? modelTransform(image, options.preprocessing) : evalTransform(image, options);
+}
+
+/**
+ * The evaluation input of a model trained by this library, as its training recorded it
+ * (`swiftformer.preprocessing`): the same pad / resize / normalization its test set went through.
+ */
+export function modelTransform(image: RGBImage, p: Preprocessing): FloatTensor {
+  const [h, w] = p.inputSize;
+  const transform = sampleTransform({ inputSize: p.inputSize, mean: p.normalization.mean, std: p.normalization.std, pad: p.pad, cropPct: p.cropPct });
+  const data = new Float32Array(3 * h * w);
+  transform.apply(p.grayscale ? toGrayscale(image) : image, new Random(0), data, 0);
+  return { dtype: 'float32', shape: [1, 3, h, w], data };
 }
 
 /** The format of an image from its first bytes, or undefined. */

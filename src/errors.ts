@@ -5,8 +5,10 @@
 export type ErrorCode =
   | 'BAD_ARGUMENT'
   | 'BAD_CHECKPOINT'
+  | 'BAD_DATA'
   | 'BAD_IMAGE'
   | 'BAD_SHAPE'
+  | 'DIVERGED'
   | 'KEY_MISMATCH'
   | 'UNKNOWN_MODEL'
   | 'UNSUPPORTED'

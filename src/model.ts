@@ -12,7 +12,8 @@ import {
   type Head, type SwiftFormerConfig,
 } from './swiftformer.js';
 import { formatShape, type FloatTensor, type StateDict } from './tensor.js';
-import { fitWeights, headOf, inferConfig, readStateDict, type FitReport } from './weights.js';
+import { VIT_VARIANTS, isVitId, vitConfig, vitInfo, type VitConfig, type VitInfo } from './vit.js';
+import { fitWeights, headOf, inferConfig, readWeights, type FitReport } from './weights.js';
 
 export interface ModelOptions {
   /** A variant id ('xs', 's', 'l1', 'l3') or a full config. Default: read off the weights, else 'xs'. */
@@ -49,9 +50,22 @@ export interface ModelInfo {
   config: SwiftFormerConfig;
 }
 
-/** Describes a model without weights: parameters, MACs and stage output shapes. */
-export function modelInfo(model: string | SwiftFormerConfig, inputSize: number | [number, number] = 224): ModelInfo {
-  const config = typeof model === 'string' ? variantConfig(model) : model;
+/** The registry's model ids: SwiftFormer variants (variantConfig) and the ViT family (vit.ts). */
+export type SwiftFormerId = 'xs' | 's' | 'l1' | 'l3';
+export type VitId = 'vit-b16' | 'vit-b32' | 'fvit-b16' | 'fvit-b32';
+
+/**
+ * Describes a model without weights: parameters, MACs and, for SwiftFormer, stage output shapes.
+ * Any registry id, a SwiftFormer config, or a ViT config (vit.ts).
+ */
+export function modelInfo(model: SwiftFormerId | SwiftFormerConfig, inputSize?: number | [number, number]): ModelInfo;
+export function modelInfo(model: VitId | VitConfig, inputSize?: number | [number, number]): VitInfo;
+export function modelInfo(model: string | SwiftFormerConfig | VitConfig, inputSize?: number | [number, number]): ModelInfo | VitInfo;
+export function modelInfo(model: string | SwiftFormerConfig | VitConfig, inputSize: number | [number, number] = 224): ModelInfo | VitInfo {
+  if (typeof model === 'string' ? isVitId(model) : 'patchSize' in model) {
+    return vitInfo(typeof model === 'string' ? vitConfig(model) : model as VitConfig, inputSize);
+  }
+  const config = typeof model === 'string' ? registryConfig(model) : model as SwiftFormerConfig;
   validateConfig(config);
   const graph = emitSwiftFormer(config, { inputSize, intermediates: true });
   const stages = graph.outputs
@@ -60,11 +74,23 @@ export function modelInfo(model: string | SwiftFormerConfig, inputSize: number |
   return { params: countParams(graph, isBuffer), macs: countMacs(graph), inputSize: inputHW(inputSize), stages, config };
 }
 
-async function loadState(weights: ModelOptions['weights'], entry: string | undefined): Promise<{ state: StateDict; name: string }> {
-  if (weights instanceof Map) return { state: weights, name: 'weights' };
+/** A SwiftFormer variant by id; an unknown id is an error listing every id of the registry. */
+function registryConfig(id: string): SwiftFormerConfig {
+  try {
+    return variantConfig(id);
+  } catch (err) {
+    if (!(err instanceof SwiftFormerError) || err.code !== 'UNKNOWN_MODEL') throw err;
+    throw new SwiftFormerError('UNKNOWN_MODEL', `unknown model '${id}': choose one of ${[...Object.keys(VARIANTS), ...Object.keys(VIT_VARIANTS)].join(', ')}`);
+  }
+}
+
+interface LoadedState { state: StateDict; metadata: Record<string, string>; name: string }
+
+async function loadState(weights: ModelOptions['weights'], entry: string | undefined): Promise<LoadedState> {
+  if (weights instanceof Map) return { state: weights, metadata: {}, name: 'weights' };
   const name = typeof weights === 'string' ? weights : 'weights';
   const bytes = typeof weights === 'string' ? await readSource(weights) : weights!;
-  return { state: await readStateDict(bytes, entry === undefined ? { name } : { entry, name }), name };
+  return { ...(await readWeights(bytes, entry === undefined ? { name } : { entry, name })), name };
 }
 
 /** Model config: explicit, or inferred from the weights (in any key format). */
@@ -88,6 +114,8 @@ export class SwiftFormerModel {
     /** How the weights were matched (format, attention rule, skipped keys); undefined for random init. */
     readonly report: FitReport | undefined,
     private readonly options: ModelOptions,
+    /** String metadata of a safetensors weight file (models trained here record config, labels, preprocessing). */
+    readonly metadata: Record<string, string> = {},
   ) {}
 
   static async load(options: ModelOptions = {}): Promise<SwiftFormerModel> {
@@ -101,7 +129,7 @@ export class SwiftFormerModel {
     }
     const fit = fitWeights(loaded.state, config, { ...pick(options, ['attention', 'strict']), head, name: loaded.name });
     const state = options.strict === false ? fillMissing(fit.state, fit.config, head, options.seed ?? 0) : fit.state;
-    return new SwiftFormerModel(fit.config, head, state, fit.report, options);
+    return new SwiftFormerModel(fit.config, head, state, fit.report, options, loaded.metadata);
   }
 
   info(inputSize: number | [number, number] = 224): ModelInfo {

@@ -384,7 +384,8 @@ function checkFolderName(folder: string): void {
 }
 
 /**
- * Writes a checkpoint that torch.load reads (also with weights_only=True): a protocol 2 pickle
+ * Writes a checkpoint that torch.load reads (plain torch.load, as the official main.py uses; torch
+ * 1.13's weights_only=True loader refuses the BINFLOAT opcode of float values): a protocol 2 pickle
  * where Maps become OrderedDicts, plain objects dicts, arrays lists, integers ints and other
  * numbers floats; each tensor gets its own storage `<folder>/data/<i>`.
  */

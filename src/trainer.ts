@@ -184,7 +184,7 @@ export function defaultPreprocessing(dataset: ImageDataset, options: Pick<TrainO
     normalization = { mean: [m, m, m], std: [s, s, s] };
   }
   normalization ??= { mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] };
-  return { inputSize, normalization, pad, cropPct: options.evalCropPct ?? (idx ? 1 : 0.875) };
+  return { inputSize, normalization, pad, cropPct: options.evalCropPct ?? (idx ? 1 : 0.875), ...(idx ? { grayscale: true } : {}) };
 }
 
 function resolveAugment(augment: TrainOptions['augment']): AugmentOptions | undefined {
@@ -385,7 +385,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           const last = options.out && history.length > 0
             ? `the last good checkpoint (epoch ${history.length}) is intact in ${options.out}`
             : 'no checkpoint had been written yet';
-          throw bad(`training diverged: ${what} at epoch ${epoch + 1}, step ${batch.index + 1} of ${stepsPerEpoch} (lr ${stepLr.toPrecision(3)}); stopped, ${last}. Try a lower learning rate or gradient clipping`);
+          throw new SwiftFormerError('DIVERGED', `training diverged: ${what} at epoch ${epoch + 1}, step ${batch.index + 1} of ${stepsPerEpoch} (lr ${stepLr.toPrecision(3)}); stopped, ${last}. Try a lower learning rate or gradient clipping`);
         }
         updateRunningStats(state, result.stats, 0.1);
         if (clip.mode === 'norm') clipGradNorm(result.grads, clip.value!, step.step.params);

@@ -14,6 +14,8 @@ import {
   decodeImage, defaultLabels, defaultWeights, imagenetLabels, labelsFromHfConfig, loadLabels, loadModel, parseLabels,
   preprocess, MAX_IMAGE_PIXELS, SwiftFormerError, type RGBImage,
 } from '../src/index.js';
+import { writeSafetensors } from '../src/safetensors.js';
+import { readStateDict } from '../src/weights.js';
 import { crc32 } from '../src/zip.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath } from './fixtures.js';
@@ -333,6 +335,39 @@ describe('swiftformer classify', () => {
       for (const p of o.predictions) assert.ok(Math.abs(p.score - Math.exp(logits[p.index]! - max) / sum) < 1e-6);
     }
     await model.release();
+  });
+
+  test("a model trained here: its recorded preprocessing (gray, pad, own normalization) and labels are used", async () => {
+    const state = await readStateDict(await readFile(TINY));
+    const preprocessing = { inputSize: [32, 32], normalization: { mean: [0.3, 0.3, 0.3], std: [0.4, 0.4, 0.4] }, pad: 2, cropPct: 1, grayscale: true };
+    const labels = Array.from({ length: 1000 }, (_, i) => `thing ${i}`);
+    const weights = join(dir, 'trained.safetensors');
+    await writeFile(weights, writeSafetensors(state, { 'swiftformer.preprocessing': JSON.stringify(preprocessing), 'swiftformer.labels': JSON.stringify(labels) }));
+    const image = join(dir, 'small.png');
+    const rgb = pattern(28, 28, 5);
+    await raw(rgb, 28, 28, 3).png().toFile(image);
+    const r = await cli('classify', image, '--weights', weights, '--json', '--top', '3');
+    assert.equal(r.code, 0, r.stderr);
+    const [result] = JSON.parse(r.stdout) as { predictions: Prediction[] }[];
+    // The input built by hand: PIL's luma, zero padding to 32x32, then (v/255 - 0.3) / 0.4.
+    const x = new Float32Array(3 * 32 * 32).fill((0 - 0.3) / 0.4);
+    for (let y = 0; y < 28; y++) {
+      for (let col = 0; col < 28; col++) {
+        const i = (y * 28 + col) * 3;
+        const luma = (rgb[i]! * 19595 + rgb[i + 1]! * 38470 + rgb[i + 2]! * 7471 + 0x8000) >> 16;
+        for (let ch = 0; ch < 3; ch++) x[ch * 1024 + (y + 2) * 32 + col + 2] = (luma / 255 - 0.3) / 0.4;
+      }
+    }
+    const model = await loadModel({ weights: TINY });
+    const logits = (await model.logits({ dtype: 'float32', shape: [1, 3, 32, 32], data: x })).data;
+    await model.release();
+    const max = Math.max(...logits);
+    const sum = logits.reduce((acc, v) => acc + Math.exp(v - max), 0);
+    assert.equal(result!.predictions[0]!.index, logits.indexOf(max));
+    for (const p of result!.predictions) {
+      assert.equal(p.label, `thing ${p.index}`);
+      assert.ok(Math.abs(p.score - Math.exp(logits[p.index]! - max) / sum) < 1e-5);
+    }
   });
 
   test('--top 1000 gives every class once; the probabilities sum to 1', async () => {

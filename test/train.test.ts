@@ -5,7 +5,6 @@
  * takes a second or two.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +30,7 @@ import { simdAvailable } from '../src/simd.js';
 import { initialWeights } from '../src/swiftformer.js';
 import type { FloatTensor, StateDict, Tensor } from '../src/tensor.js';
 import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/trainer.js';
+import { cli } from './cli-runner.js';
 import { fixturePath, TINY_CONFIG } from './fixtures.js';
 
 const f32 = (shape: number[], values: number[]): FloatTensor => ({ dtype: 'float32', shape, data: Float32Array.from(values) });
@@ -541,7 +541,7 @@ describe('train', () => {
         onProgress: (e) => { if (e.phase === 'epoch') poison = true; },
       })),
       (err: unknown) => {
-        assert.ok(err instanceof SwiftFormerError);
+        assert.ok(err instanceof SwiftFormerError && err.code === 'DIVERGED');
         assert.match(err.message, /training diverged: the loss is NaN at epoch 2, step 1 of 4/);
         assert.match(err.message, /last good checkpoint \(epoch 1\) is intact/);
         return true;
@@ -612,16 +612,6 @@ describe('train', () => {
 });
 
 // ---------------------------------------------------------------- CLI
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** 24 training and 8 test images of Fashion-MNIST's shape: dark vs bright, in IDX files. */
 async function idxDir(): Promise<string> {

@@ -5,6 +5,7 @@ import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../label
 import { loadModel, type SwiftFormerModel } from '../model.js';
 import { readSource } from '../io.js';
 import { inputHW } from '../swiftformer.js';
+import type { Preprocessing } from '../checkpoint.js';
 import type { FloatTensor } from '../tensor.js';
 import { choice, intOption, parse, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
@@ -12,7 +13,8 @@ import { downloadProgress } from './progress.js';
 export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
 
 Prints the top classes of each image (softmax of the logits), preprocessed as the official
-evaluation does (bicubic resize to size/0.875, center crop, ImageNet normalization).
+evaluation does (bicubic resize to size/0.875, center crop, ImageNet normalization), or, for a
+model trained with this library, as its training recorded (e.g. Fashion-MNIST: gray, 32x32).
   --weights     .pth or .safetensors file, https:// URL, or hf:ORG/NAME[@revision]
                 (default: the model bundled in the package, if any)
   --model       xs | s | l1 | l3 (default: read off the weights)
@@ -37,6 +39,8 @@ export interface Classifier {
   model: SwiftFormerModel;
   labels: string[] | undefined;
   size: number;
+  /** A model trained here: the preprocessing its training recorded (else the official transform at `size`). */
+  preprocessing?: Preprocessing;
   numClasses: number;
   maxPixels: number;
 }
@@ -92,13 +96,44 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
   }
+  const preprocessing = values.size === undefined ? recordedPreprocessing(model) : undefined;
   if (labelSource) labels = await loadLabels(labelSource);
+  labels ??= recordedLabels(model);
   labels ??= await defaultLabels(numClasses);
   if (labels && labels.length !== numClasses) {
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${labelSource ?? 'the weights\' id2label'} has ${labels.length} labels but the model has ${numClasses} classes`);
   }
-  return { model, labels, size, numClasses, maxPixels };
+  return { model, labels, size, numClasses, maxPixels, ...(preprocessing ? { preprocessing } : {}) };
+}
+
+function recordedJson(model: SwiftFormerModel, key: string): unknown {
+  const text = model.metadata[key];
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `the weights' ${key} metadata is not valid JSON`);
+  }
+}
+
+function recordedPreprocessing(model: SwiftFormerModel): Preprocessing | undefined {
+  const p = recordedJson(model, 'swiftformer.preprocessing') as Preprocessing | undefined;
+  if (p === undefined) return undefined;
+  const ok = Array.isArray(p.inputSize) && p.inputSize.length === 2 && Array.isArray(p.normalization?.mean) && Array.isArray(p.normalization?.std)
+    && Number.isInteger(p.pad) && typeof p.cropPct === 'number';
+  if (!ok) throw new SwiftFormerError('BAD_CHECKPOINT', "the weights' swiftformer.preprocessing metadata is malformed");
+  inputHW(p.inputSize);
+  return p;
+}
+
+function recordedLabels(model: SwiftFormerModel): string[] | undefined {
+  const labels = recordedJson(model, 'swiftformer.labels');
+  if (labels === undefined) return undefined;
+  if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', "the weights' swiftformer.labels metadata is not a list of names");
+  }
+  return labels;
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
@@ -121,7 +156,8 @@ export async function prepareImages(files: string[], c: Classifier, concurrency 
       const i = next++;
       const file = files[i]!;
       try {
-        out[i] = { file, pixels: await preprocess(file, { size: c.size, maxPixels: c.maxPixels }) };
+        const transform = c.preprocessing ? { preprocessing: c.preprocessing } : { size: c.size };
+        out[i] = { file, pixels: await preprocess(file, { ...transform, maxPixels: c.maxPixels }) };
       } catch (err) {
         if (!(err instanceof SwiftFormerError)) throw err;
         out[i] = { file, error: err.message };
