@@ -225,6 +225,26 @@ export const GRADIENTS: Record<string, Rule> = {
     const total = ctx.b.reduce('ReduceSum', dy, [axis], true);
     return [ctx.b.binary('Sub', dy, mul(ctx, probs, total))];
   },
+  // y = softmax(x) over one axis: dx = y (dy - sum over the axis of dy y).
+  Softmax: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    const axis = intAttr(node, 'axis', -1);
+    return [mul(ctx, y, ctx.b.binary('Sub', dy, ctx.b.reduce('ReduceSum', mul(ctx, dy, y), [axis], true)))];
+  },
+  // Closed form over the normalized axis (C values per token), g = dy scale:
+  // dx = inv (g - mean(g) - xhat mean(g xhat)); dscale = sum dy xhat, dbias = sum dy over the tokens.
+  LayerNorm: (ctx, node, dy) => {
+    const [, scale, bias] = node.inputs as [string, string, string];
+    const [, normalized, inv] = node.outputs as [string, string, string];
+    const axis = intAttr(node, 'axis', 1);
+    const c = ctx.shape(normalized)[axis]!;
+    const { b } = ctx;
+    const g = mul(ctx, dy, scale);
+    const meanG = mul(ctx, b.reduce('ReduceSum', g, [axis], true), b.constant([1 / c]));
+    const meanGx = mul(ctx, b.reduce('ReduceSum', mul(ctx, g, normalized), [axis], true), b.constant([1 / c]));
+    const dx = mul(ctx, inv, b.binary('Sub', b.binary('Sub', g, meanG), mul(ctx, normalized, meanGx)));
+    return [dx, reduceTo(ctx, mul(ctx, dy, normalized), ctx.shape(scale)), reduceTo(ctx, dy, ctx.shape(bias))];
+  },
   // Y = op(A) op(B) + C with op a transpose when transA / transB (alpha = beta = 1).
   Gemm: (ctx, node, dy) => {
     if (node.attrs.alpha || node.attrs.beta) throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Gemm with alpha or beta');

@@ -228,6 +228,35 @@ export class GraphBuilder {
     return geluPrimitives(this, x);
   }
 
+  /** Softmax over one axis (opset 13+ semantics: that axis alone is normalized). */
+  softmax(x: string, axis: number): string {
+    return this.node('Softmax', [x], this.shape(x), { axis: attr.int(axis) });
+  }
+
+  /**
+   * torch's LayerNorm over features: normalizes every token over the channel axis of the current
+   * layout (1 in 'nchw', 0 in 'cnhw'), then scale and bias (C values each). Eval: primitives.
+   * Train: one composite node (outputs y, the normalized x and the inverse std) whose gradient is
+   * the closed form. x: feature maps or tokens -> same.
+   */
+  layerNorm(x: string, scale: string, bias: string, epsilon = 1e-6): string {
+    const shape = this.shape(x);
+    const axis = this.layout === 'cnhw' ? 0 : 1;
+    const c = shape[axis] as number;
+    const kept = shape.map((d, a) => (a === axis ? c : 1)).slice(axis) as number[];
+    const [s, t] = [this.reshape(scale, kept), this.reshape(bias, kept)];
+    const statShape = shape.map((d, a) => (a === axis ? 1 : d));
+    if (!this.training) return layerNormPrimitives(this, x, s, t, axis, epsilon, statShape);
+    const id = this.counter++;
+    const [y, normalized, inv] = ['y', 'xhat', 'inv'].map((n) => `${this.prefix}ln_${id}_${n}`) as [string, string, string];
+    this.graph.nodes.push({
+      op: 'LayerNorm', domain: COMPOSITE, inputs: [x, s, t], outputs: [y, normalized, inv],
+      attrs: { epsilon: attr.float(epsilon), axis: attr.int(axis) },
+    });
+    for (const [name, sh] of [[y, shape], [normalized, shape], [inv, statShape]] as const) this.graph.shapes.set(name, sh);
+    return y;
+  }
+
   /** ReduceL2 / ReduceMean / ReduceSum over `axes`. */
   reduce(op: 'ReduceL2' | 'ReduceMean' | 'ReduceSum', x: string, axes: number[], keepdims: boolean): string {
     const inShape = this.shape(x);
@@ -387,6 +416,7 @@ export function expandComposites(graph: Graph): Graph {
     if (node.domain !== COMPOSITE) g.nodes.push(node);
     else if (node.op === 'BatchNormTrain') expandBatchNormTrain(b, node);
     else if (node.op === 'Gelu') b.node('Identity', [geluPrimitives(b, node.inputs[0]!)], b.shape(node.outputs[0]!), {}, node.outputs[0]);
+    else if (node.op === 'LayerNorm') expandLayerNorm(b, node);
     else throw new Error(`no expansion for composite op ${node.op}`);
   }
   return g;
@@ -403,6 +433,30 @@ function expandBatchNormTrain(b: GraphBuilder, node: Node): void {
   b.node('ReduceMean', [b.binary('Mul', centered, centered)], b.shape(variance), keep, variance);
   b.node('Reciprocal', [b.unary('Sqrt', b.binary('Add', variance, b.constant([eps])))], b.shape(inv), {}, inv);
   b.node('Add', [b.binary('Mul', centered, b.binary('Mul', inv, scale)), bias], b.shape(y), {}, y);
+}
+
+function expandLayerNorm(b: GraphBuilder, node: Node): void {
+  const [x, scale, bias] = node.inputs as [string, string, string];
+  const axis = node.attrs.axis?.kind === 'int' ? node.attrs.axis.value : 1;
+  const eps = node.attrs.epsilon?.kind === 'float' ? node.attrs.epsilon.value : 1e-6;
+  layerNormPrimitives(b, x, scale, bias, axis, eps, b.shape(node.outputs[2]!), node.outputs as [string, string, string]);
+}
+
+/**
+ * (x - mean) / sqrt(var + eps) * scale + bias over `axis` (biased variance, as torch). With
+ * `names`, the result, the normalized x and the inverse std get those names (composite outputs).
+ */
+function layerNormPrimitives(
+  b: GraphBuilder, x: string, scale: string, bias: string, axis: number, eps: number, statShape: Shape, names?: [string, string, string],
+): string {
+  const keep = { axes: attr.ints([axis]), keepdims: attr.int(1) };
+  const shape = b.shape(x);
+  const mean = b.node('ReduceMean', [x], statShape, keep);
+  const centered = b.binary('Sub', x, mean);
+  const variance = b.node('ReduceMean', [b.binary('Mul', centered, centered)], statShape, keep);
+  const inv = b.node('Reciprocal', [b.unary('Sqrt', b.binary('Add', variance, b.constant([eps])))], statShape, {}, names?.[2]);
+  const normalized = b.node('Mul', [centered, inv], shape, {}, names?.[1]);
+  return b.node('Add', [b.binary('Mul', normalized, scale), bias], shape, {}, names?.[0]);
 }
 
 /** x * 0.5 * (1 + erf(x / sqrt 2)), in the pattern ONNX Runtime's GeluFusion recognizes. */

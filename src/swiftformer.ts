@@ -9,7 +9,9 @@
  */
 import { SwiftFormerError } from './errors.js';
 import { GraphBuilder, type Graph } from './graph.js';
-import { efficientAdditiveAttention, type TokenNorm } from './attention.js';
+import {
+  ATTENTION_TYPES, efficientAdditiveAttention, fastformerAttention, multiHeadSelfAttention, type AttentionType, type TokenNorm,
+} from './attention.js';
 import { fromPixels, globalPool, pointwise, spatialConv, type Layout } from './layout.js';
 import { Random } from './random.js';
 import { float32, numel, type StateDict } from './tensor.js';
@@ -30,6 +32,13 @@ export interface SwiftFormerConfig {
   downsamples: boolean[];
   /** Token normalization of the attention weights: 'l2' (official) or 'softmax' (Hugging Face). */
   attention: TokenNorm;
+  /**
+   * The attention of the encoder blocks, for ablations: 'additive' (default, the official model
+   * and keys), 'fastformer' or 'mhsa' (attention.ts; keys `attn.query`... / `attn.qkv`, `attn.proj`).
+   */
+  attentionType?: AttentionType;
+  /** Heads of 'fastformer' and 'mhsa' (default 1); must divide every stage width. */
+  attentionHeads?: number;
 }
 
 /** What to emit: the classifier, or the four normalized stage outputs (official `fork_feat`). */
@@ -116,10 +125,20 @@ function convEncoder(b: B, x: string, key: string, dim: number, hidden: number):
   return b.binary('Add', x, y);
 }
 
+/** The encoder's token mixer, times the layer scale `scale`: the config's attention type. */
+function attention(b: B, x: string, key: string, dim: number, cfg: SwiftFormerConfig, scale: string): string {
+  const heads = cfg.attentionHeads ?? 1;
+  switch (cfg.attentionType ?? 'additive') {
+    case 'additive': return efficientAdditiveAttention(b, x, key, dim, cfg.attention, scale);
+    case 'fastformer': return fastformerAttention(b, x, key, dim, { heads, outputScale: scale });
+    case 'mhsa': return multiHeadSelfAttention(b, x, key, dim, { heads, outputScale: scale });
+  }
+}
+
 /** SwiftFormerEncoder: local representation, then attention and MLP residuals with layer scales. */
-function swiftFormerEncoder(b: B, x: string, key: string, dim: number, hidden: number, norm: TokenNorm): string {
+function swiftFormerEncoder(b: B, x: string, key: string, dim: number, hidden: number, cfg: SwiftFormerConfig): string {
   const local = convEncoder(b, x, `${key}.local_representation`, dim, dim);
-  const attn = efficientAdditiveAttention(b, local, `${key}.attn`, dim, norm, layerScale(b, `${key}.layer_scale_1`, dim));
+  const attn = attention(b, local, `${key}.attn`, dim, cfg, layerScale(b, `${key}.layer_scale_1`, dim));
   const y = b.binary('Add', local, attn);
   return b.binary('Add', y, mlp(b, y, `${key}.linear`, dim, hidden, layerScale(b, `${key}.layer_scale_2`, dim)));
 }
@@ -133,7 +152,7 @@ function stage(b: B, x: string, index: number, dim: number, depth: number, cfg: 
   for (let block = 0; block < depth; block++) {
     const key = `network.${index}.${block}`;
     y = depth - block <= cfg.vitNum
-      ? swiftFormerEncoder(b, y, key, dim, hidden, cfg.attention)
+      ? swiftFormerEncoder(b, y, key, dim, hidden, cfg)
       : convEncoder(b, y, key, dim, hidden);
   }
   return y;
@@ -233,6 +252,13 @@ export function validateConfig(cfg: SwiftFormerConfig): void {
   if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 0 || cfg.numClasses > 1_000_000) throw bad(`numClasses must be an integer >= 0, got ${cfg.numClasses}`);
   if (!Number.isInteger(cfg.vitNum) || cfg.vitNum < 0) throw bad(`vitNum must be an integer >= 0, got ${cfg.vitNum}`);
   if (cfg.attention !== 'l2' && cfg.attention !== 'softmax') throw bad(`attention must be 'l2' or 'softmax', got ${String(cfg.attention)}`);
+  if (cfg.attentionType !== undefined && !ATTENTION_TYPES.includes(cfg.attentionType)) {
+    throw bad(`attentionType must be one of ${ATTENTION_TYPES.join(', ')}, got ${String(cfg.attentionType)}`);
+  }
+  const heads = cfg.attentionHeads ?? 1;
+  if (!Number.isInteger(heads) || heads < 1 || cfg.embedDims.some((d) => d % heads !== 0)) {
+    throw bad(`attentionHeads must be a positive integer dividing every width [${cfg.embedDims}], got ${cfg.attentionHeads}`);
+  }
 }
 
 /** BN running statistics and counters: state, not trainable parameters. */

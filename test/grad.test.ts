@@ -3,6 +3,7 @@ import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import '../src/node.js';
 import { backward, GRADIENTS } from '../src/grad.js';
+import { fastformerAttention, multiHeadSelfAttention } from '../src/attention.js';
 import { attr, GraphBuilder, toOnnx } from '../src/graph.js';
 import { spatialConv } from '../src/layout.js';
 import { Random } from '../src/random.js';
@@ -87,6 +88,8 @@ interface Case {
   build(b: GraphBuilder, x: Record<string, string>): string;
   /** Inputs kept away from zero (division, sqrt) or strictly positive. */
   positive?: string[];
+  /** Standard deviation of the other inputs (default 1); smaller keeps softmaxes off saturation, where h = 1e-2 is too coarse. */
+  std?: number;
 }
 
 const CASES: Case[] = [
@@ -136,6 +139,43 @@ const CASES: Case[] = [
   { name: 'Expand', inputs: { a: [3, 1] }, build: (b, x) => b.node('Expand', [x.a!, b.ints([2, 3, 4])], [2, 3, 4]) },
   { name: 'Pad', inputs: { a: [2, 3, 3] }, build: (b, x) => b.node('Pad', [x.a!, b.ints([0, 1, 2, 0, 1, 0])], [2, 5, 5], { mode: attr.string('constant') }) },
   { name: 'Slice', inputs: { a: [4, 5] }, build: (b, x) => b.node('Slice', [x.a!, b.ints([1, 2]), b.ints([3, 5]), b.ints([0, 1])], [2, 3]) },
+  { name: 'Softmax (last axis)', inputs: { a: [3, 5] }, build: (b, x) => b.softmax(x.a!, -1) },
+  { name: 'Softmax (middle axis)', inputs: { a: [2, 4, 3] }, build: (b, x) => b.softmax(x.a!, 1) },
+  {
+    name: 'LayerNorm (eval primitives, NCHW)', inputs: { x: [2, 5, 3, 1], g: [5], beta: [5] },
+    build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!),
+  },
+  {
+    name: 'LayerNorm (train composite, NCHW)', inputs: { x: [2, 5, 3, 1], g: [5], beta: [5] },
+    build: (b, x) => { b.training = true; return b.layerNorm(x.x!, x.g!, x.beta!); },
+  },
+  {
+    name: 'LayerNorm (train composite, channels-first matrix)', inputs: { x: [6, 4], g: [6], beta: [6] },
+    build: (b, x) => { b.training = true; b.layout = 'cnhw'; return b.layerNorm(x.x!, x.g!, x.beta!); },
+  },
+  ...(['nchw', 'cnhw'] as const).flatMap((layout): Case[] => {
+    // The attention modules end to end, 2 images of 2x3 tokens, 8 channels in 2 heads.
+    const setup = (b: GraphBuilder, x: string): string => {
+      if (layout === 'nchw') return b.reshape(x, [2, 8, 2, 3]);
+      b.layout = 'cnhw';
+      b.grid = [2, 2, 3];
+      return b.reshape(x, [8, 12]);
+    };
+    const params = (names: string[], shapes: number[][]) => Object.fromEntries(names.map((n, i) => [n, shapes[i]!]));
+    const linear = (key: string) => ({ [`${key}.weight`]: [8, 8], [`${key}.bias`]: [8] });
+    return [
+      {
+        name: `Fastformer attention (${layout})`, std: 0.5,
+        inputs: { x: [96], ...linear('a.query'), ...linear('a.key'), ...linear('a.transform'), ...params(['a.w_q', 'a.w_k'], [[2, 4], [2, 4]]) },
+        build: (b, x) => { b.training = true; return fastformerAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }); },
+      },
+      {
+        name: `multi-head self-attention (${layout})`, std: 0.5,
+        inputs: { x: [96], 'a.qkv.weight': [24, 8], 'a.qkv.bias': [24], ...linear('a.proj') },
+        build: (b, x) => { b.training = true; return multiHeadSelfAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }); },
+      },
+    ];
+  }),
   ...[1, 2, 3, 8, 9].map((size): Case => ({
     // The training layout's depthwise conv: centre tap (1x1), tap matrices (up to 8x8), grouped Conv.
     name: `depthwise conv, channels-first matrix, ${size}x${size} map`, inputs: { x: [3, 2 * size * size], w: [3, 1, 3, 3], bias: [3] },
@@ -173,7 +213,7 @@ describe('gradient rules against central finite differences', () => {
       const values: Record<string, Float32Array> = {};
       for (const [name, shape] of Object.entries(c.inputs)) {
         const n = shape.reduce((a, d) => a * d, 1);
-        values[name] = Float32Array.from({ length: n }, () => (c.positive?.includes(name) ? rng.uniform(0.5, 2) : rng.normal()));
+        values[name] = Float32Array.from({ length: n }, () => (c.positive?.includes(name) ? rng.uniform(0.5, 2) : rng.normal() * (c.std ?? 1)));
       }
       const { grads } = await evaluate(c, values);
       // Directional derivative along a random direction v: (f(x + hv) - f(x - hv)) / 2h vs <grad, v>.
