@@ -31,6 +31,38 @@ export {
   HF_WEIGHT_FILES, DEFAULT_MODEL_DIR,
 } from './hub.js';
 export type { BundledModel, DownloadOptions, DownloadProgress, HfSource, ResolvedWeights } from './hub.js';
+export { train, evaluate, modelTeacher, onnxTeacher, defaultPreprocessing, idxStatistics } from './trainer.js';
+export type { TrainOptions, TrainProgress, TrainResult, Teacher, DistillOptions } from './trainer.js';
+export { TrainStep, updateRunningStats } from './step.js';
+export type { StepGraphOptions, StepResult } from './step.js';
+export {
+  AdamW, ModelEma, weightDecayGroups, noWeightDecay, clipGradNorm, globalGradNorm, adaptiveClipGrad, cloneState,
+  smoothTargets, hardDistillTargets, softDistillTargets,
+} from './optim.js';
+export type { AdamWOptions, ParamGroups } from './optim.js';
+export { CosineSchedule, cosineLr } from './schedule.js';
+export type { CosineScheduleOptions } from './schedule.js';
+export {
+  Loader, IdxDataset, ImageFolderDataset, parseIdx, readIdx, loadIdxDataset, loadImageFolder, openTrainingData, limitDataset, subset,
+  FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FASHION_MNIST_NORMALIZATION,
+} from './data.js';
+export type { ImageDataset, IdxArray, Batch, LoaderOptions, TrainingData, DecodeFn } from './data.js';
+export {
+  sampleTransform, mixBatch, randomResizedCropBox, colorJitter, randomErase, flipHorizontal, padImage, cropImage, DEFAULT_AUGMENT,
+} from './augment.js';
+export type { AugmentOptions, MixupOptions, RandomErasing, ColorJitter, SampleTransform, TransformOptions } from './augment.js';
+export { readCheckpoint, writeCheckpoint, officialPth, moduleOrder } from './checkpoint.js';
+export type { EpochMetrics, Preprocessing, Normalization, Sidecar, DataSource } from './checkpoint.js';
+export { trainingChart } from './chart.js';
+export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights, buildVitStepGraph } from './vit.js';
+export type { VitConfig, VitInfo, VitAttention } from './vit.js';
+export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './attention.js';
+export type { AttentionType } from './attention.js';
+export type { SwiftFormerId, VitId } from './model.js';
+export { calibrate, quantizeGraph, quantizeStatic } from './quantize.js';
+export type { QuantizeOptions, Range } from './quantize.js';
+export { compareLatency, gemmProbe, syntheticPixels } from './bench.js';
+export type { Contender, Timing, BenchOptions } from './bench.js';
 export { getBackend, registerBackend } from './runtime.js';
 export type { Backend, Session, SessionOptions } from './runtime.js';
 export { SwiftFormerError } from './errors.js';

@@ -10,7 +10,9 @@ import { float32, numel, type FloatTensor } from './tensor.js';
 
 /** Runs all eval-mode folds until nothing changes, then drops dead nodes. */
 export function optimizeForInference(graph: Graph): Graph {
-  const g: Graph = { ...graph, nodes: [...graph.nodes], initializers: new Map(graph.initializers) };
+  // Folds rewrite nodes in place: work on copies, so the caller's graph stays valid.
+  const nodes = graph.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] }));
+  const g: Graph = { ...graph, nodes, initializers: new Map(graph.initializers), shapes: new Map(graph.shapes) };
   foldConstantReshapes(g);
   const folds = [foldConvBatchNorm, foldBatchNormIntoConsumers, foldScaleAfterLinear, mergeGemmSums, removeIdentities];
   for (let changed = true; changed;) {

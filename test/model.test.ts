@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { loadModel, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
 import { bindParams, toOnnx } from '../src/graph.js';
 import { emitSwiftFormer } from '../src/swiftformer.js';
+import { optimizeForInference } from '../src/passes.js';
 import { readStateDict } from '../src/weights.js';
 import { fixtureBytes, fixturePath, fixtureTensor, manifest, relativeError, TINY_CONFIG } from './fixtures.js';
 
@@ -237,4 +238,11 @@ describe('custom configurations', () => {
     assert.throws(() => modelInfo({ ...TINY_CONFIG, embedDims: [16, 24, 32, 47] }), /even integers/);
     assert.throws(() => modelInfo({ ...TINY_CONFIG, attention: 'cosine' as 'l2' }), /'l2' or 'softmax'/);
   });
+});
+
+test('optimizeForInference leaves the graph it is given intact', async () => {
+  const graph = bindParams(emitSwiftFormer(TINY_CONFIG), await stateOf('tiny/weights.safetensors'));
+  const before = JSON.stringify(graph.nodes);
+  optimizeForInference(graph);
+  assert.equal(JSON.stringify(graph.nodes), before);
 });

@@ -48,4 +48,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`swiftformer info | head`) ends the output, not the program with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 process.exitCode = await main(process.argv.slice(2));
