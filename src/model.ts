@@ -132,6 +132,13 @@ export class SwiftFormerModel {
     return new SwiftFormerModel(fit.config, head, state, fit.report, options, loaded.metadata);
   }
 
+  /** The input size a trained model recorded, else 224. */
+  defaultInputSize(): [number, number] {
+    const recorded = this.metadata['swiftformer.preprocessing'];
+    const size = recorded ? (JSON.parse(recorded) as { inputSize?: unknown }).inputSize : undefined;
+    return Array.isArray(size) && size.length === 2 ? [Number(size[0]), Number(size[1])] : [224, 224];
+  }
+
   info(inputSize: number | [number, number] = 224): ModelInfo {
     return modelInfo(this.config, inputSize);
   }
@@ -143,11 +150,14 @@ export class SwiftFormerModel {
   }
 
   /** ONNX bytes: input `pixel_values` (batch,3,H,W), outputs `logits` or `features0..3`. */
-  toOnnx(inputSize: number | [number, number] = 224): Uint8Array {
-    return toOnnx(this.graph(inputSize), {
-      'swiftformer.config': JSON.stringify(this.config),
-      'swiftformer.head': this.head,
-    });
+  toOnnx(inputSize: number | [number, number] = this.defaultInputSize()): Uint8Array {
+    return toOnnx(this.graph(inputSize), this.onnxMetadata());
+  }
+
+  /** What an exported file carries along: config, head, and a trained model's labels and preprocessing. */
+  onnxMetadata(): Record<string, string> {
+    const recorded = Object.entries(this.metadata).filter(([k]) => k === 'swiftformer.labels' || k === 'swiftformer.preprocessing');
+    return { 'swiftformer.config': JSON.stringify(this.config), 'swiftformer.head': this.head, ...Object.fromEntries(recorded) };
   }
 
   /** Runs a float32 NCHW batch; returns every graph output by name. */

@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import '../src/node.js';
 import { toOnnx, type Graph } from '../src/graph.js';
 import { loadModel } from '../src/model.js';
 import { calibrate, quantizeGraph } from '../src/quantize.js';
+import { preprocess } from '../src/decode.js';
+import { OnnxClassifier } from '../src/exported.js';
+import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
 
 async function run(graph: Graph, pixels: { data: Float32Array; shape: number[] }) {
@@ -66,4 +73,42 @@ describe('INT8 static quantization (QDQ)', async () => {
       assert.deepEqual(argmaxRows(logits, 1000), argmaxRows(reference, 1000));
     });
   }
+});
+
+describe('swiftformer export --int8, and classify with the INT8 file', () => {
+  test('calibrates on an ImageFolder, writes a smaller file that classifies like the float model', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-int8-'));
+    const images: string[] = [];
+    for (const cls of ['a', 'b']) {
+      await mkdir(join(dir, 'data', 'train', cls), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        const file = join(dir, 'data', 'train', cls, `${i}.png`);
+        const rgb = Buffer.from(Array.from({ length: 64 * 64 * 3 }, (_, k) => (k * (i + 3) + (cls === 'a' ? 0 : 97)) % 256));
+        await sharp(rgb, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(file);
+        images.push(file);
+      }
+    }
+    const float = join(dir, 'float.onnx');
+    const int8 = join(dir, 'int8.onnx');
+    const weights = fixturePath('tiny/weights.safetensors');
+    assert.equal((await cli('export', '--weights', weights, '--onnx', float, '--size', '64')).code, 0);
+    const r = await cli('export', '--weights', weights, '--onnx', int8, '--size', '64', '--int8', '--calibrate', join(dir, 'data'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /calibrating on 8 images/);
+    // int8 weights take a quarter of the bytes of float32 ones.
+    assert.ok((await stat(int8)).size < 0.5 * (await stat(float)).size);
+    const classified = await cli('classify', ...images, '--weights', int8, '--json', '--top', '1');
+    assert.equal(classified.code, 0, classified.stderr);
+    const model = await loadModel({ weights });
+    const quantized = await OnnxClassifier.load(int8);
+    assert.deepEqual(quantized.inputSize, [64, 64]);
+    for (const file of images) {
+      const pixels = await preprocess(file, { size: 64 });
+      assert.ok(relativeError((await quantized.logits(pixels)).data, (await model.logits(pixels)).data) < 0.1);
+    }
+    await quantized.release();
+    await model.release();
+    assertCleanFailure(await cli('export', '--weights', weights, '--onnx', int8, '--int8'), /--int8 needs --calibrate/);
+    assertCleanFailure(await cli('export', '--weights', weights, '--onnx', int8, '--int8', '--calibrate', join(dir, 'nope')), /does not exist/);
+  });
 });

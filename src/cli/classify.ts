@@ -2,7 +2,8 @@ import { preprocess, MAX_IMAGE_PIXELS } from '../decode.js';
 import { SwiftFormerError } from '../errors.js';
 import { defaultWeights, isRemoteSource, resolveWeights } from '../hub.js';
 import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../labels.js';
-import { loadModel, type SwiftFormerModel } from '../model.js';
+import { OnnxClassifier, type ImageClassifier } from '../exported.js';
+import { loadModel } from '../model.js';
 import { readSource } from '../io.js';
 import { inputHW } from '../swiftformer.js';
 import type { Preprocessing } from '../checkpoint.js';
@@ -15,7 +16,7 @@ export const usage = `Usage: swiftformer classify <images...> [--weights <src>] 
 Prints the top classes of each image (softmax of the logits), preprocessed as the official
 evaluation does (bicubic resize to size/0.875, center crop, ImageNet normalization), or, for a
 model trained with this library, as its training recorded (e.g. Fashion-MNIST: gray, 32x32).
-  --weights     .pth or .safetensors file, https:// URL, or hf:ORG/NAME[@revision]
+  --weights     .pth, .safetensors or exported .onnx (also INT8) file, https:// URL, or hf:ORG/NAME[@revision]
                 (default: the model bundled in the package, if any)
   --model       xs | s | l1 | l3 (default: read off the weights)
   --labels      class names: JSON array, JSON {"0": "name"}, HF config.json, or one per line
@@ -36,7 +37,7 @@ export const modelOptions: Options = {
 };
 
 export interface Classifier {
-  model: SwiftFormerModel;
+  model: ImageClassifier;
   labels: string[] | undefined;
   size: number;
   /** A model trained here: the preprocessing its training recorded (else the official transform at `size`). */
@@ -81,12 +82,15 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const configAttention = bundledConfig?.attention;
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
-  const model = await loadModel({
-    weights,
-    ...(values.model ? { model: values.model } : {}),
-    ...(values.entry ? { entry: values.entry } : {}),
-    ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
-  });
+  const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
+    ? await OnnxClassifier.load(weights)
+    : await loadModel({
+      weights,
+      ...(values.model ? { model: values.model } : {}),
+      ...(values.entry ? { entry: values.entry } : {}),
+      ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
+    });
+  if (model instanceof OnnxClassifier && values.size === undefined && model.inputSize) size = model.inputSize[0];
   if (model.head !== 'classifier') {
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${weights} is a feature backbone (fork_feat weights, no classifier head): it cannot classify`);
@@ -107,7 +111,7 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   return { model, labels, size, numClasses, maxPixels, ...(preprocessing ? { preprocessing } : {}) };
 }
 
-function recordedJson(model: SwiftFormerModel, key: string): unknown {
+function recordedJson(model: ImageClassifier, key: string): unknown {
   const text = model.metadata[key];
   if (text === undefined) return undefined;
   try {
@@ -117,7 +121,7 @@ function recordedJson(model: SwiftFormerModel, key: string): unknown {
   }
 }
 
-function recordedPreprocessing(model: SwiftFormerModel): Preprocessing | undefined {
+function recordedPreprocessing(model: ImageClassifier): Preprocessing | undefined {
   const p = recordedJson(model, 'swiftformer.preprocessing') as Preprocessing | undefined;
   if (p === undefined) return undefined;
   const ok = Array.isArray(p.inputSize) && p.inputSize.length === 2 && Array.isArray(p.normalization?.mean) && Array.isArray(p.normalization?.std)
@@ -127,7 +131,7 @@ function recordedPreprocessing(model: SwiftFormerModel): Preprocessing | undefin
   return p;
 }
 
-function recordedLabels(model: SwiftFormerModel): string[] | undefined {
+function recordedLabels(model: ImageClassifier): string[] | undefined {
   const labels = recordedJson(model, 'swiftformer.labels');
   if (labels === undefined) return undefined;
   if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) {
@@ -169,7 +173,7 @@ export async function prepareImages(files: string[], c: Classifier, concurrency 
 }
 
 /** Logits of a batch of [1,3,H,W] tensors, one Float32Array row per image. */
-export async function logitRows(model: SwiftFormerModel, tensors: FloatTensor[]): Promise<Float32Array[]> {
+export async function logitRows(model: ImageClassifier, tensors: FloatTensor[]): Promise<Float32Array[]> {
   if (tensors.length === 0) return [];
   const [, c, h, w] = tensors[0]!.shape as [number, number, number, number];
   const plane = c * h * w;

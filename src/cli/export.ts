@@ -1,6 +1,13 @@
 import { writeFileAtomic } from '../files.js';
 import { SwiftFormerError } from '../errors.js';
-import { loadModel } from '../model.js';
+import type { Preprocessing } from '../checkpoint.js';
+import { openTrainingData, subset } from '../data.js';
+import { modelTransform } from '../decode.js';
+import { toOnnx } from '../graph.js';
+import { loadModel, type SwiftFormerModel } from '../model.js';
+import { quantizeStatic } from '../quantize.js';
+import type { RGBImage } from '../resize.js';
+import { evalTransform } from '../transforms.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]
@@ -15,20 +22,26 @@ or 'features0'..'features3' with --head features.
   --head         classifier | features
   --size         input height and width, a multiple of 32 (default 224)
   --num-classes  class count (random init, or with --no-strict to drop a mismatched head)
-  --no-strict    load the weights that fit, initialize the rest`;
+  --no-strict    load the weights that fit, initialize the rest
+  --int8         static INT8 quantization (QDQ: int8 per-channel weights, uint8 activations)
+  --calibrate    with --int8: images to calibrate activation ranges on: fashion-mnist, an IDX
+                 directory or an ImageFolder (its train split); preprocessed as the model expects
+  --calibration-images  how many images, spread over the set (default 512)`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
     onnx: { type: 'string' }, model: { type: 'string' }, weights: { type: 'string' }, entry: { type: 'string' },
     attention: { type: 'string' }, head: { type: 'string' }, size: { type: 'string' }, 'num-classes': { type: 'string' },
-    'no-strict': { type: 'boolean' },
+    'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   if (!values.onnx) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> is required\n\n${usage}`);
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
   const numClasses = intOption(values['num-classes'], 'num-classes', 0);
-  const size = intOption(values.size, 'size') ?? 224;
+  const explicitSize = intOption(values.size, 'size');
+  if (flags.has('int8') && !values.calibrate) throw new SwiftFormerError('BAD_ARGUMENT', '--int8 needs --calibrate <data>: activation ranges come from real images');
+  if (values.calibrate && !flags.has('int8')) throw new SwiftFormerError('BAD_ARGUMENT', '--calibrate goes with --int8');
   const model = await loadModel({
     ...(values.model ? { model: values.model } : {}),
     ...(values.weights ? { weights: values.weights } : {}),
@@ -38,8 +51,33 @@ export async function exportCommand(argv: string[]): Promise<void> {
     ...(numClasses !== undefined ? { numClasses } : {}),
     strict: !flags.has('no-strict'),
   });
-  const bytes = model.toOnnx(size);
+  const size = explicitSize ?? model.defaultInputSize()[0];
+  const bytes = flags.has('int8')
+    ? await int8Onnx(model, size, values.calibrate!, intOption(values['calibration-images'], 'calibration-images') ?? 512)
+    : model.toOnnx(size);
   await writeFileAtomic(values.onnx, bytes);
   const source = values.weights ? `${values.weights} (${model.report?.format} keys, ${model.config.attention} attention)` : 'random initialization';
   console.error(`wrote ${values.onnx} (${(bytes.length / 1e6).toFixed(1)} MB) from ${source}`);
+}
+
+/** Calibrates on `count` images of `data` (train split, evenly spread) and quantizes. */
+async function int8Onnx(model: SwiftFormerModel, size: number, data: string, count: number): Promise<Uint8Array> {
+  const { train } = await openTrainingData(data);
+  const images = subset(train, Array.from({ length: Math.min(count, train.length) }, (_, i) => Math.floor((i * train.length) / Math.min(count, train.length))));
+  const recorded = model.metadata['swiftformer.preprocessing'];
+  const preprocessing = recorded ? (JSON.parse(recorded) as Preprocessing) : undefined;
+  const transform = (image: RGBImage) => (preprocessing ? modelTransform(image, preprocessing) : evalTransform(image, { size }));
+  async function* batches() {
+    for (let start = 0; start < images.length; start += 32) {
+      const tensors = [];
+      for (let i = start; i < Math.min(images.length, start + 32); i++) tensors.push(transform(await images.image(i)));
+      const plane = tensors[0]!.data.length;
+      const batch = new Float32Array(tensors.length * plane);
+      tensors.forEach((t, i) => batch.set(t.data, i * plane));
+      yield { dtype: 'float32' as const, shape: [tensors.length, ...tensors[0]!.shape.slice(1)], data: batch };
+    }
+  }
+  console.error(`calibrating on ${images.length} images of ${train.name}`);
+  const { graph } = await quantizeStatic(model.graph(size), batches());
+  return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': 'qdq' });
 }
