@@ -34,9 +34,10 @@ import { getBackend } from '../src/runtime.js';
 import { emitSwiftFormer, initialWeights, variantConfig } from '../src/swiftformer.js';
 import { float32, numel, type FloatTensor, type StateDict } from '../src/tensor.js';
 import { emitVit, initialVitWeights, vitConfig } from '../src/vit.js';
+import { lineChart, type Series } from '../src/svg.js';
 
 const ATTENTIONS: AttentionType[] = ['additive', 'fastformer', 'mhsa'];
-const COLORS: Record<string, string> = { additive: '#1f77b4', fastformer: '#2ca02c', mhsa: '#d62728' };
+const ATTENTION_COLORS: Record<string, string> = { additive: '#1f77b4', fastformer: '#2ca02c', mhsa: '#d62728' };
 
 /** One measurement, run in a child process. */
 interface Point {
@@ -253,78 +254,13 @@ console.log(`wrote ${out}.json and ${out}.svg`);
 
 // ---------------------------------------------------------------- chart
 
-interface Series { name: string; color: string; dash?: string; points: [number, number][] }
-
-function escape(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-}
-
-/** Tick values 1, 2, 5 x 10^k inside [lo, hi] (log axes); finer when that gives fewer than 3. */
-function logTicks(lo: number, hi: number, mantissas = [1, 2, 5]): number[] {
-  const out: number[] = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of mantissas) {
-      const v = m * 10 ** e;
-      if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
-    }
-  }
-  return out.length < 3 && mantissas.length === 3 ? logTicks(lo, hi, [1, 1.5, 2, 3, 4, 5, 6, 8]) : out;
-}
-
-function label(v: number): string {
-  if (v >= 1e6) return `${Number((v / 1e6).toPrecision(3))}M`;
-  if (v >= 1e4) return `${Number((v / 1e3).toPrecision(3))}k`;
-  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(3)));
-}
-
-/** A log-log panel at (left, top), 360 x 230. */
-function panel(title: string, xName: string, yName: string, series: Series[], left: number, top: number): string {
-  const width = 360;
-  const height = 230;
-  const pts = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
-  if (pts.length === 0) return `<text x="${left}" y="${top}">${escape(title)}: no data</text>`;
-  const pad = (lo: number, hi: number): [number, number] => (lo === hi ? [lo / 2, hi * 2] : [lo / 1.15, hi * 1.15]);
-  const [x0, x1] = pad(Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0])));
-  const [y0, y1] = pad(Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1])));
-  const sx = (x: number) => left + (Math.log(x / x0) / Math.log(x1 / x0)) * width;
-  const sy = (y: number) => top + height - (Math.log(y / y0) / Math.log(y1 / y0)) * height;
-  const parts = [
-    `<text x="${left + width / 2}" y="${top - 12}" text-anchor="middle" font-weight="bold">${escape(title)}</text>`,
-    `<rect x="${left}" y="${top}" width="${width}" height="${height}" fill="none" stroke="#888"/>`,
-  ];
-  let yt = logTicks(y0, y1);
-  if (yt.length > 8) yt = yt.filter((v) => /^1/.test(v.toExponential()));
-  for (const v of yt) {
-    parts.push(`<line x1="${left}" x2="${left + width}" y1="${sy(v).toFixed(1)}" y2="${sy(v).toFixed(1)}" stroke="#eee"/>`);
-    parts.push(`<text x="${left - 5}" y="${(sy(v) + 4).toFixed(1)}" text-anchor="end">${label(v)}</text>`);
-  }
-  const xs = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
-  for (const v of xs) {
-    parts.push(`<line x1="${sx(v).toFixed(1)}" x2="${sx(v).toFixed(1)}" y1="${top}" y2="${top + height}" stroke="#f2f2f2"/>`);
-    parts.push(`<text x="${sx(v).toFixed(1)}" y="${top + height + 14}" text-anchor="middle" font-size="10">${label(v)}</text>`);
-  }
-  parts.push(`<text x="${left + width / 2}" y="${top + height + 30}" text-anchor="middle">${escape(xName)}</text>`);
-  parts.push(`<text transform="translate(${left - 42},${top + height / 2}) rotate(-90)" text-anchor="middle">${escape(yName)}</text>`);
-  series.forEach((s, i) => {
-    const p = s.points.filter(([x, y]) => x > 0 && y > 0);
-    if (p.length === 0) return;
-    const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : '';
-    parts.push(`<polyline points="${p.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`);
-    for (const [x, y] of p) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
-    const ly = top + 14 + i * 15;
-    parts.push(`<line x1="${left + 8}" x2="${left + 28}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"${dash}/>`);
-    parts.push(`<text x="${left + 32}" y="${ly}" font-size="11">${escape(s.name)}</text>`);
-  });
-  return parts.join('\n');
-}
-
 function chart(all: Row[]): string {
   const measured = all.filter((r) => r.ms !== undefined);
   const series = (rowsOf: Row[], key: (r: Row) => string, x: (r: Row) => number, y: (r: Row) => number): Series[] => {
     const groups = new Map<string, Row[]>();
     for (const r of rowsOf) groups.set(key(r), [...(groups.get(key(r)) ?? []), r]);
     return [...groups].map(([name, rs]) => ({
-      name, color: COLORS[rs[0]!.attention]!, ...(rs[0]!.model?.includes('vit') ? { dash: '6 3' } : {}),
+      name, color: ATTENTION_COLORS[rs[0]!.attention]!, ...(rs[0]!.model?.includes('vit') ? { dash: '6 3' } : {}),
       points: rs.map((r) => [x(r), y(r)] as [number, number]).sort((a, b) => a[0] - b[0]),
     }));
   };
@@ -332,19 +268,15 @@ function chart(all: Row[]): string {
   const model = measured.filter((r) => r.kind === 'model');
   const blockKey = (r: Row) => r.attention;
   const modelKey = (r: Row) => `${r.model === 'xs' ? 'SwiftFormer-XS' : r.model} ${r.attention}`;
-  const width = 900;
-  const height = 690;
-  const skipped = all.filter((r) => r.skipped).map((r) => `${r.kind === 'block' ? 'block' : r.model} ${r.attention} ${r.kind === 'block' ? `T=${r.tokens}` : `${r.size}px`}: ${r.skipped}`);
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">Attention cost against tokens (${escape(machine.cpu)}, ${threads} threads; log-log: slope 1 linear, slope 2 quadratic)</text>`,
-    panel(`one attention module, D=${dim}, ${heads} head(s): latency`, 'tokens T', 'ms (median)', series(block, blockKey, (r) => r.tokens, (r) => r.ms!), 80, 60),
-    panel('one attention module: memory', 'tokens T', 'MB (peak RSS growth)', series(block, blockKey, (r) => r.tokens, (r) => Math.max(r.peakMB!, 0.1)), 520, 60),
-    panel('whole models: latency', 'input size (px)', 'ms (median)', series(model, modelKey, (r) => r.size, (r) => r.ms!), 80, 380),
-    panel('whole models: memory', 'input size (px)', 'MB (peak RSS growth)', series(model, modelKey, (r) => r.size, (r) => Math.max(r.peakMB!, 0.1)), 520, 380),
-    ...skipped.slice(0, 4).map((s, i) => `<text x="20" y="${height - 44 + i * 12}" font-size="10" fill="#666">skipped: ${escape(s)}</text>`),
-    '</svg>',
-    '',
-  ].join('\n');
+  const skipped = all.filter((r) => r.skipped).map((r) => `skipped: ${r.kind === 'block' ? 'block' : r.model} ${r.attention} ${r.kind === 'block' ? `T=${r.tokens}` : `${r.size}px`}: ${r.skipped}`);
+  const logLog = { logX: true, logY: true };
+  return lineChart([
+    { title: `one attention module, D=${dim}, ${heads} head(s): latency`, xLabel: 'tokens T', yLabel: 'ms (median)', series: series(block, blockKey, (r) => r.tokens, (r) => r.ms!), ...logLog },
+    { title: 'one attention module: memory', xLabel: 'tokens T', yLabel: 'MB (peak RSS growth)', series: series(block, blockKey, (r) => r.tokens, (r) => Math.max(r.peakMB!, 0.1)), ...logLog },
+    { title: 'whole models: latency', xLabel: 'input size (px)', yLabel: 'ms (median)', series: series(model, modelKey, (r) => r.size, (r) => r.ms!), ...logLog },
+    { title: 'whole models: memory', xLabel: 'input size (px)', yLabel: 'MB (peak RSS growth)', series: series(model, modelKey, (r) => r.size, (r) => Math.max(r.peakMB!, 0.1)), ...logLog },
+  ], {
+    title: `Attention cost against tokens (${machine.cpu}, ${threads} threads; log-log: slope 1 linear, slope 2 quadratic)`,
+    columns: 2, notes: skipped.slice(0, 4),
+  });
 }
