@@ -1,13 +1,13 @@
 /**
  * Latency of our SwiftFormer-XS graph vs the official ONNX export, side by side in one process on
- * the same onnxruntime-node with identical options, interleaved so that machine noise hits both.
+ * the same onnxruntime-node with identical options, interleaved so that machine noise hits both
+ * (src/bench.ts compareLatency). Also checks that the two give the same logits.
  *
  *   node --import tsx bench/latency.ts [--rounds 60] [--threads 2] [--batches 1,16] [--json]
  */
-import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { getBackend, loadModel, type FloatTensor, type Session } from '../src/index.js';
+import { compareLatency, getBackend, loadModel, syntheticPixels } from '../src/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -18,68 +18,42 @@ const { values } = parseArgs({
   },
 });
 const rounds = Number(values.rounds);
-const threads = Number(values.threads);
+const session = { threads: Number(values.threads) };
 const fixtures = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function randomPixels(batch: number): FloatTensor {
-  const data = new Float32Array(batch * 3 * 224 * 224);
-  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 12.9898) * 2;
-  return { dtype: 'float32', shape: [batch, 3, 224, 224], data };
-}
-
-async function time(session: Session, feeds: Record<string, FloatTensor>): Promise<number> {
-  const start = performance.now();
-  await session.run(feeds);
-  return performance.now() - start;
-}
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); m = Math.max(m, Math.abs(b[i]!)); }
-  return d / m;
-}
+const official = `${fixtures}official-onnx/swiftformer_xs.onnx`;
 
 const model = await loadModel({ model: 'xs', weights: `${fixtures}xs/checkpoint_model_only.pth` });
-const backend = getBackend();
-const options = { threads, optimization: 'all' as const };
-const ours = await backend.createSession(model.toOnnx(224), options);
-const official = await backend.createSession(`${fixtures}official-onnx/swiftformer_xs.onnx`, options);
+const ours = model.toOnnx(224);
+
+/** max|a - b| / max|b| of the two graphs' logits on one batch. */
+async function agreement(batch: number): Promise<number> {
+  const backend = getBackend();
+  const [a, b] = await Promise.all([backend.createSession(ours, session), backend.createSession(official, session)]);
+  const pixels = syntheticPixels(batch, 224);
+  const x = (await a.run({ pixel_values: pixels })).logits!.data;
+  const y = (await b.run({ input: pixels })).logits!.data;
+  await Promise.all([a.release(), b.release()]);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < y.length; i++) {
+    diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+    scale = Math.max(scale, Math.abs(y[i]!));
+  }
+  return diff / scale;
+}
 
 const results = [];
 for (const batch of values.batches.split(',').map(Number)) {
-  const pixels = randomPixels(batch);
-  const a = (await ours.run({ pixel_values: pixels })).logits!;
-  const b = (await official.run({ input: pixels })).logits!;
-  const agreement = maxRelDiff(a.data, b.data);
-  const warmup = Math.max(3, Math.round(rounds / 10));
-  for (let i = 0; i < warmup; i++) {
-    await time(ours, { pixel_values: pixels });
-    await time(official, { input: pixels });
-  }
-  const t = { ours: [] as number[], official: [] as number[] };
-  for (let i = 0; i < rounds; i++) {
-    // Alternate which one goes first so neither always runs on a warmer cache.
-    if (i % 2 === 0) {
-      t.ours.push(await time(ours, { pixel_values: pixels }));
-      t.official.push(await time(official, { input: pixels }));
-    } else {
-      t.official.push(await time(official, { input: pixels }));
-      t.ours.push(await time(ours, { pixel_values: pixels }));
-    }
-  }
-  const row = { batch, oursMs: median(t.ours), officialMs: median(t.official), ratio: median(t.ours) / median(t.official), maxRelDiff: agreement };
+  const maxRelDiff = await agreement(batch);
+  const [t, o] = await compareLatency(
+    [{ name: 'ours', model: ours, input: 'pixel_values' }, { name: 'official', model: official, input: 'input' }],
+    { batch, size: 224, rounds, session },
+  );
+  const row = { batch, oursMs: t!.medianMs, officialMs: o!.medianMs, ratio: t!.medianMs / o!.medianMs, maxRelDiff };
   results.push(row);
   if (!values.json) {
-    console.log(`batch ${String(batch).padStart(3)}: ours ${row.oursMs.toFixed(2)} ms, official ${row.officialMs.toFixed(2)} ms, ratio ours/official ${row.ratio.toFixed(3)} (outputs agree to ${agreement.toExponential(1)} rel)`);
+    console.log(`batch ${String(batch).padStart(3)}: ours ${row.oursMs.toFixed(2)} ms, official ${row.officialMs.toFixed(2)} ms, ratio ours/official ${row.ratio.toFixed(3)} (outputs agree to ${maxRelDiff.toExponential(1)} rel)`);
   }
 }
-if (values.json) console.log(JSON.stringify({ threads, rounds, results }, null, 2));
-await ours.release();
-await official.release();
+if (values.json) console.log(JSON.stringify({ threads: session.threads, rounds, results }, null, 2));
 await model.release();
