@@ -6,7 +6,8 @@
  * a stream that depends on how far the loader got: a batch is the same whether it was prefetched,
  * computed after a resume, or on another machine.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { deriveSeed, mixBatch, type MixupOptions, type SampleTransform } from './augment.js';
@@ -198,8 +199,8 @@ export async function loadIdxDataset(dir: string, split: 'train' | 'test', optio
 
 // ---------------------------------------------------------------- ImageFolder
 
-/** What the ImageFolder loader decodes: the extensions of the formats src/decode.ts reads. */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff'];
+/** torchvision's IMG_EXTENSIONS: the files ImageFolder takes (.ppm, .bmp and .pgm then fail to decode here). */
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp'];
 
 export type DecodeFn = (path: string) => Promise<RGBImage>;
 
@@ -231,42 +232,92 @@ async function defaultDecode(): Promise<DecodeFn> {
   return (path) => decodeImage(path);
 }
 
+/** Python's string order (by code point), which sorted() uses and UTF-16 order is not. */
+function codePointCompare(a: string, b: string): number {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done || y.done) return x.done && y.done ? 0 : x.done ? -1 : 1;
+    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+}
+
+async function isDirOrLinkToDir(dir: string, e: Dirent): Promise<boolean> {
+  return e.isDirectory() || (e.isSymbolicLink() && (await isDirectory(join(dir, e.name))));
+}
+
+/** Sorted class folder names (torchvision's find_classes; links to folders count). */
+async function findClasses(root: string): Promise<string[]> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : (err as Error).message;
+    throw new SwiftFormerError('IO', `image folder ${root} ${why}`);
+  }
+  const classes: string[] = [];
+  for (const e of entries) if (await isDirOrLinkToDir(root, e)) classes.push(e.name);
+  return classes.sort(codePointCompare);
+}
+
+/** Files under `dir` as a sorted os.walk yields them (links followed, cycles and unreadable folders skipped). */
+async function walk(dir: string, out: { dir: string; files: string[] }[] = [], seen = new Set<string>()): Promise<{ dir: string; files: string[] }[]> {
+  let real: string;
+  try {
+    real = await realpath(dir);
+  } catch {
+    return out;
+  }
+  if (seen.has(real)) return out; // a symlink cycle
+  seen.add(real);
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return out; // os.walk skips unreadable folders too
+  }
+  const files: string[] = [];
+  const subdirs: string[] = [];
+  for (const e of entries) (await isDirOrLinkToDir(dir, e) ? subdirs : files).push(e.name);
+  out.push({ dir, files });
+  for (const s of subdirs) await walk(join(dir, s), out, seen);
+  return out;
+}
+
+/**
+ * torchvision's ImageFolder (find_classes + make_dataset): class index = position of the
+ * subfolder in sorted order (or in `classes`, to align a test split with its training split),
+ * files from a sorted walk with the given extensions.
+ */
 export async function loadImageFolder(
   dir: string,
   options: { decode?: DecodeFn; extensions?: readonly string[]; classes?: readonly string[] } = {},
 ): Promise<ImageFolderDataset> {
-  if (!(await isDirectory(dir))) throw new SwiftFormerError('IO', `image folder ${dir} does not exist or is not a directory`);
-  const entries = await readdir(dir, { withFileTypes: true });
-  const found = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const found = await findClasses(dir);
   const classes = options.classes ?? found;
   if (classes.length === 0) throw new SwiftFormerError('IO', `image folder ${dir} has no class subfolders (expected ${dir}/<class>/<image>)`);
-  const extensions = new Set((options.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
+  const extensions = (options.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase());
   const files: string[] = [];
   const labels: number[] = [];
   for (const [label, name] of classes.entries()) {
-    const classDir = join(dir, name);
-    if (!(await isDirectory(classDir))) throw new SwiftFormerError('IO', `image folder ${dir} has no subfolder for class '${name}'`);
-    const paths = (await walk(classDir)).filter((p) => extensions.has(p.slice(p.lastIndexOf('.')).toLowerCase())).sort();
-    for (const p of paths) {
-      files.push(p);
-      labels.push(label);
+    if (!found.includes(name)) throw new SwiftFormerError('IO', `image folder ${dir} has no subfolder for class '${name}'`);
+    const walked = (await walk(join(dir, name))).sort((a, b) => codePointCompare(a.dir, b.dir));
+    for (const { dir: sub, files: names } of walked) {
+      for (const f of names.sort(codePointCompare)) {
+        if (!extensions.some((ext) => f.toLowerCase().endsWith(ext))) continue;
+        files.push(join(sub, f));
+        labels.push(label);
+      }
     }
   }
-  if (files.length === 0) throw new SwiftFormerError('IO', `image folder ${dir} has no images (${[...extensions].join(' ')}) in its class subfolders`);
+  if (files.length === 0) throw new SwiftFormerError('IO', `image folder ${dir} has no images (${extensions.join(' ')}) in its class subfolders`);
   const decode = options.decode ?? (await defaultDecode());
   const labelArray = classes.length < 65536 ? Uint16Array.from(labels) : Uint32Array.from(labels);
   return new ImageFolderDataset(dir, classes, files, labelArray, decode);
-}
-
-async function walk(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.name.startsWith('.')) continue;
-    const path = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walk(path)));
-    else if (e.isFile() || e.isSymbolicLink()) out.push(path);
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------- subsets

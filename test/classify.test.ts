@@ -521,9 +521,37 @@ describe('swiftformer eval', () => {
     assert.equal(out.failed, 1);
     assert.match(out.errors[0].file, /bad\.jpg$/);
     assert.match(r.stderr, /1 of 2 images could not be read/);
-    assertCleanFailure(await cli('eval', join(dir, 'no-such-folder'), '--weights', TINY), /no such folder/);
+    assertCleanFailure(await cli('eval', join(dir, 'no-such-folder'), '--weights', TINY), /no-such-folder does not exist/);
     const flat = join(dir, 'flat');
     await mkdir(flat);
-    assertCleanFailure(await cli('eval', flat, '--weights', TINY), /no class folders/);
+    assertCleanFailure(await cli('eval', flat, '--weights', TINY), /flat has no class subfolders/);
   });
+});
+
+test('eval on the test split of an IDX directory (the MNIST format), with a model trained here', async () => {
+  const idxDir = join(dir, 'idx');
+  await mkdir(idxDir, { recursive: true });
+  const n = 6;
+  const header = (magic: number, dims: number[]) => {
+    const b = Buffer.alloc(4 + 4 * dims.length);
+    b.writeUInt32BE(magic, 0);
+    dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+    return b;
+  };
+  const pixels = Buffer.from(Array.from({ length: n * 28 * 28 }, (_, i) => (i * 7) % 256));
+  const labels = Buffer.from([0, 1, 2, 0, 1, 2]);
+  for (const split of ['train', 't10k']) {
+    await writeFile(join(idxDir, `${split}-images-idx3-ubyte`), Buffer.concat([header(0x803, [n, 28, 28]), pixels]));
+    await writeFile(join(idxDir, `${split}-labels-idx1-ubyte`), Buffer.concat([header(0x801, [n]), labels]));
+  }
+  const state = await readStateDict(await readFile(TINY));
+  const weights = join(dir, 'idx-model.safetensors');
+  const preprocessing = { inputSize: [32, 32], normalization: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, pad: 2, cropPct: 1, grayscale: true };
+  await writeFile(weights, writeSafetensors(state, { 'swiftformer.preprocessing': JSON.stringify(preprocessing) }));
+  const r = await cli('eval', idxDir, '--weights', weights, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.images, n);
+  assert.equal(out.classes, 3);
+  assert.match(r.stderr, /3 classes and the model 1000/);
 });

@@ -374,6 +374,8 @@ describe('IDX files (MNIST format)', () => {
 // ---------------------------------------------------------------- image folders
 
 describe('image folders (torchvision ImageFolder)', () => {
+  // torchvision's ImageFolder: its IMG_EXTENSIONS (no .gif), hidden files kept, and each folder's
+  // files (sorted) before those of its subfolders, as its sorted os.walk yields them.
   test('classes are the sorted subfolders; images found recursively, sorted, by extension; a decode function can be passed', async () => {
     const dir = await tempDir();
     for (const f of ['b/x.png', 'b/sub/y.JPG', 'a/z.webp', 'a/notes.txt', 'c/.hidden.png', 'c/w.gif']) {
@@ -383,9 +385,9 @@ describe('image folders (torchvision ImageFolder)', () => {
     const decoded: string[] = [];
     const data = await loadImageFolder(dir, { decode: async (path) => { decoded.push(path); return { width: 1, height: 1, data: new Uint8Array(3) }; } });
     assert.deepEqual(data.classes, ['a', 'b', 'c']);
-    assert.deepEqual(data.files.map((f) => f.slice(dir.length + 1)), ['a/z.webp', 'b/sub/y.JPG', 'b/x.png', 'c/w.gif']);
+    assert.deepEqual(data.files.map((f) => f.slice(dir.length + 1)), ['a/z.webp', 'b/x.png', 'b/sub/y.JPG', 'c/.hidden.png']);
     assert.deepEqual([0, 1, 2, 3].map((i) => data.label(i)), [0, 1, 1, 2]);
-    await data.image(2);
+    await data.image(1);
     assert.deepEqual(decoded, [join(dir, 'b/x.png')]);
     await assert.rejects(loadImageFolder(join(dir, 'nope')), /does not exist/);
     await assert.rejects(loadImageFolder(join(dir, 'a')), /no class subfolders/);

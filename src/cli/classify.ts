@@ -1,4 +1,6 @@
-import { preprocess, MAX_IMAGE_PIXELS } from '../decode.js';
+import { decodeImage, modelTransform, MAX_IMAGE_PIXELS } from '../decode.js';
+import type { RGBImage } from '../resize.js';
+import { evalTransform } from '../transforms.js';
 import { SwiftFormerError } from '../errors.js';
 import { defaultWeights, isRemoteSource, resolveWeights } from '../hub.js';
 import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../labels.js';
@@ -42,6 +44,8 @@ export interface Classifier {
   size: number;
   /** A model trained here: the preprocessing its training recorded (else the official transform at `size`). */
   preprocessing?: Preprocessing;
+  /** Height and width of the model input. */
+  inputSize: [number, number];
   numClasses: number;
   maxPixels: number;
 }
@@ -108,7 +112,13 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${labelSource ?? 'the weights\' id2label'} has ${labels.length} labels but the model has ${numClasses} classes`);
   }
-  return { model, labels, size, numClasses, maxPixels, ...(preprocessing ? { preprocessing } : {}) };
+  const inputSize: [number, number] = preprocessing ? preprocessing.inputSize : [size, size];
+  return { model, labels, size, numClasses, maxPixels, inputSize, ...(preprocessing ? { preprocessing } : {}) };
+}
+
+/** One decoded image as the model takes it: its recorded preprocessing, else the official transform. */
+export function pixelsOf(image: RGBImage, c: Classifier): FloatTensor {
+  return c.preprocessing ? modelTransform(image, c.preprocessing) : evalTransform(image, { size: c.size });
 }
 
 function recordedJson(model: ImageClassifier, key: string): unknown {
@@ -160,8 +170,7 @@ export async function prepareImages(files: string[], c: Classifier, concurrency 
       const i = next++;
       const file = files[i]!;
       try {
-        const transform = c.preprocessing ? { preprocessing: c.preprocessing } : { size: c.size };
-        out[i] = { file, pixels: await preprocess(file, { ...transform, maxPixels: c.maxPixels }) };
+        out[i] = { file, pixels: pixelsOf(await decodeImage(file, { maxPixels: c.maxPixels }), c) };
       } catch (err) {
         if (!(err instanceof SwiftFormerError)) throw err;
         out[i] = { file, error: err.message };

@@ -1,107 +1,53 @@
-import { readdir, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { decodeImage } from '../decode.js';
+import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, limitDataset, loadIdxDataset, loadImageFolder, type ImageDataset } from '../data.js';
 import { SwiftFormerError } from '../errors.js';
 import { labelOf } from '../labels.js';
 import { intOption, parse } from './args.js';
-import { loadClassifier, logitRows, modelOptions, prepareImages, type Prepared } from './classify.js';
+import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import { ProgressBar } from './progress.js';
 
-/** torchvision's IMG_EXTENSIONS: the files ImageFolder takes (.ppm, .bmp and .pgm then fail to decode here). */
-export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp'] as const;
+export const usage = `Usage: swiftformer eval <folder | fashion-mnist | idx-dir> [--weights <src>] [options]
 
-export const usage = `Usage: swiftformer eval <folder> [--weights <src>] [options]
-
-Top-1 and top-5 accuracy on an ImageFolder layout, as torchvision's ImageFolder reads it: one
-subfolder per class, class index = position of the subfolder name in sorted order, images found
-recursively (${IMAGE_EXTENSIONS.join(' ')}). Prints the accuracies and the 5 worst classes.
-  --weights     .pth or .safetensors file, https:// URL, or hf:ORG/NAME[@revision]
+Top-1 and top-5 accuracy, and the 5 worst classes, on
+  - an ImageFolder, as torchvision's ImageFolder reads it: one subfolder per class, class index =
+    position of the subfolder name in sorted order, images found recursively (${IMAGE_EXTENSIONS.join(' ')});
+  - the test split of an IDX directory (MNIST format), or fashion-mnist (Debian's dataset-fashion-mnist).
+  --weights     .pth, .safetensors or exported .onnx file, https:// URL, or hf:ORG/NAME[@revision]
                 (default: the model bundled in the package, if any)
   --limit       evaluate N images, spread evenly over the dataset (default: all)
   --batch-size  images per forward pass (default 16)
   --json        one JSON object: { images, top1, top5, worst, errors, ... } (fractions in [0, 1])
   --model, --labels, --size, --entry, --attention, --max-pixels: as for classify`;
 
-export interface Sample { file: string; target: number }
-
-/** Python's string order (by code point), which sorted() uses and UTF-16 order is not. */
-function codePointCompare(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const x = ia.next();
-    const y = ib.next();
-    if (x.done || y.done) return x.done && y.done ? 0 : x.done ? -1 : 1;
-    const d = x.value.codePointAt(0)! - y.value.codePointAt(0)!;
-    if (d !== 0) return d;
-  }
-}
-
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/** torchvision's find_classes + make_dataset: sorted class folders, files from a sorted os.walk (links followed). */
-export async function scanImageFolder(root: string): Promise<{ classes: string[]; samples: Sample[] }> {
-  let entries;
-  try {
-    entries = await readdir(root, { withFileTypes: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such folder' : code === 'ENOTDIR' ? 'not a folder' : (err as Error).message;
-    throw new SwiftFormerError('BAD_ARGUMENT', `cannot read ${root}: ${why}`);
-  }
-  const classes: string[] = [];
-  for (const e of entries) if (e.isDirectory() || (e.isSymbolicLink() && (await isDir(join(root, e.name))))) classes.push(e.name);
-  classes.sort(codePointCompare);
-  if (classes.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no class folders in ${root} (expected ${root}/<class>/<image>)`);
-  const samples: Sample[] = [];
-  for (const [target, name] of classes.entries()) {
-    const walked: { dir: string; files: string[] }[] = [];
-    await walk(join(root, name), walked, new Set());
-    walked.sort((a, b) => codePointCompare(a.dir, b.dir));
-    for (const { dir, files } of walked) {
-      for (const f of files.sort(codePointCompare)) {
-        const lower = f.toLowerCase();
-        if (IMAGE_EXTENSIONS.some((ext) => lower.endsWith(ext))) samples.push({ file: join(dir, f), target });
-      }
+/** The evaluation set a command-line source names. */
+async function openEvalSet(source: string, maxPixels: number): Promise<ImageDataset> {
+  if (source === 'fashion-mnist') {
+    if (!(await hasIdxFiles(FASHION_MNIST_DIR))) {
+      throw new SwiftFormerError('BAD_ARGUMENT', `Fashion-MNIST is not installed in ${FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist`);
     }
+    return loadIdxDataset(FASHION_MNIST_DIR, 'test', { classes: FASHION_MNIST_CLASSES });
   }
-  return { classes, samples };
+  if (await hasIdxFiles(source)) return loadIdxDataset(source, 'test');
+  return loadImageFolder(source, { decode: (path) => decodeImage(path, { maxPixels }) });
 }
 
-async function walk(dir: string, out: { dir: string; files: string[] }[], seen: Set<string>): Promise<void> {
-  let real: string;
-  try {
-    real = await realpath(dir);
-  } catch {
-    return;
-  }
-  if (seen.has(real)) return; // a symlink cycle
-  seen.add(real);
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return; // os.walk skips unreadable folders too
-  }
-  const files: string[] = [];
-  const subdirs: string[] = [];
-  for (const e of entries) {
-    if (e.isDirectory() || (e.isSymbolicLink() && (await isDir(join(dir, e.name))))) subdirs.push(e.name);
-    else files.push(e.name);
-  }
-  out.push({ dir, files });
-  for (const s of subdirs) await walk(join(dir, s), out, seen);
+/** Where sample i came from, for error messages. */
+function sampleName(data: ImageDataset, i: number): string {
+  return data instanceof ImageFolderDataset ? data.files[i]! : `${data.name} image ${i}`;
 }
 
-/** `limit` samples spread evenly over the list (deterministic). */
-function spread<T>(items: T[], limit: number | undefined): T[] {
-  if (limit === undefined || limit >= items.length) return items;
-  return Array.from({ length: limit }, (_, i) => items[Math.floor((i * items.length) / limit)]!);
+type Prepared = { index: number; pixels: Float32Array } | { index: number; error: string };
+
+/** Decodes and preprocesses samples of a batch (the dataset decodes; failures become entries). */
+async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier): Promise<Prepared[]> {
+  return Promise.all(indices.map(async (index) => {
+    try {
+      return { index, pixels: pixelsOf(await data.image(index), c).data };
+    } catch (err) {
+      if (!(err instanceof SwiftFormerError)) throw err;
+      return { index, error: err.message };
+    }
+  }));
 }
 
 interface ClassScore { index: number; name: string; label?: string; images: number; top1: number }
@@ -109,22 +55,28 @@ interface ClassScore { index: number; name: string; label?: string; images: numb
 export async function evalCommand(argv: string[]): Promise<void> {
   const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage);
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one folder, got ${positionals.length}\n\n${usage}`);
+  if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);
   const folder = positionals[0]!;
   const limit = intOption(values.limit, 'limit');
   const batchSize = intOption(values['batch-size'], 'batch-size') ?? 16;
   const json = flags.has('json');
 
-  const { classes, samples: all } = await scanImageFolder(folder);
-  if (all.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images in ${folder} (extensions: ${IMAGE_EXTENSIONS.join(' ')})`);
-  const samples = spread(all, limit);
   const c = await loadClassifier(values, 'eval');
+  let data: ImageDataset;
+  try {
+    data = await openEvalSet(folder, c.maxPixels);
+  } catch (err) {
+    await c.model.release();
+    throw err;
+  }
+  const classes = data.classes;
+  const samples = limit === undefined ? data : limitDataset(data, limit);
   if (classes.length > c.numClasses) {
     await c.model.release();
-    throw new SwiftFormerError('BAD_ARGUMENT', `${folder} has ${classes.length} class folders but the model has ${c.numClasses} classes`);
+    throw new SwiftFormerError('BAD_ARGUMENT', `${folder} has ${classes.length} classes but the model has ${c.numClasses}`);
   }
   if (classes.length !== c.numClasses) {
-    console.error(`note: ${folder} has ${classes.length} class folders and the model ${c.numClasses} classes: folder class i is scored as model class i`);
+    console.error(`note: ${folder} has ${classes.length} classes and the model ${c.numClasses}: dataset class i is scored as model class i`);
   }
 
   const k = Math.min(5, c.numClasses);
@@ -134,25 +86,25 @@ export async function evalCommand(argv: string[]): Promise<void> {
   let correct5 = 0;
   const errors: { file: string; error: string }[] = [];
   const bar = new ProgressBar('evaluating');
-  const batches: Sample[][] = [];
-  for (let i = 0; i < samples.length; i += batchSize) batches.push(samples.slice(i, i + batchSize));
-  const prepare = (batch: Sample[] | undefined) => {
+  const batches: number[][] = [];
+  for (let i = 0; i < samples.length; i += batchSize) batches.push(Array.from({ length: Math.min(batchSize, samples.length - i) }, (_, j) => i + j));
+  const prepare = (batch: number[] | undefined) => {
     if (!batch) return undefined;
-    const p = prepareImages(batch.map((s) => s.file), c);
+    const p = prepareBatch(samples, batch, c);
     p.catch(() => {}); // awaited below; this only keeps a failure from counting as unhandled meanwhile
     return p;
   };
   try {
     let pending = prepare(batches[0]);
     for (let b = 0; b < batches.length; b++) {
-      const prepared: Prepared[] = await pending!;
+      const prepared = await pending!;
       pending = prepare(batches[b + 1]); // decode the next batch while this one runs
-      const batch = batches[b]!;
-      const ok = prepared.flatMap((p, i) => ('pixels' in p ? [{ pixels: p.pixels, target: batch[i]!.target }] : []));
-      for (const p of prepared) if ('error' in p) errors.push(p);
-      const rows = await logitRows(c.model, ok.map((o) => o.pixels));
+      const ok = prepared.filter((p): p is Extract<Prepared, { pixels: Float32Array }> => 'pixels' in p);
+      for (const p of prepared) if ('error' in p) errors.push({ file: sampleName(samples, p.index), error: p.error });
+      const [h, w] = c.inputSize;
+      const rows = await logitRows(c.model, ok.map((o) => ({ dtype: 'float32' as const, shape: [1, 3, h, w], data: o.pixels })));
       rows.forEach((row, i) => {
-        const target = ok[i]!.target;
+        const target = samples.label(ok[i]!.index);
         const rank = rankOf(row, target);
         perClass[target]!.images++;
         if (rank === 0) {
@@ -161,7 +113,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         }
         if (rank < k) correct5++;
       });
-      done += batch.length;
+      done += prepared.length;
       const evaluated = done - errors.length;
       bar.update(done, samples.length, `${done}/${samples.length} images  top-1 ${evaluated ? ((100 * correct1) / evaluated).toFixed(2) : '-'}%`);
     }
