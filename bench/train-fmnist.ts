@@ -72,7 +72,7 @@ if (limit !== undefined) {
 const recipe = {
   model: 'xs', numClasses: 10, distillation: false, inputSize: 32, pad: 2, normalization: FASHION_MNIST_NORMALIZATION,
   batchSize, optimizer: 'adamw', lr: 1e-3, weightDecay: 0.025, schedule: 'cosine per step to 0, no warm-up', labelSmoothing: 0.1,
-  augment: augment ?? false, ema: values.ema ? 0.9998 : false, epochs, seed: Number(values.seed), trainImages: trainSet.length, testImages: testSet.length,
+  augment: augment ?? false, ema: values.ema ? 0.999 : false, epochs, seed: Number(values.seed), trainImages: trainSet.length, testImages: testSet.length,
 };
 console.log(`SwiftFormer-XS on Fashion-MNIST: ${trainSet.length} train / ${testSet.length} test images, ${epochs} epochs, batch ${batchSize}, ${threads} threads${values.augment ? ', augmented' : ''}`);
 console.log(`output: ${out}`);
@@ -117,7 +117,7 @@ if (values.steps !== undefined) {
 const started = performance.now();
 const result = await train({
   model: 'xs', train: trainSet, test: testSet, epochs, batchSize, lr: 1e-3, weightDecay: 0.025, warmupEpochs: 0, minLr: 0,
-  labelSmoothing: 0.1, augment: augment ?? false, ...(values.ema ? { ema: { decay: 0.9998 } } : {}), seed: recipe.seed, inputSize: 32, pad: 2,
+  labelSmoothing: 0.1, augment: augment ?? false, ...(values.ema ? { ema: { decay: 0.999 } } : {}), seed: recipe.seed, inputSize: 32, pad: 2,
   normalization: { mean: [...FASHION_MNIST_NORMALIZATION.mean], std: [...FASHION_MNIST_NORMALIZATION.std] },
   threads, out, dataSource: { source: values.data, ...(limit !== undefined ? { limit } : {}) },
   onProgress: (e) => {
