@@ -9,7 +9,8 @@ export const usage = `Usage: swiftformer bench [options]
 
 Latency and throughput of our eval graphs, side by side in one process (interleaved rounds).
   --model        comma-separated ids (default xs,s,l1,l3)
-  --weights      weights for a single --model (default: random init; latency does not depend on values)
+  --weights      weights to time (architecture read off them unless --model is given;
+                 default: random init, latency does not depend on the values)
   --batch        comma-separated batch sizes (default 1,16,64)
   --size         input size (default 224)
   --threads      intra-op threads (default 2)
@@ -44,7 +45,8 @@ export async function bench(argv: string[]): Promise<void> {
     resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
-  const models = list(values.model, 'xs,s,l1,l3', 'model');
+  // With --weights alone the architecture is read off the weights.
+  const models = list(values.model, values.weights ? 'weights' : 'xs,s,l1,l3', 'model');
   if (values.weights && models.length > 1) throw new SwiftFormerError('BAD_ARGUMENT', '--weights needs a single --model');
   const batches = numbers(values.batch, '1,16,64', 'batch');
   const size = intOption(values.size, 'size') ?? 224;
@@ -55,7 +57,7 @@ export async function bench(argv: string[]): Promise<void> {
   const rows: Row[] = [];
   const sweep: Record<string, [number, number][]> = {};
   for (const [index, id] of models.entries()) {
-    const model = await loadModel({ model: id, ...(values.weights ? { weights: values.weights } : {}) });
+    const model = await loadModel({ ...(values.model || !values.weights ? { model: id } : {}), ...(values.weights ? { weights: values.weights } : {}) });
     const macs = model.info(size).macs;
     for (const batch of batches) {
       const contenders: Contender[] = [{ name: 'ours', model: model.toOnnx(size), input: 'pixel_values' }];
