@@ -251,22 +251,35 @@ export function adaptiveClipGrad(
  * default): ema = decay * ema + (1 - decay) * model for parameters; BatchNorm running statistics
  * and counters are copied from the model.
  */
+/**
+ * Exponential moving average of the weights, timm's ModelEmaV3 semantics: every float tensor,
+ * BatchNorm running statistics included (so that they match the averaged weights), follows
+ * ema = d ema + (1 - d) w; integer buffers are copied. With `warmup` the decay starts low,
+ * d_t = min(decay, (1 + t) / (10 + t)), so that a short run's average is not dominated by the
+ * random initialization.
+ */
 export class ModelEma {
   readonly state: StateDict;
 
-  constructor(model: StateDict, readonly decay = 0.9996) {
+  constructor(model: StateDict, readonly decay = 0.9996, readonly warmup = true, public updates = 0) {
     if (!(decay >= 0 && decay <= 1)) throw new SwiftFormerError('BAD_ARGUMENT', `EMA decay must be in [0, 1], got ${decay}`);
     this.state = cloneState(model);
   }
 
+  /** The decay the next update applies. */
+  currentDecay(): number {
+    return this.warmup ? Math.min(this.decay, (1 + this.updates) / (10 + this.updates)) : this.decay;
+  }
+
   update(model: StateDict): void {
-    const d = this.decay;
+    const d = this.currentDecay();
+    this.updates++;
     // Buffers the model gained since (num_batches_tracked after its first train step) are copied in.
     for (const [key, t] of model) if (isBuffer(key) && !this.state.has(key)) this.state.set(key, { ...t, shape: [...t.shape], data: t.data.slice() } as Tensor);
     for (const [key, ema] of this.state) {
       const m = model.get(key);
       if (!m || m.data.length !== ema.data.length) throw new SwiftFormerError('KEY_MISMATCH', `EMA: model has no ${key} of ${ema.data.length} values`);
-      if (ema.dtype !== 'float32' || m.dtype !== 'float32' || isBuffer(key)) {
+      if (ema.dtype !== 'float32' || m.dtype !== 'float32') {
         (ema.data as Float32Array | BigInt64Array).set(m.data as never);
         continue;
       }

@@ -345,7 +345,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     const optimizer = new AdamW(state, step.step.params, { lr, weightDecay });
     if (resumed) optimizer.loadMoments(resumed.moments, resumed.sidecar.optimizer.step);
-    const ema = emaDecay !== undefined ? new ModelEma(resumed?.ema ?? state, emaDecay) : undefined;
+    // The EMA has taken one update per optimizer step, which a resumed run continues from.
+    const ema = emaDecay !== undefined ? new ModelEma(resumed?.ema ?? state, emaDecay, true, resumed?.sidecar.optimizer.step ?? 0) : undefined;
     if (resumed && emaDecay !== undefined && !resumed.ema) throw new SwiftFormerError('BAD_CHECKPOINT', `${options.out}: the checkpoint has no EMA weights`);
     const params = step.step.params.reduce((n, k) => n + state.get(k)!.data.length, 0);
     options.onProgress?.({ phase: 'start', epochs, startEpoch, stepsPerEpoch, config, params, ...(fit ? { fit } : {}) });

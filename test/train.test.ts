@@ -211,21 +211,32 @@ describe('gradient clipping', () => {
 });
 
 describe('EMA of the weights', () => {
-  test('ema = d ema + (1 - d) w for parameters; BN buffers copied', () => {
+  test('ema = d ema + (1 - d) w for every float tensor (BN statistics too); integer buffers copied', () => {
     const model: StateDict = new Map<string, Tensor>([
       ['w', f32([2], [1, 2])],
       ['bn.running_mean', f32([2], [0, 0])],
       ['bn.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(0n) }],
     ]);
-    const ema = new ModelEma(model, 0.9);
+    const ema = new ModelEma(model, 0.9, false);
     (model.get('w')!.data as Float32Array).set([3, -2]);
     (model.get('bn.running_mean')!.data as Float32Array).set([5, 6]);
     (model.get('bn.num_batches_tracked')!.data as BigInt64Array)[0] = 7n;
     ema.update(model);
     close(ema.state.get('w')!.data as Float32Array, [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2], 1e-7, 'ema w');
-    assert.deepEqual([...ema.state.get('bn.running_mean')!.data], [5, 6]);
+    close(ema.state.get('bn.running_mean')!.data as Float32Array, [0.1 * 5, 0.1 * 6], 1e-7, 'ema running mean');
     assert.equal(ema.state.get('bn.num_batches_tracked')!.data[0], 7n);
     assert.notEqual(ema.state.get('w')!.data, model.get('w')!.data, 'own arrays');
+  });
+
+  test('warm-up: decay (1 + t) / (10 + t) until it reaches the configured decay', () => {
+    const ema = new ModelEma(new Map([['w', f32([1], [0])]]), 0.9);
+    const model: StateDict = new Map([['w', f32([1], [10])]]);
+    assert.equal(ema.currentDecay(), 0.1);
+    ema.update(model); // 0.1 * 0 + 0.9 * 10
+    close(ema.state.get('w')!.data as Float32Array, [9], 1e-6, 'first update');
+    assert.equal(ema.currentDecay(), 2 / 11);
+    for (let t = 1; t < 100; t++) ema.update(model);
+    assert.equal(ema.currentDecay(), 0.9);
   });
 });
 
