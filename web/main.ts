@@ -1,0 +1,454 @@
+/**
+ * The SwiftFormer demo page: webcam and image classification in the browser.
+ *
+ * Query parameters: `backend=auto|webgpu|wasm`, `threads=N` (WebAssembly threads; needs a
+ * cross-origin isolated page), `model=<url>` (weights to load instead of the default).
+ * `window.demo` exposes the state for tests and benchmarks (test/browser.test.ts, bench/browser.ts).
+ */
+import defaultModel from 'virtual:default-model';
+import {
+  configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, evalTransform, labelOf, labelsFromHfConfig,
+  loadLabels, loadModel, modelTransform, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
+  type RGBImage, type RuntimeInfo, type SwiftFormerModel,
+} from 'swiftformer';
+import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
+
+interface Loaded {
+  model: SwiftFormerModel;
+  /** 'default', or the weights cache key. */
+  key: string;
+  name: string;
+  labels: string[] | undefined;
+  /** A trained model's recorded preprocessing; else the official eval transform at `size`. */
+  preprocessing: Preprocessing | undefined;
+  size: number;
+}
+
+/** Model input height and width. */
+const inputSize = (m: Loaded): [number, number] => m.preprocessing?.inputSize ?? [m.size, m.size];
+const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor =>
+  m.preprocessing ? modelTransform(image, m.preprocessing) : evalTransform(image, { size: m.size });
+
+export interface Result {
+  seq: number;
+  logits: number[];
+  top5: { index: number; label: string; score: number }[];
+  /** Preprocessing + inference, ms. */
+  latencyMs: number;
+  inferenceMs: number;
+  source: string;
+}
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const ui = {
+  engine: $('engine'), modelBadge: $('model-badge'), select: $<HTMLSelectElement>('model-select'),
+  urlForm: $<HTMLFormElement>('url-form'), url: $<HTMLInputElement>('weights-url'), weightsFile: $<HTMLInputElement>('weights-file'),
+  status: $('model-status'), camera: $<HTMLButtonElement>('camera'), imageFile: $<HTMLInputElement>('image-file'),
+  drop: $('drop'), video: $<HTMLVideoElement>('video'), preview: $<HTMLCanvasElement>('preview'),
+  examples: $('examples'), top5: $<HTMLOListElement>('top5'), latency: $('latency'), fps: $('fps'), inputSize: $('input-size'),
+};
+
+const params = new URLSearchParams(location.search);
+let current: Loaded | undefined;
+let engine: RuntimeInfo | undefined;
+let seq = 0;
+let last: Result | undefined;
+let lastImage: RGBImage | undefined;
+let loading: Promise<void> = Promise.resolve();
+
+function setStatus(text: string, kind: 'info' | 'error' = 'info'): void {
+  ui.status.textContent = text;
+  ui.status.classList.toggle('error', kind === 'error');
+  if (kind === 'error') document.body.dataset.status = 'error';
+}
+
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+// ---------------------------------------------------------------- models
+
+function describe(model: SwiftFormerModel): string {
+  const c = model.config;
+  const variant = c.embedDims.join('/') === '48/56/112/220' ? 'XS' : c.embedDims.join('/') === '48/64/168/224' ? 'S'
+    : c.embedDims.join('/') === '48/96/192/384' ? 'L1' : c.embedDims.join('/') === '64/128/320/512' ? 'L3' : `dims ${c.embedDims.join('/')}`;
+  return `${variant}, ${c.numClasses} classes`;
+}
+
+/** JSON metadata that a model trained by this library recorded in its weights. */
+function recorded(model: SwiftFormerModel, key: string): unknown {
+  const text = (model as { metadata?: Readonly<Record<string, string>> }).metadata?.[key];
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+const recordedPreprocessing = (model: SwiftFormerModel) => recorded(model, 'swiftformer.preprocessing') as Preprocessing | undefined;
+
+/** As the CLI picks them: a label file, a config's id2label, the names the weights recorded, ImageNet's for 1000 classes. */
+async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
+  if (labelsUrl) return loadLabels(labelsUrl);
+  const fromConfig = configJson ? labelsFromHfConfig(configJson) : undefined;
+  const fromWeights = recorded(model, 'swiftformer.labels');
+  return fromConfig ?? (Array.isArray(fromWeights) ? (fromWeights as string[]) : undefined) ?? defaultLabels(model.config.numClasses);
+}
+
+/** Everything a model needs besides its weights, from its weights and (for the default) its config.json. */
+async function prepare(model: SwiftFormerModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
+  const configSize = config.size ?? config.image_size;
+  const size = typeof configSize === 'number' ? configSize : 224;
+  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), preprocessing: recordedPreprocessing(model), size };
+}
+
+/** Model runs and releases, one at a time (the camera loop, image drops and model changes interleave). */
+let queue: Promise<unknown> = Promise.resolve();
+function serial<T>(job: () => Promise<T>): Promise<T> {
+  const result = queue.then(job);
+  queue = result.catch(() => undefined);
+  return result;
+}
+
+/** Installs a loaded model: creates its session (a first run), swaps it in, classifies the last image again. */
+async function install(next: Loaded): Promise<void> {
+  const [h, w] = inputSize(next);
+  await serial(() => next.model.logits({ dtype: 'float32', shape: [1, 3, h, w], data: new Float32Array(3 * h * w) }));
+  const previous = current;
+  current = next;
+  if (previous && previous.model !== next.model) void serial(() => previous.model.release());
+  ui.modelBadge.textContent = `${next.name} · ${describe(next.model)}`;
+  ui.modelBadge.classList.remove('muted');
+  engine = await runtimeInfo();
+  renderEngine();
+  if (lastImage) await classifyImage(lastImage, 'reclassify');
+}
+
+function run<T>(what: string, task: () => Promise<T>): Promise<T | undefined> {
+  document.body.dataset.status = 'loading';
+  setStatus(`${what}…`);
+  const started = performance.now();
+  const done = loading.then(task).then(
+    (value) => {
+      document.body.dataset.status = 'ready';
+      setStatus(`${what}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      return value;
+    },
+    (err: unknown) => {
+      setStatus(`${what} failed: ${message(err)}`, 'error');
+      console.error(err);
+      return undefined;
+    },
+  );
+  loading = done.then(() => undefined);
+  return done;
+}
+
+async function loadDefault(): Promise<void> {
+  if (!defaultModel) throw new Error('this build has no default model');
+  let config: Record<string, unknown> = {};
+  if (defaultModel.config) config = (await (await fetch(defaultModel.config)).json()) as Record<string, unknown>;
+  const attention = config.attention === 'softmax' || config.attention === 'l2' ? config.attention : undefined;
+  const model = await loadModel({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
+  await install(await prepare(model, 'default', 'default', defaultModel.labels, config));
+}
+
+/** Weights from a URL (or hf:): from the cache when they were converted before, else fetched and parsed here. */
+async function loadFromUrl(url: string): Promise<void> {
+  const key = `url:${url}`;
+  if (await loadCachedEntry(key)) return;
+  const model = await loadModel({ weights: url });
+  const name = url.split(/[/?#]/).filter(Boolean).at(-1) ?? url;
+  await install(await prepare(model, key, name));
+  await remember(key, name, model);
+}
+
+async function loadFromFile(file: File): Promise<void> {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const key = `file:${await sha256Hex(bytes)}`;
+  if (await loadCachedEntry(key)) return;
+  const model = await loadModel({ weights: bytes });
+  await install(await prepare(model, key, file.name));
+  await remember(key, file.name, model);
+}
+
+async function remember(key: string, name: string, model: SwiftFormerModel): Promise<void> {
+  const saved = await saveCached(key, name, model);
+  if (saved) await refreshPicker();
+}
+
+async function loadCachedEntry(key: string): Promise<boolean> {
+  const hit = await readCached(key);
+  if (!hit) return false;
+  const { meta, bytes } = hit;
+  const model = await loadModel({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
+  await install(await prepare(model, key, meta.name));
+  await refreshPicker();
+  return true;
+}
+
+async function refreshPicker(): Promise<void> {
+  const options: [string, string][] = [];
+  if (defaultModel) options.push(['default', 'Built-in model']);
+  const cached: CachedWeights[] = await listCached();
+  for (const c of cached) options.push([c.key, `${c.name} (cached)`]);
+  if (options.length === 0) options.push(['', 'No model yet: load weights below']);
+  ui.select.replaceChildren(...options.map(([value, text]) => new Option(text, value)));
+  ui.select.value = current && options.some(([value]) => value === current!.key) ? current.key : options[0]![0];
+}
+
+// ---------------------------------------------------------------- classification
+
+function softmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const out = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+function render(result: Result): void {
+  ui.top5.replaceChildren(...result.top5.map((p) => {
+    const li = document.createElement('li');
+    const label = Object.assign(document.createElement('span'), { className: 'label', textContent: p.label, title: p.label });
+    const score = Object.assign(document.createElement('span'), { className: 'score', textContent: `${(p.score * 100).toFixed(1)}%` });
+    const bar = Object.assign(document.createElement('span'), { className: 'bar' });
+    const fill = document.createElement('span');
+    fill.style.width = `${Math.max(0.5, p.score * 100)}%`;
+    bar.append(fill);
+    li.append(label, score, bar);
+    return li;
+  }));
+  ui.latency.textContent = `${result.latencyMs.toFixed(1)} ms`;
+}
+
+async function classifyImage(image: RGBImage, source: string, started = performance.now()): Promise<Result | undefined> {
+  if (!current) {
+    setStatus('Load a model first', 'error');
+    return undefined;
+  }
+  const loaded = current;
+  const { model, labels } = loaded;
+  const pixels = pixelsOf(loaded, image);
+  const t0 = performance.now();
+  const logits = (await serial(() => model.logits(pixels))).data;
+  const inferenceMs = performance.now() - t0;
+  const probs = softmax(logits);
+  const order = [...probs.keys()].sort((a, b) => probs[b]! - probs[a]!).slice(0, 5);
+  last = {
+    seq: ++seq,
+    logits: Array.from(logits),
+    top5: order.map((index) => ({ index, label: labelOf(labels, index), score: probs[index]! })),
+    latencyMs: performance.now() - started,
+    inferenceMs,
+    source,
+  };
+  const [h, w] = inputSize(loaded);
+  ui.inputSize.textContent = `${image.width}×${image.height} → ${w}×${h}`;
+  render(last);
+  return last;
+}
+
+function showPreview(image: ImageBitmap | RGBImage): void {
+  const canvas = ui.preview;
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const ctx = canvas.getContext('2d')!;
+  if ('data' in image) {
+    const rgba = new ImageData(image.width, image.height);
+    for (let i = 0, j = 0; j < image.data.length; i += 4, j += 3) {
+      rgba.data[i] = image.data[j]!;
+      rgba.data[i + 1] = image.data[j + 1]!;
+      rgba.data[i + 2] = image.data[j + 2]!;
+      rgba.data[i + 3] = 255;
+    }
+    ctx.putImageData(rgba, 0, 0);
+  } else {
+    ctx.drawImage(image, 0, 0);
+  }
+  canvas.classList.toggle('small', Math.max(image.width, image.height) < 128); // shown enlarged
+  canvas.hidden = false;
+  ui.drop.classList.add('has-media');
+}
+
+async function classifyBlob(blob: Blob, name: string): Promise<Result | undefined> {
+  const started = performance.now();
+  stopCamera();
+  const image = await decodeImage(blob);
+  lastImage = image;
+  showPreview(image);
+  await loading;
+  return classifyImage(image, name, started);
+}
+
+// ---------------------------------------------------------------- camera
+
+let stream: MediaStream | undefined;
+let cameraLoop = 0;
+
+async function startCamera(): Promise<void> {
+  stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  ui.video.srcObject = stream;
+  ui.video.hidden = false;
+  ui.preview.hidden = true;
+  ui.drop.classList.add('has-media');
+  await ui.video.play();
+  ui.camera.textContent = 'Stop camera';
+  const loop = ++cameraLoop;
+  const times: number[] = [];
+  while (loop === cameraLoop) {
+    if (!current || ui.video.readyState < 2) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    const started = performance.now();
+    const frame = imageToRGB(ui.video as BrowserImageSource);
+    lastImage = frame;
+    await classifyImage(frame, 'camera', started);
+    times.push(performance.now());
+    while (times.length > 0 && times[0]! < performance.now() - 2000) times.shift();
+    if (times.length > 1) ui.fps.textContent = ((times.length - 1) / ((times.at(-1)! - times[0]!) / 1000)).toFixed(1);
+    await new Promise((r) => requestAnimationFrame(r));
+  }
+}
+
+function stopCamera(): void {
+  if (!stream) return;
+  cameraLoop++;
+  for (const track of stream.getTracks()) track.stop();
+  stream = undefined;
+  ui.video.srcObject = null;
+  ui.video.hidden = true;
+  ui.camera.textContent = 'Start camera';
+  ui.fps.textContent = '–';
+}
+
+// ---------------------------------------------------------------- wiring
+
+function renderEngine(): void {
+  if (!engine) return;
+  ui.engine.textContent = engine.engine === 'webgpu' ? 'webgpu' : `${engine.engine} · ${engine.threads} thread${engine.threads > 1 ? 's' : ''}`;
+  ui.engine.className = `badge ${engine.engine === 'webgpu' ? 'webgpu' : ''}`;
+  ui.engine.title = engine.note ?? '';
+}
+
+const isWeightsFile = (name: string): boolean => /\.(pth|pt|bin|safetensors)$/i.test(name);
+
+/** Thumbnails of the default model's example images: a click classifies one. */
+function showExamples(): void {
+  const urls = defaultModel?.examples ?? [];
+  if (urls.length === 0) return;
+  ui.examples.replaceChildren('Examples:', ...urls.map((url) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    const name = url.split('/').at(-1)!;
+    button.title = name;
+    button.append(Object.assign(new Image(), { src: url, alt: name }));
+    button.addEventListener('click', () => {
+      fetch(url).then((r) => r.blob()).then((blob) => classifyBlob(blob, name)).catch((err: unknown) => setStatus(message(err), 'error'));
+    });
+    return button;
+  }));
+  ui.examples.hidden = false;
+}
+
+function wire(): void {
+  ui.urlForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const url = ui.url.value.trim();
+    if (url) void run(`Loading ${url}`, () => loadFromUrl(url));
+  });
+  ui.weightsFile.addEventListener('change', () => {
+    const file = ui.weightsFile.files?.[0];
+    if (file) void run(`Loading ${file.name}`, () => loadFromFile(file));
+    ui.weightsFile.value = '';
+  });
+  ui.select.addEventListener('change', () => {
+    const key = ui.select.value;
+    if (key === 'default') void run('Loading the built-in model', loadDefault);
+    else if (key) void run('Loading cached weights', async () => void (await loadCachedEntry(key)));
+  });
+  ui.imageFile.addEventListener('change', () => {
+    const file = ui.imageFile.files?.[0];
+    if (file) classifyBlob(file, file.name).catch((err: unknown) => setStatus(message(err), 'error'));
+    ui.imageFile.value = '';
+  });
+  ui.camera.addEventListener('click', () => {
+    if (stream) stopCamera();
+    else startCamera().catch((err: unknown) => {
+      stopCamera();
+      setStatus(`Camera: ${message(err)}`, 'error');
+    });
+  });
+  ui.drop.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    ui.drop.classList.add('over');
+  });
+  ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
+  ui.drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    ui.drop.classList.remove('over');
+    const file = event.dataTransfer?.files[0];
+    if (!file) return;
+    if (isWeightsFile(file.name)) void run(`Loading ${file.name}`, () => loadFromFile(file));
+    else classifyBlob(file, file.name).catch((err: unknown) => setStatus(message(err), 'error'));
+  });
+}
+
+/** For tests and benchmarks. */
+const demo = {
+  get engine() { return engine; },
+  get last() { return last; },
+  get model() { return current && { name: current.name, config: current.model.config, format: current.model.report?.format }; },
+  hasDefaultModel: defaultModel !== null,
+  /** Waits for the model loads started so far. */
+  idle: () => loading,
+  /** Fetches an image and classifies it as the file picker would. */
+  async classifyUrl(url: string): Promise<Result | undefined> {
+    const blob = await (await fetch(url)).blob();
+    return classifyBlob(blob, url);
+  },
+  /** Median-free raw timings of `rounds` runs of the current model on one 224x224 input (ms each). */
+  async benchmark(rounds: number, warmup = 5): Promise<number[]> {
+    if (!current) throw new Error('no model');
+    const data = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i * 12.9898) * 2);
+    const pixels: FloatTensor = { dtype: 'float32', shape: [1, 3, 224, 224], data };
+    for (let i = 0; i < warmup; i++) await current.model.logits(pixels);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t0 = performance.now();
+      await current.model.logits(pixels);
+      times.push(performance.now() - t0);
+    }
+    return times;
+  },
+};
+(window as unknown as { demo: typeof demo }).demo = demo;
+
+async function main(): Promise<void> {
+  const backend = params.get('backend');
+  const threads = params.get('threads');
+  configureRuntime({
+    wasmPaths: new URL('ort/', document.baseURI).href,
+    ...(backend === 'wasm' || backend === 'webgpu' || backend === 'auto' ? { backend } : {}),
+    ...(threads ? { threads: Number(threads) } : {}),
+  });
+  if (import.meta.env.PROD && 'serviceWorker' in navigator && !params.has('nosw')) {
+    navigator.serviceWorker.register('./sw.js').catch((err: unknown) => console.warn('service worker:', err));
+  }
+  wire();
+  showExamples();
+  engine = await runtimeInfo();
+  renderEngine();
+  await imagenetLabels().catch(() => undefined); // warm the label list (and the offline cache)
+  const wanted = params.get('model');
+  await refreshPicker();
+  if (wanted) await run(`Loading ${wanted}`, () => loadFromUrl(wanted));
+  else if (defaultModel) await run('Loading the built-in model', loadDefault);
+  else {
+    const cached = (await listCached())[0];
+    if (cached) await run(`Loading ${cached.name}`, () => loadCachedEntry(cached.key).then(() => undefined));
+    else {
+      document.body.dataset.status = 'ready';
+      setStatus('No model loaded yet: give a weights URL or open a .pth / .safetensors file.');
+    }
+  }
+}
+
+main().catch((err: unknown) => setStatus(message(err), 'error'));
