@@ -428,3 +428,34 @@ export function sampleTransform(options: TransformOptions): SampleTransform {
     },
   };
 }
+
+// ---------------------------------------------------------------- inference
+
+export interface Normalization {
+  mean: number[];
+  std: number[];
+}
+
+/** How images become the inputs of a model trained here; its checkpoints record it, inference repeats it. */
+export interface Preprocessing {
+  inputSize: [number, number];
+  normalization: Normalization;
+  /** Zero padding on each side before resizing (Fashion-MNIST: 2). */
+  pad: number;
+  /** Evaluation resize: shorter side to size / cropPct, center crop (1: straight to size). */
+  cropPct: number;
+  /** Trained on gray images (IDX): color inputs are converted to luma first, as PIL's convert('L'). */
+  grayscale?: boolean;
+}
+
+/**
+ * The evaluation input of a model trained by this library, as its training recorded it
+ * (`swiftformer.preprocessing`): the same pad / resize / normalization its test set went through.
+ */
+export function modelTransform(image: RGBImage, p: Preprocessing): FloatTensor {
+  const [h, w] = p.inputSize;
+  const transform = sampleTransform({ inputSize: p.inputSize, mean: p.normalization.mean, std: p.normalization.std, pad: p.pad, cropPct: p.cropPct });
+  const data = new Float32Array(3 * h * w);
+  transform.apply(p.grayscale ? toGrayscale(image) : image, new Random(0), data, 0);
+  return { dtype: 'float32', shape: [1, 3, h, w], data };
+}

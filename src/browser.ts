@@ -9,39 +9,16 @@
  * when the page is cross-origin isolated). Weights are read with the library's own .pth and
  * safetensors readers, so checkpoints are parsed in the page. Nothing here imports a node: module.
  */
-import { sampleTransform, toGrayscale } from './augment.js';
+export * from './api.js';
+
+import { modelTransform, type Preprocessing } from './augment.js';
 import { SwiftFormerError } from './errors.js';
 import { registerSourceReader } from './io.js';
 import { ortBackend, type OrtModule } from './ort.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
 import { registerBackend, type Backend } from './runtime.js';
 import type { FloatTensor } from './tensor.js';
-import { Random } from './random.js';
 import { evalTransform, type EvalTransformOptions } from './transforms.js';
-
-export { loadModel, modelInfo, SwiftFormerModel } from './model.js';
-export type { ModelInfo, ModelOptions, StageInfo } from './model.js';
-export {
-  VARIANTS, variantConfig, emitSwiftFormer, initialWeights, remapKeys, detectKeyFormat, stageNetworkIndices,
-} from './swiftformer.js';
-export type { EmitOptions, Head, KeyFormat, SwiftFormerConfig } from './swiftformer.js';
-export type { TokenNorm } from './attention.js';
-export { readStateDict, fitWeights, inferConfig } from './weights.js';
-export type { FitOptions, FitReport, ReadOptions } from './weights.js';
-export { readSafetensors, writeSafetensors } from './safetensors.js';
-export { readPth, stateDictFromPth, writePth } from './pth.js';
-export { toOnnx, bindParams } from './graph.js';
-export type { Graph } from './graph.js';
-export { optimizeForInference, countMacs } from './passes.js';
-export { evalTransform } from './transforms.js';
-export type { EvalTransformOptions } from './transforms.js';
-export type { RGBImage } from './resize.js';
-export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf } from './labels.js';
-export { getBackend, registerBackend } from './runtime.js';
-export type { Backend, Session, SessionOptions } from './runtime.js';
-export { SwiftFormerError } from './errors.js';
-export type { ErrorCode } from './errors.js';
-export type { FloatTensor, StateDict, Tensor } from './tensor.js';
 
 // ---------------------------------------------------------------- runtime
 
@@ -307,34 +284,6 @@ export async function decodeImage(input: Blob | Uint8Array | string): Promise<RG
   }
 }
 
-/**
- * The preprocessing a model trained by this library records (`swiftformer.preprocessing` in its
- * weights' metadata). The same shape as the Node entry's `Preprocessing`, which lives in a Node-only
- * module (checkpoint.ts).
- */
-export interface Preprocessing {
-  inputSize: [number, number];
-  normalization: { mean: number[]; std: number[] };
-  /** Zero padding on each side before resizing. */
-  pad: number;
-  /** Resize the shorter side to size / cropPct, center crop (1: straight to size). */
-  cropPct: number;
-  /** Trained on gray images: color inputs become luma first, as PIL's convert('L'). */
-  grayscale?: boolean;
-}
-
-/**
- * The evaluation input of a model trained by this library, as its training recorded it
- * (`model.metadata['swiftformer.preprocessing']`): the same pad / resize / normalization as its test
- * set, as the Node entry's `preprocess(..., { preprocessing })` computes it.
- */
-export function modelTransform(image: RGBImage, p: Preprocessing): FloatTensor {
-  const [h, w] = p.inputSize;
-  const transform = sampleTransform({ inputSize: p.inputSize, mean: p.normalization.mean, std: p.normalization.std, pad: p.pad, cropPct: p.cropPct });
-  const data = new Float32Array(3 * h * w);
-  transform.apply(p.grayscale ? toGrayscale(image) : image, new Random(0), data, 0);
-  return { dtype: 'float32', shape: [1, 3, h, w], data };
-}
 
 export type PreprocessOptions = EvalTransformOptions & {
   /** A trained model's recorded preprocessing: used instead of the official eval transform. */

@@ -28,22 +28,9 @@ import type { StateDict, Tensor } from './tensor.js';
 export const CHECKPOINT_FORMAT = 'swiftformer-train/1';
 export const SIDECAR = 'checkpoint.json';
 
-export interface Normalization {
-  mean: number[];
-  std: number[];
-}
+import type { Preprocessing } from './augment.js';
 
-/** How images become model inputs; inference must repeat it. */
-export interface Preprocessing {
-  inputSize: [number, number];
-  normalization: Normalization;
-  /** Zero padding on each side before resizing (Fashion-MNIST: 2). */
-  pad: number;
-  /** Evaluation resize: shorter side to size / cropPct, center crop (1: straight to size). */
-  cropPct: number;
-  /** Trained on gray images (IDX): color inputs are converted to luma first, as PIL's convert('L'). */
-  grayscale?: boolean;
-}
+export type { Normalization, Preprocessing } from './augment.js';
 
 /** A data location as the CLI takes it (`fashion-mnist`, an IDX or image-folder directory) and the --limit. */
 export interface DataSource {

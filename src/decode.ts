@@ -18,9 +18,7 @@ import { SwiftFormerError } from './errors.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
 import type { FloatTensor } from './tensor.js';
 import { evalTransform, type EvalTransformOptions } from './transforms.js';
-import { sampleTransform, toGrayscale } from './augment.js';
-import type { Preprocessing } from './checkpoint.js';
-import { Random } from './random.js';
+import { modelTransform, type Preprocessing } from './augment.js';
 
 /** PIL's `Image.MAX_IMAGE_PIXELS`: int(1024 * 1024 * 1024 // 4 // 3). */
 export const MAX_IMAGE_PIXELS = 89_478_485;
@@ -93,22 +91,13 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
  * (resize the shorter side to size/0.875 with PIL's bicubic, center crop, ImageNet normalization).
  * Returns a float32 tensor [1, 3, size, size].
  */
+export { modelTransform };
+
 export async function preprocess(input: string | Uint8Array, options: PreprocessOptions = {}): Promise<FloatTensor> {
   const image = await decodeImage(input, options);
   return options.preprocessing ? modelTransform(image, options.preprocessing) : evalTransform(image, options);
 }
 
-/**
- * The evaluation input of a model trained by this library, as its training recorded it
- * (`swiftformer.preprocessing`): the same pad / resize / normalization its test set went through.
- */
-export function modelTransform(image: RGBImage, p: Preprocessing): FloatTensor {
-  const [h, w] = p.inputSize;
-  const transform = sampleTransform({ inputSize: p.inputSize, mean: p.normalization.mean, std: p.normalization.std, pad: p.pad, cropPct: p.cropPct });
-  const data = new Float32Array(3 * h * w);
-  transform.apply(p.grayscale ? toGrayscale(image) : image, new Random(0), data, 0);
-  return { dtype: 'float32', shape: [1, 3, h, w], data };
-}
 
 /** The format of an image from its first bytes, or undefined. */
 export function imageFormat(bytes: Uint8Array): ImageFormat | undefined {

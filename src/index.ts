@@ -7,25 +7,9 @@
  */
 import './node.js';
 
-export { loadModel, modelInfo, SwiftFormerModel } from './model.js';
-export type { ModelInfo, ModelOptions, StageInfo } from './model.js';
-export {
-  VARIANTS, variantConfig, emitSwiftFormer, initialWeights, remapKeys, detectKeyFormat, stageNetworkIndices,
-} from './swiftformer.js';
-export type { EmitOptions, Head, KeyFormat, SwiftFormerConfig } from './swiftformer.js';
-export type { TokenNorm } from './attention.js';
-export { readStateDict, fitWeights, inferConfig } from './weights.js';
-export type { FitOptions, FitReport, ReadOptions } from './weights.js';
-export { readSafetensors, writeSafetensors } from './safetensors.js';
-export { readPth, stateDictFromPth, writePth } from './pth.js';
-export { toOnnx, bindParams } from './graph.js';
-export type { Graph } from './graph.js';
-export { optimizeForInference, countMacs } from './passes.js';
-export { evalTransform } from './transforms.js';
+export * from './api.js';
 export { decodeImage, preprocess, imageFormat, MAX_IMAGE_PIXELS } from './decode.js';
 export type { DecodeOptions, ImageFormat, PreprocessOptions } from './decode.js';
-export type { RGBImage } from './resize.js';
-export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf } from './labels.js';
 export {
   download, resolveWeights, cacheDir, cachedPath, parseHfSource, hfUrl, defaultWeights, isRemoteSource, HttpStatusError,
   HF_WEIGHT_FILES, DEFAULT_MODEL_DIR,
@@ -52,19 +36,7 @@ export {
 } from './augment.js';
 export type { AugmentOptions, MixupOptions, RandomErasing, ColorJitter, SampleTransform, TransformOptions } from './augment.js';
 export { readCheckpoint, writeCheckpoint, officialPth, moduleOrder } from './checkpoint.js';
-export type { EpochMetrics, Preprocessing, Normalization, Sidecar, DataSource } from './checkpoint.js';
+export type { EpochMetrics, Sidecar, DataSource } from './checkpoint.js';
 export { trainingChart } from './chart.js';
-export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights, buildVitStepGraph } from './vit.js';
-export type { VitConfig, VitInfo, VitAttention } from './vit.js';
-export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './attention.js';
-export type { AttentionType } from './attention.js';
-export type { SwiftFormerId, VitId } from './model.js';
-export { calibrate, quantizeGraph, quantizeStatic } from './quantize.js';
-export type { QuantizeOptions, Range } from './quantize.js';
 export { compareLatency, gemmProbe, syntheticPixels } from './bench.js';
 export type { Contender, Timing, BenchOptions } from './bench.js';
-export { getBackend, registerBackend } from './runtime.js';
-export type { Backend, Session, SessionOptions } from './runtime.js';
-export { SwiftFormerError } from './errors.js';
-export type { ErrorCode } from './errors.js';
-export type { FloatTensor, StateDict, Tensor } from './tensor.js';
