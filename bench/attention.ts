@@ -209,7 +209,7 @@ const log = (r: Row) => {
 async function run(point: Point, row: Row): Promise<void> {
   const attentionHeads = row.model?.includes('vit') ? 12 : point.heads;
   if (point.attention === 'mhsa' && mhsaBytes(row.tokens, attentionHeads) > maxBytes) {
-    row.skipped = `MHSA weights need ~${(mhsaBytes(row.tokens, attentionHeads) / 2 ** 30).toFixed(1)} GB > --max-gb ${values['max-gb']}`;
+    row.skipped = `MHSA attention matrices need ~${(mhsaBytes(row.tokens, attentionHeads) / 2 ** 30).toFixed(1)} GB > --max-gb ${values['max-gb']}`;
   } else {
     try {
       Object.assign(row, await child(point));
