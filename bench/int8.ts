@@ -9,7 +9,6 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareLatency } from '../src/bench.js';
-import type { Preprocessing } from '../src/checkpoint.js';
 import { limitDataset, openTrainingData, type ImageDataset } from '../src/data.js';
 import { modelTransform } from '../src/decode.js';
 import { OnnxClassifier, type ImageClassifier } from '../src/exported.js';
@@ -17,6 +16,7 @@ import { writeFileAtomic } from '../src/files.js';
 import { toOnnx } from '../src/graph.js';
 import { loadModel } from '../src/model.js';
 import { quantizeStatic } from '../src/quantize.js';
+import { recordedPreprocessing } from '../src/recorded.js';
 import '../src/node.js';
 
 const { values } = parseArgs({
@@ -32,9 +32,9 @@ const { values } = parseArgs({
 const session = { threads: 2 };
 
 const model = await loadModel({ weights: values.weights, session });
-const recorded = model.metadata['swiftformer.preprocessing'];
-if (!recorded) throw new Error(`${values.weights} has no recorded preprocessing: train it with this library`);
-const preprocessing = JSON.parse(recorded) as Preprocessing;
+const recordedInput = recordedPreprocessing(model.metadata);
+if (!recordedInput) throw new Error(`${values.weights} has no recorded preprocessing: train it with this library`);
+const preprocessing = recordedInput;
 const { train, test } = await openTrainingData(values.data);
 if (!test) throw new Error(`${values.data} has no test split`);
 

@@ -27,6 +27,7 @@ export { evalTransform } from './transforms.js';
 export type { EvalTransformOptions } from './transforms.js';
 export { modelTransform } from './augment.js';
 export type { Normalization, Preprocessing } from './augment.js';
+export { recordedLabels, recordedPreprocessing } from './recorded.js';
 export type { RGBImage } from './resize.js';
 export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf } from './labels.js';
 export { getBackend, registerBackend } from './runtime.js';

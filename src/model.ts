@@ -5,6 +5,7 @@ import type { TokenNorm } from './attention.js';
 import { SwiftFormerError } from './errors.js';
 import { bindParams, countParams, toOnnx, type Graph } from './graph.js';
 import { readSource } from './io.js';
+import { recordedPreprocessing } from './recorded.js';
 import { countMacs, optimizeForInference } from './passes.js';
 import { getBackend, type Session, type SessionOptions } from './runtime.js';
 import {
@@ -134,9 +135,7 @@ export class SwiftFormerModel {
 
   /** The input size a trained model recorded, else 224. */
   defaultInputSize(): [number, number] {
-    const recorded = this.metadata['swiftformer.preprocessing'];
-    const size = recorded ? (JSON.parse(recorded) as { inputSize?: unknown }).inputSize : undefined;
-    return Array.isArray(size) && size.length === 2 ? [Number(size[0]), Number(size[1])] : [224, 224];
+    return recordedPreprocessing(this.metadata)?.inputSize ?? [224, 224];
   }
 
   info(inputSize: number | [number, number] = 224): ModelInfo {

@@ -8,7 +8,7 @@
 import defaultModel from 'virtual:default-model';
 import {
   configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, evalTransform, labelOf, labelsFromHfConfig,
-  loadLabels, loadModel, modelTransform, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
+  loadLabels, loadModel, modelTransform, recordedLabels, recordedPreprocessing, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
   type RGBImage, type RuntimeInfo, type SwiftFormerModel,
 } from 'swiftformer';
 import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
@@ -73,27 +73,19 @@ function describe(model: SwiftFormerModel): string {
   return `${variant}, ${c.numClasses} classes`;
 }
 
-/** JSON metadata that a model trained by this library recorded in its weights. */
-function recorded(model: SwiftFormerModel, key: string): unknown {
-  const text = (model as { metadata?: Readonly<Record<string, string>> }).metadata?.[key];
-  return text === undefined ? undefined : JSON.parse(text);
-}
-
-const recordedPreprocessing = (model: SwiftFormerModel) => recorded(model, 'swiftformer.preprocessing') as Preprocessing | undefined;
 
 /** As the CLI picks them: a label file, a config's id2label, the names the weights recorded, ImageNet's for 1000 classes. */
 async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
   if (labelsUrl) return loadLabels(labelsUrl);
   const fromConfig = configJson ? labelsFromHfConfig(configJson) : undefined;
-  const fromWeights = recorded(model, 'swiftformer.labels');
-  return fromConfig ?? (Array.isArray(fromWeights) ? (fromWeights as string[]) : undefined) ?? defaultLabels(model.config.numClasses);
+  return fromConfig ?? recordedLabels(model.metadata) ?? defaultLabels(model.config.numClasses);
 }
 
 /** Everything a model needs besides its weights, from its weights and (for the default) its config.json. */
 async function prepare(model: SwiftFormerModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
   const configSize = config.size ?? config.image_size;
   const size = typeof configSize === 'number' ? configSize : 224;
-  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), preprocessing: recordedPreprocessing(model), size };
+  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), preprocessing: recordedPreprocessing(model.metadata), size };
 }
 
 /** Model runs and releases, one at a time (the camera loop, image drops and model changes interleave). */

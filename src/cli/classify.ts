@@ -8,7 +8,8 @@ import { OnnxClassifier, type ImageClassifier } from '../exported.js';
 import { loadModel } from '../model.js';
 import { readSource } from '../io.js';
 import { inputHW } from '../swiftformer.js';
-import type { Preprocessing } from '../checkpoint.js';
+import type { Preprocessing } from '../augment.js';
+import { recordedLabels, recordedPreprocessing } from '../recorded.js';
 import type { FloatTensor } from '../tensor.js';
 import { choice, intOption, parse, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
@@ -104,9 +105,9 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
   }
-  const preprocessing = values.size === undefined ? recordedPreprocessing(model) : undefined;
+  const preprocessing = values.size === undefined ? recordedPreprocessing(model.metadata) : undefined;
   if (labelSource) labels = await loadLabels(labelSource);
-  labels ??= recordedLabels(model);
+  labels ??= recordedLabels(model.metadata);
   labels ??= await defaultLabels(numClasses);
   if (labels && labels.length !== numClasses) {
     await model.release();
@@ -121,34 +122,6 @@ export function pixelsOf(image: RGBImage, c: Classifier): FloatTensor {
   return c.preprocessing ? modelTransform(image, c.preprocessing) : evalTransform(image, { size: c.size });
 }
 
-function recordedJson(model: ImageClassifier, key: string): unknown {
-  const text = model.metadata[key];
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new SwiftFormerError('BAD_CHECKPOINT', `the weights' ${key} metadata is not valid JSON`);
-  }
-}
-
-function recordedPreprocessing(model: ImageClassifier): Preprocessing | undefined {
-  const p = recordedJson(model, 'swiftformer.preprocessing') as Preprocessing | undefined;
-  if (p === undefined) return undefined;
-  const ok = Array.isArray(p.inputSize) && p.inputSize.length === 2 && Array.isArray(p.normalization?.mean) && Array.isArray(p.normalization?.std)
-    && Number.isInteger(p.pad) && typeof p.cropPct === 'number';
-  if (!ok) throw new SwiftFormerError('BAD_CHECKPOINT', "the weights' swiftformer.preprocessing metadata is malformed");
-  inputHW(p.inputSize);
-  return p;
-}
-
-function recordedLabels(model: ImageClassifier): string[] | undefined {
-  const labels = recordedJson(model, 'swiftformer.labels');
-  if (labels === undefined) return undefined;
-  if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) {
-    throw new SwiftFormerError('BAD_CHECKPOINT', "the weights' swiftformer.labels metadata is not a list of names");
-  }
-  return labels;
-}
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
   const text = new TextDecoder().decode(await readSource(path));

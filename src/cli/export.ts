@@ -1,11 +1,11 @@
 import { writeFileAtomic } from '../files.js';
 import { SwiftFormerError } from '../errors.js';
-import type { Preprocessing } from '../checkpoint.js';
 import { openTrainingData, subset } from '../data.js';
 import { modelTransform } from '../decode.js';
 import { toOnnx } from '../graph.js';
 import { loadModel, type SwiftFormerModel } from '../model.js';
 import { quantizeStatic } from '../quantize.js';
+import { recordedPreprocessing } from '../recorded.js';
 import type { RGBImage } from '../resize.js';
 import { evalTransform } from '../transforms.js';
 import { choice, intOption, parse } from './args.js';
@@ -64,8 +64,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
 async function int8Onnx(model: SwiftFormerModel, size: number, data: string, count: number): Promise<Uint8Array> {
   const { train } = await openTrainingData(data);
   const images = subset(train, Array.from({ length: Math.min(count, train.length) }, (_, i) => Math.floor((i * train.length) / Math.min(count, train.length))));
-  const recorded = model.metadata['swiftformer.preprocessing'];
-  const preprocessing = recorded ? (JSON.parse(recorded) as Preprocessing) : undefined;
+  const preprocessing = recordedPreprocessing(model.metadata);
   const transform = (image: RGBImage) => (preprocessing ? modelTransform(image, preprocessing) : evalTransform(image, { size }));
   async function* batches() {
     for (let start = 0; start < images.length; start += 32) {
