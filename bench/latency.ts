@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareLatency, getBackend, loadModel, syntheticPixels } from '../src/index.js';
+import { relativeError } from '../test/fixtures.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,13 +34,7 @@ async function agreement(batch: number): Promise<number> {
   const x = (await a.run({ pixel_values: pixels })).logits!.data;
   const y = (await b.run({ input: pixels })).logits!.data;
   await Promise.all([a.release(), b.release()]);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < y.length; i++) {
-    diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
-    scale = Math.max(scale, Math.abs(y[i]!));
-  }
-  return diff / scale;
+  return relativeError(x, y);
 }
 
 const results = [];

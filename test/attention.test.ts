@@ -23,7 +23,7 @@ import { stepOnnx, TrainStep, updateRunningStats } from '../src/step.js';
 import { emitSwiftFormer, initialWeights, type SwiftFormerConfig } from '../src/swiftformer.js';
 import type { FloatTensor, StateDict } from '../src/tensor.js';
 import { buildVitStepGraph, emitVit, initialVitWeights, vitConfig, vitInfo, type VitConfig } from '../src/vit.js';
-import { relativeError, TINY_CONFIG } from './fixtures.js';
+import { assertClose, relativeError, TINY_CONFIG } from './fixtures.js';
 
 const DATA = new URL('./data/attention/', import.meta.url);
 
@@ -42,18 +42,6 @@ async function session(bytes: Uint8Array): Promise<Session> {
   const s = await getBackend().createSession(bytes, { threads: 2 });
   sessions.push(s);
   return s;
-}
-
-/** max |a - b| <= tol * max|ref| + abs: the gradient measure of test/grad.test.ts. */
-function assertClose(actual: ArrayLike<number>, ref: ArrayLike<number>, tol: number, label: string, abs = 0): void {
-  assert.equal(actual.length, ref.length, `${label}: length`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - ref[i]!));
-    scale = Math.max(scale, Math.abs(ref[i]!));
-  }
-  assert.ok(diff <= tol * scale + abs, `${label}: max diff ${diff} vs max|ref| ${scale}`);
 }
 
 function pixels(shape: number[], seed = 1): FloatTensor {

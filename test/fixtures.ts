@@ -1,4 +1,5 @@
 /** Access to ../shared/fixtures (made with the official PyTorch code) and comparison helpers. */
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FloatTensor } from '../src/tensor.js';
@@ -25,8 +26,8 @@ export function fixtureTensor(dir: 'tiny' | 'xs', file: string): FloatTensor {
   return { dtype: 'float32', shape: manifest(dir).files[file].shape, data };
 }
 
-/** max|a - b| / max|ref|: the fixtures README's measure for logits and feature maps. */
-export function relativeError(actual: ArrayLike<number>, reference: ArrayLike<number>): number {
+/** max|a - b| and max|ref|. */
+function maxDiffAndScale(actual: ArrayLike<number>, reference: ArrayLike<number>): [number, number] {
   if (actual.length !== reference.length) throw new Error(`length ${actual.length} vs reference ${reference.length}`);
   let diff = 0;
   let scale = 0;
@@ -34,7 +35,19 @@ export function relativeError(actual: ArrayLike<number>, reference: ArrayLike<nu
     diff = Math.max(diff, Math.abs(actual[i]! - reference[i]!));
     scale = Math.max(scale, Math.abs(reference[i]!));
   }
+  return [diff, scale];
+}
+
+/** max|a - b| / max|ref|: the fixtures README's measure for logits and feature maps. */
+export function relativeError(actual: ArrayLike<number>, reference: ArrayLike<number>): number {
+  const [diff, scale] = maxDiffAndScale(actual, reference);
   return diff / scale;
+}
+
+/** max|a - b| <= tol * max|ref| + abs: the fixtures README's measure for gradients (abs: the floor for ~0 gradients). */
+export function assertClose(actual: ArrayLike<number>, reference: ArrayLike<number>, tol: number, label: string, abs = 0): void {
+  const [diff, scale] = maxDiffAndScale(actual, reference);
+  assert.ok(diff <= tol * scale + abs, `${label}: max diff ${diff} vs max|ref| ${scale}`);
 }
 
 /** The tiny fixture's architecture (fixtures README). */

@@ -10,7 +10,7 @@ import { Random } from '../src/random.js';
 import { TrainStep, updateRunningStats } from '../src/step.js';
 import type { FloatTensor, StateDict } from '../src/tensor.js';
 import { inferConfig, readStateDict } from '../src/weights.js';
-import { fixtureBytes, manifest, relativeError } from './fixtures.js';
+import { assertClose, fixtureBytes, manifest, relativeError } from './fixtures.js';
 
 // ---------------------------------------------------------------- parity with the official code
 
@@ -53,14 +53,7 @@ for (const dir of ['tiny', 'xs'] as const) {
         const got = result.grads.get(key);
         assert.ok(got, `gradient of ${key}`);
         assert.deepEqual(got.shape, ref.shape, key);
-        const r = ref.data as Float32Array;
-        let diff = 0;
-        let scale = 0;
-        for (let i = 0; i < r.length; i++) {
-          diff = Math.max(diff, Math.abs(got.data[i]! - r[i]!));
-          scale = Math.max(scale, Math.abs(r[i]!));
-        }
-        assert.ok(diff <= 1e-4 * scale + 1e-6, `${key}: max diff ${diff} vs max|ref| ${scale}`);
+        assertClose(got.data, ref.data as Float32Array, 1e-4, key, 1e-6);
       }
     });
 
