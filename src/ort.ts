@@ -23,7 +23,6 @@ function sessionOptions(options: SessionOptions, executionProviders: string[]): 
     out.intraOpNumThreads = options.threads;
     out.interOpNumThreads = 1;
   }
-  if (options.denormalsAsZero) out.extra = { session: { set_denormal_as_zero: '1' } };
   if (options.profilePrefix !== undefined) {
     out.enableProfiling = true;
     out.profileFilePrefix = options.profilePrefix;

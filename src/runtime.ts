@@ -12,11 +12,6 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an ONNX Runtime profile (JSON) with this file prefix. */
   profilePrefix?: string;
-  /**
-   * Flush denormal floats to zero. Training graphs want it: gradients behind small layer scales
-   * underflow into denormals, which x86 processes orders of magnitude slower.
-   */
-  denormalsAsZero?: boolean;
 }
 
 export interface Session {
