@@ -11,6 +11,7 @@
  *   node --import tsx bench/train-fmnist.ts [--epochs 9] [--limit N] [--augment] [--ema] [--threads 2]
  *        [--batch-size 128] [--out DIR] [--json FILE] [--data DIR]
  *   node --import tsx bench/train-fmnist.ts --steps 40     # throughput only, as bench/train-fmnist-torch.py --steps
+ *   node --import tsx bench/train-fmnist.ts --augment --ema --epochs 40   # the augmented run (README "Numbers")
  *
  * Needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or --data with the
  * four IDX files. `--limit 2048 --epochs 1` is a quick smoke run.
@@ -20,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_NORMALIZATION, Loader, limitDataset, loadIdxDataset, type ImageDataset } from '../src/data.js';
 import { writeFileAtomic } from '../src/files.js';
-import { sampleTransform, type AugmentOptions } from '../src/augment.js';
+import { augmentFor, sampleTransform } from '../src/augment.js';
 import { AdamW } from '../src/optim.js';
 import { TrainStep, updateRunningStats } from '../src/step.js';
 import { initialWeights, variantConfig } from '../src/swiftformer.js';
@@ -42,17 +43,10 @@ const { values } = parseArgs({
     steps: { type: 'string' },
   },
 });
-/**
- * The augmentation of choice for 28x28 gray clothing: timm's defaults are made for ImageNet photos
- * (crops down to 8% of the image, color jitter); here mild zoom crops, flips and random erasing.
- */
-const FASHION_AUGMENT: AugmentOptions = {
-  randomResizedCrop: { scale: [0.6, 1], ratio: [0.8, 1.25] },
-  hflip: 0.5,
-  colorJitter: false,
-  randomErasing: { probability: 0.25 },
-};
-const augment = values.augment ? FASHION_AUGMENT : undefined;
+// --augment: what `augment: true` (CLI --augment) means at 32x32, the small-image preset: shifts of up
+// to 2 pixels, flips, random erasing. Zoom crops (RandomResizedCrop scale [0.6, 1]) were tried first:
+// they underfit, 92.51% after 20 epochs with train accuracy below test accuracy.
+const augment = values.augment ? augmentFor([32, 32]) : undefined;
 
 const epochs = Number(values.epochs);
 const threads = Number(values.threads);

@@ -33,6 +33,7 @@ export {
 export type { ImageDataset, IdxArray, Batch, LoaderOptions, TrainingData, DecodeFn } from './data.js';
 export {
   sampleTransform, mixBatch, randomResizedCropBox, colorJitter, randomErase, flipHorizontal, padImage, cropImage, DEFAULT_AUGMENT,
+  augmentFor, smallImageAugment, SMALL_IMAGE_SIZE,
 } from './augment.js';
 export type { AugmentOptions, MixupOptions, RandomErasing, ColorJitter, SampleTransform, TransformOptions } from './augment.js';
 export { readCheckpoint, writeCheckpoint, officialPth, moduleOrder } from './checkpoint.js';

@@ -10,7 +10,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { DEFAULT_AUGMENT, sampleTransform, type AugmentOptions, type MixupOptions, type SampleTransform } from './augment.js';
+import { augmentFor, sampleTransform, type AugmentOptions, type MixupOptions, type SampleTransform } from './augment.js';
 import { trainingChart } from './chart.js';
 import { readCheckpoint, writeCheckpoint, type DataSource, type EpochMetrics, type Normalization, type Preprocessing } from './checkpoint.js';
 import { IdxDataset, Loader, type ImageDataset } from './data.js';
@@ -96,7 +96,11 @@ export interface TrainOptions {
   /** EMA of the weights, evaluated beside them (default off; decay 0.9996). */
   ema?: boolean | { decay?: number };
   mixup?: MixupOptions;
-  /** true: DEFAULT_AUGMENT (random resized crop, flip, color jitter, random erasing); or chosen parts. */
+  /**
+   * true: `augmentFor(inputSize)`, i.e. timm's DEFAULT_AUGMENT (random resized crop, flip, color
+   * jitter, random erasing), or for inputs up to 64 px the small-image preset (shifts, flip, random
+   * erasing); or chosen parts.
+   */
   augment?: boolean | AugmentOptions;
   distill?: DistillOptions;
   seed?: number;
@@ -187,9 +191,9 @@ export function defaultPreprocessing(dataset: ImageDataset, options: Pick<TrainO
   return { inputSize, normalization, pad, cropPct: options.evalCropPct ?? (idx ? 1 : 0.875), ...(idx ? { grayscale: true } : {}) };
 }
 
-function resolveAugment(augment: TrainOptions['augment']): AugmentOptions | undefined {
+function resolveAugment(augment: TrainOptions['augment'], inputSize: [number, number]): AugmentOptions | undefined {
   if (!augment) return undefined;
-  return augment === true ? DEFAULT_AUGMENT : augment;
+  return augment === true ? augmentFor(inputSize) : augment;
 }
 
 function finite(x: number): boolean {
@@ -276,7 +280,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const preprocessing = defaultPreprocessing(trainData, options);
   inputHW(preprocessing.inputSize);
-  const augment = resolveAugment(options.augment);
+  const augment = resolveAugment(options.augment, preprocessing.inputSize);
   const lr = options.lr ?? 1e-3;
   const weightDecay = options.weightDecay ?? 0.025;
   const labelSmoothing = options.labelSmoothing ?? 0.1;

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import '../src/node.js';
 import {
-  cropImage, deriveSeed, flipHorizontal, mixBatch, padImage, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform,
+  augmentFor, cropImage, DEFAULT_AUGMENT, deriveSeed, flipHorizontal, mixBatch, padImage, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform,
 } from '../src/augment.js';
 import { moduleOrder, readCheckpoint } from '../src/checkpoint.js';
 import { Loader, limitDataset, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx, type ImageDataset } from '../src/data.js';
@@ -309,6 +309,13 @@ describe('augmentation', () => {
     assert.deepEqual(box, { x: 15, y: 0, width: 10, height: 10 });
   });
 
+  test('augment: true means timm\'s ImageNet augmentation for photos, shifts of 1/16 of the size for small images', () => {
+    assert.deepEqual(augmentFor([224, 224]), DEFAULT_AUGMENT);
+    assert.deepEqual(augmentFor([32, 32]), { randomResizedCrop: false, randomCrop: { padding: 2 }, hflip: 0.5, colorJitter: false, randomErasing: { probability: 0.25 } });
+    assert.equal((augmentFor([64, 48]).randomCrop as { padding: number }).padding, 3);
+    assert.deepEqual(augmentFor([96, 32]), DEFAULT_AUGMENT);
+  });
+
   test('the Fashion-MNIST transform: 28x28 gray zero-padded to 32x32, three equal normalized channels', () => {
     const gray = { width: 28, height: 28, data: new Uint8Array(28 * 28 * 3).fill(255) };
     const t = sampleTransform({ inputSize: [32, 32], mean: [0.286, 0.286, 0.286], std: [0.353, 0.353, 0.353], pad: 2 });
@@ -327,6 +334,36 @@ describe('augmentation', () => {
     assert.ok(a.every(Number.isFinite));
     assert.notDeepEqual([...a], [...b]);
     assert.equal(src.data[1], 7, 'the source image is not modified');
+  });
+
+  test('random crop with padding: a zero-filled shift of the image, every shift up to the padding drawn', () => {
+    const size = 8;
+    const src = { width: size, height: size, data: Uint8Array.from({ length: size * size * 3 }, (_, i) => 1 + (i % 250)) };
+    const t = sampleTransform({ inputSize: [size, size], mean: [0, 0, 0], std: [1, 1, 1], augment: { randomCrop: { padding: 2 }, hflip: 0 } });
+    const out = new Float32Array(3 * size * size);
+    const rng = new Random(3);
+    const shifts = new Set<string>();
+    for (let draw = 0; draw < 300; draw++) {
+      t.apply(src, rng, out, 0);
+      // The source pixel (0,0) lands at (dx,dy); find it, then every pixel must follow the same shift.
+      const at = (x: number, y: number, c: number) => (x < 0 || y < 0 || x >= size || y >= size ? 0 : src.data[(y * size + x) * 3 + c]! / 255);
+      let found: [number, number] | undefined;
+      for (let dy = -2; dy <= 2 && !found; dy++) {
+        for (let dx = -2; dx <= 2 && !found; dx++) {
+          let same = true;
+          for (let c = 0; c < 3 && same; c++) for (let y = 0; y < size && same; y++) for (let x = 0; x < size && same; x++) same = Math.abs(out[c * size * size + y * size + x]! - at(x - dx, y - dy, c)) < 1e-6;
+          if (same) found = [dx, dy];
+        }
+      }
+      assert.ok(found, `draw ${draw} is not a shift of at most 2 pixels`);
+      shifts.add(found.join(','));
+    }
+    assert.equal(shifts.size, 25);
+    // Images of another size are resized first, then shifted.
+    const big = { width: 16, height: 12, data: new Uint8Array(16 * 12 * 3).fill(200) };
+    t.apply(big, rng, out, 0);
+    assert.ok(out.every((v) => v === 0 || Math.abs(v - 200 / 255) < 1e-6), 'a resized uniform image, shifted in zeros');
+    assert.throws(() => sampleTransform({ inputSize: [8, 8], mean: [0, 0, 0], std: [1, 1, 1], augment: { randomCrop: { padding: 2 }, randomResizedCrop: {} } }), /alternatives/);
   });
 });
 

@@ -28,7 +28,8 @@ metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-p
   --min-lr           floor of the cosine (default 0)
   --label-smoothing  default 0.1
   --input-size       default: IDX images zero-padded to a multiple of 32 (28 -> 32), else 224
-  --augment          random resized crop, flip, color jitter, random erasing
+  --augment          random resized crop, flip, color jitter, random erasing (timm's); inputs up to
+                     64 px: shifts of up to 1/16 of the size, flip, random erasing
   --mixup, --cutmix  mixup / cutmix alphas (official recipe: 0.8 and 1.0; default off)
   --clip-mode        none | norm | agc (default none)   --clip-grad  max norm, or AGC factor (0.01)
   --ema              also keep and evaluate an EMA of the weights (--ema-decay, default 0.9996)
