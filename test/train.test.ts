@@ -338,32 +338,51 @@ describe('augmentation', () => {
 
   test('random crop with padding: a zero-filled shift of the image, every shift up to the padding drawn', () => {
     const size = 8;
-    const src = { width: size, height: size, data: Uint8Array.from({ length: size * size * 3 }, (_, i) => 1 + (i % 250)) };
-    const t = sampleTransform({ inputSize: [size, size], mean: [0, 0, 0], std: [1, 1, 1], augment: { randomCrop: { padding: 2 }, hflip: 0 } });
-    const out = new Float32Array(3 * size * size);
+    const plane = size * size;
+    /** The (dx, dy) with |dx|, |dy| <= 2 by which `out` is `ref` shifted in zeros, if there is one. */
+    const shiftOf = (out: Float32Array, ref: Float32Array): string | undefined => {
+      for (let dy = -2; dy <= 2; dy++) {
+        for (let dx = -2; dx <= 2; dx++) {
+          let same = true;
+          for (let c = 0; c < 3 && same; c++) {
+            for (let y = 0; y < size && same; y++) {
+              for (let x = 0; x < size && same; x++) {
+                const sx = x - dx;
+                const sy = y - dy;
+                const want = sx < 0 || sy < 0 || sx >= size || sy >= size ? 0 : ref[c * plane + sy * size + sx]!;
+                same = Math.abs(out[c * plane + y * size + x]! - want) < 1e-6;
+              }
+            }
+          }
+          if (same) return `${dx},${dy}`;
+        }
+      }
+      return undefined;
+    };
+    const norm = { inputSize: [size, size] as [number, number], mean: [0, 0, 0], std: [1, 1, 1] };
+    const t = sampleTransform({ ...norm, augment: { randomCrop: { padding: 2 }, hflip: 0 } });
+    const plain = sampleTransform(norm);
     const rng = new Random(3);
+    const out = new Float32Array(3 * plane);
+    const ref = new Float32Array(3 * plane);
+    const src = { width: size, height: size, data: Uint8Array.from({ length: plane * 3 }, (_, i) => 1 + (i % 250)) };
+    plain.apply(src, rng, ref, 0);
     const shifts = new Set<string>();
     for (let draw = 0; draw < 300; draw++) {
       t.apply(src, rng, out, 0);
-      // The source pixel (0,0) lands at (dx,dy); find it, then every pixel must follow the same shift.
-      const at = (x: number, y: number, c: number) => (x < 0 || y < 0 || x >= size || y >= size ? 0 : src.data[(y * size + x) * 3 + c]! / 255);
-      let found: [number, number] | undefined;
-      for (let dy = -2; dy <= 2 && !found; dy++) {
-        for (let dx = -2; dx <= 2 && !found; dx++) {
-          let same = true;
-          for (let c = 0; c < 3 && same; c++) for (let y = 0; y < size && same; y++) for (let x = 0; x < size && same; x++) same = Math.abs(out[c * size * size + y * size + x]! - at(x - dx, y - dy, c)) < 1e-6;
-          if (same) found = [dx, dy];
-        }
-      }
-      assert.ok(found, `draw ${draw} is not a shift of at most 2 pixels`);
-      shifts.add(found.join(','));
+      const shift = shiftOf(out, ref);
+      assert.ok(shift, `draw ${draw} is not a shift of at most 2 pixels`);
+      shifts.add(shift);
     }
     assert.equal(shifts.size, 25);
-    // Images of another size are resized first, then shifted.
-    const big = { width: 16, height: 12, data: new Uint8Array(16 * 12 * 3).fill(200) };
-    t.apply(big, rng, out, 0);
-    assert.ok(out.every((v) => v === 0 || Math.abs(v - 200 / 255) < 1e-6), 'a resized uniform image, shifted in zeros');
-    assert.throws(() => sampleTransform({ inputSize: [8, 8], mean: [0, 0, 0], std: [1, 1, 1], augment: { randomCrop: { padding: 2 }, randomResizedCrop: {} } }), /alternatives/);
+    // Images of another size are resized as without augmentation, then shifted.
+    const big = { width: 16, height: 12, data: Uint8Array.from({ length: 16 * 12 * 3 }, (_, i) => (i * 37) % 256) };
+    plain.apply(big, rng, ref, 0);
+    for (let draw = 0; draw < 20; draw++) {
+      t.apply(big, rng, out, 0);
+      assert.ok(shiftOf(out, ref), 'a shift of the resized image');
+    }
+    assert.throws(() => sampleTransform({ ...norm, augment: { randomCrop: { padding: 2 }, randomResizedCrop: {} } }), /alternatives/);
   });
 });
 
