@@ -17,6 +17,7 @@
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Preprocessing } from './augment.js';
 import { SwiftFormerError } from './errors.js';
 import { writeFileAtomic } from './files.js';
 import type { AdamW } from './optim.js';
@@ -27,8 +28,6 @@ import type { StateDict, Tensor } from './tensor.js';
 
 export const CHECKPOINT_FORMAT = 'swiftformer-train/1';
 export const SIDECAR = 'checkpoint.json';
-
-import type { Preprocessing } from './augment.js';
 
 export type { Normalization, Preprocessing } from './augment.js';
 

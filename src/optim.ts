@@ -247,11 +247,6 @@ export function adaptiveClipGrad(
 // ---------------------------------------------------------------- EMA
 
 /**
- * Exponential moving average of the weights (timm ModelEmaV2's formula, decay 0.9996 by
- * default): ema = decay * ema + (1 - decay) * model for parameters; BatchNorm running statistics
- * and counters are copied from the model.
- */
-/**
  * Exponential moving average of the weights, timm's ModelEmaV3 semantics: every float tensor,
  * BatchNorm running statistics included (so that they match the averaged weights), follows
  * ema = d ema + (1 - d) w; integer buffers are copied. With `warmup` the decay starts low,
