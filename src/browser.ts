@@ -11,14 +11,14 @@
  */
 export * from './api.js';
 
-import { modelTransform, type Preprocessing } from './augment.js';
+import { inputFor, type InputOptions } from './augment.js';
 import { SwiftFormerError } from './errors.js';
+import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './hf.js';
 import { registerSourceReader } from './io.js';
 import { ortBackend, type OrtModule } from './ort.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
 import { registerBackend, type Backend } from './runtime.js';
 import type { FloatTensor } from './tensor.js';
-import { evalTransform, type EvalTransformOptions } from './transforms.js';
 
 // ---------------------------------------------------------------- runtime
 
@@ -157,12 +157,8 @@ registerBackend(
 
 /** `hf:ORG/NAME[@revision]` to the URLs of its weight files, in order of preference. */
 function hfWeightUrls(source: string): string[] {
-  const m = /^hf:([\w.-]+\/[\w.-]+)(?:@(.+))?$/.exec(source);
-  if (!m || m[1]!.split('/').some((p) => p === '.' || p === '..')) {
-    throw new SwiftFormerError('BAD_ARGUMENT', `'${source}' is not a Hugging Face source: expected hf:ORG/NAME or hf:ORG/NAME@revision`);
-  }
-  const revision = encodeURIComponent(m[2] ?? 'main');
-  return ['model.safetensors', 'pytorch_model.bin'].map((f) => `https://huggingface.co/${m[1]}/resolve/${revision}/${f}`);
+  const { repo, revision } = parseHfSource(source);
+  return HF_WEIGHT_FILES.map((f) => hfFileUrl(repo, f, revision));
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
@@ -284,11 +280,7 @@ export async function decodeImage(input: Blob | Uint8Array | string): Promise<RG
   }
 }
 
-
-export type PreprocessOptions = EvalTransformOptions & {
-  /** A trained model's recorded preprocessing: used instead of the official eval transform. */
-  preprocessing?: Preprocessing;
-};
+export type PreprocessOptions = InputOptions;
 
 /**
  * Any browser image (element, bitmap, frame, canvas, ImageData, or encoded bytes / Blob / URL) ->
@@ -300,5 +292,5 @@ export async function preprocess(
   options: PreprocessOptions = {},
 ): Promise<FloatTensor> {
   const image = typeof input === 'string' || input instanceof Blob || input instanceof Uint8Array ? await decodeImage(input) : imageToRGB(input);
-  return options.preprocessing ? modelTransform(image, options.preprocessing) : evalTransform(image, options);
+  return inputFor(image, options);
 }

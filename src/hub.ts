@@ -16,6 +16,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SwiftFormerError } from './errors.js';
+import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './hf.js';
 import { labelsFromHfConfig } from './labels.js';
 
 export interface DownloadProgress {
@@ -420,28 +421,12 @@ async function isStale(lockPath: string, part: string): Promise<boolean> {
 
 // ---------------------------------------------------------------- Hugging Face
 
-export interface HfSource {
-  repo: string;
-  revision: string;
-}
-
-/** `hf:ORG/NAME` or `hf:ORG/NAME@revision`. */
-export function parseHfSource(source: string): HfSource {
-  const m = /^hf:([\w.-]+\/[\w.-]+)(?:@(.+))?$/.exec(source);
-  if (!m || m[1]!.split('/').some((p) => p === '.' || p === '..')) {
-    throw new SwiftFormerError('BAD_ARGUMENT', `'${source}' is not a Hugging Face source: expected hf:ORG/NAME or hf:ORG/NAME@revision`);
-  }
-  return { repo: m[1]!, revision: m[2] ?? 'main' };
-}
+export { HF_WEIGHT_FILES, parseHfSource, type HfSource } from './hf.js';
 
 /** `${HF_ENDPOINT ?? 'https://huggingface.co'}/${repo}/resolve/${revision}/${file}`. */
 export function hfUrl(repo: string, file: string, revision = 'main', endpoint = process.env.HF_ENDPOINT): string {
-  const base = (endpoint || 'https://huggingface.co').replace(/\/+$/, '');
-  return `${base}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
+  return hfFileUrl(repo, file, revision, endpoint);
 }
-
-/** Weight files of a Hugging Face repository, in order of preference. */
-export const HF_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin'] as const;
 
 export interface ResolvedWeights {
   /** The source as given. */
