@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareLatency } from '../src/bench.js';
 import { limitDataset, openTrainingData, type ImageDataset } from '../src/data.js';
-import { modelTransform } from '../src/decode.js';
+import { modelTransform } from '../src/augment.js';
 import { OnnxClassifier, type ImageClassifier } from '../src/exported.js';
 import { writeFileAtomic } from '../src/files.js';
 import { toOnnx } from '../src/graph.js';

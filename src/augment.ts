@@ -8,7 +8,7 @@ import { SwiftFormerError } from './errors.js';
 import { Random } from './random.js';
 import { resizeRGB8, type RGBImage } from './resize.js';
 import type { FloatTensor } from './tensor.js';
-import { resizeShorterSide, centerCrop, resizeTargetFor } from './transforms.js';
+import { resizeShorterSide, centerCrop, evalTransform, resizeTargetFor, type EvalTransformOptions } from './transforms.js';
 
 // ---------------------------------------------------------------- random helpers
 
@@ -506,4 +506,15 @@ export function modelTransform(image: RGBImage, p: Preprocessing): FloatTensor {
   const data = new Float32Array(3 * h * w);
   transform.apply(p.grayscale ? toGrayscale(image) : image, new Random(0), data, 0);
   return { dtype: 'float32', shape: [1, 3, h, w], data };
+}
+
+/** How an image becomes a model input: the official eval transform, or a trained model's own. */
+export type InputOptions = EvalTransformOptions & {
+  /** A trained model's recorded preprocessing; replaces the official evaluation transform. */
+  preprocessing?: Preprocessing;
+};
+
+/** One image as the model input [1, 3, H, W]: `modelTransform` with recorded preprocessing, else `evalTransform`. */
+export function inputFor(image: RGBImage, options: InputOptions = {}): FloatTensor {
+  return options.preprocessing ? modelTransform(image, options.preprocessing) : evalTransform(image, options);
 }

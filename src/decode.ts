@@ -17,8 +17,7 @@ import type { Sharp, SharpOptions } from 'sharp';
 import { SwiftFormerError } from './errors.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
 import type { FloatTensor } from './tensor.js';
-import { evalTransform, type EvalTransformOptions } from './transforms.js';
-import { modelTransform, type Preprocessing } from './augment.js';
+import { inputFor, type InputOptions } from './augment.js';
 
 /** PIL's `Image.MAX_IMAGE_PIXELS`: int(1024 * 1024 * 1024 // 4 // 3). */
 export const MAX_IMAGE_PIXELS = 89_478_485;
@@ -37,10 +36,7 @@ export interface DecodeOptions {
   name?: string;
 }
 
-export type PreprocessOptions = DecodeOptions & EvalTransformOptions & {
-  /** A trained model's recorded preprocessing; replaces the official evaluation transform. */
-  preprocessing?: Preprocessing;
-};
+export type PreprocessOptions = DecodeOptions & InputOptions;
 
 /** Decodes an image file (path) or its bytes to 8-bit RGB, width x height x 3, row-major. */
 export async function decodeImage(input: string | Uint8Array, options: DecodeOptions = {}): Promise<RGBImage> {
@@ -89,15 +85,13 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
 /**
  * The official evaluation input for one image file or its bytes: decode, then `evalTransform`
  * (resize the shorter side to size/0.875 with PIL's bicubic, center crop, ImageNet normalization).
- * Returns a float32 tensor [1, 3, size, size].
+ * Returns a float32 tensor [1, 3, size, size]; with `preprocessing`, a trained model's own
+ * recorded transform (`modelTransform`) instead.
  */
-export { modelTransform };
-
 export async function preprocess(input: string | Uint8Array, options: PreprocessOptions = {}): Promise<FloatTensor> {
   const image = await decodeImage(input, options);
-  return options.preprocessing ? modelTransform(image, options.preprocessing) : evalTransform(image, options);
+  return inputFor(image, options);
 }
-
 
 /** The format of an image from its first bytes, or undefined. */
 export function imageFormat(bytes: Uint8Array): ImageFormat | undefined {

@@ -7,8 +7,8 @@
  */
 import defaultModel from 'virtual:default-model';
 import {
-  configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, evalTransform, labelOf, labelsFromHfConfig,
-  loadLabels, loadModel, modelTransform, recordedLabels, recordedPreprocessing, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
+  configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, inputFor, labelOf, labelsFromHfConfig,
+  loadLabels, loadModel, recordedLabels, recordedPreprocessing, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
   type RGBImage, type RuntimeInfo, type SwiftFormerModel,
 } from 'swiftformer';
 import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
@@ -26,8 +26,7 @@ interface Loaded {
 
 /** Model input height and width. */
 const inputSize = (m: Loaded): [number, number] => m.preprocessing?.inputSize ?? [m.size, m.size];
-const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor =>
-  m.preprocessing ? modelTransform(image, m.preprocessing) : evalTransform(image, { size: m.size });
+const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, { size: m.size, ...(m.preprocessing ? { preprocessing: m.preprocessing } : {}) });
 
 export interface Result {
   seq: number;

@@ -1,6 +1,6 @@
-import { decodeImage, modelTransform, MAX_IMAGE_PIXELS } from '../decode.js';
+import { inputFor, type Preprocessing } from '../augment.js';
+import { decodeImage, MAX_IMAGE_PIXELS } from '../decode.js';
 import type { RGBImage } from '../resize.js';
-import { evalTransform } from '../transforms.js';
 import { SwiftFormerError } from '../errors.js';
 import { defaultWeights, isRemoteSource, resolveWeights } from '../hub.js';
 import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../labels.js';
@@ -8,7 +8,6 @@ import { OnnxClassifier, type ImageClassifier } from '../exported.js';
 import { loadModel } from '../model.js';
 import { readSource } from '../io.js';
 import { inputHW } from '../swiftformer.js';
-import type { Preprocessing } from '../augment.js';
 import { recordedLabels, recordedPreprocessing } from '../recorded.js';
 import type { FloatTensor } from '../tensor.js';
 import { choice, intOption, parse, type Options } from './args.js';
@@ -45,8 +44,6 @@ export interface Classifier {
   size: number;
   /** A model trained here: the preprocessing its training recorded (else the official transform at `size`). */
   preprocessing?: Preprocessing;
-  /** Height and width of the model input. */
-  inputSize: [number, number];
   numClasses: number;
   maxPixels: number;
 }
@@ -113,15 +110,13 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     await model.release();
     throw new SwiftFormerError('BAD_ARGUMENT', `${labelSource ?? 'the weights\' id2label'} has ${labels.length} labels but the model has ${numClasses} classes`);
   }
-  const inputSize: [number, number] = preprocessing ? preprocessing.inputSize : [size, size];
-  return { model, labels, size, numClasses, maxPixels, inputSize, ...(preprocessing ? { preprocessing } : {}) };
+  return { model, labels, size, numClasses, maxPixels, ...(preprocessing ? { preprocessing } : {}) };
 }
 
 /** One decoded image as the model takes it: its recorded preprocessing, else the official transform. */
 export function pixelsOf(image: RGBImage, c: Classifier): FloatTensor {
-  return c.preprocessing ? modelTransform(image, c.preprocessing) : evalTransform(image, { size: c.size });
+  return inputFor(image, { size: c.size, ...(c.preprocessing ? { preprocessing: c.preprocessing } : {}) });
 }
-
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
   const text = new TextDecoder().decode(await readSource(path));

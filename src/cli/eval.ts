@@ -4,6 +4,7 @@ import { SwiftFormerError } from '../errors.js';
 import { labelOf } from '../labels.js';
 import { intOption, parse } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
+import type { FloatTensor } from '../tensor.js';
 import { ProgressBar } from './progress.js';
 
 export const usage = `Usage: swiftformer eval <folder | fashion-mnist | idx-dir> [--weights <src>] [options]
@@ -36,13 +37,13 @@ function sampleName(data: ImageDataset, i: number): string {
   return data instanceof ImageFolderDataset ? data.files[i]! : `${data.name} image ${i}`;
 }
 
-type Prepared = { index: number; pixels: Float32Array } | { index: number; error: string };
+type Prepared = { index: number; pixels: FloatTensor } | { index: number; error: string };
 
 /** Decodes and preprocesses samples of a batch (the dataset decodes; failures become entries). */
 async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier): Promise<Prepared[]> {
   return Promise.all(indices.map(async (index) => {
     try {
-      return { index, pixels: pixelsOf(await data.image(index), c).data };
+      return { index, pixels: pixelsOf(await data.image(index), c) };
     } catch (err) {
       if (!(err instanceof SwiftFormerError)) throw err;
       return { index, error: err.message };
@@ -99,10 +100,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
     for (let b = 0; b < batches.length; b++) {
       const prepared = await pending!;
       pending = prepare(batches[b + 1]); // decode the next batch while this one runs
-      const ok = prepared.filter((p): p is Extract<Prepared, { pixels: Float32Array }> => 'pixels' in p);
+      const ok = prepared.filter((p): p is Extract<Prepared, { pixels: FloatTensor }> => 'pixels' in p);
       for (const p of prepared) if ('error' in p) errors.push({ file: sampleName(samples, p.index), error: p.error });
-      const [h, w] = c.inputSize;
-      const rows = await logitRows(c.model, ok.map((o) => ({ dtype: 'float32' as const, shape: [1, 3, h, w], data: o.pixels })));
+      const rows = await logitRows(c.model, ok.map((o) => o.pixels));
       rows.forEach((row, i) => {
         const target = samples.label(ok[i]!.index);
         const rank = rankOf(row, target);

@@ -1,13 +1,12 @@
 import { writeFileAtomic } from '../files.js';
 import { SwiftFormerError } from '../errors.js';
 import { openTrainingData, subset } from '../data.js';
-import { modelTransform } from '../decode.js';
+import { inputFor } from '../augment.js';
 import { toOnnx } from '../graph.js';
 import { loadModel, type SwiftFormerModel } from '../model.js';
 import { quantizeStatic } from '../quantize.js';
 import { recordedPreprocessing } from '../recorded.js';
 import type { RGBImage } from '../resize.js';
-import { evalTransform } from '../transforms.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]
@@ -65,7 +64,7 @@ async function int8Onnx(model: SwiftFormerModel, size: number, data: string, cou
   const { train } = await openTrainingData(data);
   const images = subset(train, Array.from({ length: Math.min(count, train.length) }, (_, i) => Math.floor((i * train.length) / Math.min(count, train.length))));
   const preprocessing = recordedPreprocessing(model.metadata);
-  const transform = (image: RGBImage) => (preprocessing ? modelTransform(image, preprocessing) : evalTransform(image, { size }));
+  const transform = (image: RGBImage) => inputFor(image, { size, ...(preprocessing ? { preprocessing } : {}) });
   async function* batches() {
     for (let start = 0; start < images.length; start += 32) {
       const tensors = [];
