@@ -13,6 +13,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { percentile } from '../src/bench.js';
 import { loadModel, type FloatTensor } from '../src/index.js';
 import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, serveStatic } from '../web/harness.js';
 import { FIXTURES } from '../test/fixtures.js';
@@ -31,13 +32,6 @@ const threadCounts = values.threads.split(',').map(Number);
 if (!chromiumAvailable()) {
   console.error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   process.exit(1);
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (pos - lo);
 }
 
 /** The same input as the page's demo.benchmark(). */
@@ -82,7 +76,7 @@ try {
       }
     }
     const row = (runtime: string, name: string, times: number[]) => ({
-      runtime, engine: name, threads, medianMs: quantile(times, 0.5), p10Ms: quantile(times, 0.1), p90Ms: quantile(times, 0.9), runs: times.length,
+      runtime, engine: name, threads, medianMs: percentile(times, 0.5), p10Ms: percentile(times, 0.1), p90Ms: percentile(times, 0.9), runs: times.length,
     });
     rows.push(row('chromium', `onnxruntime-web ${engine.engine}`, web), row('node', 'onnxruntime-node cpu', node));
     if (engine.threads !== threads) console.warn(`warning: the page runs ${engine.threads} threads, not ${threads}`);

@@ -32,7 +32,8 @@ export interface BenchOptions {
   backend?: string;
 }
 
-function percentile(xs: number[], q: number): number {
+/** The q-quantile of `xs`, interpolated between neighbours (numpy's default). */
+export function percentile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   const i = (s.length - 1) * q;
   const lo = Math.floor(i);
