@@ -6,6 +6,8 @@
  * is checked against the announced size (and a sha256 when one is given), and is renamed into
  * place only when complete: the cache never holds a partial or corrupt file. Cache layout:
  * `<cache>/<sha256(url)[:24]>/<file name>` (plus `meta.json`), so a URL is fetched at most once.
+ * An hf: branch or tag is first pinned to the commit it names now (one HEAD request; `refs/`
+ * remembers it for offline use), so its files are cached under that commit's URLs.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -13,9 +15,10 @@ import { mkdir, open, readFile, rename, rm, rmdir, stat, utimes, writeFile } fro
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SwiftFormerError } from './errors.js';
+import { writeFileAtomic } from './files.js';
 import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './hf.js';
 import { labelsFromHfConfig } from './labels.js';
 
@@ -326,8 +329,8 @@ function statusError(status: number, message: string, url: string): HttpStatusEr
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** GET with redirects followed (10 at most); headers other than Range/If-Range stay on the first host. */
-function request(url: string, headers: Record<string, string>, idleTimeoutMs: number): Promise<http.IncomingMessage> {
+/** GET (or HEAD) with redirects followed (10 at most); headers other than Range/If-Range stay on the first host. */
+function request(url: string, headers: Record<string, string>, idleTimeoutMs: number, method: 'GET' | 'HEAD' = 'GET'): Promise<http.IncomingMessage> {
   const origin = new URL(url).host;
   const go = (current: string, redirects: number): Promise<http.IncomingMessage> =>
     new Promise((resolve, reject) => {
@@ -335,9 +338,9 @@ function request(url: string, headers: Record<string, string>, idleTimeoutMs: nu
       const sameHost = u.host === origin;
       const sent: Record<string, string> = { 'user-agent': 'swiftformer', 'accept-encoding': 'identity' };
       for (const [k, v] of Object.entries(headers)) if (sameHost || /^(range|if-range)$/i.test(k)) sent[k.toLowerCase()] = v;
-      const get = u.protocol === 'https:' ? https.get : http.get;
+      const send = u.protocol === 'https:' ? https.request : http.request;
       let response: http.IncomingMessage | undefined;
-      const req = get(u, { headers: sent, agent: false }, (res) => {
+      const req = send(u, { method, headers: sent, agent: false }, (res) => {
         response = res;
         const status = res.statusCode ?? 0;
         const location = res.headers.location;
@@ -361,6 +364,7 @@ function request(url: string, headers: Record<string, string>, idleTimeoutMs: nu
         else req.destroy(err);
       });
       req.on('error', (err) => reject(new SwiftFormerError('IO', `cannot download ${url}: ${err.message}`, { cause: err })));
+      req.end();
     });
   return go(url, 0);
 }
@@ -450,11 +454,13 @@ export async function resolveWeights(source: string, options: DownloadOptions = 
 }
 
 async function resolveHf(source: string, options: DownloadOptions): Promise<ResolvedWeights> {
-  const { repo, revision } = parseHfSource(source);
+  const { repo, revision: named } = parseHfSource(source);
   const auth: Record<string, string> = process.env.HF_TOKEN ? { authorization: `Bearer ${process.env.HF_TOKEN}` } : {};
   const opts: DownloadOptions = { ...options, headers: { ...auth, ...options.headers } };
+  const revision = await pinRevision(repo, named, opts);
   const { sha256: _ignored, ...configOpts } = opts;
-  const configPath = await download(hfUrl(repo, 'config.json', revision), { ...configOpts, onProgress: undefined });
+  const configUrl = hfUrl(repo, 'config.json', revision);
+  const configPath = isOffline() ? await offlineCopy(configUrl, source, configOpts) : await download(configUrl, { ...configOpts, onProgress: undefined });
   let config: Record<string, unknown>;
   try {
     config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
@@ -468,6 +474,7 @@ async function resolveHf(source: string, options: DownloadOptions): Promise<Reso
     const path = await cachedPath(url, opts);
     if (path) return { source, path, config, ...(labels ? { labels } : {}) };
   }
+  if (isOffline()) throw offlineMiss(source, urls.join(' or '));
   let lastNotFound: HttpStatusError | undefined;
   for (const url of urls) {
     try {
@@ -478,7 +485,63 @@ async function resolveHf(source: string, options: DownloadOptions): Promise<Reso
       else throw err;
     }
   }
-  throw new SwiftFormerError('IO', `${source} has no weights at revision ${revision}: neither ${HF_WEIGHT_FILES.join(' nor ')} (not found: ${lastNotFound?.url})`);
+  const at = revision === named ? named : `${named} (commit ${revision})`;
+  throw new SwiftFormerError('IO', `${source} has no weights at revision ${at}: neither ${HF_WEIGHT_FILES.join(' nor ')} (not found: ${lastNotFound?.url})`);
+}
+
+const COMMIT_ID = /^[0-9a-f]{40}$/;
+
+/**
+ * The commit a branch or tag names now. Files are then fetched and cached under immutable
+ * `resolve/<commit>/` URLs, so a branch that moves is noticed while a commit is downloaded once.
+ * Hugging Face answers every resolve request with X-Repo-Commit; a HEAD of config.json asks for
+ * it. The answer is remembered in the cache (`refs/`), and without a network (a connection error,
+ * or HF_HUB_OFFLINE=1) the last commit seen is used. A server that does not send the header (a
+ * plain file mirror) leaves the revision as it is, and its files are cached under it.
+ */
+async function pinRevision(repo: string, revision: string, options: DownloadOptions): Promise<string> {
+  if (COMMIT_ID.test(revision)) return revision;
+  const url = hfUrl(repo, 'config.json', revision);
+  const ref = join(options.cacheDir ?? cacheDir(), 'refs', createHash('sha256').update(url).digest('hex').slice(0, 24));
+  const remembered = async () => {
+    const saved = await readFile(ref, 'utf8').catch(() => '');
+    return COMMIT_ID.test(saved) ? saved : undefined;
+  };
+  if (isOffline()) return (await remembered()) ?? revision;
+  let res: http.IncomingMessage;
+  try {
+    res = await request(url, options.headers ?? {}, options.idleTimeoutMs ?? 60_000, 'HEAD');
+  } catch (err) {
+    // Offline or unreachable: the last commit seen, else the revision's own cached files.
+    if (err instanceof SwiftFormerError) return (await remembered()) ?? revision;
+    throw err;
+  }
+  res.resume();
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status >= 300) throw statusError(status, res.statusMessage ?? '', url);
+  const commit = res.headers['x-repo-commit'];
+  if (typeof commit !== 'string' || !COMMIT_ID.test(commit)) return revision;
+  if (commit !== (await remembered())) {
+    await mkdir(dirname(ref), { recursive: true });
+    await writeFileAtomic(ref, commit);
+  }
+  return commit;
+}
+
+/** The cached copy of an hf: file when offline; an error naming the source when there is none. */
+async function offlineCopy(url: string, source: string, options: DownloadOptions): Promise<string> {
+  const path = await cachedPath(url, options);
+  if (!path) throw offlineMiss(source, url);
+  return path;
+}
+
+function offlineMiss(source: string, what: string): SwiftFormerError {
+  return new SwiftFormerError('IO', `HF_HUB_OFFLINE is set and ${source} is not in the cache (${what}); run once with a network, or unset HF_HUB_OFFLINE`);
+}
+
+/** HF_HUB_OFFLINE=1 (huggingface_hub's switch): use what the cache has, ask no server. */
+function isOffline(env: NodeJS.ProcessEnv = process.env): boolean {
+  return /^(1|true|yes|on)$/i.test(env.HF_HUB_OFFLINE ?? '');
 }
 
 /** The source reader for remote sources: resolve (download once), then read the cached file. */

@@ -43,17 +43,41 @@ const HF_CONFIG = JSON.stringify({ model_type: 'swiftformer', id2label: ID2LABEL
 
 let server: Server;
 let base = '';
+/** GET requests per path; HEAD requests are counted apart, in `heads`. */
 const hits = new Map<string, number>();
+const heads = new Map<string, number>();
 const ranges: (string | undefined)[] = [];
 let total = 0;
 
-/** Routes: /f/<x> the fixture (Range supported), /drop mid-body reset, /short fewer bytes than Content-Length, /flaky drops once. */
-const hfRepos: Record<string, Record<string, Uint8Array>> = {
-  'test/tiny': { 'config.json': new TextEncoder().encode(HF_CONFIG), 'model.safetensors': writeSafetensors(HF_STATE) },
-  'test/binonly': { 'config.json': new TextEncoder().encode(HF_CONFIG), 'pytorch_model.bin': writePth(HF_STATE, { folder: 'pytorch_model' }) },
-};
+/**
+ * Hugging Face repositories as the hub serves them: commits of files, and a `main` branch that
+ * points at one. Every resolve answer names its commit in X-Repo-Commit, except in a repository
+ * marked `plain` (a file mirror that only knows `main`).
+ */
+interface HfRepo { main: string; commits: Map<string, Record<string, Uint8Array>>; plain?: boolean }
+const hfRepos: Record<string, HfRepo> = {};
 
-function sendRange(req: IncomingMessage, res: ServerResponse, body: Uint8Array): void {
+/** Adds a commit to a repository (made on first use) and moves its `main` there; returns the commit id. */
+function commit(repo: string, files: Record<string, Uint8Array>, plain = false): string {
+  const r = (hfRepos[repo] ??= { main: '', commits: new Map(), plain });
+  const id = createHash('sha1').update(`${repo} ${r.commits.size}`).digest('hex');
+  r.commits.set(id, files);
+  r.main = id;
+  return id;
+}
+const hfConfig = (label: string) => new TextEncoder().encode(JSON.stringify({ model_type: 'swiftformer', id2label: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `${label} ${i}`])) }));
+const TINY_COMMIT = commit('test/tiny', { 'config.json': new TextEncoder().encode(HF_CONFIG), 'model.safetensors': writeSafetensors(HF_STATE) });
+commit('test/binonly', { 'config.json': new TextEncoder().encode(HF_CONFIG), 'pytorch_model.bin': writePth(HF_STATE, { folder: 'pytorch_model' }) }, true);
+
+function serveHf(req: IncomingMessage, res: ServerResponse, repo: HfRepo, revision: string, file: string): boolean {
+  const id = revision === 'main' ? repo.main : repo.plain ? undefined : revision;
+  const body = id === undefined ? undefined : repo.commits.get(id)?.[file];
+  if (!body) return false;
+  sendRange(req, res, body, repo.plain ? {} : { 'x-repo-commit': id! });
+  return true;
+}
+
+function sendRange(req: IncomingMessage, res: ServerResponse, body: Uint8Array, headers: Record<string, string> = {}): void {
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   if (range) {
     const start = Number(range[1]);
@@ -61,17 +85,20 @@ function sendRange(req: IncomingMessage, res: ServerResponse, body: Uint8Array):
       res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
       return;
     }
-    res.writeHead(206, { 'content-length': body.length - start, 'content-range': `bytes ${start}-${body.length - 1}/${body.length}`, etag: '"v1"' });
+    res.writeHead(206, { ...headers, 'content-length': body.length - start, 'content-range': `bytes ${start}-${body.length - 1}/${body.length}`, etag: '"v1"' });
     res.end(body.subarray(start));
     return;
   }
-  res.writeHead(200, { 'content-length': body.length, etag: '"v1"' });
+  res.writeHead(200, { ...headers, 'content-length': body.length, etag: '"v1"' });
   res.end(body);
 }
 
+/** Routes: /f/<x> the fixture (Range supported), /drop mid-body reset, /short fewer bytes than Content-Length, /flaky drops once,
+ * /hf/<repo>/resolve/<revision>/<file> Hugging Face. */
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const path = new URL(req.url ?? '/', 'http://x').pathname;
-  hits.set(path, (hits.get(path) ?? 0) + 1);
+  const count = req.method === 'HEAD' ? heads : hits;
+  count.set(path, (count.get(path) ?? 0) + 1);
   if (++total > MAX_REQUESTS) return void res.writeHead(503).end();
   const socket = req.socket;
   if (path.startsWith('/f/')) return sendRange(req, res, FILE);
@@ -116,10 +143,8 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     return;
   }
   const hf = /^\/hf\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
-  if (hf && hf[2] === 'main') {
-    const body = hfRepos[hf[1]!]?.[hf[3]!];
-    if (body) return sendRange(req, res, body);
-  }
+  const repo = hf && hfRepos[hf[1]!];
+  if (repo && serveHf(req, res, repo, hf[2]!, hf[3]!)) return;
   res.writeHead(404, { 'content-type': 'text/plain' }).end('Entry not found');
 }
 
@@ -298,22 +323,71 @@ describe('hf: repositories', () => {
     for (const bad of ['hf:noslash', 'hf:a/b/c', 'hf:../x', 'hf:']) assert.throws(() => parseHfSource(bad), /not a Hugging Face source/);
   });
 
-  test('fetches config.json and model.safetensors; id2label gives the labels; cached afterwards', async () => {
+  const count = (m: Map<string, number>, path: string) => m.get(path) ?? 0;
+
+  test('main is pinned to its commit by one HEAD; config.json and model.safetensors come from that commit; cached afterwards', async () => {
     const dir = await newCache();
+    const main = '/hf/test/tiny/resolve/main/config.json';
+    const at = (file: string) => `/hf/test/tiny/resolve/${TINY_COMMIT}/${file}`;
+    const before = [count(heads, main), count(hits, at('config.json')), count(hits, at('model.safetensors'))];
     const r = await resolveWeights('hf:test/tiny', { cacheDir: dir });
-    assert.equal(hits.get('/hf/test/tiny/resolve/main/config.json'), 1);
-    assert.equal(hits.get('/hf/test/tiny/resolve/main/model.safetensors'), 1);
+    assert.deepEqual([count(heads, main), count(hits, at('config.json')), count(hits, at('model.safetensors'))], before.map((n) => n + 1));
+    assert.equal(count(hits, main), 0, 'nothing is downloaded from the branch URL');
     assert.equal(r.labels?.length, 1000);
     assert.equal(r.labels?.[7], 'thing 7');
     assert.deepEqual(readSafetensors(readFileSync(r.path)).tensors.keys().next().value, 'swiftformer.patch_embed.patch_embedding.0.weight');
     await resolveWeights('hf:test/tiny', { cacheDir: dir });
-    assert.equal(hits.get('/hf/test/tiny/resolve/main/config.json'), 1);
-    assert.equal(hits.get('/hf/test/tiny/resolve/main/model.safetensors'), 1);
+    assert.deepEqual([count(heads, main), count(hits, at('config.json')), count(hits, at('model.safetensors'))], [before[0]! + 2, before[1]! + 1, before[2]! + 1], 'the second load asks only which commit main is at');
   });
 
-  test('falls back to pytorch_model.bin on a 404, and a missing repository is "not found"', async () => {
+  test('a branch that moved is downloaded again; offline the last commit seen is used; a commit id needs no HEAD', async () => {
     const dir = await newCache();
+    const weights = writeSafetensors(HF_STATE);
+    const first = commit('test/moving', { 'config.json': hfConfig('old'), 'model.safetensors': weights });
+    const a = await resolveWeights('hf:test/moving', { cacheDir: dir });
+    assert.equal(a.labels?.[3], 'old 3');
+    const second = commit('test/moving', { 'config.json': hfConfig('new'), 'model.safetensors': weights });
+    const b = await resolveWeights('hf:test/moving', { cacheDir: dir });
+    assert.equal(b.labels?.[3], 'new 3', 'main moved: the new commit is used');
+    assert.notEqual(b.path, a.path);
+    assert.equal(count(hits, `/hf/test/moving/resolve/${second}/model.safetensors`), 1);
+    // A pinned commit is immutable: read from the cache without asking the server anything.
+    const headsBefore = count(heads, '/hf/test/moving/resolve/main/config.json');
+    const pinned = await resolveWeights(`hf:test/moving@${first}`, { cacheDir: dir });
+    assert.equal(pinned.labels?.[3], 'old 3');
+    assert.equal(pinned.path, a.path);
+    assert.equal(count(heads, '/hf/test/moving/resolve/main/config.json'), headsBefore);
+    // Offline, by switch and by a server that is gone: the last commit seen, from the cache.
+    const requests = total;
+    process.env.HF_HUB_OFFLINE = '1';
+    try {
+      assert.equal((await resolveWeights('hf:test/moving', { cacheDir: dir })).labels?.[3], 'new 3');
+      assert.equal(total, requests, 'HF_HUB_OFFLINE: no request at all');
+      await rejectsWith(resolveWeights('hf:test/moving', { cacheDir: await newCache() }), /HF_HUB_OFFLINE is set and hf:test\/moving is not in the cache/);
+    } finally {
+      delete process.env.HF_HUB_OFFLINE;
+    }
+    const mirror = createServer(handle);
+    await new Promise<void>((resolve) => mirror.listen(0, '127.0.0.1', resolve));
+    process.env.HF_ENDPOINT = `http://127.0.0.1:${(mirror.address() as AddressInfo).port}/hf`;
+    try {
+      const online = await resolveWeights('hf:test/moving', { cacheDir: dir });
+      mirror.closeAllConnections();
+      await new Promise((resolve) => mirror.close(resolve));
+      const offline = await resolveWeights('hf:test/moving', { cacheDir: dir });
+      assert.equal(offline.path, online.path, 'the server is gone: the commit it last named, from the cache');
+      assert.equal(offline.labels?.[3], 'new 3');
+      await rejectsWith(resolveWeights('hf:test/moving@v2', { cacheDir: dir }), /cannot download .*resolve\/v2\/config\.json/);
+    } finally {
+      process.env.HF_ENDPOINT = `${base}/hf`;
+    }
+  });
+
+  test('a mirror that does not name commits is cached under the revision; pytorch_model.bin after a 404; a missing repository is "not found"', async () => {
+    const dir = await newCache();
+    const headsBefore = count(heads, '/hf/test/binonly/resolve/main/config.json');
     const r = await resolveWeights('hf:test/binonly', { cacheDir: dir });
+    assert.equal(count(heads, '/hf/test/binonly/resolve/main/config.json'), headsBefore + 1);
     assert.equal(hits.get('/hf/test/binonly/resolve/main/model.safetensors'), 1);
     assert.equal(hits.get('/hf/test/binonly/resolve/main/pytorch_model.bin'), 1);
     assert.match(r.path, /pytorch_model\.bin$/);
@@ -347,7 +421,7 @@ describe('hf: repositories', () => {
     const sharp = (await import('sharp')).default;
     await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toFile(image);
     const env = { ...process.env, HF_ENDPOINT: `${base}/hf`, SWIFTFORMER_CACHE: join(dir, 'cache') };
-    const weightsPath = '/hf/test/tiny/resolve/main/model.safetensors';
+    const weightsPath = `/hf/test/tiny/resolve/${TINY_COMMIT}/model.safetensors`;
     const before = hits.get(weightsPath) ?? 0;
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, ['--import', 'tsx', MAIN, 'classify', image, '--weights', 'hf:test/tiny', '--json', '--top', '3'], { env }, (err, stdout, stderr) =>
