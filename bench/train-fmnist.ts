@@ -10,7 +10,7 @@
  *
  *   node --import tsx bench/train-fmnist.ts [--epochs 9] [--limit N] [--augment] [--ema] [--threads 2]
  *        [--input-size 32 (64: the padded 32x32 image resized, bicubic)]
- *        [--batch-size 128] [--out DIR] [--json FILE] [--data DIR]
+ *        [--batch-size 128] [--out DIR] [--json FILE] [--data DIR] [--resume (with --out: continue that run)]
  *   node --import tsx bench/train-fmnist.ts --steps 40     # throughput only, as bench/train-fmnist-torch.py --steps
  *   node --import tsx bench/train-fmnist.ts --augment --ema --epochs 40   # the augmented run (README "Numbers")
  *
@@ -43,6 +43,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '0' },
     steps: { type: 'string' },
     'input-size': { type: 'string', default: '32' },
+    resume: { type: 'boolean', default: false },
   },
 });
 // --augment: what `augment: true` (CLI --augment) means at this input size, the small-image preset:
@@ -55,6 +56,7 @@ const epochs = Number(values.epochs);
 const threads = Number(values.threads);
 const batchSize = Number(values['batch-size']);
 const limit = values.limit === undefined ? undefined : Number(values.limit);
+if (values.resume && values.out === undefined) throw new Error('--resume needs --out, the directory of the run to continue');
 const out = values.out ?? join(tmpdir(), `swiftformer-train-fmnist-${Date.now()}`);
 const jsonPath = values.json ?? join(out, 'bench.json');
 
@@ -116,7 +118,7 @@ const result = await train({
   model: 'xs', train: trainSet, test: testSet, epochs, batchSize, lr: 1e-3, weightDecay: 0.025, warmupEpochs: 0, minLr: 0,
   labelSmoothing: 0.1, augment: augment ?? false, ...(values.ema ? { ema: { decay: 0.999 } } : {}), seed: recipe.seed, inputSize, pad: 2,
   normalization: { mean: [...FASHION_MNIST_NORMALIZATION.mean], std: [...FASHION_MNIST_NORMALIZATION.std] },
-  threads, out, dataSource: { source: values.data, ...(limit !== undefined ? { limit } : {}) },
+  threads, out, resume: values.resume, dataSource: { source: values.data, ...(limit !== undefined ? { limit } : {}) },
   onProgress: (e) => {
     if (e.phase === 'train' && process.stderr.isTTY) {
       process.stderr.write(`\r\x1b[2Kepoch ${e.epoch}/${e.epochs} step ${e.step}/${e.steps} loss ${e.loss.toFixed(4)} ${e.imgPerSec.toFixed(0)} img/s`);
