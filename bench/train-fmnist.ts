@@ -142,6 +142,8 @@ const summary = {
   img_per_s: steady.reduce((a, m) => a + m.img_per_s, 0) / steady.length,
   img_per_s_note: history.length > 1 ? 'mean over epochs 2.. (epoch 1 includes warm-up of the session)' : 'single epoch',
   seconds,
+  // Per-epoch time summed: the whole run's, also when --resume continued it in another process.
+  epoch_seconds: history.reduce((a, m) => a + m.seconds, 0),
   epochs: history,
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, threads },
   out,
