@@ -9,7 +9,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareLatency } from '../src/bench.js';
-import { limitDataset, openTrainingData, type ImageDataset } from '../src/data.js';
+import { inputBatches, limitDataset, openTrainingData, type ImageDataset } from '../src/data.js';
 import { modelTransform } from '../src/augment.js';
 import { OnnxClassifier, type ImageClassifier } from '../src/exported.js';
 import { writeFileAtomic } from '../src/files.js';
@@ -38,24 +38,15 @@ const preprocessing = recordedInput;
 const { train, test } = await openTrainingData(values.data);
 if (!test) throw new Error(`${values.data} has no test split`);
 
-async function* batches(data: ImageDataset, size = 64) {
-  const [h, w] = preprocessing.inputSize;
-  for (let start = 0; start < data.length; start += size) {
-    const n = Math.min(size, data.length - start);
-    const pixels = new Float32Array(n * 3 * h * w);
-    for (let i = 0; i < n; i++) pixels.set(modelTransform(await data.image(start + i), preprocessing).data, i * 3 * h * w);
-    yield { tensor: { dtype: 'float32' as const, shape: [n, 3, h, w], data: pixels }, start, n };
-  }
-}
-
 async function accuracy(classifier: ImageClassifier, data: ImageDataset): Promise<number> {
   let correct = 0;
-  for await (const { tensor, start, n } of batches(data)) {
+  let start = 0;
+  for await (const tensor of inputBatches(data, (image) => modelTransform(image, preprocessing), 64)) {
     const logits = await classifier.logits(tensor);
     const k = logits.shape[1]!;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < tensor.shape[0]!; i++, start++) {
       const row = logits.data.subarray(i * k, (i + 1) * k);
-      if (row.indexOf(Math.max(...row)) === data.label(start + i)) correct++;
+      if (row.indexOf(Math.max(...row)) === data.label(start)) correct++;
     }
   }
   return correct / data.length;
@@ -63,7 +54,7 @@ async function accuracy(classifier: ImageClassifier, data: ImageDataset): Promis
 
 const [size] = preprocessing.inputSize;
 const calibration = limitDataset(train, Number(values['calibration-images']));
-const { graph } = await quantizeStatic(model.graph(size), (async function* () { for await (const b of batches(calibration)) yield b.tensor; })(), { session });
+const { graph } = await quantizeStatic(model.graph(size), inputBatches(calibration, (image) => modelTransform(image, preprocessing), 64), { session });
 const int8Bytes = toOnnx(graph, model.onnxMetadata());
 const int8 = await OnnxClassifier.load(int8Bytes, { session });
 const floatAccuracy = await accuracy(model, test);

@@ -15,7 +15,7 @@ import { SwiftFormerError } from './errors.js';
 import { checkSmoothing, smoothTargets } from './optim.js';
 import { Random } from './random.js';
 import type { RGBImage } from './resize.js';
-import type { FloatTensor } from './tensor.js';
+import { concatBatch, type FloatTensor } from './tensor.js';
 
 /** A labelled image collection. `image(i)` may decode lazily. */
 export interface ImageDataset {
@@ -339,6 +339,15 @@ export function limitDataset(dataset: ImageDataset, n: number): ImageDataset {
   if (n >= dataset.length) return dataset;
   const indices = Array.from({ length: n }, (_, i) => Math.floor((i * dataset.length) / n));
   return subset(dataset, indices, `${dataset.name} [first ${n} of ${dataset.length}, evenly spaced]`);
+}
+
+/** The dataset in order as model inputs, `batchSize` images per batch, each made by `transform`. */
+export async function* inputBatches(data: ImageDataset, transform: (image: RGBImage) => FloatTensor, batchSize: number): AsyncGenerator<FloatTensor> {
+  for (let start = 0; start < data.length; start += batchSize) {
+    const tensors: FloatTensor[] = [];
+    for (let i = start; i < Math.min(data.length, start + batchSize); i++) tensors.push(transform(await data.image(i)));
+    yield concatBatch(tensors);
+  }
 }
 
 // ---------------------------------------------------------------- loader

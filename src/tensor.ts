@@ -31,3 +31,22 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
+
+/** Tensors that agree after the first axis, joined along it: single images [1, C, H, W] into a batch. */
+export function concatBatch(tensors: readonly FloatTensor[]): FloatTensor {
+  const first = tensors[0];
+  if (!first) throw new SwiftFormerError('BAD_SHAPE', 'no tensors to put in a batch');
+  const rest = first.shape.slice(1);
+  let rows = 0;
+  for (const t of tensors) {
+    if (!sameShape(t.shape.slice(1), rest)) throw new SwiftFormerError('BAD_SHAPE', `cannot batch a ${formatShape(t.shape)} tensor with ${formatShape(first.shape)}`);
+    rows += t.shape[0]!;
+  }
+  const data = new Float32Array(rows * numel(rest));
+  let offset = 0;
+  for (const t of tensors) {
+    data.set(t.data, offset);
+    offset += t.data.length;
+  }
+  return { dtype: 'float32', shape: [rows, ...rest], data };
+}

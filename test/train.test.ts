@@ -16,7 +16,7 @@ import {
   augmentFor, cropImage, DEFAULT_AUGMENT, deriveSeed, flipHorizontal, mixBatch, padImage, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform,
 } from '../src/augment.js';
 import { moduleOrder, readCheckpoint } from '../src/checkpoint.js';
-import { Loader, limitDataset, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx, type ImageDataset } from '../src/data.js';
+import { inputBatches, Loader, limitDataset, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx, type ImageDataset } from '../src/data.js';
 import { SwiftFormerError } from '../src/errors.js';
 import { loadModel } from '../src/model.js';
 import {
@@ -28,7 +28,8 @@ import { readSafetensors } from '../src/safetensors.js';
 import { cosineLr, CosineSchedule } from '../src/schedule.js';
 import { simdAvailable } from '../src/simd.js';
 import { initialWeights } from '../src/swiftformer.js';
-import type { FloatTensor, StateDict, Tensor } from '../src/tensor.js';
+import { concatBatch, float32, type FloatTensor, type StateDict, type Tensor } from '../src/tensor.js';
+import type { RGBImage } from '../src/resize.js';
 import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/trainer.js';
 import { cli } from './cli-runner.js';
 import { fixturePath, TINY_CONFIG } from './fixtures.js';
@@ -515,6 +516,25 @@ describe('Loader', () => {
     const alone = new Loader(brightDark(12, 2), opts);
     const b2 = await alone.prepare(alone.order(1), 1, 2);
     assert.deepEqual([...b2.pixels.data], [...a[2]!.data]);
+  });
+
+  test('inputBatches: the dataset in order, batchSize images per batch, the last one short; concatBatch checks shapes', async () => {
+    const data = brightDark(5, 1);
+    const one = (image: RGBImage): FloatTensor => {
+      const t = float32([1, 3, 32, 32]);
+      transform.apply(image, new Random(0), t.data, 0);
+      return t;
+    };
+    const batches: FloatTensor[] = [];
+    for await (const b of inputBatches(data, one, 2)) batches.push(b);
+    assert.deepEqual(batches.map((b) => b.shape), [[2, 3, 32, 32], [2, 3, 32, 32], [1, 3, 32, 32]]);
+    const plane = 3 * 32 * 32;
+    for (let i = 0; i < 5; i++) {
+      const row = batches[i >> 1]!.data.subarray((i % 2) * plane, (i % 2 + 1) * plane);
+      assert.deepEqual([...row], [...one(await data.image(i)).data], `image ${i}`);
+    }
+    assert.throws(() => concatBatch([float32([1, 3, 2, 2]), float32([1, 3, 2, 4])]), /cannot batch a \[1, 3, 2, 4\] tensor with \[1, 3, 2, 2\]/);
+    assert.throws(() => concatBatch([]), /no tensors/);
   });
 
   test('limitDataset keeps evenly spaced samples (every class of a sorted folder)', () => {

@@ -9,7 +9,7 @@ import { loadModel } from '../model.js';
 import { readSource } from '../io.js';
 import { inputHW } from '../swiftformer.js';
 import { recordedLabels, recordedPreprocessing } from '../recorded.js';
-import type { FloatTensor } from '../tensor.js';
+import { concatBatch, type FloatTensor } from '../tensor.js';
 import { choice, intOption, parse, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
 
@@ -152,11 +152,7 @@ export async function prepareImages(files: string[], c: Classifier, concurrency 
 /** Logits of a batch of [1,3,H,W] tensors, one Float32Array row per image. */
 export async function logitRows(model: ImageClassifier, tensors: FloatTensor[]): Promise<Float32Array[]> {
   if (tensors.length === 0) return [];
-  const [, c, h, w] = tensors[0]!.shape as [number, number, number, number];
-  const plane = c * h * w;
-  const data = new Float32Array(tensors.length * plane);
-  tensors.forEach((t, i) => data.set(t.data, i * plane));
-  const logits = await model.logits({ dtype: 'float32', shape: [tensors.length, c, h, w], data });
+  const logits = await model.logits(concatBatch(tensors));
   const classes = logits.shape[1]!;
   return tensors.map((_, i) => logits.data.subarray(i * classes, (i + 1) * classes));
 }

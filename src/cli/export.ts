@@ -1,6 +1,6 @@
 import { writeFileAtomic } from '../files.js';
 import { SwiftFormerError } from '../errors.js';
-import { openTrainingData, subset } from '../data.js';
+import { inputBatches, limitDataset, openTrainingData } from '../data.js';
 import { inputFor } from '../augment.js';
 import { toOnnx } from '../graph.js';
 import { loadModel, type SwiftFormerModel } from '../model.js';
@@ -62,20 +62,10 @@ export async function exportCommand(argv: string[]): Promise<void> {
 /** Calibrates on `count` images of `data` (train split, evenly spread) and quantizes. */
 async function int8Onnx(model: SwiftFormerModel, size: number, data: string, count: number): Promise<Uint8Array> {
   const { train } = await openTrainingData(data);
-  const images = subset(train, Array.from({ length: Math.min(count, train.length) }, (_, i) => Math.floor((i * train.length) / Math.min(count, train.length))));
+  const images = limitDataset(train, count);
   const preprocessing = recordedPreprocessing(model.metadata);
   const transform = (image: RGBImage) => inputFor(image, { size, ...(preprocessing ? { preprocessing } : {}) });
-  async function* batches() {
-    for (let start = 0; start < images.length; start += 32) {
-      const tensors = [];
-      for (let i = start; i < Math.min(images.length, start + 32); i++) tensors.push(transform(await images.image(i)));
-      const plane = tensors[0]!.data.length;
-      const batch = new Float32Array(tensors.length * plane);
-      tensors.forEach((t, i) => batch.set(t.data, i * plane));
-      yield { dtype: 'float32' as const, shape: [tensors.length, ...tensors[0]!.shape.slice(1)], data: batch };
-    }
-  }
   console.error(`calibrating on ${images.length} images of ${train.name}`);
-  const { graph } = await quantizeStatic(model.graph(size), batches());
+  const { graph } = await quantizeStatic(model.graph(size), inputBatches(images, transform, 32));
   return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': 'qdq' });
 }
