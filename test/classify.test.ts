@@ -18,7 +18,7 @@ import { writeSafetensors } from '../src/safetensors.js';
 import { readStateDict } from '../src/weights.js';
 import { crc32 } from '../src/zip.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
-import { fixturePath } from './fixtures.js';
+import { fixturePath, idxBytes } from './fixtures.js';
 
 const TINY = fixturePath('tiny/checkpoint_model_only.pth');
 let dir = '';
@@ -532,17 +532,10 @@ test('eval on the test split of an IDX directory (the MNIST format), with a mode
   const idxDir = join(dir, 'idx');
   await mkdir(idxDir, { recursive: true });
   const n = 6;
-  const header = (magic: number, dims: number[]) => {
-    const b = Buffer.alloc(4 + 4 * dims.length);
-    b.writeUInt32BE(magic, 0);
-    dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
-    return b;
-  };
-  const pixels = Buffer.from(Array.from({ length: n * 28 * 28 }, (_, i) => (i * 7) % 256));
-  const labels = Buffer.from([0, 1, 2, 0, 1, 2]);
+  const pixels = Array.from({ length: n * 28 * 28 }, (_, i) => (i * 7) % 256);
   for (const split of ['train', 't10k']) {
-    await writeFile(join(idxDir, `${split}-images-idx3-ubyte`), Buffer.concat([header(0x803, [n, 28, 28]), pixels]));
-    await writeFile(join(idxDir, `${split}-labels-idx1-ubyte`), Buffer.concat([header(0x801, [n]), labels]));
+    await writeFile(join(idxDir, `${split}-images-idx3-ubyte`), idxBytes(0x08, [n, 28, 28], pixels));
+    await writeFile(join(idxDir, `${split}-labels-idx1-ubyte`), idxBytes(0x08, [n], [0, 1, 2, 0, 1, 2]));
   }
   const state = await readStateDict(await readFile(TINY));
   const weights = join(dir, 'idx-model.safetensors');

@@ -55,3 +55,13 @@ export const TINY_CONFIG = {
   embedDims: [16, 24, 32, 48], depths: [1, 1, 2, 1], mlpRatio: 4, numClasses: 1000, distillation: true,
   vitNum: 1, downsamples: [true, true, true, true], attention: 'l2' as const,
 };
+
+/** An IDX file (the MNIST format): magic 0 0 <type> <rank>, big-endian dimensions, then the data. */
+export function idxBytes(type: number, dims: number[], data: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  const view = new DataView(out.buffer);
+  out.set([0, 0, type, dims.length]);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}

@@ -32,7 +32,7 @@ import { concatBatch, float32, type FloatTensor, type StateDict, type Tensor } f
 import type { RGBImage } from '../src/resize.js';
 import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/trainer.js';
 import { cli } from './cli-runner.js';
-import { fixturePath, TINY_CONFIG } from './fixtures.js';
+import { fixturePath, idxBytes, TINY_CONFIG } from './fixtures.js';
 
 const f32 = (shape: number[], values: number[]): FloatTensor => ({ dtype: 'float32', shape, data: Float32Array.from(values) });
 
@@ -389,17 +389,8 @@ describe('augmentation', () => {
 
 // ---------------------------------------------------------------- IDX
 
-function idx(type: number, dims: number[], data: number[]): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const view = new DataView(out.buffer);
-  out.set([0, 0, type, dims.length]);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
-
 describe('IDX files (MNIST format)', () => {
-  const images = idx(0x08, [2, 2, 3], [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 255]);
+  const images = idxBytes(0x08, [2, 2, 3], [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 255]);
 
   test('parses header and data, gzipped or not', () => {
     for (const bytes of [images, new Uint8Array(gzipSync(images))]) {
@@ -420,14 +411,14 @@ describe('IDX files (MNIST format)', () => {
     bad(new Uint8Array([...images, 0]), /the file has 13/);
     bad(images.subarray(0, 9), /cannot hold the 3 dimension sizes/);
     bad(new Uint8Array([1, 2, 3, 4]), /bad magic/);
-    bad(idx(0x0d, [1], [0, 0, 0, 0]), /float32 is not supported/);
+    bad(idxBytes(0x0d, [1], [0, 0, 0, 0]), /float32 is not supported/);
     bad(new Uint8Array(gzipSync(images)).subarray(0, 20), /gzip/);
   });
 
   test('a directory of IDX files is a dataset: gray replicated to RGB, labels checked', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sf-idx-'));
     await writeFile(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(images));
-    await writeFile(join(dir, 'train-labels-idx1-ubyte'), idx(0x08, [2], [1, 0]));
+    await writeFile(join(dir, 'train-labels-idx1-ubyte'), idxBytes(0x08, [2], [1, 0]));
     const data = await loadIdxDataset(dir, 'train');
     assert.equal(data.length, 2);
     assert.deepEqual(data.classes, ['0', '1']);
@@ -712,8 +703,8 @@ async function idxDir(): Promise<string> {
       const img = data.image(i) as { data: Uint8Array };
       for (let p = 0; p < 28 * 28; p++) pixels.push(img.data[p * 3]!);
     }
-    await writeFile(join(dir, `${prefix}-images-idx3-ubyte`), idx(0x08, [n, 28, 28], pixels));
-    await writeFile(join(dir, `${prefix}-labels-idx1-ubyte.gz`), gzipSync(idx(0x08, [n], Array.from({ length: n }, (_, i) => data.label(i)))));
+    await writeFile(join(dir, `${prefix}-images-idx3-ubyte`), idxBytes(0x08, [n, 28, 28], pixels));
+    await writeFile(join(dir, `${prefix}-labels-idx1-ubyte.gz`), gzipSync(idxBytes(0x08, [n], Array.from({ length: n }, (_, i) => data.label(i)))));
   }
   return dir;
 }
