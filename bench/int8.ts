@@ -17,6 +17,7 @@ import { toOnnx } from '../src/graph.js';
 import { loadModel } from '../src/model.js';
 import { quantizeStatic } from '../src/quantize.js';
 import { recordedPreprocessing } from '../src/recorded.js';
+import type { RGBImage } from '../src/resize.js';
 import '../src/node.js';
 
 const { values } = parseArgs({
@@ -38,10 +39,12 @@ const preprocessing = recordedInput;
 const { train, test } = await openTrainingData(values.data);
 if (!test) throw new Error(`${values.data} has no test split`);
 
+const transform = (image: RGBImage) => modelTransform(image, preprocessing);
+
 async function accuracy(classifier: ImageClassifier, data: ImageDataset): Promise<number> {
   let correct = 0;
   let start = 0;
-  for await (const tensor of inputBatches(data, (image) => modelTransform(image, preprocessing), 64)) {
+  for await (const tensor of inputBatches(data, transform, 64)) {
     const logits = await classifier.logits(tensor);
     const k = logits.shape[1]!;
     for (let i = 0; i < tensor.shape[0]!; i++, start++) {
@@ -54,7 +57,7 @@ async function accuracy(classifier: ImageClassifier, data: ImageDataset): Promis
 
 const [size] = preprocessing.inputSize;
 const calibration = limitDataset(train, Number(values['calibration-images']));
-const { graph } = await quantizeStatic(model.graph(size), inputBatches(calibration, (image) => modelTransform(image, preprocessing), 64), { session });
+const { graph } = await quantizeStatic(model.graph(size), inputBatches(calibration, transform, 64), { session });
 const int8Bytes = toOnnx(graph, model.onnxMetadata());
 const int8 = await OnnxClassifier.load(int8Bytes, { session });
 const floatAccuracy = await accuracy(model, test);

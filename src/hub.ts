@@ -457,10 +457,11 @@ async function resolveHf(source: string, options: DownloadOptions): Promise<Reso
   const { repo, revision: named } = parseHfSource(source);
   const auth: Record<string, string> = process.env.HF_TOKEN ? { authorization: `Bearer ${process.env.HF_TOKEN}` } : {};
   const opts: DownloadOptions = { ...options, headers: { ...auth, ...options.headers } };
-  const revision = await pinRevision(repo, named, opts);
+  const offline = isOffline();
+  const revision = await pinRevision(repo, named, opts, offline);
   const { sha256: _ignored, ...configOpts } = opts;
   const configUrl = hfUrl(repo, 'config.json', revision);
-  const configPath = isOffline() ? await offlineCopy(configUrl, source, configOpts) : await download(configUrl, { ...configOpts, onProgress: undefined });
+  const configPath = offline ? await offlineCopy(configUrl, source, configOpts) : await download(configUrl, { ...configOpts, onProgress: undefined });
   let config: Record<string, unknown>;
   try {
     config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
@@ -474,7 +475,7 @@ async function resolveHf(source: string, options: DownloadOptions): Promise<Reso
     const path = await cachedPath(url, opts);
     if (path) return { source, path, config, ...(labels ? { labels } : {}) };
   }
-  if (isOffline()) throw offlineMiss(source, urls.join(' or '));
+  if (offline) throw offlineMiss(source, urls.join(' or '));
   let lastNotFound: HttpStatusError | undefined;
   for (const url of urls) {
     try {
@@ -499,7 +500,7 @@ const COMMIT_ID = /^[0-9a-f]{40}$/;
  * or HF_HUB_OFFLINE=1) the last commit seen is used. A server that does not send the header (a
  * plain file mirror) leaves the revision as it is, and its files are cached under it.
  */
-async function pinRevision(repo: string, revision: string, options: DownloadOptions): Promise<string> {
+async function pinRevision(repo: string, revision: string, options: DownloadOptions, offline: boolean): Promise<string> {
   if (COMMIT_ID.test(revision)) return revision;
   const url = hfUrl(repo, 'config.json', revision);
   const ref = join(options.cacheDir ?? cacheDir(), 'refs', createHash('sha256').update(url).digest('hex').slice(0, 24));
@@ -507,7 +508,7 @@ async function pinRevision(repo: string, revision: string, options: DownloadOpti
     const saved = await readFile(ref, 'utf8').catch(() => '');
     return COMMIT_ID.test(saved) ? saved : undefined;
   };
-  if (isOffline()) return (await remembered()) ?? revision;
+  if (offline) return (await remembered()) ?? revision;
   let res: http.IncomingMessage;
   try {
     res = await request(url, options.headers ?? {}, options.idleTimeoutMs ?? 60_000, 'HEAD');

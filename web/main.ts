@@ -26,7 +26,7 @@ interface Loaded {
 
 /** Model input height and width. */
 const inputSize = (m: Loaded): [number, number] => m.preprocessing?.inputSize ?? [m.size, m.size];
-const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, { size: m.size, ...(m.preprocessing ? { preprocessing: m.preprocessing } : {}) });
+const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, { size: m.size, preprocessing: m.preprocessing });
 
 export interface Result {
   seq: number;

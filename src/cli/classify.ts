@@ -115,7 +115,7 @@ export async function loadClassifier(values: Record<string, string | undefined>,
 
 /** One decoded image as the model takes it: its recorded preprocessing, else the official transform. */
 export function pixelsOf(image: RGBImage, c: Classifier): FloatTensor {
-  return inputFor(image, { size: c.size, ...(c.preprocessing ? { preprocessing: c.preprocessing } : {}) });
+  return inputFor(image, { size: c.size, preprocessing: c.preprocessing });
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {

@@ -64,7 +64,7 @@ async function int8Onnx(model: SwiftFormerModel, size: number, data: string, cou
   const { train } = await openTrainingData(data);
   const images = limitDataset(train, count);
   const preprocessing = recordedPreprocessing(model.metadata);
-  const transform = (image: RGBImage) => inputFor(image, { size, ...(preprocessing ? { preprocessing } : {}) });
+  const transform = (image: RGBImage) => inputFor(image, { size, preprocessing });
   console.error(`calibrating on ${images.length} images of ${train.name}`);
   const { graph } = await quantizeStatic(model.graph(size), inputBatches(images, transform, 32));
   return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': 'qdq' });
