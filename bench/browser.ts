@@ -13,7 +13,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { percentile } from '../src/bench.js';
+import { percentile } from '../src/measure/bench.js';
 import { loadModel, type FloatTensor } from '../src/index.js';
 import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, serveStatic } from '../web/harness.js';
 import { FIXTURES } from '../test/fixtures.js';

@@ -8,17 +8,18 @@
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { compareLatency } from '../src/bench.js';
-import { inputBatches, limitDataset, openTrainingData, type ImageDataset } from '../src/data.js';
-import { modelTransform } from '../src/augment.js';
-import { OnnxClassifier, type ImageClassifier } from '../src/exported.js';
-import { writeFileAtomic } from '../src/files.js';
-import { toOnnx } from '../src/graph.js';
-import { loadModel } from '../src/model.js';
-import { quantizeStatic } from '../src/quantize.js';
-import { recordedPreprocessing } from '../src/recorded.js';
-import type { RGBImage } from '../src/resize.js';
-import '../src/node.js';
+import { compareLatency } from '../src/measure/bench.js';
+import { inputBatches, limitDataset, type ImageDataset } from '../src/data/dataset.js';
+import { openTrainingData } from '../src/node/datasets.js';
+import { modelTransform } from '../src/preprocess/transforms.js';
+import { OnnxClassifier, type ImageClassifier } from '../src/models/exported.js';
+import { writeFileAtomic } from '../src/node/files.js';
+import { toOnnx } from '../src/graph/graph.js';
+import { loadModel } from '../src/models/model.js';
+import { quantizeStatic } from '../src/graph/quantize.js';
+import { recordedPreprocessing } from '../src/models/recorded.js';
+import type { RGBImage } from '../src/preprocess/resize.js';
+import '../src/node/platform.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,7 +1,7 @@
 /**
  * Latency of our SwiftFormer-XS graph vs the official ONNX export, side by side in one process on
  * the same onnxruntime-node with identical options, interleaved so that machine noise hits both
- * (src/bench.ts compareLatency). Also checks that the two give the same logits.
+ * (src/measure/bench.ts compareLatency). Also checks that the two give the same logits.
  *
  *   node --import tsx bench/latency.ts [--rounds 60] [--threads 2] [--batches 1,16] [--json]
  */

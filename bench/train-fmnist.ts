@@ -21,14 +21,16 @@
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_NORMALIZATION, Loader, limitDataset, loadIdxDataset, type ImageDataset } from '../src/data.js';
-import { writeFileAtomic } from '../src/files.js';
-import { augmentFor, sampleTransform } from '../src/augment.js';
-import { AdamW } from '../src/optim.js';
-import { TrainStep, updateRunningStats } from '../src/step.js';
-import { initialWeights, variantConfig } from '../src/swiftformer.js';
-import { train } from '../src/trainer.js';
-import '../src/node.js';
+import { FASHION_MNIST_CLASSES, FASHION_MNIST_NORMALIZATION, limitDataset, type ImageDataset } from '../src/data/dataset.js';
+import { Loader } from '../src/train/loader.js';
+import { FASHION_MNIST_DIR, loadIdxDataset } from '../src/node/datasets.js';
+import { writeFileAtomic } from '../src/node/files.js';
+import { augmentFor, sampleTransform } from '../src/train/augment.js';
+import { AdamW } from '../src/train/optim.js';
+import { TrainStep, updateRunningStats } from '../src/train/step.js';
+import { initialWeights, variantConfig } from '../src/models/swiftformer.js';
+import { train } from '../src/train/trainer.js';
+import '../src/node/platform.js';
 
 const { values } = parseArgs({
   options: {

@@ -8,7 +8,8 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, loadIdxDataset } from '../src/data.js';
+import { FASHION_MNIST_CLASSES } from '../src/data/dataset.js';
+import { FASHION_MNIST_DIR, loadIdxDataset } from '../src/node/datasets.js';
 
 const out = fileURLToPath(new URL('../assets/examples/', import.meta.url));
 await mkdir(out, { recursive: true });

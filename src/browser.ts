@@ -11,14 +11,14 @@
  */
 export * from './api.js';
 
-import { inputFor, type InputOptions } from './augment.js';
-import { SwiftFormerError } from './errors.js';
-import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './hf.js';
-import { registerSourceReader } from './io.js';
-import { ortBackend, type OrtModule } from './ort.js';
-import { MAX_IMAGE_DIMENSION, type RGBImage } from './resize.js';
-import { registerBackend, type Backend } from './runtime.js';
-import type { FloatTensor } from './tensor.js';
+import { inputFor, type InputOptions } from './preprocess/transforms.js';
+import { SwiftFormerError } from './core/errors.js';
+import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './weights/hf.js';
+import { registerSourceReader } from './core/io.js';
+import { ortBackend, type OrtModule } from './runtime/ort.js';
+import { MAX_IMAGE_DIMENSION, type RGBImage } from './preprocess/resize.js';
+import { registerBackend, type Backend } from './runtime/runtime.js';
+import type { FloatTensor } from './core/tensor.js';
 
 // ---------------------------------------------------------------- runtime
 

@@ -1,5 +1,5 @@
 /**
- * Image decoding (src/decode.ts), labels (src/labels.ts) and the classify / eval commands, on
+ * Image decoding (src/node/decode.ts), labels (src/models/labels.ts) and the classify / eval commands, on
  * images generated here with sharp and the tiny fixture checkpoint.
  */
 import assert from 'node:assert/strict';
@@ -14,9 +14,9 @@ import {
   decodeImage, defaultLabels, defaultWeights, imagenetLabels, labelsFromHfConfig, loadLabels, loadModel, parseLabels,
   preprocess, MAX_IMAGE_PIXELS, SwiftFormerError, type RGBImage,
 } from '../src/index.js';
-import { writeSafetensors } from '../src/safetensors.js';
-import { readStateDict } from '../src/weights.js';
-import { crc32 } from '../src/zip.js';
+import { writeSafetensors } from '../src/weights/safetensors.js';
+import { readStateDict } from '../src/weights/read.js';
+import { crc32 } from '../src/weights/zip.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath, idxBytes } from './fixtures.js';
 

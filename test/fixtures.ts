@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { FloatTensor } from '../src/tensor.js';
+import type { FloatTensor } from '../src/core/tensor.js';
 
 export const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
 

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import '../src/node.js';
-import { backward, GRADIENTS } from '../src/grad.js';
-import { fastformerAttention, multiHeadSelfAttention } from '../src/attention.js';
-import { attr, GraphBuilder, toOnnx } from '../src/graph.js';
-import { spatialConv } from '../src/layout.js';
-import { Random } from '../src/random.js';
-import { TrainStep, updateRunningStats } from '../src/step.js';
-import type { FloatTensor, StateDict } from '../src/tensor.js';
-import { inferConfig, readStateDict } from '../src/weights.js';
+import '../src/node/platform.js';
+import { backward, GRADIENTS } from '../src/graph/grad.js';
+import { fastformerAttention, multiHeadSelfAttention } from '../src/models/attention.js';
+import { attr, GraphBuilder, toOnnx } from '../src/graph/graph.js';
+import { spatialConv } from '../src/graph/layout.js';
+import { Random } from '../src/core/random.js';
+import { TrainStep, updateRunningStats } from '../src/train/step.js';
+import type { FloatTensor, StateDict } from '../src/core/tensor.js';
+import { inferConfig } from '../src/models/fit.js';
+import { readStateDict } from '../src/weights/read.js';
 import { assertClose, fixtureBytes, manifest, relativeError } from './fixtures.js';
 
 // ---------------------------------------------------------------- parity with the official code

@@ -1,5 +1,5 @@
 /**
- * Downloads and the cache (src/hub.ts) against a local HTTP server on 127.0.0.1 that serves the
+ * Downloads and the cache (src/node/hub.ts) against a local HTTP server on 127.0.0.1 that serves the
  * shared fixtures: success, cache hits, 404, dropped and short bodies, resume with Range, sha256,
  * and hf: repositories (HF_ENDPOINT pointed at the server) with Hugging Face key names.
  */
@@ -18,7 +18,7 @@ import {
   cacheDir, download, loadModel, parseHfSource, readSafetensors, resolveWeights, writePth, writeSafetensors,
   type DownloadProgress, type StateDict,
 } from '../src/index.js';
-import { SwiftFormerError } from '../src/errors.js';
+import { SwiftFormerError } from '../src/core/errors.js';
 import { fixtureBytes, fixtureTensor } from './fixtures.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { loadModel, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
-import { bindParams, toOnnx } from '../src/graph.js';
-import { emitSwiftFormer } from '../src/swiftformer.js';
-import { optimizeForInference } from '../src/passes.js';
-import { readStateDict } from '../src/weights.js';
+import { bindParams, toOnnx } from '../src/graph/graph.js';
+import { emitSwiftFormer } from '../src/models/swiftformer.js';
+import { optimizeForInference } from '../src/graph/passes.js';
+import { readStateDict } from '../src/weights/read.js';
 import { fixtureBytes, fixturePath, fixtureTensor, manifest, relativeError, TINY_CONFIG } from './fixtures.js';
 
 // Fixtures README: eval logits and fork_feat maps within max|a-b| / max|ref| <= 1e-4 in float32.

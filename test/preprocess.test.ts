@@ -7,10 +7,10 @@ import type { TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-import { SwiftFormerError } from '../src/errors.js';
-import type { ErrorCode } from '../src/errors.js';
-import { resizeRGB8 } from '../src/resize.js';
-import type { RGBImage, ResizeFilter } from '../src/resize.js';
+import { SwiftFormerError } from '../src/core/errors.js';
+import type { ErrorCode } from '../src/core/errors.js';
+import { resizeRGB8 } from '../src/preprocess/resize.js';
+import type { RGBImage, ResizeFilter } from '../src/preprocess/resize.js';
 import {
   centerCrop,
   evalTransform,
@@ -20,7 +20,7 @@ import {
   resizeTargetFor,
   shorterSideSize,
   toNormalizedCHW,
-} from '../src/transforms.js';
+} from '../src/preprocess/transforms.js';
 
 interface EvalCase {
   name: string;

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import '../src/node.js';
-import { toOnnx, type Graph } from '../src/graph.js';
-import { loadModel } from '../src/model.js';
-import { calibrate, quantizeGraph } from '../src/quantize.js';
-import { preprocess } from '../src/decode.js';
-import { OnnxClassifier } from '../src/exported.js';
+import '../src/node/platform.js';
+import { toOnnx, type Graph } from '../src/graph/graph.js';
+import { loadModel } from '../src/models/model.js';
+import { calibrate, quantizeGraph } from '../src/graph/quantize.js';
+import { preprocess } from '../src/node/decode.js';
+import { OnnxClassifier } from '../src/models/exported.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
 

@@ -11,26 +11,28 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import '../src/node.js';
+import '../src/node/platform.js';
+import { augmentFor, DEFAULT_AUGMENT, deriveSeed, flipHorizontal, mixBatch, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform } from '../src/train/augment.js';
+import { cropImage, padImage } from '../src/preprocess/transforms.js';
+import { moduleOrder, readCheckpoint } from '../src/train/checkpoint.js';
+import { inputBatches, limitDataset, type ImageDataset } from '../src/data/dataset.js';
+import { Loader } from '../src/train/loader.js';
+import { loadIdxDataset, loadImageFolder, openTrainingData, parseIdx } from '../src/node/datasets.js';
+import { SwiftFormerError } from '../src/core/errors.js';
+import { loadModel } from '../src/models/model.js';
 import {
-  augmentFor, cropImage, DEFAULT_AUGMENT, deriveSeed, flipHorizontal, mixBatch, padImage, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform,
-} from '../src/augment.js';
-import { moduleOrder, readCheckpoint } from '../src/checkpoint.js';
-import { inputBatches, Loader, limitDataset, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx, type ImageDataset } from '../src/data.js';
-import { SwiftFormerError } from '../src/errors.js';
-import { loadModel } from '../src/model.js';
-import {
-  AdamW, ModelEma, adaptiveClipGrad, clipGradNorm, hardDistillTargets, noWeightDecay, smoothTargets, softDistillTargets, weightDecayGroups,
-} from '../src/optim.js';
-import { readPth } from '../src/pth.js';
-import { Random } from '../src/random.js';
-import { readSafetensors } from '../src/safetensors.js';
-import { cosineLr, CosineSchedule } from '../src/schedule.js';
-import { simdAvailable } from '../src/simd.js';
-import { initialWeights } from '../src/swiftformer.js';
-import { concatBatch, float32, type FloatTensor, type StateDict, type Tensor } from '../src/tensor.js';
-import type { RGBImage } from '../src/resize.js';
-import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/trainer.js';
+  AdamW, ModelEma, adaptiveClipGrad, clipGradNorm, noWeightDecay, weightDecayGroups,
+} from '../src/train/optim.js';
+import { hardDistillTargets, smoothTargets, softDistillTargets } from '../src/train/targets.js';
+import { readPth } from '../src/weights/pth.js';
+import { Random } from '../src/core/random.js';
+import { readSafetensors } from '../src/weights/safetensors.js';
+import { cosineLr, CosineSchedule } from '../src/train/schedule.js';
+import { simdAvailable } from '../src/train/simd.js';
+import { initialWeights } from '../src/models/swiftformer.js';
+import { concatBatch, float32, type FloatTensor, type StateDict, type Tensor } from '../src/core/tensor.js';
+import type { RGBImage } from '../src/preprocess/resize.js';
+import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/train/trainer.js';
 import { cli } from './cli-runner.js';
 import { fixturePath, idxBytes, TINY_CONFIG } from './fixtures.js';
 

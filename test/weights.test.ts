@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { deflateRawSync } from 'node:zlib';
 
-import { SwiftFormerError } from '../src/errors.js';
-import { PickleWriter, unpickle, orderedDictGlobal } from '../src/pickle.js';
-import { readPth, stateDictFromPth, writePth } from '../src/pth.js';
-import { readSafetensors, writeSafetensors } from '../src/safetensors.js';
-import type { StateDict, Tensor } from '../src/tensor.js';
-import { crc32, readZip, readZipEntry, writeZip } from '../src/zip.js';
+import { SwiftFormerError } from '../src/core/errors.js';
+import { PickleWriter, unpickle, orderedDictGlobal } from '../src/weights/pickle.js';
+import { readPth, stateDictFromPth, writePth } from '../src/weights/pth.js';
+import { readSafetensors, writeSafetensors } from '../src/weights/safetensors.js';
+import type { StateDict, Tensor } from '../src/core/tensor.js';
+import { crc32, readZip, readZipEntry, writeZip } from '../src/weights/zip.js';
 
 const FIXTURES = new URL('../../shared/fixtures/', import.meta.url);
 const fixture = (path: string): Uint8Array => new Uint8Array(readFileSync(new URL(path, FIXTURES)));

@@ -1,6 +1,6 @@
 /** Argument parsing shared by the commands: node's parseArgs with errors a user can act on. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { SwiftFormerError } from '../errors.js';
+import { SwiftFormerError } from '../core/errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -1,8 +1,8 @@
-import { compareLatency, gemmProbe, type Contender } from '../bench.js';
-import { SwiftFormerError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
-import { loadModel } from '../model.js';
-import { lineChart } from '../svg.js';
+import { compareLatency, gemmProbe, type Contender } from '../measure/bench.js';
+import { SwiftFormerError } from '../core/errors.js';
+import { writeFileAtomic } from '../node/files.js';
+import { loadModel } from '../models/model.js';
+import { lineChart } from '../draw/svg.js';
 import { intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer bench [options]

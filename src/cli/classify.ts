@@ -1,15 +1,15 @@
-import { inputFor, type Preprocessing } from '../augment.js';
-import { decodeImage, MAX_IMAGE_PIXELS } from '../decode.js';
-import type { RGBImage } from '../resize.js';
-import { SwiftFormerError } from '../errors.js';
-import { defaultWeights, isRemoteSource, resolveWeights } from '../hub.js';
-import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../labels.js';
-import { OnnxClassifier, type ImageClassifier } from '../exported.js';
-import { loadModel } from '../model.js';
-import { readSource } from '../io.js';
-import { inputHW } from '../swiftformer.js';
-import { recordedLabels, recordedPreprocessing } from '../recorded.js';
-import { concatBatch, type FloatTensor } from '../tensor.js';
+import { inputFor, type Preprocessing } from '../preprocess/transforms.js';
+import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
+import type { RGBImage } from '../preprocess/resize.js';
+import { SwiftFormerError } from '../core/errors.js';
+import { defaultWeights, isRemoteSource, resolveWeights } from '../node/hub.js';
+import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../models/labels.js';
+import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
+import { loadModel } from '../models/model.js';
+import { readSource } from '../core/io.js';
+import { inputHW } from '../models/swiftformer.js';
+import { recordedLabels, recordedPreprocessing } from '../models/recorded.js';
+import { concatBatch, type FloatTensor } from '../core/tensor.js';
 import { choice, intOption, parse, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
 

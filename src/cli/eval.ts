@@ -1,10 +1,11 @@
-import { decodeImage } from '../decode.js';
-import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, limitDataset, loadIdxDataset, loadImageFolder, type ImageDataset } from '../data.js';
-import { SwiftFormerError } from '../errors.js';
-import { labelOf } from '../labels.js';
+import { decodeImage } from '../node/decode.js';
+import { FASHION_MNIST_CLASSES, limitDataset, type ImageDataset } from '../data/dataset.js';
+import { FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
+import { SwiftFormerError } from '../core/errors.js';
+import { labelOf } from '../models/labels.js';
 import { intOption, parse } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
-import type { FloatTensor } from '../tensor.js';
+import type { FloatTensor } from '../core/tensor.js';
 import { ProgressBar } from './progress.js';
 
 export const usage = `Usage: swiftformer eval <folder | fashion-mnist | idx-dir> [--weights <src>] [options]

@@ -1,12 +1,13 @@
-import { writeFileAtomic } from '../files.js';
-import { SwiftFormerError } from '../errors.js';
-import { inputBatches, limitDataset, openTrainingData } from '../data.js';
-import { inputFor } from '../augment.js';
-import { toOnnx } from '../graph.js';
-import { loadModel, type SwiftFormerModel } from '../model.js';
-import { quantizeStatic } from '../quantize.js';
-import { recordedPreprocessing } from '../recorded.js';
-import type { RGBImage } from '../resize.js';
+import { writeFileAtomic } from '../node/files.js';
+import { SwiftFormerError } from '../core/errors.js';
+import { inputBatches, limitDataset } from '../data/dataset.js';
+import { openTrainingData } from '../node/datasets.js';
+import { inputFor } from '../preprocess/transforms.js';
+import { toOnnx } from '../graph/graph.js';
+import { loadModel, type SwiftFormerModel } from '../models/model.js';
+import { quantizeStatic } from '../graph/quantize.js';
+import { recordedPreprocessing } from '../models/recorded.js';
+import type { RGBImage } from '../preprocess/resize.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]

@@ -1,5 +1,5 @@
-import { loadModel, modelInfo } from '../model.js';
-import { formatShape } from '../tensor.js';
+import { loadModel, modelInfo } from '../models/model.js';
+import { formatShape } from '../core/tensor.js';
 import { formatCount, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer info [--model <id>] [--weights <file>] [--size N] [--json]

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `swiftformer <command>`: one small module per command; errors are one line and exit 1. */
-import '../node.js';
-import { SwiftFormerError } from '../errors.js';
+import '../node/platform.js';
+import { SwiftFormerError } from '../core/errors.js';
 import { bench } from './bench.js';
 import { classify } from './classify.js';
 import { evalCommand } from './eval.js';

@@ -2,7 +2,7 @@
  * A one-line progress bar on stderr: redrawn in place when stderr is a terminal, otherwise silent
  * until `done`, which always prints one final line (so logs stay readable).
  */
-import type { DownloadProgress } from '../hub.js';
+import type { DownloadProgress } from '../node/hub.js';
 
 export class ProgressBar {
   private last = 0;

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SIDECAR, type EpochMetrics, type Sidecar } from '../checkpoint.js';
-import { openTrainingData } from '../data.js';
-import { SwiftFormerError } from '../errors.js';
-import { loadModel } from '../model.js';
-import { variantConfig } from '../swiftformer.js';
-import { modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../trainer.js';
+import { SIDECAR, type EpochMetrics, type Sidecar } from '../train/checkpoint.js';
+import { openTrainingData } from '../node/datasets.js';
+import { SwiftFormerError } from '../core/errors.js';
+import { loadModel } from '../models/model.js';
+import { variantConfig } from '../models/swiftformer.js';
+import { modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]

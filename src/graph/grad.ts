@@ -1,0 +1,384 @@
+/**
+ * Reverse-mode differentiation of the graph IR. One table maps each op type to its gradient rule;
+ * a rule appends ONNX nodes computing the gradients of the op's inputs from the gradient of its
+ * output. The result is one graph that ONNX Runtime runs: loss, outputs and every gradient.
+ * An op without a rule is an error naming it.
+ */
+import { SwiftFormerError } from '../core/errors.js';
+import { attr, GraphBuilder, type Graph, type Node, type Shape } from './graph.js';
+
+interface Ctx {
+  b: GraphBuilder;
+  shape(name: string): number[];
+}
+
+/** Gradients of a node's inputs (undefined: that input needs none) given the output's gradient. */
+type Rule = (ctx: Ctx, node: Node, dy: string) => (string | undefined)[];
+
+function intsAttr(node: Node, name: string, fallback: number[]): number[] {
+  const a = node.attrs[name];
+  return a?.kind === 'ints' ? a.value : fallback;
+}
+
+function intAttr(node: Node, name: string, fallback: number): number {
+  const a = node.attrs[name];
+  return a?.kind === 'int' ? a.value : fallback;
+}
+
+/** Sums a broadcast gradient back down to the shape of the operand it came from. */
+function reduceTo(ctx: Ctx, g: string, target: number[]): string {
+  const gs = ctx.shape(g);
+  if (gs.join() === target.join()) return g;
+  const lead = gs.length - target.length;
+  const axes = gs.flatMap((d, i) => (i < lead || (target[i - lead] === 1 && d !== 1) ? [i] : []));
+  const summed = axes.length > 0 ? ctx.b.reduce('ReduceSum', g, axes, true) : g;
+  return ctx.b.reshape(summed, target);
+}
+
+function binaryInputs(ctx: Ctx, node: Node): [string, string, number[], number[]] {
+  const [a, b] = node.inputs as [string, string];
+  return [a, b, ctx.shape(a), ctx.shape(b)];
+}
+
+/** Shape of a MatMul gradient: the broadcast batch axes of `dy`, the matrix axes of `operand`. */
+function broadcastBatch(ctx: Ctx, dy: string, operand: number[]): number[] {
+  const d = ctx.shape(dy);
+  return [...d.slice(0, -2), ...operand.slice(-2)];
+}
+
+/** Broadcasts a kept-dims reduction gradient back over the reduced axes. */
+function expandTo(ctx: Ctx, g: string, keptShape: number[], target: number[]): string {
+  const kept = ctx.b.reshape(g, keptShape);
+  return ctx.b.node('Expand', [kept, ctx.b.ints(target)], target);
+}
+
+function reduceAxes(ctx: Ctx, node: Node): { axes: number[]; kept: number[]; count: number } {
+  const x = ctx.shape(node.inputs[0]!);
+  const raw = node.op === 'ReduceSum' ? constInts(ctx, node.inputs[1]!) : intsAttr(node, 'axes', x.map((_, i) => i));
+  const axes = raw.map((a) => (a < 0 ? a + x.length : a));
+  const kept = x.map((d, i) => (axes.includes(i) ? 1 : d));
+  const count = axes.reduce((n, a) => n * x[a]!, 1);
+  return { axes, kept, count };
+}
+
+function constInts(ctx: Ctx, name: string): number[] {
+  const t = ctx.b.graph.initializers.get(name);
+  if (t?.dtype !== 'int64') throw new Error(`${name} is not an int64 constant`);
+  return Array.from(t.data, Number);
+}
+
+const neg = (ctx: Ctx, x: string) => ctx.b.unary('Neg', x);
+const mul = (ctx: Ctx, a: string, b: string) => ctx.b.binary('Mul', a, b);
+
+// ---------------------------------------------------------------- convolution
+
+interface ConvGeometry { stride: number; pad: number; group: number; k: number; x: number[]; w: number[]; y: number[] }
+
+function convGeometry(ctx: Ctx, node: Node): ConvGeometry {
+  const pads = intsAttr(node, 'pads', [0, 0, 0, 0]);
+  const strides = intsAttr(node, 'strides', [1, 1]);
+  const w = ctx.shape(node.inputs[1]!);
+  if (new Set(pads).size > 1 || strides[0] !== strides[1] || w[2] !== w[3] || intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) {
+    throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for Conv with pads ${pads}, strides ${strides}, kernel ${w.slice(2)}: only square symmetric ones`);
+  }
+  return { stride: strides[0]!, pad: pads[0]!, group: intAttr(node, 'group', 1), k: w[2]!, x: ctx.shape(node.inputs[0]!), w, y: ctx.shape(node.outputs[0]!) };
+}
+
+function convAttrs(k: number | [number, number], stride: number, pad: number, group: number, dilation = 1) {
+  const [kh, kw] = typeof k === 'number' ? [k, k] : k;
+  return {
+    kernel_shape: attr.ints([kh, kw]), strides: attr.ints([stride, stride]), pads: attr.ints([pad, pad, pad, pad]),
+    dilations: attr.ints([dilation, dilation]), group: attr.int(group),
+  };
+}
+
+function convInputGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): string {
+  const { b } = ctx;
+  const [, weight] = node.inputs as [string, string];
+  const { stride, pad, group, k, x, w } = geo;
+  if (k === 1 && stride === 1 && pad === 0 && group === 1) {
+    // dX = W^T dy: a 1x1 conv with the weight's two channel axes swapped.
+    const wt = b.node('Transpose', [weight], [w[1]!, w[0]!, 1, 1], { perm: attr.ints([1, 0, 2, 3]) });
+    return b.node('Conv', [dy, wt], x, convAttrs(1, 1, 0, 1));
+  }
+  if (stride === 1 && group === w[0] && w[1] === 1 && 2 * pad === k - 1) {
+    // Depthwise, same padding: correlate with the spatially flipped kernel.
+    const flipped = b.node('Slice', [weight, b.ints([-1, -1]), b.ints([-k - 1, -k - 1]), b.ints([2, 3]), b.ints([-1, -1])], w);
+    return b.node('Conv', [dy, flipped], x, convAttrs(k, 1, pad, group));
+  }
+  const outPad = x[2]! - ((geo.y[2]! - 1) * stride - 2 * pad + k);
+  const outPadW = x[3]! - ((geo.y[3]! - 1) * stride - 2 * pad + k);
+  return b.node('ConvTranspose', [dy, weight], x, { ...convAttrs(k, stride, pad, group), output_padding: attr.ints([outPad, outPadW]) });
+}
+
+function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): string {
+  const { b } = ctx;
+  const input = node.inputs[0]!;
+  const { stride, pad, group, k, x, w, y } = geo;
+  const [n, c, h, wd] = x as [number, number, number, number];
+  const o = w[0]!;
+  if (k === 1 && stride === 1 && pad === 0 && group === 1) {
+    // dW = dy (O, N*HW) @ x (C, N*HW)^T: one GEMM over every position of every image.
+    const rows = (v: string, ch: number) => b.reshape(b.node('Transpose', [v], [ch, n, y[2]!, y[3]!], { perm: attr.ints([1, 0, 2, 3]) }), [ch, n * y[2]! * y[3]!]);
+    return b.reshape(b.node('Gemm', [rows(dy, o), rows(input, c)], [o, c], { transB: attr.int(1) }), w);
+  }
+  // Correlate x with dy, the batch as the reduction axis: the forward stride becomes a dilation.
+  // Trailing rows/columns the forward stride never reached are cut by a smaller end padding.
+  const swap = (v: string, s: number[]) => b.node('Transpose', [v], [s[1]!, s[0]!, s[2]!, s[3]!], { perm: attr.ints([1, 0, 2, 3]) });
+  const extraH = h + 2 * pad - stride * (y[2]! - 1) - k;
+  const extraW = wd + 2 * pad - stride * (y[3]! - 1) - k;
+  const trim = Math.min(extraH, extraW, pad);
+  const attrs = { ...convAttrs([y[2]!, y[3]!], 1, pad, 1, stride), pads: attr.ints([pad, pad, pad - trim, pad - trim]) };
+  const outH = k + extraH - trim;
+  const outW = k + extraW - trim;
+  if (group === 1) {
+    const out = b.node('Conv', [swap(input, x), swap(dy, y)], [c, o, outH, outW], attrs);
+    return b.node('Transpose', [crop(ctx, out, k)], [o, c, k, k], { perm: attr.ints([1, 0, 2, 3]) });
+  }
+  if (group === c && group === o && w[1] === 1) {
+    const xs = b.reshape(swap(input, x), [1, c * n, h, wd]);
+    const out = b.node('Conv', [xs, swap(dy, y)], [1, c, outH, outW], { ...attrs, group: attr.int(c) });
+    return b.reshape(crop(ctx, out, k), w);
+  }
+  throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for grouped Conv with ${group} groups of ${w[1]} channels`);
+}
+
+/** The top-left k x k window of a (A,B,H,W) map. */
+function crop(ctx: Ctx, v: string, k: number): string {
+  const s = ctx.shape(v);
+  if (s[2] === k && s[3] === k) return v;
+  return ctx.b.node('Slice', [v, ctx.b.ints([0, 0]), ctx.b.ints([k, k]), ctx.b.ints([2, 3])], [s[0]!, s[1]!, k, k]);
+}
+
+// ---------------------------------------------------------------- the table
+
+export const GRADIENTS: Record<string, Rule> = {
+  Identity: (_, __, dy) => [dy],
+  Reshape: (ctx, node, dy) => [ctx.b.reshape(dy, ctx.shape(node.inputs[0]!)), undefined],
+  Add: (ctx, node, dy) => {
+    const [, , sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, dy, sa), reduceTo(ctx, dy, sb)];
+  },
+  Sub: (ctx, node, dy) => {
+    const [, , sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, dy, sa), reduceTo(ctx, neg(ctx, dy), sb)];
+  },
+  Mul: (ctx, node, dy) => {
+    const [a, b, sa, sb] = binaryInputs(ctx, node);
+    return [reduceTo(ctx, mul(ctx, dy, b), sa), reduceTo(ctx, mul(ctx, dy, a), sb)];
+  },
+  Div: (ctx, node, dy) => {
+    const [, b, sa, sb] = binaryInputs(ctx, node);
+    const y = node.outputs[0]!;
+    const da = ctx.b.binary('Div', dy, b);
+    return [reduceTo(ctx, da, sa), reduceTo(ctx, neg(ctx, mul(ctx, da, y)), sb)];
+  },
+  Max: (ctx, node, dy) => {
+    const [a, b, sa, sb] = binaryInputs(ctx, node);
+    const ge = ctx.b.node('GreaterOrEqual', [a, b], ctx.shape(node.outputs[0]!));
+    const mask = ctx.b.node('Cast', [ge], ctx.shape(node.outputs[0]!), { to: attr.int(1) });
+    const da = mul(ctx, dy, mask);
+    return [reduceTo(ctx, da, sa), reduceTo(ctx, ctx.b.binary('Sub', dy, da), sb)];
+  },
+  Neg: (ctx, _, dy) => [neg(ctx, dy)],
+  Reciprocal: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    return [neg(ctx, mul(ctx, dy, mul(ctx, y, y)))];
+  },
+  Sqrt: (ctx, node, dy) => [ctx.b.binary('Div', mul(ctx, dy, ctx.b.constant([0.5])), node.outputs[0]!)],
+  Exp: (ctx, node, dy) => [mul(ctx, dy, node.outputs[0]!)],
+  // Relu's output is >= 0, so its sign is the 0/1 mask of the positive inputs.
+  Relu: (ctx, node, dy) => [mul(ctx, dy, ctx.b.node('Sign', [node.outputs[0]!], ctx.shape(node.outputs[0]!)))],
+  Erf: (ctx, node, dy) => {
+    const x = node.inputs[0]!;
+    const gauss = ctx.b.unary('Exp', neg(ctx, mul(ctx, x, x)));
+    return [mul(ctx, dy, mul(ctx, gauss, ctx.b.constant([2 / Math.sqrt(Math.PI)])))];
+  },
+  // GELU'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x/sqrt2)) + x exp(-x^2/2) / sqrt(2 pi).
+  Gelu: (ctx, node, dy) => {
+    const { b } = ctx;
+    const x = node.inputs[0]!;
+    const s = mul(ctx, x, b.constant([Math.SQRT1_2]));
+    const cdf = mul(ctx, b.binary('Add', b.unary('Erf', s), b.constant([1])), b.constant([0.5]));
+    const density = b.unary('Exp', neg(ctx, mul(ctx, s, s)));
+    const slope = b.binary('Add', cdf, mul(ctx, mul(ctx, x, density), b.constant([1 / Math.sqrt(2 * Math.PI)])));
+    return [mul(ctx, dy, slope)];
+  },
+  ReduceMean: (ctx, node, dy) => {
+    const { kept, count } = reduceAxes(ctx, node);
+    const scaled = mul(ctx, dy, ctx.b.constant([1 / count]));
+    return [expandTo(ctx, scaled, kept, ctx.shape(node.inputs[0]!))];
+  },
+  ReduceSum: (ctx, node, dy) => {
+    const { kept } = reduceAxes(ctx, node);
+    return [expandTo(ctx, dy, kept, ctx.shape(node.inputs[0]!)), undefined];
+  },
+  // y = sqrt(sum x^2): dx = dy x / y (broadcast over the reduced axes).
+  ReduceL2: (ctx, node, dy) => {
+    const { kept } = reduceAxes(ctx, node);
+    const y = ctx.b.reshape(node.outputs[0]!, kept);
+    return [mul(ctx, node.inputs[0]!, ctx.b.binary('Div', ctx.b.reshape(dy, kept), y))];
+  },
+  LogSoftmax: (ctx, node, dy) => {
+    const axis = intAttr(node, 'axis', -1);
+    const probs = ctx.b.unary('Exp', node.outputs[0]!);
+    const total = ctx.b.reduce('ReduceSum', dy, [axis], true);
+    return [ctx.b.binary('Sub', dy, mul(ctx, probs, total))];
+  },
+  // y = softmax(x) over one axis: dx = y (dy - sum over the axis of dy y).
+  Softmax: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    const axis = intAttr(node, 'axis', -1);
+    return [mul(ctx, y, ctx.b.binary('Sub', dy, ctx.b.reduce('ReduceSum', mul(ctx, dy, y), [axis], true)))];
+  },
+  // Closed form over the normalized axis (C values per token), g = dy scale:
+  // dx = inv (g - mean(g) - xhat mean(g xhat)); dscale = sum dy xhat, dbias = sum dy over the tokens.
+  LayerNorm: (ctx, node, dy) => {
+    const [, scale, bias] = node.inputs as [string, string, string];
+    const [, normalized, inv] = node.outputs as [string, string, string];
+    const axis = intAttr(node, 'axis', 1);
+    const c = ctx.shape(normalized)[axis]!;
+    const { b } = ctx;
+    const g = mul(ctx, dy, scale);
+    const meanG = mul(ctx, b.reduce('ReduceSum', g, [axis], true), b.constant([1 / c]));
+    const meanGx = mul(ctx, b.reduce('ReduceSum', mul(ctx, g, normalized), [axis], true), b.constant([1 / c]));
+    const dx = mul(ctx, inv, b.binary('Sub', b.binary('Sub', g, meanG), mul(ctx, normalized, meanGx)));
+    return [dx, reduceTo(ctx, mul(ctx, dy, normalized), ctx.shape(scale)), reduceTo(ctx, dy, ctx.shape(bias))];
+  },
+  // Y = op(A) op(B) + C with op a transpose when transA / transB (alpha = beta = 1).
+  Gemm: (ctx, node, dy) => {
+    if (node.attrs.alpha || node.attrs.beta) throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Gemm with alpha or beta');
+    const [a, b, c] = node.inputs as [string, string, string | undefined];
+    const ta = intAttr(node, 'transA', 0);
+    const tb = intAttr(node, 'transB', 0);
+    const gemm = (x: string, y: string, transA: number, transB: number, shape: number[]) =>
+      ctx.b.node('Gemm', [x, y], shape, { transA: attr.int(transA), transB: attr.int(transB) });
+    const da = ta ? gemm(b, dy, tb, 1, ctx.shape(a)) : gemm(dy, b, 0, 1 - tb, ctx.shape(a));
+    const db = tb ? gemm(dy, a, 1, ta, ctx.shape(b)) : gemm(a, dy, 1 - ta, 0, ctx.shape(b));
+    return [da, db, c ? reduceTo(ctx, dy, ctx.shape(c)) : undefined];
+  },
+  // Batched matrix product over the last two axes (leading axes broadcast).
+  MatMul: (ctx, node, dy) => {
+    const [a, b] = node.inputs as [string, string];
+    const swapLast = (v: string) => {
+      const s = ctx.shape(v);
+      const perm = s.map((_, i) => i);
+      perm.splice(-2, 2, s.length - 1, s.length - 2);
+      return ctx.b.node('Transpose', [v], perm.map((i) => s[i]!), { perm: attr.ints(perm) });
+    };
+    const da = ctx.b.node('MatMul', [dy, swapLast(b)], broadcastBatch(ctx, dy, ctx.shape(a)));
+    const db = ctx.b.node('MatMul', [swapLast(a), dy], broadcastBatch(ctx, dy, ctx.shape(b)));
+    return [reduceTo(ctx, da, ctx.shape(a)), reduceTo(ctx, db, ctx.shape(b))];
+  },
+  Transpose: (ctx, node, dy) => {
+    const perm = intsAttr(node, 'perm', []);
+    const inverse = perm.map((_, i) => perm.indexOf(i));
+    return [ctx.b.node('Transpose', [dy], ctx.shape(node.inputs[0]!), { perm: attr.ints(inverse) })];
+  },
+  Expand: (ctx, node, dy) => [reduceTo(ctx, dy, ctx.shape(node.inputs[0]!)), undefined],
+  // Constant padding: the gradient is the un-padded window.
+  Pad: (ctx, node, dy) => {
+    const x = ctx.shape(node.inputs[0]!);
+    const pads = constInts(ctx, node.inputs[1]!);
+    const axes = x.map((_, i) => i);
+    const starts = ctx.b.ints(axes.map((i) => pads[i]!));
+    const ends = ctx.b.ints(axes.map((i) => pads[i]! + x[i]!));
+    return [ctx.b.node('Slice', [dy, starts, ends, ctx.b.ints(axes)], x), undefined];
+  },
+  // A unit-step slice: the gradient is zero-padded back to the input's extent.
+  Slice: (ctx, node, dy) => {
+    const x = ctx.shape(node.inputs[0]!);
+    const starts = constInts(ctx, node.inputs[1]!);
+    const axes = node.inputs[3] ? constInts(ctx, node.inputs[3]) : starts.map((_, i) => i);
+    if (node.inputs[4] && constInts(ctx, node.inputs[4]).some((st) => st !== 1)) {
+      throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Slice with steps other than 1');
+    }
+    const y = ctx.shape(node.outputs[0]!);
+    const before = x.map(() => 0);
+    const after = x.map(() => 0);
+    axes.forEach((axis, i) => {
+      const a = axis < 0 ? axis + x.length : axis;
+      const start = Math.min(Math.max(starts[i]! < 0 ? starts[i]! + x[a]! : starts[i]!, 0), x[a]!);
+      before[a] = start;
+      after[a] = x[a]! - start - y[a]!;
+    });
+    return [ctx.b.node('Pad', [dy, ctx.b.ints([...before, ...after])], x, { mode: attr.string('constant') }), undefined, undefined, undefined, undefined];
+  },
+  // Closed form over the batch statistics (M values per channel):
+  // dx = gain (dy - mean(dy) - xc inv^2 mean(dy xc)), gain = inv scale.
+  BatchNormTrain: (ctx, node, dy) => {
+    const [, scale, bias] = node.inputs as [string, string, string];
+    const [, , , centered, inv] = node.outputs as [string, string, string, string, string];
+    const axes = intsAttr(node, 'axes', []);
+    const x = ctx.shape(centered);
+    const count = axes.reduce((n, a) => n * x[a]!, 1);
+    const { b } = ctx;
+    const sumDy = b.reduce('ReduceSum', dy, axes, true);
+    const sumDyXc = b.reduce('ReduceSum', mul(ctx, dy, centered), axes, true);
+    const gain = mul(ctx, inv, scale);
+    const k1 = mul(ctx, mul(ctx, gain, mul(ctx, inv, inv)), mul(ctx, sumDyXc, b.constant([1 / count])));
+    const k2 = mul(ctx, gain, mul(ctx, sumDy, b.constant([1 / count])));
+    const dx = b.binary('Sub', b.binary('Sub', mul(ctx, dy, gain), mul(ctx, centered, k1)), k2);
+    return [dx, reduceTo(ctx, mul(ctx, sumDyXc, inv), ctx.shape(scale)), reduceTo(ctx, sumDy, ctx.shape(bias))];
+  },
+  Conv: (ctx, node, dy) => {
+    const geo = convGeometry(ctx, node);
+    const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0, 2, 3], false) : undefined;
+    return [convInputGrad(ctx, node, dy, geo), convWeightGrad(ctx, node, dy, geo), db];
+  },
+};
+
+// ---------------------------------------------------------------- backward
+
+/** Values that depend on any of `sources` (forward reachability). */
+function dependents(graph: Graph, sources: Set<string>): Set<string> {
+  const reached = new Set(sources);
+  for (const node of graph.nodes) {
+    if (node.inputs.some((i) => reached.has(i))) for (const o of node.outputs) reached.add(o);
+  }
+  return reached;
+}
+
+function sumAll(b: GraphBuilder, parts: string[]): string {
+  return parts.reduce((acc, p) => b.binary('Add', acc, p));
+}
+
+/**
+ * Appends the gradient of the scalar `loss` with respect to each of `wrt` to the graph, as outputs
+ * named `grad:<name>`. Returns those output names in `wrt` order.
+ */
+export function backward(graph: Graph, loss: string, wrt: string[]): string[] {
+  const b = new GraphBuilder(graph, 'grad/');
+  const ctx: Ctx = {
+    b,
+    shape: (name) => b.shape(name).map((d) => {
+      if (typeof d !== 'number') throw new SwiftFormerError('BAD_SHAPE', `gradient graphs need static shapes; ${name} has a symbolic axis '${d}'`);
+      return d;
+    }),
+  };
+  const live = dependents(graph, new Set(wrt));
+  const contributions = new Map<string, string[]>([[loss, [b.constant([1], ctx.shape(loss))]]]);
+  for (const node of [...graph.nodes].reverse()) {
+    const parts = contributions.get(node.outputs[0]!);
+    if (!parts || !node.inputs.some((i) => live.has(i))) continue;
+    const rule = GRADIENTS[node.op];
+    if (!rule) throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for op '${node.op}' (node output ${node.outputs[0]})`);
+    const dy = sumAll(b, parts);
+    const grads = rule(ctx, node, dy);
+    node.inputs.forEach((input, i) => {
+      const g = grads[i];
+      if (g === undefined || !live.has(input)) return;
+      const list = contributions.get(input) ?? [];
+      list.push(g);
+      contributions.set(input, list);
+    });
+  }
+  return wrt.map((name) => {
+    const parts = contributions.get(name);
+    // A parameter the loss does not reach (w_g under the softmax rule) has a zero gradient.
+    const g = parts ? sumAll(b, parts) : b.constant(new Float32Array(ctx.shape(name).reduce((n, d) => n * d, 1)), ctx.shape(name));
+    const out = b.node('Identity', [g], b.shape(name) as Shape, {}, `grad:${name}`);
+    b.output(out);
+    return out;
+  });
+}

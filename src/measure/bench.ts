@@ -1,0 +1,106 @@
+/**
+ * Side-by-side latency measurement: several sessions, the same inputs, interleaved rounds (so that
+ * machine noise hits every contender alike), medians and ratios. Also a GEMM probe that measures
+ * the machine's attainable multiply-add rate through the same runtime.
+ */
+import { GraphBuilder, toOnnx } from '../graph/graph.js';
+import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
+import type { FloatTensor } from '../core/tensor.js';
+
+export interface Contender {
+  name: string;
+  /** ONNX bytes or a file path. */
+  model: Uint8Array | string;
+  /** Name of the graph's pixel input. */
+  input: string;
+}
+
+export interface Timing {
+  name: string;
+  medianMs: number;
+  p90Ms: number;
+  /** Images per second at the median. */
+  throughput: number;
+}
+
+export interface BenchOptions {
+  batch: number;
+  size: number;
+  rounds?: number;
+  warmup?: number;
+  session?: SessionOptions;
+  backend?: string;
+}
+
+/** The q-quantile of `xs`, interpolated between neighbours (numpy's default). */
+export function percentile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  return s[lo]! + (s[Math.ceil(i)]! - s[lo]!) * (i - lo);
+}
+
+/** A deterministic pixel batch in the usual normalized range. */
+export function syntheticPixels(batch: number, size: number): FloatTensor {
+  const data = new Float32Array(batch * 3 * size * size);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.7071) * 2;
+  return { dtype: 'float32', shape: [batch, 3, size, size], data };
+}
+
+async function timeRun(session: Session, feeds: Record<string, FloatTensor>): Promise<number> {
+  const start = performance.now();
+  await session.run(feeds);
+  return performance.now() - start;
+}
+
+/** Times every contender on the same batch, round-robin, starting with a different one each round. */
+export async function compareLatency(contenders: Contender[], options: BenchOptions): Promise<Timing[]> {
+  const backend = getBackend(options.backend);
+  const sessions = await Promise.all(contenders.map((c) => backend.createSession(c.model, { optimization: 'all', ...options.session })));
+  try {
+    const pixels = syntheticPixels(options.batch, options.size);
+    const feeds = contenders.map((c) => ({ [c.input]: pixels }));
+    const rounds = options.rounds ?? 30;
+    const warmup = options.warmup ?? Math.max(3, Math.round(rounds / 10));
+    for (let i = 0; i < warmup; i++) for (let j = 0; j < sessions.length; j++) await timeRun(sessions[j]!, feeds[j]!);
+    const times: number[][] = contenders.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < sessions.length; k++) {
+        const j = (k + r) % sessions.length;
+        times[j]!.push(await timeRun(sessions[j]!, feeds[j]!));
+      }
+    }
+    return contenders.map((c, j) => {
+      const medianMs = percentile(times[j]!, 0.5);
+      return { name: c.name, medianMs, p90Ms: percentile(times[j]!, 0.9), throughput: (options.batch * 1000) / medianMs };
+    });
+  } finally {
+    await Promise.all(sessions.map((s) => s.release()));
+  }
+}
+
+/**
+ * Attainable multiply-accumulate rate: a chain of square GEMMs (n x n x n) run through the
+ * runtime, reduced to a scalar so that output copies do not count. Returns MACs per second.
+ */
+export async function gemmProbe(options: { n?: number; chain?: number; session?: SessionOptions; backend?: string } = {}): Promise<number> {
+  const n = options.n ?? 1024;
+  const chain = options.chain ?? 4;
+  const b = new GraphBuilder();
+  const a = b.input('a', [n, n]);
+  let x = b.input('x', [n, n]);
+  for (let i = 0; i < chain; i++) x = b.node('Gemm', [a, x], [n, n]);
+  b.node('ReduceSum', [x, b.ints([0, 1])], [], { keepdims: { kind: 'int', value: 0 } }, 'out');
+  b.output('out');
+  const session = await getBackend(options.backend).createSession(toOnnx(b.graph), { optimization: 'all', ...options.session });
+  try {
+    const value = new Float32Array(n * n).fill(1 / n);
+    const feeds = { a: { dtype: 'float32' as const, shape: [n, n], data: value }, x: { dtype: 'float32' as const, shape: [n, n], data: value } };
+    await timeRun(session, feeds);
+    const times: number[] = [];
+    for (let i = 0; i < 7; i++) times.push(await timeRun(session, feeds));
+    return (chain * n ** 3) / (Math.min(...times) / 1000);
+  } finally {
+    await session.release();
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * SwiftFormer (Shaker et al., ICCV 2023) as ONNX-emitting TypeScript.
+ *
+ * Order, as in timm's model files: small modules, blocks, stage, model, checkpoint remaps,
+ * variant configs. Every emitter takes the official state_dict prefix of its module, so the
+ * graph's parameters carry the official key names. Everything runs in NCHW: the official code
+ * permutes to tokens (B, N, C) around the attention, but a Linear over channels is a 1x1
+ * convolution, so the graph needs no transposes at all.
+ */
+import { SwiftFormerError } from '../core/errors.js';
+import { GraphBuilder, type Graph } from '../graph/graph.js';
+import {
+  ATTENTION_TYPES, efficientAdditiveAttention, fastformerAttention, multiHeadSelfAttention, type AttentionType, type TokenNorm,
+} from './attention.js';
+import { fromPixels, globalPool, pointwise, spatialConv, type Layout } from '../graph/layout.js';
+import { Random } from '../core/random.js';
+import { float32, numel, type StateDict } from '../core/tensor.js';
+
+export interface SwiftFormerConfig {
+  /** Channels per stage. */
+  embedDims: number[];
+  /** Blocks per stage; the last `vitNum` blocks of each stage are SwiftFormer encoders. */
+  depths: number[];
+  mlpRatio: number;
+  /** 0 means no classifier: the output is the pooled feature vector. */
+  numClasses: number;
+  /** A second head (`dist_head`) trained by distillation; eval averages the two. */
+  distillation: boolean;
+  /** Attention blocks at the end of each stage (official: 1). */
+  vitNum: number;
+  /** Downsampling Embedding before stage i+1 (also inserted whenever the width changes). */
+  downsamples: boolean[];
+  /** Token normalization of the attention weights: 'l2' (official) or 'softmax' (Hugging Face). */
+  attention: TokenNorm;
+  /**
+   * The attention of the encoder blocks, for ablations: 'additive' (default, the official model
+   * and keys), 'fastformer' or 'mhsa' (attention.ts; keys `attn.query`... / `attn.qkv`, `attn.proj`).
+   */
+  attentionType?: AttentionType;
+  /** Heads of 'fastformer' and 'mhsa' (default 1); must divide every stage width. */
+  attentionHeads?: number;
+}
+
+/** What to emit: the classifier, or the four normalized stage outputs (official `fork_feat`). */
+export type Head = 'classifier' | 'features';
+
+export interface EmitOptions {
+  head?: Head;
+  /** 'train': BatchNorm on batch statistics, `logits` and `dist_logits` kept apart; needs a fixed batch. */
+  mode?: 'eval' | 'train';
+  /** Batch size; 'batch' (symbolic) by default, a number for train graphs. */
+  batch?: number;
+  /** Feature-map layout (layout.ts); default 'nchw' for eval, 'cnhw' for train. */
+  layout?: Layout;
+  /** Input height and width; each must be a positive multiple of 32. */
+  inputSize?: number | [number, number];
+  /** Also output the raw output of every stage (`stage0` ... `stage3`). */
+  intermediates?: boolean;
+}
+
+type B = GraphBuilder;
+
+// ---------------------------------------------------------------- small modules
+
+function batchNorm(b: B, x: string, key: string, channels: number): string {
+  if (b.training) {
+    // Running statistics are state, not inputs of the train graph, but they stay declared
+    // so that the model's key set is the same in both modes.
+    b.param(`${key}.running_mean`, [channels]);
+    b.param(`${key}.running_var`, [channels]);
+    return b.batchNormTrain(x, key, b.param(`${key}.weight`, [channels]), b.param(`${key}.bias`, [channels]));
+  }
+  return b.batchNorm(
+    x,
+    b.param(`${key}.weight`, [channels]),
+    b.param(`${key}.bias`, [channels]),
+    b.param(`${key}.running_mean`, [channels]),
+    b.param(`${key}.running_var`, [channels]),
+  );
+}
+
+function conv(b: B, x: string, key: string, inC: number, outC: number, k: number, opts: { stride?: number; groups?: number; scale?: string } = {}): string {
+  const groups = opts.groups ?? 1;
+  const w = b.param(`${key}.weight`, [outC, inC / groups, k, k]);
+  const bias = b.param(`${key}.bias`, [outC]);
+  if (k === 1 && groups === 1) return pointwise(b, x, w, bias, inC, outC, opts.scale);
+  return spatialConv(b, x, w, bias, { stride: opts.stride ?? 1, pad: Math.floor(k / 2), groups });
+}
+
+/** A layer scale, stored (C,1,1) as the official parameters are; it multiplies a 1x1 conv's output. */
+function layerScale(b: B, key: string, channels: number): string {
+  return b.param(key, [channels, 1, 1]);
+}
+
+/** Stem: two 3x3 stride-2 convs, each + BN + ReLU. (N,3,H,W) -> (N,C,H/4,W/4). */
+function stem(b: B, x: string, outC: number): string {
+  let y = conv(b, x, 'patch_embed.0', 3, outC / 2, 3, { stride: 2 });
+  y = b.unary('Relu', batchNorm(b, y, 'patch_embed.1', outC / 2));
+  y = conv(b, y, 'patch_embed.3', outC / 2, outC, 3, { stride: 2 });
+  return b.unary('Relu', batchNorm(b, y, 'patch_embed.4', outC));
+}
+
+/** Downsampling between stages: 3x3 stride-2 conv + BN. (N,C,H,W) -> (N,C',H/2,W/2). */
+function embedding(b: B, x: string, key: string, inC: number, outC: number): string {
+  return batchNorm(b, conv(b, x, `${key}.proj`, inC, outC, 3, { stride: 2 }), `${key}.norm`, outC);
+}
+
+/** BN -> 1x1 -> GELU -> 1x1 (official Mlp), times `scale`. (N,C,H,W) -> same. */
+function mlp(b: B, x: string, key: string, dim: number, hidden: number, scale: string): string {
+  const y = batchNorm(b, x, `${key}.norm1`, dim);
+  return conv(b, b.gelu(conv(b, y, `${key}.fc1`, dim, hidden, 1)), `${key}.fc2`, hidden, dim, 1, { scale });
+}
+
+// ---------------------------------------------------------------- blocks
+
+/**
+ * ConvEncoder, and with hidden = dim the SwiftFormerLocalRepresentation:
+ * x + layer_scale * pw2(GELU(pw1(BN(dw3x3(x))))). (N,C,H,W) -> same.
+ */
+function convEncoder(b: B, x: string, key: string, dim: number, hidden: number): string {
+  let y = conv(b, x, `${key}.dwconv`, dim, dim, 3, { groups: dim });
+  y = batchNorm(b, y, `${key}.norm`, dim);
+  y = b.gelu(conv(b, y, `${key}.pwconv1`, dim, hidden, 1));
+  y = conv(b, y, `${key}.pwconv2`, hidden, dim, 1, { scale: layerScale(b, `${key}.layer_scale`, dim) });
+  return b.binary('Add', x, y);
+}
+
+/** The encoder's token mixer, times the layer scale `scale`: the config's attention type. */
+function attention(b: B, x: string, key: string, dim: number, cfg: SwiftFormerConfig, scale: string): string {
+  const heads = cfg.attentionHeads ?? 1;
+  switch (cfg.attentionType ?? 'additive') {
+    case 'additive': return efficientAdditiveAttention(b, x, key, dim, cfg.attention, scale);
+    case 'fastformer': return fastformerAttention(b, x, key, dim, { heads, outputScale: scale });
+    case 'mhsa': return multiHeadSelfAttention(b, x, key, dim, { heads, outputScale: scale });
+  }
+}
+
+/** SwiftFormerEncoder: local representation, then attention and MLP residuals with layer scales. */
+function swiftFormerEncoder(b: B, x: string, key: string, dim: number, hidden: number, cfg: SwiftFormerConfig): string {
+  const local = convEncoder(b, x, `${key}.local_representation`, dim, dim);
+  const attn = attention(b, local, `${key}.attn`, dim, cfg, layerScale(b, `${key}.layer_scale_1`, dim));
+  const y = b.binary('Add', local, attn);
+  return b.binary('Add', y, mlp(b, y, `${key}.linear`, dim, hidden, layerScale(b, `${key}.layer_scale_2`, dim)));
+}
+
+// ---------------------------------------------------------------- stage
+
+/** One stage: ConvEncoders, then `vitNum` SwiftFormer encoders. Key `network.<index>.<block>`. */
+function stage(b: B, x: string, index: number, dim: number, depth: number, cfg: SwiftFormerConfig): string {
+  const hidden = Math.floor(cfg.mlpRatio * dim);
+  let y = x;
+  for (let block = 0; block < depth; block++) {
+    const key = `network.${index}.${block}`;
+    y = depth - block <= cfg.vitNum
+      ? swiftFormerEncoder(b, y, key, dim, hidden, cfg)
+      : convEncoder(b, y, key, dim, hidden);
+  }
+  return y;
+}
+
+// ---------------------------------------------------------------- model
+
+/** Index into the official `network` ModuleList of each stage (Embeddings sit in between). */
+export function stageNetworkIndices(cfg: SwiftFormerConfig): number[] {
+  const indices: number[] = [];
+  let next = 0;
+  cfg.depths.forEach((_, i) => {
+    indices.push(next++);
+    if (i < cfg.depths.length - 1 && hasEmbedding(cfg, i)) next++;
+  });
+  return indices;
+}
+
+function hasEmbedding(cfg: SwiftFormerConfig, i: number): boolean {
+  return (cfg.downsamples[i] ?? true) || cfg.embedDims[i] !== cfg.embedDims[i + 1];
+}
+
+export function inputHW(size: EmitOptions['inputSize']): [number, number] {
+  const [h, w] = Array.isArray(size) ? size : [size ?? 224, size ?? 224];
+  for (const d of [h, w]) {
+    if (!Number.isInteger(d) || d < 32 || d % 32 !== 0 || d > 8192) {
+      throw new SwiftFormerError('BAD_SHAPE', `input size ${h}x${w} is not supported: height and width must be multiples of 32 between 32 and 8192`);
+    }
+  }
+  return [h, w];
+}
+
+function classifierHead(b: B, x: string, cfg: SwiftFormerConfig): string {
+  const dim = cfg.embedDims.at(-1)!;
+  const pooled = globalPool(b, batchNorm(b, x, 'norm', dim));
+  if (cfg.numClasses === 0) return b.unary('Identity', pooled);
+  const linear = (key: string) =>
+    b.linear(pooled, b.param(`${key}.weight`, [cfg.numClasses, dim]), b.param(`${key}.bias`, [cfg.numClasses]));
+  const head = linear('head');
+  if (!cfg.distillation) return head;
+  // Training keeps the two heads apart (the distillation loss needs both).
+  if (b.training) {
+    b.output(b.node('Identity', [linear('dist_head')], b.shape(head), {}, 'dist_logits'));
+    return head;
+  }
+  // Eval semantics of the official model: the two heads are averaged.
+  return b.binary('Mul', b.binary('Add', head, linear('dist_head')), b.constant([0.5]));
+}
+
+/**
+ * Emits the eval graph. Input `pixel_values` (batch,3,H,W); output `logits` (batch,numClasses),
+ * or `features0..3` (batch,C_i,H/2^(i+2),W/2^(i+2)) for head 'features'.
+ */
+export function emitSwiftFormer(cfg: SwiftFormerConfig, opts: EmitOptions = {}): Graph {
+  validateConfig(cfg);
+  const [h, w] = inputHW(opts.inputSize);
+  const b = new GraphBuilder();
+  b.training = opts.mode === 'train';
+  if (b.training && !(Number.isInteger(opts.batch) && opts.batch! > 1)) {
+    throw new SwiftFormerError('BAD_ARGUMENT', `a train graph needs a fixed batch size of at least 2 (BatchNorm statistics), got ${opts.batch}`);
+  }
+  b.layout = opts.layout ?? (b.training ? 'cnhw' : 'nchw');
+  let x = stem(b, fromPixels(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w])), cfg.embedDims[0]!);
+  const netIndex = stageNetworkIndices(cfg);
+  const stageOutputs: string[] = [];
+  cfg.depths.forEach((depth, i) => {
+    const dim = cfg.embedDims[i]!;
+    x = stage(b, x, netIndex[i]!, dim, depth, cfg);
+    stageOutputs.push(x);
+    if (i < cfg.depths.length - 1 && hasEmbedding(cfg, i)) {
+      x = embedding(b, x, `network.${netIndex[i]! + 1}`, dim, cfg.embedDims[i + 1]!);
+    }
+  });
+  if ((opts.head ?? 'classifier') === 'classifier') {
+    const logits = classifierHead(b, x, cfg);
+    b.node('Identity', [logits], b.shape(logits), {}, 'logits');
+    b.output('logits');
+  } else {
+    stageOutputs.forEach((s, i) => {
+      const normed = batchNorm(b, s, `norm${netIndex[i]}`, cfg.embedDims[i]!);
+      b.output(b.node('Identity', [normed], b.shape(s), {}, `features${i}`));
+    });
+  }
+  if (opts.intermediates) {
+    stageOutputs.forEach((s, i) => b.output(b.node('Identity', [s], b.shape(s), {}, `stage${i}`)));
+  }
+  return b.graph;
+}
+
+export function validateConfig(cfg: SwiftFormerConfig): void {
+  const n = cfg.depths.length;
+  const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', `invalid SwiftFormer config: ${msg}`);
+  if (n < 1 || cfg.embedDims.length !== n) throw bad(`depths (${n}) and embedDims (${cfg.embedDims.length}) must have the same non-zero length`);
+  if (cfg.depths.some((d) => !Number.isInteger(d) || d < 1)) throw bad(`depths must be positive integers, got [${cfg.depths}]`);
+  if (cfg.embedDims.some((d) => !Number.isInteger(d) || d < 2 || d % 2 !== 0 || d > 8192)) throw bad(`embedDims must be even integers up to 8192, got [${cfg.embedDims}]`);
+  if (!(cfg.mlpRatio > 0 && cfg.mlpRatio <= 16)) throw bad(`mlpRatio must be in (0, 16], got ${cfg.mlpRatio}`);
+  if (!Number.isInteger(cfg.numClasses) || cfg.numClasses < 0 || cfg.numClasses > 1_000_000) throw bad(`numClasses must be an integer >= 0, got ${cfg.numClasses}`);
+  if (!Number.isInteger(cfg.vitNum) || cfg.vitNum < 0) throw bad(`vitNum must be an integer >= 0, got ${cfg.vitNum}`);
+  if (cfg.attention !== 'l2' && cfg.attention !== 'softmax') throw bad(`attention must be 'l2' or 'softmax', got ${String(cfg.attention)}`);
+  if (cfg.attentionType !== undefined && !ATTENTION_TYPES.includes(cfg.attentionType)) {
+    throw bad(`attentionType must be one of ${ATTENTION_TYPES.join(', ')}, got ${String(cfg.attentionType)}`);
+  }
+  const heads = cfg.attentionHeads ?? 1;
+  if (!Number.isInteger(heads) || heads < 1 || cfg.embedDims.some((d) => d % heads !== 0)) {
+    throw bad(`attentionHeads must be a positive integer dividing every width [${cfg.embedDims}], got ${cfg.attentionHeads}`);
+  }
+}
+
+
+// ---------------------------------------------------------------- initialization
+
+/**
+ * Fresh weights as the official code initializes them: Linear weights trunc_normal(0.02) and zero
+ * bias (its cls_init_weights); convs PyTorch's default U(+-1/sqrt(fan_in)); BatchNorm identity;
+ * ConvEncoder layer scales 1, attention-block layer scales 1e-5; w_g standard normal.
+ */
+export function initialWeights(cfg: SwiftFormerConfig, head: Head, seed: number): StateDict {
+  const rng = new Random(seed);
+  const params = emitSwiftFormer(cfg, { head }).params;
+  const state: StateDict = new Map();
+  for (const [key, shape] of params) state.set(key, float32(shape, initialValues(key, shape, params, rng)));
+  return state;
+}
+
+function initialValues(key: string, shape: number[], params: Map<string, number[]>, rng: Random): Float32Array {
+  const n = numel(shape);
+  const fill = (v: number) => new Float32Array(n).fill(v);
+  const draw = (f: () => number) => Float32Array.from({ length: n }, f);
+  const [, prefix = '', leaf = ''] = /^(.*)\.([^.]+)$/.exec(key) ?? [];
+  if (params.has(`${prefix}.running_mean`)) {
+    return fill(leaf === 'weight' || leaf === 'running_var' ? 1 : 0);
+  }
+  if (/layer_scale_[12]$/.test(key)) return fill(1e-5);
+  if (/layer_scale$/.test(key)) return fill(1);
+  if (leaf === 'w_g') return draw(() => rng.normal());
+  const weightShape = params.get(`${prefix}.weight`) ?? shape;
+  if (weightShape.length === 2) return leaf === 'bias' ? fill(0) : draw(() => rng.truncNormal(0.02));
+  const bound = 1 / Math.sqrt(numel(weightShape.slice(1)));
+  return draw(() => rng.uniform(-bound, bound));
+}
+
+// ---------------------------------------------------------------- checkpoint remaps
+
+/** Where a state dict came from, judged by its key names. */
+export type KeyFormat = 'official' | 'huggingface' | 'timm';
+
+export interface Remap {
+  format: KeyFormat;
+  /** Keys rewritten to the official names (insertion order of the source). */
+  mapped: Map<string, string>;
+  /** Source keys no rule applies to. */
+  unmatched: string[];
+}
+
+/** Detects the key format: Hugging Face keys start with `swiftformer.`, timm's with `stem.` or `stages.`. */
+export function detectKeyFormat(keys: Iterable<string>): KeyFormat {
+  for (const k of keys) {
+    if (k.startsWith('swiftformer.')) return 'huggingface';
+    if (k.startsWith('stem.') || k.startsWith('stages.')) return 'timm';
+  }
+  return 'official';
+}
+
+/** Hugging Face transformers' names (see its convert_swiftformer_original_to_hf) back to official ones. */
+function fromHuggingFace(key: string): string | undefined {
+  let k = key
+    .replace('.point_wise_conv', '.pwconv')
+    .replace('.depth_wise_conv', '.dwconv')
+    .replace('.attn.proj.', '.attn.Proj.');
+  if (k.startsWith('swiftformer.patch_embed.patch_embedding.')) return k.replace('swiftformer.patch_embed.patch_embedding.', 'patch_embed.');
+  const block = /^swiftformer\.encoder\.network\.(\d+)\.blocks\.(\d+)\.(.+)$/.exec(k);
+  if (block) return `network.${block[1]}.${block[2]}.${block[3]}`;
+  if (k.startsWith('swiftformer.encoder.network.')) return k.replace('swiftformer.encoder.', '');
+  k = k.replace(/^swiftformer\./, '');
+  return /^(norm|head|dist_head)\./.test(k) ? k : undefined;
+}
+
+/** timm's names (its swiftformer.py checkpoint_filter_fn, inverted) back to official ones. */
+function fromTimm(key: string, stageIndex: number[]): string | undefined {
+  const k = key
+    .replace(/^stem\./, 'patch_embed.')
+    .replace(/^head_dist\./, 'dist_head.')
+    .replace('.attn.proj.', '.attn.Proj.')
+    .replace(/\.(layer_scale(?:_1|_2)?)\.gamma$/, '.$1');
+  const block = /^stages\.(\d+)\.blocks\.(.+)$/.exec(k);
+  if (block) {
+    const index = stageIndex[Number(block[1])];
+    return index === undefined ? undefined : `network.${index}.${block[2]}`;
+  }
+  const down = /^stages\.(\d+)\.downsample\.(.+)$/.exec(k);
+  if (down) {
+    const index = stageIndex[Number(down[1])];
+    return index === undefined || index === 0 ? undefined : `network.${index - 1}.${down[2]}`;
+  }
+  return /^(patch_embed|network|norm\d*|head|dist_head)\b/.test(k) ? k : undefined;
+}
+
+/**
+ * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
+ * that the result fits a model (that is `matchState`'s job).
+ */
+export function remapKeys(source: Iterable<string>, cfg: SwiftFormerConfig, format?: KeyFormat): Remap {
+  const keys = [...source];
+  format ??= detectKeyFormat(keys);
+  const stageIndex = stageNetworkIndices(cfg);
+  const mapped = new Map<string, string>();
+  const unmatched: string[] = [];
+  for (const key of keys) {
+    const target = format === 'official' ? key : format === 'huggingface' ? fromHuggingFace(key) : fromTimm(key, stageIndex);
+    if (target === undefined) unmatched.push(key);
+    else mapped.set(key, target);
+  }
+  return { format, mapped, unmatched };
+}
+
+/** The attention rule a weight source was trained with, unless the user says otherwise. */
+export function attentionFor(format: KeyFormat): TokenNorm {
+  return format === 'huggingface' ? 'softmax' : 'l2';
+}
+
+// ---------------------------------------------------------------- variants
+
+const base = { mlpRatio: 4, numClasses: 1000, distillation: true, vitNum: 1, downsamples: [true, true, true, true], attention: 'l2' as TokenNorm };
+
+/** The paper's variants (widths and depths per stage). */
+export const VARIANTS: Record<string, SwiftFormerConfig> = {
+  xs: { ...base, embedDims: [48, 56, 112, 220], depths: [3, 3, 6, 4] },
+  s: { ...base, embedDims: [48, 64, 168, 224], depths: [3, 3, 9, 6] },
+  l1: { ...base, embedDims: [48, 96, 192, 384], depths: [4, 3, 10, 5] },
+  l3: { ...base, embedDims: [64, 128, 320, 512], depths: [4, 4, 12, 6] },
+};
+
+/** Accepts 'xs', 'XS', 'swiftformer_xs', 'swiftformer-xs', 'SwiftFormer_XS'. */
+export function variantConfig(id: string): SwiftFormerConfig {
+  const name = id.toLowerCase().replace(/^swiftformer[-_]/, '');
+  const cfg = VARIANTS[name];
+  if (!cfg) {
+    throw new SwiftFormerError('UNKNOWN_MODEL', `unknown model '${id}': choose one of ${Object.keys(VARIANTS).join(', ')}`);
+  }
+  return structuredClone(cfg);
+}

@@ -1,0 +1,22 @@
+/** Node platform setup: onnxruntime-node (CPU) as the backend; files read from disk, URLs and hf: repositories through the download cache. */
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import { SwiftFormerError } from '../core/errors.js';
+import { isRemoteSource, readRemoteSource } from './hub.js';
+import { registerSourceReader } from '../core/io.js';
+import { ortBackend } from '../runtime/ort.js';
+import { registerBackend } from '../runtime/runtime.js';
+
+registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true });
+
+registerSourceReader(async (source) => {
+  if (isRemoteSource(source)) return readRemoteSource(source);
+  try {
+    const buf = await readFile(source.startsWith('file:') ? new URL(source) : source);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new SwiftFormerError('IO', `cannot read ${source}: ${why}`, { cause: err });
+  }
+});

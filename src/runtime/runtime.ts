@@ -1,0 +1,46 @@
+/**
+ * The engine interface and its registry. Platform entries (node/platform.ts, browser.ts) register a
+ * backend; nothing else in the library knows which ONNX Runtime build is underneath.
+ */
+import { SwiftFormerError } from '../core/errors.js';
+import type { FloatTensor } from '../core/tensor.js';
+
+export interface SessionOptions {
+  /** Intra-op threads (default: the backend's choice). */
+  threads?: number;
+  /** ONNX Runtime graph optimization level (default 'all'). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Write an ONNX Runtime profile (JSON) with this file prefix. */
+  profilePrefix?: string;
+}
+
+export interface Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>>;
+  release(): Promise<void>;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** `model` is ONNX bytes, or a file path where the platform has files. */
+  createSession(model: Uint8Array | string, options?: SessionOptions): Promise<Session>;
+}
+
+const backends = new Map<string, Backend>();
+let preferred: string | undefined;
+
+export function registerBackend(backend: Backend, options: { preferred?: boolean } = {}): void {
+  backends.set(backend.name, backend);
+  if (options.preferred || !preferred) preferred = backend.name;
+}
+
+export function getBackend(name?: string): Backend {
+  const key = name ?? preferred;
+  const backend = key === undefined ? undefined : backends.get(key);
+  if (!backend) {
+    const known = [...backends.keys()].join(', ') || 'none';
+    throw new SwiftFormerError('UNSUPPORTED', `no runtime backend ${key ? `'${key}'` : ''} registered (registered: ${known}); import 'swiftformer' from its node or browser entry`);
+  }
+  return backend;
+}
