@@ -118,7 +118,7 @@ describe('broken and hostile PNGs are clear errors', () => {
 
   test('corruption and truncation', () => {
     const flipped = good.slice();
-    flipped[42] ^= 0xff; // IDAT's data (signature 8 + IHDR 25 + length 4 + type 4)
+    flipped[42]! ^= 0xff; // IDAT's data (signature 8 + IHDR 25 + length 4 + type 4)
     rejects(flipped, /x\.png: CRC mismatch in its IDAT chunk/);
     rejects(good.subarray(0, 40), /truncated/);
     rejects(Uint8Array.of(1, 2, 3), /not a PNG file/);

@@ -133,7 +133,7 @@ export function decodeLabelPng(bytes: Uint8Array, options: ReadPngOptions = {}):
   for (const p of passes) {
     if (!p.w || !p.h) continue;
     const stride = rowBytes(p.w);
-    let prev = new Uint8Array(stride);
+    let prev: Uint8Array = new Uint8Array(stride);
     for (let y = 0; y < p.h; y++) {
       const filter = raw![offset]!;
       const line = raw!.subarray(offset + 1, offset + 1 + stride);
