@@ -145,19 +145,21 @@ function prepare(gt: CocoDataset, detections: readonly CocoDetection[], imageIds
 }
 
 /** The box or the mask (annToRLE, computed once) of an annotation or a detection. */
-function regions(gt: CocoDataset, iouType: IouType): (item: CocoAnnotation | CocoDetection, what: string) => Region {
+function regions(gt: CocoDataset, iouType: IouType): (item: CocoAnnotation | CocoDetection) => Region {
   const cache = new WeakMap<object, Region>();
-  return (item, what) => {
+  return (item) => {
     const cached = cache.get(item);
     if (cached) return cached;
+    // Results are named by their position in the list (their id is position + 1), as the parser names them.
+    const name = 'score' in item ? `result ${item.id - 1}` : `annotation ${item.id}`;
     let region: Region;
     if (iouType === 'bbox') {
-      if (!item.bbox) throw new SwiftFormerError('BAD_DATA', `${what} ${item.id}: 'bbox' is missing, and a bbox evaluation needs it`);
+      if (!item.bbox) throw new SwiftFormerError('BAD_DATA', `${name}: 'bbox' is missing, and a bbox evaluation needs it`);
       region = { bbox: item.bbox };
     } else {
       const segm = item.segmentation ?? ('score' in item ? boxSegmentation(item.bbox) : undefined);
-      if (!segm) throw new SwiftFormerError('BAD_DATA', `${what} ${item.id}: 'segmentation' is missing, and a segm evaluation needs it`);
-      region = { rle: segmentationToRle(segm, gt.imageById.get(item.imageId), `${what} ${item.id}`) };
+      if (!segm) throw new SwiftFormerError('BAD_DATA', `${name}: 'segmentation' is missing, and a segm evaluation needs it`);
+      region = { rle: segmentationToRle(segm, gt.imageById.get(item.imageId), name) };
     }
     cache.set(item, region);
     return region;
@@ -174,9 +176,8 @@ function computeIou(
   if (g.length === 0 || d.length === 0) return [];
   d = argsortDescending(d.map((x) => x.score)).slice(0, maxDet).map((i) => d[i]!);
   const crowd = g.map((x) => x.iscrowd);
-  // Results are numbered from 1 in file order; the ids in messages are theirs (result i has id i + 1).
-  const gr = g.map((x) => regionOf(x, 'annotation'));
-  const dr = d.map((x) => regionOf(x, 'result id'));
+  const gr = g.map(regionOf);
+  const dr = d.map(regionOf);
   if (iouType === 'bbox') return bboxIou(dr.map((r) => (r as { bbox: Bbox }).bbox), gr.map((r) => (r as { bbox: Bbox }).bbox), crowd);
   return rleIou(dr.map((r) => (r as { rle: Rle }).rle), gr.map((r) => (r as { rle: Rle }).rle), crowd);
 }
