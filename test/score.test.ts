@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,4 +150,19 @@ describe('swiftformer score detection', () => {
     assertCleanFailure(await cli('score', 'detection', '--gt', join(g.dir, 'broken.json'), '--pred', g.res), /broken\.json is not JSON/);
     assertCleanFailure(await cli('score', 'detection', '--gt', g.gt), /needs --gt and --pred/);
   });
+});
+
+test("README's scoring example runs and prints what its comments say", async () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const block = /```ts score-example\n([\s\S]*?)```/.exec(readFileSync(join(root, 'README.md'), 'utf8'));
+  assert.ok(block, 'README has a ```ts score-example block');
+  // Against the sources (the README test proper runs the built package).
+  const code = block[1]!.replace("from 'swiftformer'", `from ${JSON.stringify(join(root, 'src/index.ts'))}`);
+  const dir = await mkdtemp(join(tmpdir(), 'swiftformer-readme-'));
+  const script = join(dir, 'example.mts');
+  await writeFile(script, code);
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', script], { cwd: root }, (err, out, stderr) => (err ? reject(new Error(stderr)) : resolve(out)));
+  });
+  assert.deepEqual(stdout.trim().split('\n'), ['[ 0.5, 1, 0.5 ]', '0.9999999999999999']);
 });
