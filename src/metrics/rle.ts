@@ -93,24 +93,25 @@ export function mergeRles(rles: readonly Rle[], intersect = false): Rle {
     if (b.height !== height || b.width !== width) return { height: 0, width: 0, counts: new Uint32Array(0) };
     acc = mergeTwo(acc, b.counts, intersect);
   }
-  return { height, width, counts: acc === rles[0]!.counts ? acc.slice() : acc };
+  return { height, width, counts: acc };
 }
 
-/** One step of rleMerge's loop, run for run as maskApi walks both. */
-function mergeTwo(A: Uint32Array, B: Uint32Array, intersect: boolean): Uint32Array {
-  const out: number[] = [];
+/**
+ * The run walk of maskApi's rleMerge and rleIou: both RLEs at once, one segment per step, where
+ * neither changes value. `visit` gets the segment's length, both values on it, and whether it is
+ * the last (a zero-length segment comes first when a mask starts with foreground).
+ */
+function walkRuns(A: Uint32Array, B: Uint32Array, visit: (c: number, va: number, vb: number, last: boolean) => void): void {
   let ca = A[0] ?? 0;
   let cb = B[0] ?? 0;
-  let v = 0;
   let va = 0;
   let vb = 0;
   let a = 1;
   let b = 1;
-  let cc = 0;
   let ct = 1;
   while (ct > 0) {
     const c = Math.min(ca, cb);
-    cc += c;
+    const [pa, pb] = [va, vb];
     ct = 0;
     ca -= c;
     if (!ca && a < A.length) {
@@ -124,13 +125,25 @@ function mergeTwo(A: Uint32Array, B: Uint32Array, intersect: boolean): Uint32Arr
       vb ^= 1;
     }
     ct += cb;
-    const vp = v;
-    v = intersect ? va & vb : va | vb;
-    if (v !== vp || ct === 0) {
+    visit(c, pa, pb, ct === 0);
+  }
+}
+
+/** One step of rleMerge: a run ends where the combined value changes, and at the end. */
+function mergeTwo(A: Uint32Array, B: Uint32Array, intersect: boolean): Uint32Array {
+  const out: number[] = [];
+  let current = 0;
+  let cc = 0;
+  walkRuns(A, B, (c, va, vb, last) => {
+    const v = intersect ? va & vb : va | vb;
+    if (v !== current) {
       out.push(cc);
       cc = 0;
+      current = v;
     }
-  }
+    cc += c;
+    if (last) out.push(cc);
+  });
   return Uint32Array.from(out);
 }
 
@@ -219,37 +232,14 @@ export function rleIou(dt: readonly Rle[], gt: readonly Rle[], iscrowd: readonly
   return o;
 }
 
-/** maskApi's run walk inside rleIou. */
+/** Intersection and union of two RLEs' foregrounds, as rleIou walks them. */
 function intersectionAndUnion(A: Uint32Array, B: Uint32Array): [number, number] {
-  let ca = A[0] ?? 0;
-  let cb = B[0] ?? 0;
-  let va = 0;
-  let vb = 0;
-  let a = 1;
-  let b = 1;
   let i = 0;
   let u = 0;
-  let ct = 1;
-  while (ct > 0) {
-    const c = Math.min(ca, cb);
-    if (va || vb) {
-      u += c;
-      if (va && vb) i += c;
-    }
-    ct = 0;
-    ca -= c;
-    if (!ca && a < A.length) {
-      ca = A[a++]!;
-      va ^= 1;
-    }
-    ct += ca;
-    cb -= c;
-    if (!cb && b < B.length) {
-      cb = B[b++]!;
-      vb ^= 1;
-    }
-    ct += cb;
-  }
+  walkRuns(A, B, (c, va, vb) => {
+    if (va || vb) u += c;
+    if (va && vb) i += c;
+  });
   return [i, u];
 }
 

@@ -12,6 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { SwiftFormerError } from '../core/errors.js';
+import { crc32 } from '../weights/zip.js';
 import { MAX_IMAGE_PIXELS } from './decode.js';
 import { writeFileAtomic } from './files.js';
 
@@ -34,22 +35,6 @@ export interface ReadPngOptions {
 }
 
 const SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(bytes: Uint8Array, start: number, end: number): number {
-  let c = 0xffffffff;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 const COLOR_TYPES: Record<number, string> = { 0: 'grayscale', 2: 'RGB', 3: 'palette', 4: 'grayscale with alpha', 6: 'RGBA' };
 
@@ -75,7 +60,7 @@ export function decodeLabelPng(bytes: Uint8Array, options: ReadPngOptions = {}):
     const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
     if (length > 0x7fffffff || pos + 12 + length > bytes.length) fail(`truncated in its ${type} chunk`);
     const data = bytes.subarray(pos + 8, pos + 8 + length);
-    if (crc32(bytes, pos + 4, pos + 8 + length) !== view.getUint32(pos + 8 + length)) fail(`CRC mismatch in its ${type} chunk (corrupt file)`);
+    if (crc32(bytes.subarray(pos + 4, pos + 8 + length)) !== view.getUint32(pos + 8 + length)) fail(`CRC mismatch in its ${type} chunk (corrupt file)`);
     pos += 12 + length;
     if (!header && type !== 'IHDR') fail('the first chunk is not IHDR');
     switch (type) {
@@ -213,7 +198,7 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
   view.setUint32(0, data.length);
   for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
   out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
   return out;
 }
 
