@@ -169,6 +169,10 @@ def mask_cases(rng):
     # A multi-part segmentation: frPyObjects then merge, as COCO.annToRLE does.
     parts = [[1, 1, 5, 1, 5, 5, 1, 5], [4, 4, 9, 4, 9, 8]]
     out['multipart'] = {'segmentation': parts, 'height': 10, 'width': 12, 'rle': s(maskUtils.merge(maskUtils.frPyObjects(parts, 10, 12)))}
+    # Degenerate later parts (a segment, a point), as some COCO annotations have: pycocotools
+    # rasterizes them (only the first polygon decides how the list is read).
+    parts = [[1, 1, 5, 1, 5, 5, 1, 5], [2, 2, 8, 8], [3, 3]]
+    out['degenerate'] = {'segmentation': parts, 'height': 10, 'width': 12, 'rle': s(maskUtils.merge(maskUtils.frPyObjects(parts, 10, 12)))}
 
     out['boxes'] = []
     for box in [[1.2, 2.7, 5.1, 3.3], [0, 0, 12, 10], [-2.5, 3.1, 6.6, 20], [3, 3, 0.1, 0.1]]:

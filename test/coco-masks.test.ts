@@ -118,6 +118,9 @@ describe('RLE against pycocotools (scripts/make-coco-refs.py)', () => {
     const mp = refs.multipart as { segmentation: number[][]; height: number; width: number; rle: Compressed };
     const rle = segmentationToRle(parseSegmentation(mp.segmentation, 'test'), { id: 1, height: mp.height, width: mp.width }, 'test');
     assert.equal(rleToString(rle), mp.rle.counts);
+    const dg = refs.degenerate as typeof mp;
+    const drle = segmentationToRle(parseSegmentation(dg.segmentation, 'test'), { id: 1, height: dg.height, width: dg.width }, 'test');
+    assert.equal(rleToString(drle), dg.rle.counts);
     for (const c of refs.boxes as { bbox: Bbox; height: number; width: number; rle: Compressed }[]) {
       assert.equal(rleToString(rleFromBbox(c.bbox, c.height, c.width)), c.rle.counts);
     }

@@ -171,8 +171,11 @@ export function parseSegmentation(v: unknown, where: string): CocoSegmentation {
       if (!Array.isArray(poly) || !poly.every((x) => typeof x === 'number' && Number.isFinite(x))) {
         bad(where, `'segmentation' polygon ${i} must be a list of finite numbers`);
       }
-      if (poly.length < 6 || poly.length % 2 !== 0) {
-        bad(where, `'segmentation' polygon ${i} has ${poly.length} coordinates (a polygon needs an even number, at least 6)`);
+      // pycocotools reads the list by its first polygon, which must have more than 4 numbers; later
+      // ones may be degenerate (a segment, a point: some COCO annotations have them) and rasterize to little.
+      if (poly.length % 2 !== 0) bad(where, `'segmentation' polygon ${i} has ${poly.length} coordinates, an odd number`);
+      if (poly.length < (i === 0 ? 6 : 2)) {
+        bad(where, `'segmentation' polygon ${i} has ${poly.length} coordinates (${i === 0 ? 'the first polygon needs at least 6' : 'at least one vertex'})`);
       }
     });
     return v as number[][];
