@@ -44,20 +44,15 @@ export function defaultParams(): CocoEvalParams {
   };
 }
 
-/** What evaluateImg returns for one image, category and area range (null where it returns None). */
-export interface EvalImg {
-  imageId: number;
-  categoryId: number;
-  dtIds: number[];
-  gtIds: number[];
-  /** [T][D]: the matched ground truth's id, 0 for none. */
-  dtMatches: Float64Array[];
-  /** [T][G]: the matched detection's id, 0 for none. */
-  gtMatches: Float64Array[];
+/** The part of evaluateImg's result that accumulate reads, for one image, category and area range. */
+interface EvalImg {
+  /** [T, D] flat (t * D + d): the matched ground truth's id, 0 for none. */
+  dtMatches: Float64Array;
   dtScores: number[];
-  gtIgnore: Uint8Array;
-  /** [T][D] */
-  dtIgnore: Uint8Array[];
+  /** Ground truth that is neither crowd nor outside the area range. */
+  notIgnored: number;
+  /** [T, D] flat */
+  dtIgnore: Uint8Array;
 }
 
 export interface CocoEvalResult {
@@ -85,63 +80,56 @@ function argsortDescending(scores: readonly number[]): number[] {
 
 type Region = { bbox: Bbox } | { rle: Rle };
 
-interface Prepared {
-  gts: Map<string, CocoAnnotation[]>;
-  dts: Map<string, CocoDetection[]>;
+/** What _prepare groups as _gts[image, category] and _dts[image, category], in file order. */
+interface Cell {
+  gts: CocoAnnotation[];
+  dts: CocoDetection[];
 }
-
-const key = (imageId: number, categoryId: number) => `${imageId},${categoryId}`;
 
 /** The full evaluation: evaluate(), accumulate(), summarize() of pycocotools. */
 export function evaluateCoco(gt: CocoDataset, detections: readonly CocoDetection[], iouType: IouType, params: CocoEvalParams = defaultParams()): CocoEvalResult {
   const p = { ...params, maxDets: [...params.maxDets].sort((a, b) => a - b) };
   const imageIds = [...new Set(gt.images.map((i) => i.id))].sort((a, b) => a - b);
   const categoryIds = [...new Set(gt.categories.map((c) => c.id))].sort((a, b) => a - b);
-  const prepared = prepare(gt, detections, imageIds, categoryIds);
+  const byCategory = prepare(gt, detections, imageIds, categoryIds);
   const regionOf = regions(gt, iouType);
   const maxDet = p.maxDets[p.maxDets.length - 1]!;
-
-  const ious = new Map<string, Float64Array[]>();
-  for (const imageId of imageIds) {
-    for (const categoryId of categoryIds) ious.set(key(imageId, categoryId), computeIou(prepared, imageId, categoryId, maxDet, iouType, regionOf));
-  }
-  // evalImgs in pycocotools' order: category, then area range, then image.
-  const evalImgs: (EvalImg | null)[] = [];
-  for (const categoryId of categoryIds) {
-    for (const aRng of p.areaRng) {
-      for (const imageId of imageIds) evalImgs.push(evaluateImg(prepared, ious, imageId, categoryId, aRng, maxDet, p.iouThrs));
-    }
-  }
-  const acc = accumulate(evalImgs, p, imageIds.length, categoryIds.length);
-  const result = { iouType, params: p, imageIds, categoryIds, ...acc, stats: [] as number[] };
+  const out = emptyAccumulation(p, categoryIds.length);
+  // One category at a time (pycocotools keeps every evalImg; the numbers do not depend on it). An
+  // (image, category) without annotations and detections is None in evalImgs and skipped by accumulate.
+  categoryIds.forEach((categoryId, k) => {
+    const cells = byCategory.get(categoryId);
+    if (!cells) return;
+    const images = [...cells.keys()].sort((a, b) => a - b).map((imageId) => {
+      const cell = cells.get(imageId)!;
+      return { cell, ious: computeIou(cell, maxDet, iouType, regionOf) };
+    });
+    const evalImgs = p.areaRng.map((aRng) => images.map(({ cell, ious }) => evaluateImg(cell, ious, aRng, maxDet, p.iouThrs)));
+    accumulateCategory(out, evalImgs, p, k, categoryIds.length);
+  });
+  const result = { iouType, params: p, imageIds, categoryIds, ...out, stats: [] as number[] };
   result.stats = summarizeStats(result);
   return result;
 }
 
-/** _prepare: annotations and detections of the evaluated images and categories, per (image, category), in file order. */
-function prepare(gt: CocoDataset, detections: readonly CocoDetection[], imageIds: number[], categoryIds: number[]): Prepared {
+/** _prepare: annotations and detections of the evaluated images and categories, by category, then image. */
+function prepare(gt: CocoDataset, detections: readonly CocoDetection[], imageIds: number[], categoryIds: number[]): Map<number, Map<number, Cell>> {
   const images = new Set(imageIds);
   const categories = new Set(categoryIds);
-  const gts = new Map<string, CocoAnnotation[]>();
-  const dts = new Map<string, CocoDetection[]>();
-  const push = <T>(m: Map<string, T[]>, k: string, v: T) => {
-    const l = m.get(k);
-    if (l) l.push(v);
-    else m.set(k, [v]);
+  const out = new Map<number, Map<number, Cell>>();
+  const cell = (categoryId: number, imageId: number): Cell => {
+    let cells = out.get(categoryId);
+    if (!cells) out.set(categoryId, (cells = new Map()));
+    let c = cells.get(imageId);
+    if (!c) cells.set(imageId, (c = { gts: [], dts: [] }));
+    return c;
   };
-  // getAnnIds walks imgToAnns image by image (sorted ids), each image's annotations in file order.
+  // getAnnIds walks imgToAnns image by image, each image's annotations in file order.
   for (const imageId of imageIds) {
-    for (const a of gt.annotationsByImage.get(imageId) ?? []) if (categories.has(a.categoryId)) push(gts, key(a.imageId, a.categoryId), a);
+    for (const a of gt.annotationsByImage.get(imageId) ?? []) if (categories.has(a.categoryId)) cell(a.categoryId, imageId).gts.push(a);
   }
-  const dtsByImage = new Map<number, CocoDetection[]>();
-  for (const d of detections) {
-    if (!images.has(d.imageId) || !categories.has(d.categoryId)) continue;
-    const l = dtsByImage.get(d.imageId);
-    if (l) l.push(d);
-    else dtsByImage.set(d.imageId, [d]);
-  }
-  for (const imageId of imageIds) for (const d of dtsByImage.get(imageId) ?? []) push(dts, key(d.imageId, d.categoryId), d);
-  return { gts, dts };
+  for (const d of detections) if (images.has(d.imageId) && categories.has(d.categoryId)) cell(d.categoryId, d.imageId).dts.push(d);
+  return out;
 }
 
 /** The box or the mask (annToRLE, computed once) of an annotation or a detection. */
@@ -167,14 +155,10 @@ function regions(gt: CocoDataset, iouType: IouType): (item: CocoAnnotation | Coc
 }
 
 /** computeIoU: rows per detection (sorted by score, at most maxDet), columns per ground truth. */
-function computeIou(
-  prepared: Prepared, imageId: number, categoryId: number, maxDet: number, iouType: IouType,
-  regionOf: ReturnType<typeof regions>,
-): Float64Array[] {
-  const g = prepared.gts.get(key(imageId, categoryId)) ?? [];
-  let d = prepared.dts.get(key(imageId, categoryId)) ?? [];
-  if (g.length === 0 || d.length === 0) return [];
-  d = argsortDescending(d.map((x) => x.score)).slice(0, maxDet).map((i) => d[i]!);
+function computeIou(cell: Cell, maxDet: number, iouType: IouType, regionOf: ReturnType<typeof regions>): Float64Array[] {
+  const g = cell.gts;
+  if (g.length === 0 || cell.dts.length === 0) return [];
+  const d = argsortDescending(cell.dts.map((x) => x.score)).slice(0, maxDet).map((i) => cell.dts[i]!);
   const crowd = g.map((x) => x.iscrowd);
   const gr = g.map(regionOf);
   const dr = d.map(regionOf);
@@ -183,14 +167,9 @@ function computeIou(
 }
 
 /** evaluateImg for one image, category and area range. */
-function evaluateImg(
-  prepared: Prepared, ious: Map<string, Float64Array[]>, imageId: number, categoryId: number,
-  aRng: [number, number], maxDet: number, iouThrs: number[],
-): EvalImg | null {
-  const k = key(imageId, categoryId);
-  const gt0 = prepared.gts.get(k) ?? [];
-  const dt0 = prepared.dts.get(k) ?? [];
-  if (gt0.length === 0 && dt0.length === 0) return null;
+function evaluateImg(cell: Cell, rows: Float64Array[], aRng: [number, number], maxDet: number, iouThrs: number[]): EvalImg {
+  const gt0 = cell.gts;
+  const dt0 = cell.dts;
   const outside = (area: number) => area < aRng[0] || area > aRng[1];
   const ignore0 = gt0.map((g) => (g.iscrowd || outside(g.area) ? 1 : 0));
   // Ground truth with ignored ones last (stable), detections by score (stable), cut to maxDet.
@@ -199,104 +178,121 @@ function evaluateImg(
   const dt = argsortDescending(dt0.map((d) => d.score)).slice(0, maxDet).map((i) => dt0[i]!);
   const iscrowd = gt.map((g) => g.iscrowd);
   const gtIg = Uint8Array.from(gtind, (i) => ignore0[i]!);
-  const rows = ious.get(k)!;
   const T = iouThrs.length;
   const G = gt.length;
   const D = dt.length;
-  const gtm = Array.from({ length: T }, () => new Float64Array(G));
-  const dtm = Array.from({ length: T }, () => new Float64Array(D));
-  const dtIg = Array.from({ length: T }, () => new Uint8Array(D));
+  const gtm = new Float64Array(T * G);
+  const dtm = new Float64Array(T * D);
+  const dtIg = new Uint8Array(T * D);
   if (rows.length > 0) {
-    iouThrs.forEach((t, tind) => {
-      dt.forEach((d, dind) => {
-        let iou = Math.min(t, 1 - 1e-10);
+    for (let tind = 0; tind < T; tind++) {
+      for (let dind = 0; dind < D; dind++) {
+        let iou = Math.min(iouThrs[tind]!, 1 - 1e-10);
         let m = -1;
         const row = rows[dind]!;
         for (let gind = 0; gind < G; gind++) {
-          if (gtm[tind]![gind]! > 0 && !iscrowd[gind]) continue; // taken, and not a crowd
+          if (gtm[tind * G + gind]! > 0 && !iscrowd[gind]) continue; // taken, and not a crowd
           if (m > -1 && gtIg[m] === 0 && gtIg[gind] === 1) break; // matched a real one; the rest are ignored
           const v = row[gtind[gind]!]!;
           if (v < iou) continue;
           iou = v;
           m = gind;
         }
-        if (m === -1) return;
-        dtIg[tind]![dind] = gtIg[m]!;
-        dtm[tind]![dind] = gt[m]!.id; // an annotation with id 0 reads as unmatched later, as in pycocotools
-        gtm[tind]![m] = d.id;
-      });
-    });
+        if (m === -1) continue;
+        dtIg[tind * D + dind] = gtIg[m]!;
+        dtm[tind * D + dind] = gt[m]!.id; // an annotation with id 0 reads as unmatched later, as in pycocotools
+        gtm[tind * G + m] = dt[dind]!.id;
+      }
+    }
   }
   // Unmatched detections outside the area range are ignored.
-  dt.forEach((d, dind) => {
-    if (!outside(d.area)) return;
-    for (let t = 0; t < T; t++) if (dtm[t]![dind] === 0) dtIg[t]![dind] = 1;
-  });
+  for (let dind = 0; dind < D; dind++) {
+    if (!outside(dt[dind]!.area)) continue;
+    for (let t = 0; t < T; t++) if (dtm[t * D + dind] === 0) dtIg[t * D + dind] = 1;
+  }
+  let notIgnored = 0;
+  for (const g of gtIg) if (g === 0) notIgnored++;
+  return { dtMatches: dtm, dtScores: dt.map((d) => d.score), notIgnored, dtIgnore: dtIg };
+}
+
+type Accumulation = Pick<CocoEvalResult, 'precision' | 'recall' | 'scores'>;
+
+/** accumulate's arrays before any category: -1 everywhere (no ground truth). */
+function emptyAccumulation(p: CocoEvalParams, K: number): Accumulation {
+  const n = p.iouThrs.length * p.recThrs.length * K * p.areaRng.length * p.maxDets.length;
   return {
-    imageId, categoryId, dtIds: dt.map((d) => d.id), gtIds: gt.map((g) => g.id),
-    dtMatches: dtm, gtMatches: gtm, dtScores: dt.map((d) => d.score), gtIgnore: gtIg, dtIgnore: dtIg,
+    precision: new Float64Array(n).fill(-1),
+    recall: new Float64Array(p.iouThrs.length * K * p.areaRng.length * p.maxDets.length).fill(-1),
+    scores: new Float64Array(n).fill(-1),
   };
 }
 
-/** accumulate: precision at the recall points and the final recall per threshold, category, area, maxDets. */
-function accumulate(evalImgs: (EvalImg | null)[], p: CocoEvalParams, I: number, K: number): Pick<CocoEvalResult, 'precision' | 'recall' | 'scores'> {
+/**
+ * accumulate for category k: precision at the recall points and the final recall, per threshold,
+ * area range and maxDets. `evalImgs[a]` are the category's images with annotations or detections, in
+ * image id order.
+ */
+function accumulateCategory(out: Accumulation, evalImgs: EvalImg[][], p: CocoEvalParams, k: number, K: number): void {
+  const { precision, recall, scores } = out;
   const T = p.iouThrs.length;
   const R = p.recThrs.length;
   const A = p.areaRng.length;
   const M = p.maxDets.length;
-  const precision = new Float64Array(T * R * K * A * M).fill(-1);
-  const recall = new Float64Array(T * K * A * M).fill(-1);
-  const scores = new Float64Array(T * R * K * A * M).fill(-1);
-  const pIndex = (t: number, r: number, k: number, a: number, m: number) => (((t * R + r) * K + k) * A + a) * M + m;
-  const rIndex = (t: number, k: number, a: number, m: number) => ((t * K + k) * A + a) * M + m;
-  for (let k = 0; k < K; k++) {
-    for (let a = 0; a < A; a++) {
-      const E = evalImgs.slice((k * A + a) * I, (k * A + a + 1) * I).filter((e): e is EvalImg => e !== null);
-      if (E.length === 0) continue;
-      const npig = E.reduce((n, e) => n + e.gtIgnore.reduce((c, g) => c + (g === 0 ? 1 : 0), 0), 0);
-      p.maxDets.forEach((maxDet, m) => {
-        const dtScores = E.flatMap((e) => e.dtScores.slice(0, maxDet));
-        const inds = argsortDescending(dtScores);
-        if (npig === 0) return;
-        // Detections of every image, in score order, with their match and ignore flags per threshold.
-        const offsets: [EvalImg, number][] = E.flatMap((e) => e.dtScores.slice(0, maxDet).map((_, d): [EvalImg, number] => [e, d]));
-        const nd = inds.length;
-        for (let t = 0; t < T; t++) {
-          const rc = new Float64Array(nd);
-          const pr = new Float64Array(nd);
-          let tp = 0;
-          let fp = 0;
-          for (let j = 0; j < nd; j++) {
-            const [e, d] = offsets[inds[j]!]!;
-            const matched = e.dtMatches[t]![d] !== 0;
-            if (!e.dtIgnore[t]![d]) {
-              if (matched) tp++;
-              else fp++;
-            }
-            rc[j] = tp / npig;
-            pr[j] = tp / (fp + tp + Number.EPSILON); // np.spacing(1)
-          }
-          recall[rIndex(t, k, a, m)] = nd ? rc[nd - 1]! : 0;
-          for (let i = nd - 1; i > 0; i--) if (pr[i]! > pr[i - 1]!) pr[i - 1] = pr[i]!;
-          // np.searchsorted(rc, recThrs, side='left'); recall points past the last detection keep 0.
-          let pi = 0;
-          for (let ri = 0; ri < R; ri++) {
-            while (pi < nd && rc[pi]! < p.recThrs[ri]!) pi++;
-            if (pi >= nd) {
-              for (let r = ri; r < R; r++) {
-                precision[pIndex(t, r, k, a, m)] = 0;
-                scores[pIndex(t, r, k, a, m)] = 0;
-              }
-              break;
-            }
-            precision[pIndex(t, ri, k, a, m)] = pr[pi]!;
-            scores[pIndex(t, ri, k, a, m)] = dtScores[inds[pi]!]!;
-          }
+  const pIndex = (t: number, r: number, a: number, m: number) => (((t * R + r) * K + k) * A + a) * M + m;
+  const rIndex = (t: number, a: number, m: number) => ((t * K + k) * A + a) * M + m;
+  for (let a = 0; a < A; a++) {
+    const E = evalImgs[a]!;
+    if (E.length === 0) continue;
+    const npig = E.reduce((n, e) => n + e.notIgnored, 0);
+    p.maxDets.forEach((maxDet, m) => {
+      if (npig === 0) return;
+      // The first maxDet detections of every image, concatenated in image order, then sorted by score (stable).
+      const owner: number[] = [];
+      const index: number[] = [];
+      const dtScores: number[] = [];
+      E.forEach((e, i) => {
+        for (let d = 0; d < Math.min(maxDet, e.dtScores.length); d++) {
+          owner.push(i);
+          index.push(d);
+          dtScores.push(e.dtScores[d]!);
         }
       });
-    }
+      const inds = argsortDescending(dtScores);
+      const nd = inds.length;
+      const rc = new Float64Array(nd);
+      const pr = new Float64Array(nd);
+      for (let t = 0; t < T; t++) {
+        let tp = 0;
+        let fp = 0;
+        for (let j = 0; j < nd; j++) {
+          const e = E[owner[inds[j]!]!]!;
+          const at = t * e.dtScores.length + index[inds[j]!]!;
+          if (!e.dtIgnore[at]) {
+            if (e.dtMatches[at] !== 0) tp++;
+            else fp++;
+          }
+          rc[j] = tp / npig;
+          pr[j] = tp / (fp + tp + Number.EPSILON); // np.spacing(1)
+        }
+        recall[rIndex(t, a, m)] = nd ? rc[nd - 1]! : 0;
+        for (let i = nd - 1; i > 0; i--) if (pr[i]! > pr[i - 1]!) pr[i - 1] = pr[i]!;
+        // np.searchsorted(rc, recThrs, side='left'); recall points past the last detection keep 0.
+        let pi = 0;
+        for (let ri = 0; ri < R; ri++) {
+          while (pi < nd && rc[pi]! < p.recThrs[ri]!) pi++;
+          if (pi >= nd) {
+            for (let r = ri; r < R; r++) {
+              precision[pIndex(t, r, a, m)] = 0;
+              scores[pIndex(t, r, a, m)] = 0;
+            }
+            break;
+          }
+          precision[pIndex(t, ri, a, m)] = pr[pi]!;
+          scores[pIndex(t, ri, a, m)] = dtScores[inds[pi]!]!;
+        }
+      }
+    });
   }
-  return { precision, recall, scores };
 }
 
 interface SummaryRow { ap: boolean; iouThr?: number; areaRng: string; maxDets: number }
