@@ -156,16 +156,17 @@ async function scoreDetection(a: { gt: string; pred: string; iouType: 'bbox' | '
   const { detections, unknownCategories } = inFile(a.pred, () => parseCocoResults(resultsJson, gt, a.pred));
   if (detections.length === 0) console.error(`note: ${a.pred} has no results`);
   if (unknownCategories) console.error(`note: ${unknownCategories} result${unknownCategories === 1 ? ' has a category' : 's have categories'} not in ${a.gt}; COCOeval leaves them out`);
-  const started = Date.now();
+  const bar = new ProgressBar('evaluating');
   let r: ReturnType<typeof evaluateCoco>;
   try {
-    r = evaluateCoco(gt, detections, a.iouType);
+    r = evaluateCoco(gt, detections, a.iouType, { onProgress: (done, total) => bar.update(done, total, `${done}/${total} categories`) });
   } catch (err) {
+    bar.clear();
     // Errors while evaluating name an annotation (of --gt) or a result (of --pred).
     if (!(err instanceof SwiftFormerError)) throw err;
     throw new SwiftFormerError(err.code, `${err.message.startsWith('result') ? a.pred : a.gt}: ${err.message}`, { cause: err });
   }
-  console.error(`evaluated ${detections.length} results on ${gt.images.length} images, ${gt.categories.length} categories (${a.iouType}) in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+  bar.done(`evaluated ${detections.length} results on ${gt.images.length} images, ${gt.categories.length} categories (${a.iouType}) in ${bar.elapsed().toFixed(1)} s`);
   if (a.json) console.log(JSON.stringify(statsJson(r.stats), null, 2));
   else console.log(summaryLines(r).join('\n'));
 }

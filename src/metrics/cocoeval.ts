@@ -86,8 +86,16 @@ interface Cell {
   dts: CocoDetection[];
 }
 
+export interface EvaluateOptions {
+  /** Default: pycocotools' (defaultParams()). */
+  params?: CocoEvalParams;
+  /** Called after each category. */
+  onProgress?: (categoriesDone: number, categories: number) => void;
+}
+
 /** The full evaluation: evaluate(), accumulate(), summarize() of pycocotools. */
-export function evaluateCoco(gt: CocoDataset, detections: readonly CocoDetection[], iouType: IouType, params: CocoEvalParams = defaultParams()): CocoEvalResult {
+export function evaluateCoco(gt: CocoDataset, detections: readonly CocoDetection[], iouType: IouType, options: EvaluateOptions = {}): CocoEvalResult {
+  const params = options.params ?? defaultParams();
   const p = { ...params, maxDets: [...params.maxDets].sort((a, b) => a - b) };
   const imageIds = [...new Set(gt.images.map((i) => i.id))].sort((a, b) => a - b);
   const categoryIds = [...new Set(gt.categories.map((c) => c.id))].sort((a, b) => a - b);
@@ -99,6 +107,7 @@ export function evaluateCoco(gt: CocoDataset, detections: readonly CocoDetection
   // (image, category) without annotations and detections is None in evalImgs and skipped by accumulate.
   categoryIds.forEach((categoryId, k) => {
     const cells = byCategory.get(categoryId);
+    options.onProgress?.(k + 1, categoryIds.length);
     if (!cells) return;
     const images = [...cells.keys()].sort((a, b) => a - b).map((imageId) => {
       const cell = cells.get(imageId)!;

@@ -9,4 +9,4 @@ export { rleFromPolygon, rleFromBbox } from './polygon.js';
 export { parseCocoInstances, parseCocoResults, segmentationToRle } from './coco.js';
 export type { CocoDataset, CocoImage, CocoAnnotation, CocoCategory, CocoSegmentation, CocoDetection, ParsedResults } from './coco.js';
 export { evaluateCoco, summaryLines, statsJson, defaultParams, STAT_NAMES } from './cocoeval.js';
-export type { CocoEvalResult, CocoEvalParams, IouType, StatName } from './cocoeval.js';
+export type { CocoEvalResult, CocoEvalParams, EvaluateOptions, IouType, StatName } from './cocoeval.js';
