@@ -10,6 +10,8 @@ import './node/platform.js';
 export * from './api.js';
 export { decodeImage, preprocess, imageFormat, MAX_IMAGE_PIXELS } from './node/decode.js';
 export type { DecodeOptions, ImageFormat, PreprocessOptions } from './node/decode.js';
+export { decodeLabelPng, readLabelPng, encodePalettePng, encodeGrayPng, writePalettePng, writeGrayPng } from './node/png.js';
+export type { LabelPng, ReadPngOptions } from './node/png.js';
 export {
   download, resolveWeights, cacheDir, cachedPath, parseHfSource, hfUrl, defaultWeights, isRemoteSource, HttpStatusError,
   HF_WEIGHT_FILES, DEFAULT_MODEL_DIR,
