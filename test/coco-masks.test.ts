@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { rleFromBbox, rleFromPolygon } from '../src/metrics/polygon.js';
+import { rleFromBbox, rleFromPolygon } from '../src/data/polygon.js';
 import {
   bboxIou, decodeRle, encodeMask, mergeRles, rleArea, rleFromString, rleIou, rleToBbox, rleToString, type Bbox, type Rle,
-} from '../src/metrics/rle.js';
-import { parseSegmentation, segmentationToRle } from '../src/metrics/coco.js';
+} from '../src/data/rle.js';
+import { parseSegmentation, segmentationToRle } from '../src/data/coco.js';
 import { numpyMean, numpySum } from '../src/metrics/numeric.js';
 
 interface Compressed { size: [number, number]; counts: string }

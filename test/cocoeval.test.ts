@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseCocoInstances, parseCocoResults } from '../src/metrics/coco.js';
+import { parseCocoInstances, parseCocoResults } from '../src/data/coco.js';
 import { evaluateCoco, statsJson, summaryLines, type IouType } from '../src/metrics/cocoeval.js';
-import { encodeMask, rleToString } from '../src/metrics/rle.js';
+import { encodeMask, rleToString } from '../src/data/rle.js';
 import { SwiftFormerError } from '../src/core/errors.js';
 
 type Box = [number, number, number, number];

@@ -6,7 +6,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
-import { parseCocoInstances, parseCocoResults } from '../metrics/coco.js';
+import { parseCocoInstances, parseCocoResults } from '../data/coco.js';
 import { evaluateCoco, statsJson, summaryLines } from '../metrics/cocoeval.js';
 import { formatSegmentationTables, SegmentationAccumulator, segmentationJson } from '../metrics/segmentation.js';
 import { loadLabels } from '../models/labels.js';

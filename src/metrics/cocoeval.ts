@@ -13,9 +13,9 @@
  *    settings without ground truth, and means skip them.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import { boxSegmentation, segmentationToRle, type CocoAnnotation, type CocoDataset, type CocoDetection } from './coco.js';
+import { boxSegmentation, segmentationToRle, type CocoAnnotation, type CocoDataset, type CocoDetection } from '../data/coco.js';
 import { formatFixed, numpyMean } from './numeric.js';
-import { bboxIou, rleIou, type Bbox, type Rle } from './rle.js';
+import { bboxIou, rleIou, type Bbox, type Rle } from '../data/rle.js';
 
 export type IouType = 'bbox' | 'segm';
 
