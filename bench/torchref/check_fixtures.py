@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Checks the PyTorch references in this package against ../shared/fixtures (outputs of the official
+SwiftFormer code, mmsegmentation's composition and torchvision's MaskRCNN), within the fixture
+README's tolerances. Prints one line per check and exits 1 if any fails.
+
+    /usr/bin/python3 bench/torchref/check_fixtures.py [--only classification,semfpn,maskrcnn] [--fixtures DIR]
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from torchref import env  # noqa: E402
+from torchref.swiftformer import swiftformer  # noqa: E402
+from torchref.tensorio import load_state_dict, read_bin  # noqa: E402
+
+DEFAULT_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'fixtures')
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, ok, detail):
+        self.rows.append((name, ok, detail))
+        print(f'{"ok  " if ok else "FAIL"} {name}: {detail}', flush=True)
+
+    def close(self, name, actual, ref, rel=1e-4, floor=0.0):
+        """max|a - b| <= rel * max|ref| + floor."""
+        a = actual.detach().double()
+        b = ref.detach().double()
+        if a.shape != b.shape:
+            self.add(name, False, f'shape {tuple(a.shape)} vs reference {tuple(b.shape)}')
+            return False
+        diff = (a - b).abs().max().item() if b.numel() else 0.0
+        scale = b.abs().max().item() if b.numel() else 0.0
+        ok = diff <= rel * scale + floor
+        self.add(name, ok, f'max|diff| {diff:.3g}, max|ref| {scale:.3g}, relative {diff / scale if scale else 0:.3g} (limit {rel:g}{f" + {floor:g}" if floor else ""})')
+        return ok
+
+    def equal(self, name, actual, ref):
+        ok = torch.equal(actual, ref)
+        self.add(name, ok, 'equal' if ok else f'{(actual != ref).sum().item()} of {ref.numel()} differ')
+        return ok
+
+    def failed(self):
+        return [r for r in self.rows if not r[1]]
+
+
+class Fixture:
+    """A fixture folder: its manifest and its .bin / .safetensors files."""
+
+    def __init__(self, root, name):
+        self.dir = os.path.join(root, name)
+        with open(os.path.join(self.dir, 'manifest.json')) as f:
+            self.manifest = json.load(f)
+
+    def path(self, file):
+        return os.path.join(self.dir, file)
+
+    def bin(self, file, dtype=np.float32):
+        return read_bin(self.path(file), self.manifest['files'][file]['shape'], dtype)
+
+    def state(self, file):
+        return load_state_dict(self.path(file))[0]
+
+
+def compare_grads(report, prefix, model, grads, rel=1e-4, floor=1e-6):
+    """Every parameter's gradient against the reference (same names); lists names that are missing."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(grads) - set(params))
+    extra = sorted(k for k, p in params.items() if p.requires_grad and k not in grads)
+    report.add(f'{prefix} gradient names', not missing and not extra, f'{len(grads)} tensors; missing here {missing[:5]}, not in reference {extra[:5]}')
+    worst = (0.0, '')
+    bad = []
+    for name, ref in grads.items():
+        g = params[name].grad
+        g = torch.zeros_like(params[name]) if g is None else g
+        diff = (g.double() - ref.double()).abs().max().item()
+        scale = ref.abs().max().item()
+        if diff > rel * scale + floor:
+            bad.append(f'{name} ({diff:.3g} vs max {scale:.3g})')
+        margin = diff / (rel * scale + floor)
+        worst = max(worst, (margin, name))
+    report.add(f'{prefix} gradients', not bad, f'{len(grads)} tensors within 1e-4*max|ref| + {floor:g}; worst {worst[1]} at {worst[0]:.2f} of the limit' + (f'; failing: {bad[:5]}' if bad else ''))
+
+
+def compare_buffers(report, prefix, model, after, rel=1e-5):
+    buffers = dict(model.named_buffers())
+    bad = []
+    for name, ref in after.items():
+        b = buffers[name]
+        if name.endswith('num_batches_tracked'):
+            if not torch.equal(b, ref):
+                bad.append(f'{name} {b.item()} vs {ref.item()}')
+        elif (b.double() - ref.double()).abs().max().item() > rel * ref.abs().max().item():
+            bad.append(name)
+    report.add(f'{prefix} BatchNorm buffers after the pass', not bad, f'{len(after)} tensors within relative {rel:g}' + (f'; failing {bad[:5]}' if bad else ''))
+
+
+# ------------------------------------------------------------------ classification
+
+def check_classification(report, root):
+    for name in ('tiny', 'xs'):
+        fx = Fixture(root, name)
+        variant = 'tiny' if name == 'tiny' else 'XS'
+        x = fx.bin('input.bin')
+
+        model = swiftformer(variant, num_classes=1000, distillation=True).eval()
+        ckpt = torch.load(fx.path('checkpoint_model_only.pth'), map_location='cpu')
+        model.load_state_dict(ckpt['model'], strict=True)
+        with torch.no_grad():
+            report.close(f'{name}: eval logits (checkpoint_model_only.pth)', model(x), fx.bin('logits.bin'))
+
+        backbone = swiftformer(variant, fork_feat=True).eval()
+        backbone.load_state_dict(fx.state('fork_feat_weights.safetensors'), strict=True)
+        with torch.no_grad():
+            outs = backbone(x)
+        for i, out in enumerate(outs):
+            report.close(f'{name}: fork_feat_out{i}', out, fx.bin(f'fork_feat_out{i}.bin'))
+
+        # one training pass: train-mode logits, every gradient, BN buffers after
+        model = swiftformer(variant, num_classes=10, distillation=False).train()
+        model.load_state_dict(fx.state('train_weights.safetensors'), strict=True)
+        logits = model(fx.bin('train_input.bin'))
+        report.close(f'{name}: train-mode logits', logits, fx.bin('train_logits.bin'))
+        loss = F.cross_entropy(logits, fx.bin('train_labels.bin', np.int64))
+        report.close(f'{name}: train loss', loss, torch.tensor(fx.manifest['train_loss']), rel=1e-5)
+        loss.backward()
+        compare_grads(report, name, model, fx.state('grads.safetensors'))
+        compare_buffers(report, name, model, fx.state('train_bn_after.safetensors'))
+
+    # The softmax rule (Hugging Face weights): every token weight is 1, so w_g cannot matter.
+    fx = Fixture(root, 'tiny')
+    x = fx.bin('input.bin')
+    soft = swiftformer('tiny', fork_feat=True, attention='softmax').eval()
+    soft.load_state_dict(fx.state('fork_feat_weights.safetensors'), strict=True)
+    with torch.no_grad():
+        before = soft(x)
+        for p in soft.state_dict():
+            if p.endswith('w_g'):
+                soft.state_dict()[p].mul_(-3.0).add_(0.5)
+        after = soft(x)
+    report.close('tiny: softmax rule ignores w_g', after[3], before[3], rel=1e-6)
+    report.add('tiny: softmax rule differs from l2', not torch.allclose(before[3], fx.bin('fork_feat_out3.bin'), atol=1e-3), 'stage 4 output moves')
+
+
+CHECKS = {'classification': check_classification}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--fixtures', default=os.path.normpath(DEFAULT_FIXTURES))
+    ap.add_argument('--only', default=None, help=f'comma-separated subset of {",".join(CHECKS)}')
+    ap.add_argument('--threads', type=int, default=2)
+    args = ap.parse_args()
+    env.setup(args.threads)
+    torch.manual_seed(0)
+    names = args.only.split(',') if args.only else list(CHECKS)
+    for n in names:
+        if n not in CHECKS:
+            raise SystemExit(f'check_fixtures: unknown check {n!r} (have {", ".join(CHECKS)})')
+    report = Report()
+    for n in names:
+        CHECKS[n](report, args.fixtures)
+    failed = report.failed()
+    print(f'{len(report.rows) - len(failed)} of {len(report.rows)} checks passed')
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()

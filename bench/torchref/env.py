@@ -1,0 +1,52 @@
+"""The machine facts a measurement is recorded with, and the thread setting every script uses."""
+import os
+import platform
+
+import torch
+
+
+def blas_libraries():
+    """Shared libraries of BLAS families mapped into this process (torch links libblas.so.3 via alternatives)."""
+    names = set()
+    with open('/proc/self/maps') as f:
+        for line in f:
+            path = line.split()[-1] if len(line.split()) >= 6 else ''
+            base = os.path.basename(path)
+            if any(k in base for k in ('blas', 'mkl', 'lapack', 'blis')):
+                names.add(os.path.realpath(path))
+    return sorted(names)
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """The SIMD flags that matter for these kernels."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    have = set(line.split(':', 1)[1].split())
+                    return [f for f in ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni') if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def setup(threads=2):
+    """torch.set_num_threads(threads) and a check that the BLAS torch reaches is OpenBLAS, not the reference BLAS."""
+    torch.set_num_threads(threads)
+    torch.zeros(8, 8) @ torch.zeros(8, 8)  # make sure the BLAS is loaded before looking
+    libs = blas_libraries()
+    if not any('openblas' in p for p in libs):
+        print(f'warning: torch is not using OpenBLAS ({libs or "no BLAS library mapped"}); '
+              'install libopenblas0-pthread (update-alternatives libblas.so.3)', flush=True)
+    return {'torch': torch.__version__, 'threads': threads, 'blas': libs, 'cpu': cpu_model(), 'cpu_flags': cpu_flags()}
