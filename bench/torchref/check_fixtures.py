@@ -17,6 +17,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from torchref import env  # noqa: E402
+from torchref.semfpn import semfpn, seg_loss  # noqa: E402
 from torchref.swiftformer import swiftformer  # noqa: E402
 from torchref.tensorio import load_state_dict, read_bin  # noqa: E402
 
@@ -151,7 +152,60 @@ def check_classification(report, root):
     report.add('tiny: softmax rule differs from l2', not torch.allclose(before[3], fx.bin('fork_feat_out3.bin'), atol=1e-3), 'stage 4 output moves')
 
 
-CHECKS = {'classification': check_classification}
+# ------------------------------------------------------------------ Semantic FPN
+
+def check_semfpn(report, root):
+    fx = Fixture(root, 'semfpn-tiny')
+    cfg = fx.manifest['config']
+    build = lambda: semfpn('tiny', cfg['num_classes'], cfg['fpn_channels'], cfg['head_channels'], dropout=0.0)  # noqa: E731
+    state = fx.state('weights.safetensors')
+    ckpt = torch.load(fx.path('checkpoint.pth'), map_location='cpu')
+    same = list(ckpt['state_dict']) == list(state) and all(torch.equal(ckpt['state_dict'][k], v) for k, v in state.items())
+    report.add('semfpn-tiny: checkpoint.pth state_dict == weights.safetensors', same, f"meta CLASSES {ckpt['meta'].get('CLASSES')}")
+
+    model = build().eval()
+    model.load_state_dict(state, strict=True)
+    x = fx.bin('input.bin')
+    with torch.no_grad():
+        feats = model.features(x)
+        quarter = model.decode_head(feats)
+        full = model(x)
+    for i, f in enumerate(feats):
+        report.close(f'semfpn-tiny: neck features{i}', f, fx.bin(f'features{i}.bin'))
+    report.close('semfpn-tiny: logits_quarter', quarter, fx.bin('logits_quarter.bin'))
+    report.close('semfpn-tiny: logits (resized to 64x64)', full, fx.bin('logits.bin'))
+
+    model = build().train()
+    model.load_state_dict(state, strict=True)
+    labels = fx.bin('train_labels.bin', np.int64)
+    quarter = model.forward_quarter(fx.bin('train_input.bin'))
+    report.close('semfpn-tiny: train-mode logits_quarter', quarter, fx.bin('train_logits_quarter.bin'))
+    loss = seg_loss(quarter, labels)
+    report.close('semfpn-tiny: loss (mean over all pixels)', loss, torch.tensor(fx.manifest['train_loss']), rel=1e-5)
+    report.close('semfpn-tiny: loss (mean over non-ignored)', seg_loss(quarter, labels, avg_non_ignore=True),
+                 torch.tensor(fx.manifest['train_loss_avg_non_ignore']), rel=1e-5)
+    loss.backward()
+    compare_grads(report, 'semfpn-tiny', model, fx.state('grads.safetensors'))
+    compare_buffers(report, 'semfpn-tiny', model, fx.state('train_bn_after.safetensors'))
+
+    fx = Fixture(root, 'semfpn-xs')
+    model = semfpn('XS', fx.manifest['config']['num_classes']).eval()
+    model.load_state_dict(fx.state('weights.safetensors'), strict=True)
+    with torch.no_grad():
+        quarter = model.forward_quarter(fx.bin('input.bin'))
+        full = F.interpolate(quarter, size=(256, 256), mode='bilinear', align_corners=False)
+    report.close('semfpn-xs: logits_quarter', quarter, fx.bin('logits_quarter.bin'))
+    report.close('semfpn-xs: logits channels 0-7 at 256x256', full[:, :8], fx.bin('logits_first8.bin'))
+    mask = full.argmax(1).to(torch.uint8)
+    ref = fx.bin('mask.bin', np.uint8)
+    agree = (mask == ref).float().mean().item()
+    # an argmax may flip only where the two best logits are within float noise
+    top2 = full.topk(2, dim=1).values
+    close_call = (top2[:, 0] - top2[:, 1]) < 1e-4 * full.abs().max()
+    report.add('semfpn-xs: argmax mask', bool(((mask == ref) | close_call).all()), f'{agree * 100:.4f}% of pixels equal; the rest are near-ties')
+
+
+CHECKS = {'classification': check_classification, 'semfpn': check_semfpn}
 
 
 def main():
