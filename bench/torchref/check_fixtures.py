@@ -17,6 +17,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from torchref import env  # noqa: E402
+from torchref import segdata  # noqa: E402
+from torchref.segmetrics import SegMetric  # noqa: E402
 from torchref.semfpn import semfpn, seg_loss  # noqa: E402
 from torchref.swiftformer import swiftformer  # noqa: E402
 from torchref.tensorio import load_state_dict, read_bin  # noqa: E402
@@ -205,7 +207,43 @@ def check_semfpn(report, root):
     report.add('semfpn-xs: argmax mask', bool(((mask == ref) | close_call).all()), f'{agree * 100:.4f}% of pixels equal; the rest are near-ties')
 
 
-CHECKS = {'classification': check_classification, 'semfpn': check_semfpn}
+def check_segdata(report, root):
+    """No fixture: hand-worked mIoU cases and the pipeline's image/label alignment."""
+    m = SegMetric(3)
+    # labels 0 0 1 1 | 255 255 ; predictions 0 1 1 7 | 2 2  (7 is outside the classes, 255 is ignored)
+    m.add(np.array([0, 1, 1, 7, 2, 2]), np.array([0, 0, 1, 1, 255, 255]))
+    r = m.result()
+    # class 0: I 1, P 1, L 2 -> IoU 1/2, Acc 1/2; class 1: I 1, P 2, L 2 -> IoU 1/3, Acc 1/2; class 2: absent -> nan
+    ok = np.allclose(r['IoU'][:2], [0.5, 1 / 3]) and r['IoU'][2] is None and np.isclose(r['mIoU'], (0.5 + 1 / 3) / 2) \
+        and np.isclose(r['aAcc'], 2 / 4) and np.isclose(r['mAcc'], 0.5)
+    report.add('segmetrics: hand-worked case (ignore, out-of-range prediction, absent class)', ok, str(r))
+    m = SegMetric(2, reduce_zero_label=True)
+    # labels -> 255, 0, 1, 255: class 0 I 0 P 0 L 1 (IoU 0), class 1 I 1 P 2 L 1 (IoU 1/2)
+    m.add(np.array([0, 1, 1, 0]), np.array([0, 1, 2, 255]))
+    r = m.result()
+    report.add('segmetrics: reduce_zero_label (label only)', r['IoU'] == [0.0, 0.5] and np.isclose(r['aAcc'], 0.5), str(r))
+
+    rng = np.random.RandomState(1)
+    img = rng.randint(0, 256, (40, 50, 3)).astype(np.uint8)
+    hsv = segdata.rgb_to_hsv8(img)
+    back = segdata.hsv8_to_rgb(hsv)
+    report.add('segdata: 8-bit HSV round trip', int(np.abs(back.astype(int) - img).max()) <= 5 and hsv[..., 0].max() < 180,
+               f'max error {np.abs(back.astype(int) - img).max()} (OpenCV quantizes H to 180 steps)')
+
+    # Label k painted as color 10k: after crop, flip and pad the image must still encode the label.
+    lbl = (np.arange(40 * 50).reshape(40, 50) * 7 % 11).astype(np.uint8)
+    img = np.repeat((lbl * 10)[..., None], 3, axis=2).astype(np.uint8)
+    pipe = segdata.TrainPipeline((50, 40), (48, 64), (0, 0, 0), (1, 1, 1), ratio_range=(1.0, 1.0), photometric=False)
+    ok = True
+    for _ in range(8):
+        x, y = pipe(img, lbl, rng)
+        inside = y != 255
+        ok &= x.shape == (3, 48, 64) and y.shape == (48, 64) and bool((x[0][inside] == y[inside].float() * 10).all()) \
+            and bool((y[40:] == 255).all()) and bool((y[:, 50:] == 255).all()) and bool((x[:, 40:] == 0).all())
+    report.add('segdata: crop/flip/pad keep image and label aligned, pad 0 / 255', ok, '8 draws of a 40x50 scene into 48x64')
+
+
+CHECKS = {'classification': check_classification, 'semfpn': check_semfpn, 'segdata': check_segdata}
 
 
 def main():

@@ -143,3 +143,38 @@ def init_weights(model):
     nn.init.normal_(model.decode_head.conv_seg.weight, std=0.01)
     nn.init.zeros_(model.decode_head.conv_seg.bias)
     return model
+
+
+# ------------------------------------------------------------------ weights in mmseg's layout
+
+def semfpn_from_state(state, dropout=0.1, attention='l2'):
+    """A SemanticFPN shaped as mmseg-layout weights say (backbone config, FPN and head widths,
+    class count), with the weights loaded strictly."""
+    from .swiftformer import SwiftFormer, config_from_state
+    cfg = config_from_state(state, 'backbone.')
+    backbone = SwiftFormer(cfg['embed_dims'], cfg['depths'], fork_feat=True, attention=attention,
+                           mlp_ratio=cfg['mlp_ratio'], downsamples=cfg['downsamples'])
+    seg = state['decode_head.conv_seg.weight']
+    model = SemanticFPN(backbone, seg.shape[0], state['neck.lateral_convs.0.conv.weight'].shape[0], seg.shape[1], dropout)
+    model.load_state_dict(state, strict=True)
+    return model, cfg
+
+
+def mmseg_checkpoint(model, classes, palette, config_text, optimizer=None, epoch=None, iteration=None):
+    """The dict mmcv 1.x's save_checkpoint writes for an mmseg 0.x run: meta (CLASSES, PALETTE,
+    mmcv/mmseg versions of the layout, time, config) and state_dict, plus optimizer when given."""
+    import time
+    from collections import OrderedDict
+    meta = {
+        'mmseg_version': '0.30.0', 'mmcv_version': '1.7.1',  # the versions whose layout this follows
+        'config': config_text, 'CLASSES': tuple(classes), 'PALETTE': [list(map(int, c)) for c in palette],
+        'time': time.asctime(), 'writer': 'bench/semfpn-torch.py (PyTorch reference, not mmseg itself)',
+    }
+    if epoch is not None:
+        meta['epoch'] = epoch
+    if iteration is not None:
+        meta['iter'] = iteration
+    ckpt = {'meta': meta, 'state_dict': OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())}
+    if optimizer is not None:
+        ckpt['optimizer'] = optimizer.state_dict()
+    return ckpt

@@ -213,6 +213,42 @@ def init_weights(model):
     return model
 
 
+def config_from_state(state, prefix=''):
+    """embed_dims, depths, downsamples and mlp_ratio read off official-layout weights under `prefix`
+    (network.<i>.<j>.* are stage blocks, network.<i>.proj.* downsamples)."""
+    stages = {}  # network index -> set of block indices
+    downsample_after = set()
+    for key in state:
+        if not key.startswith(prefix + 'network.'):
+            continue
+        parts = key[len(prefix):].split('.')
+        i = int(parts[1])
+        if parts[2] in ('proj', 'norm'):
+            downsample_after.add(i - 1)
+        else:
+            stages.setdefault(i, set()).add(int(parts[2]))
+    if not stages:
+        raise KeyError(f'no SwiftFormer network.* keys under {prefix!r}')
+    order = sorted(stages)
+    dims, depths = [], []
+    for i in order:
+        first = f'{prefix}network.{i}.0.'
+        dw = state.get(first + 'dwconv.weight', state.get(first + 'local_representation.dwconv.weight'))
+        dims.append(int(dw.shape[0]))
+        depths.append(len(stages[i]))
+    downsamples = tuple(i in downsample_after for i in order[:-1]) + (True,)
+    hidden = next((state[k].shape[0] for k in state if k.startswith(f'{prefix}network.{order[0]}.') and k.endswith(('pwconv1.weight', 'fc1.weight')) and 'local_representation' not in k), 4 * dims[0])
+    return {'embed_dims': tuple(dims), 'depths': tuple(depths), 'downsamples': downsamples, 'mlp_ratio': int(hidden) // dims[0]}
+
+
+def variant_name(cfg):
+    """The variant whose widths and depths these are, else 'custom'."""
+    for name, v in VARIANTS.items():
+        if tuple(v['embed_dims']) == tuple(cfg['embed_dims']) and tuple(v['depths']) == tuple(cfg['depths']):
+            return name
+    return 'custom'
+
+
 def backbone_state_from_classifier(state):
     """The backbone part of a classification state dict (official keys): drops norm/head/dist_head,
     which the fork_feat model does not have. Returns (backbone state, dropped keys)."""

@@ -98,3 +98,26 @@ def read_bin(path, shape, dtype=np.float32):
     if a.size != int(np.prod(shape)):
         raise ValueError(f'{path}: {a.size} values, expected shape {shape}')
     return torch.from_numpy(a.reshape(shape).astype(dtype))
+
+
+def torch_save(obj, path):
+    """torch.save through a buffer (the zip's top folder is then 'archive'), written atomically."""
+    import io
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def load_weights(path):
+    """A state dict from .safetensors, or from a .pth holding a bare state dict or one under
+    'state_dict' (mmseg/mmcv) or 'model' (torchvision references, official SwiftFormer).
+    Returns (state, extra): extra is the .pth's other top-level entries or the safetensors metadata."""
+    if path.endswith('.safetensors'):
+        return load_state_dict(path)
+    obj = torch.load(path, map_location='cpu')
+    if isinstance(obj, dict):
+        for key in ('state_dict', 'model'):
+            if key in obj and isinstance(obj[key], dict):
+                return OrderedDict(obj[key]), {k: v for k, v in obj.items() if k != key}
+        return OrderedDict(obj), {}
+    raise ValueError(f'{path}: not a state dict or a checkpoint dict')
