@@ -18,12 +18,16 @@ import torch.nn.functional as F  # noqa: E402
 
 from torchref import env  # noqa: E402
 from torchref import segdata  # noqa: E402
+from torchref.maskrcnn import RecordedSampler, maskrcnn  # noqa: E402
 from torchref.segmetrics import SegMetric  # noqa: E402
 from torchref.semfpn import semfpn, seg_loss  # noqa: E402
 from torchref.swiftformer import swiftformer  # noqa: E402
 from torchref.tensorio import load_state_dict, read_bin  # noqa: E402
 
 DEFAULT_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'fixtures')
+
+
+BN_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 
 
 class Report:
@@ -207,6 +211,152 @@ def check_semfpn(report, root):
     report.add('semfpn-xs: argmax mask', bool(((mask == ref) | close_call).all()), f'{agree * 100:.4f}% of pixels equal; the rest are near-ties')
 
 
+# ------------------------------------------------------------------ Mask R-CNN
+
+def box_iou(a, b):
+    from torchvision.ops import box_iou as iou
+    return iou(a.double(), b.double())
+
+
+def compare_detections(report, name, ours, ref, score_tol=1e-4, iou_min=0.99, box_rel=1e-4, mask_iou_min=0.99, threshold=0.05):
+    """Detections as sets: each reference detection needs one of ours with its label, box IoU >= iou_min
+    (then box corners within box_rel of the largest coordinate: IoU alone is fragile for boxes a fraction
+    of a pixel thin), score within score_tol and mask IoU (at 0.5) >= mask_iou_min; unmatched ones on
+    either side may only sit within score_tol of the score threshold."""
+    iou = box_iou(ref['boxes'], ours['boxes'])
+    used = set()
+    unmatched_ref, worst = [], {'score': 0.0, 'box_iou': 1.0, 'mask_iou': 1.0, 'box': 0.0}
+    for i in torch.argsort(ref['scores'], descending=True).tolist():
+        cand = [j for j in range(len(ours['scores'])) if j not in used and ours['labels'][j] == ref['labels'][i]
+                and iou[i, j] >= iou_min and abs(ours['scores'][j] - ref['scores'][i]) <= score_tol]
+        if not cand:
+            unmatched_ref.append(i)
+            continue
+        j = max(cand, key=lambda c: iou[i, c])
+        used.add(j)
+        a, b = ours['masks'][j, 0] > 0.5, ref['masks'][i, 0] > 0.5
+        union = (a | b).sum().item()
+        m_iou = (a & b).sum().item() / union if union else 1.0
+        worst = {'score': max(worst['score'], abs(ours['scores'][j] - ref['scores'][i]).item()),
+                 'box_iou': min(worst['box_iou'], iou[i, j].item()), 'mask_iou': min(worst['mask_iou'], m_iou),
+                 'box': max(worst['box'], (ours['boxes'][j] - ref['boxes'][i]).abs().max().item())}
+    unmatched_ours = [j for j in range(len(ours['scores'])) if j not in used]
+    near = lambda s: abs(s - threshold) <= score_tol  # noqa: E731
+    ok = all(near(ref['scores'][i].item()) for i in unmatched_ref) and all(near(ours['scores'][j].item()) for j in unmatched_ours) \
+        and worst['mask_iou'] >= mask_iou_min and worst['box'] <= box_rel * ref['boxes'].abs().max().item()
+    report.add(name, ok, f'{len(ref["scores"])} reference / {len(ours["scores"])} ours, {len(used)} matched; worst score diff {worst["score"]:.2g}, '
+               f'box IoU {worst["box_iou"]:.6f}, box corner diff {worst["box"]:.2g} px, mask IoU {worst["mask_iou"]:.4f}; '
+               f'unmatched {len(unmatched_ref)} / {len(unmatched_ours)}')
+
+
+def compare_rows_as_sets(report, name, ours, ref, rel=1e-4):
+    """Boxes whose order may differ where two scores tie within float noise (and which may repeat:
+    a box clipped to the whole image can come from several levels): each reference row, in order,
+    takes the nearest row of ours not yet taken; then the pairs are compared."""
+    if ours.shape != ref.shape:
+        report.add(name, False, f'shape {tuple(ours.shape)} vs reference {tuple(ref.shape)}')
+        return
+    dist = torch.cdist(ref.double(), ours.double(), p=float('inf'))
+    pairing = []
+    for i in range(len(ref)):
+        j = int(dist[i].argmin())
+        pairing.append(j)
+        dist[:, j] = float('inf')
+    pairing = torch.tensor(pairing, dtype=torch.long)
+    diff = (ours[pairing].double() - ref.double()).abs().max().item()
+    scale = ref.abs().max().item()
+    moved = int((pairing != torch.arange(len(ref))).sum())
+    report.add(name, diff <= rel * scale,
+               f'{len(ref)} rows, {moved} in another position (tied scores or repeated boxes); max|diff| {diff:.3g}, relative {diff / scale:.3g} (limit {rel:g})')
+
+
+def maskrcnn_config(fx):
+    c = fx.manifest['config']
+    return dict(num_classes=c['num_classes'], out_channels=c['out_channels'], representation=c['representation'],
+                mask_layers=tuple(c['mask_layers']), min_size=c['min_size'], max_size=c['max_size'])
+
+
+def fixture_images(fx):
+    return [fx.bin(f'images{i}.bin') for i in range(2)]
+
+
+def check_maskrcnn(report, root):
+    fx = Fixture(root, 'maskrcnn-tiny')
+    model = maskrcnn('tiny', **maskrcnn_config(fx)).eval()
+    model.load_state_dict(fx.state('weights.safetensors'), strict=True)
+    d = fx.manifest['defaults']
+    rpn, roi = model.rpn, model.roi_heads
+    settings = {'rpn_pre_nms_top_n_test': rpn._pre_nms_top_n['testing'], 'rpn_post_nms_top_n_test': rpn._post_nms_top_n['testing'],
+                'rpn_nms_thresh': rpn.nms_thresh, 'box_score_thresh': roi.score_thresh, 'box_nms_thresh': roi.nms_thresh,
+                'detections_per_img': roi.detections_per_img,
+                'anchor_sizes': [list(s) for s in model.rpn.anchor_generator.sizes],
+                'aspect_ratios': [list(a) for a in model.rpn.anchor_generator.aspect_ratios]}
+    expected = {k: d[k] for k in settings}
+    report.add('maskrcnn-tiny: configuration = manifest defaults', settings == expected, str({k: v for k, v in settings.items() if v != expected[k]} or 'all equal'))
+    images = fixture_images(fx)
+    with torch.no_grad():
+        batch, _ = model.transform(images)
+        report.add('maskrcnn-tiny: resized image sizes', [list(s) for s in batch.image_sizes] == fx.manifest['image_sizes_resized'], str(batch.image_sizes))
+        report.close('maskrcnn-tiny: normalized, resized, padded batch', batch.tensors, fx.bin('batch.bin'))
+        feats = model.backbone(batch.tensors)
+        for k in ('0', '1', '2', '3', 'pool'):
+            report.close(f'maskrcnn-tiny: fpn {k}', feats[k], fx.bin(f'fpn_{k}.bin'))
+        proposals, _ = model.rpn(batch, feats)
+        for i, p in enumerate(proposals):
+            compare_rows_as_sets(report, f'maskrcnn-tiny: RPN proposals of image {i}', p, fx.bin(f'proposals{i}.bin'))
+        ref_props = [fx.bin(f'proposals{i}.bin') for i in range(2)]
+        pooled = model.roi_heads.box_roi_pool(feats, ref_props, batch.image_sizes)
+        class_logits, box_regression = model.roi_heads.box_predictor(model.roi_heads.box_head(pooled))
+        report.close('maskrcnn-tiny: class_logits', class_logits, fx.bin('class_logits.bin'))
+        report.close('maskrcnn-tiny: box_regression', box_regression, fx.bin('box_regression.bin'))
+        dets = model(images)
+    for i, det in enumerate(dets):
+        ref = {'boxes': fx.bin(f'boxes{i}.bin'), 'scores': fx.bin(f'scores{i}.bin'), 'labels': fx.bin(f'labels{i}.bin', np.int64),
+               'masks': fx.bin(f'masks{i}.bin')}
+        compare_detections(report, f'maskrcnn-tiny: detections of image {i}', det, ref)
+
+    # Training pass with the recorded samples. The fixture's weights.safetensors holds the BatchNorm
+    # buffers as they were AFTER the pass (equal to bn_after.safetensors; every parameter equals
+    # maskrcnn-tiny's), so the buffers before the pass are taken from maskrcnn-tiny.
+    before = fx.state('weights.safetensors')
+    fx = Fixture(root, 'maskrcnn-tiny-train')
+    state = fx.state('weights.safetensors')
+    params_equal = all(torch.equal(state[k], before[k]) for k in state if not k.endswith(BN_BUFFERS))
+    report.add('maskrcnn-tiny-train: parameters = maskrcnn-tiny\'s (BN buffers taken from there)', params_equal, f'{len(state)} tensors')
+    state.update({k: before[k] for k in state if k.endswith(BN_BUFFERS)})
+    model = maskrcnn('tiny', **maskrcnn_config(fx)).train()
+    model.load_state_dict(state, strict=True)
+    u8 = lambda f: fx.bin(f, np.uint8).bool()  # noqa: E731
+    model.rpn.fg_bg_sampler = RecordedSampler('rpn', [u8(f'rpn_pos{i}.bin') for i in range(2)], [u8(f'rpn_neg{i}.bin') for i in range(2)])
+    model.roi_heads.fg_bg_sampler = RecordedSampler('roi', [u8(f'roi_pos{i}.bin') for i in range(2)], [u8(f'roi_neg{i}.bin') for i in range(2)])
+    # The recorded RoI samples index the recorded proposals; ours may order near-tied scores
+    # differently (float noise), so after comparing them as sets the RoI heads get the recorded ones.
+    # No gradient flows through proposals (torchvision decodes them from detached deltas).
+    seen = {}
+    recorded = [fx.bin(f'roi_proposals{i}.bin') for i in range(2)]
+
+    def use_recorded(mod, inputs, output):
+        seen['proposals'] = [p.detach().clone() for p in output[0]]
+        return recorded, output[1]
+
+    hook = model.rpn.register_forward_hook(use_recorded)
+    targets = [{'boxes': fx.bin(f'gt_boxes{i}.bin'), 'labels': fx.bin(f'gt_labels{i}.bin', np.int64),
+                'masks': fx.bin(f'gt_masks{i}.bin', np.uint8)} for i in range(2)]
+    losses = model(fixture_images(fx), targets)
+    hook.remove()
+    for i, p in enumerate(seen['proposals']):
+        compare_rows_as_sets(report, f'maskrcnn-tiny-train: RPN proposals (train mode), image {i}', p, recorded[i])
+    report.add('maskrcnn-tiny-train: recorded samples used', model.rpn.fg_bg_sampler.calls == 1 and model.roi_heads.fg_bg_sampler.calls == 1,
+               f'rpn {model.rpn.fg_bg_sampler.calls} call, roi {model.roi_heads.fg_bg_sampler.calls} call')
+    for k, ref in fx.manifest['losses'].items():
+        report.close(f'maskrcnn-tiny-train: {k}', losses[k], torch.tensor(ref), rel=1e-4)
+    total = sum(losses.values())
+    report.close('maskrcnn-tiny-train: total loss', total, torch.tensor(fx.manifest['total_loss']), rel=1e-5)
+    total.backward()
+    compare_grads(report, 'maskrcnn-tiny-train', model, fx.state('grads.safetensors'))
+    compare_buffers(report, 'maskrcnn-tiny-train', model, fx.state('bn_after.safetensors'))
+
+
 def check_segdata(report, root):
     """No fixture: hand-worked mIoU cases and the pipeline's image/label alignment."""
     m = SegMetric(3)
@@ -243,7 +393,7 @@ def check_segdata(report, root):
     report.add('segdata: crop/flip/pad keep image and label aligned, pad 0 / 255', ok, '8 draws of a 40x50 scene into 48x64')
 
 
-CHECKS = {'classification': check_classification, 'semfpn': check_semfpn, 'segdata': check_segdata}
+CHECKS = {'classification': check_classification, 'semfpn': check_semfpn, 'segdata': check_segdata, 'maskrcnn': check_maskrcnn}
 
 
 def main():
