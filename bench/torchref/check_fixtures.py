@@ -17,7 +17,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from torchref import env  # noqa: E402
-from torchref import segdata  # noqa: E402
+from torchref import coco, segdata  # noqa: E402
 from torchref.maskrcnn import RecordedSampler, maskrcnn  # noqa: E402
 from torchref.segmetrics import SegMetric  # noqa: E402
 from torchref.semfpn import semfpn, seg_loss  # noqa: E402
@@ -393,7 +393,27 @@ def check_segdata(report, root):
     report.add('segdata: crop/flip/pad keep image and label aligned, pad 0 / 255', ok, '8 draws of a 40x50 scene into 48x64')
 
 
-CHECKS = {'classification': check_classification, 'semfpn': check_semfpn, 'segdata': check_segdata, 'maskrcnn': check_maskrcnn}
+def check_coco(report, root):
+    """No fixture: pycocotools' published encodings (25x25 masks with a 5x5 square at (0, 0) and at
+    (5, 5) encode to '05d00000000d?' and 'R45d00000000b;') and round trips."""
+    for at, expected in ((0, '05d00000000d?'), (5, 'R45d00000000b;')):
+        mask = np.zeros((25, 25), np.uint8)
+        mask[at:at + 5, at:at + 5] = 1
+        got = coco.encode_mask(mask)
+        back = coco.rle_decode({'size': [25, 25], 'counts': expected})
+        report.add(f'coco: 5x5 square at ({at}, {at}) in 25x25 -> {expected}', got['counts'] == expected and np.array_equal(back, mask), got['counts'])
+    rng = np.random.RandomState(0)
+    ok = True
+    for h, w in ((1, 1), (7, 3), (64, 48), (200, 300)):
+        m = (rng.rand(h, w) < rng.rand()).astype(np.uint8)
+        counts = coco.rle_counts(m)
+        ok &= coco.rle_from_string(coco.rle_to_string(counts)) == counts
+        ok &= np.array_equal(coco.rle_decode({'size': [h, w], 'counts': counts}), m)
+        ok &= np.array_equal(coco.rle_decode(coco.encode_mask(m)), m)
+    report.add('coco: RLE round trips (counts, string, mask)', bool(ok), '4 random masks 1x1 .. 200x300')
+
+
+CHECKS = {'classification': check_classification, 'semfpn': check_semfpn, 'segdata': check_segdata, 'maskrcnn': check_maskrcnn, 'coco': check_coco}
 
 
 def main():

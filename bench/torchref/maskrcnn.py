@@ -94,3 +94,23 @@ class RecordedSampler:
             raise ValueError(f'{self.name}: sampling over {[len(m) for m in matched_idxs]} candidates, recorded {[len(p) for p in self.pos]}')
         self.calls += 1
         return list(self.pos), list(self.neg)
+
+
+def register_roi_align_opset16():
+    """torchvision 0.14 registers its roi_align ONNX symbolic for opset 11 only: exported at opset >= 16
+    the RoiAlign node gets that opset's default coordinate_transformation_mode, 'half_pixel' (torchvision's
+    aligned=True), so MultiScaleRoIAlign (aligned=False) would be shifted by half a pixel. This symbolic
+    states the mode: 'output_half_pixel' for aligned=False, 'half_pixel' for aligned=True."""
+    import torch
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx.symbolic_helper import parse_args
+
+    @parse_args('v', 'v', 'f', 'i', 'i', 'i', 'i')
+    def roi_align(g, features, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+        batch = g.op('Cast', g.op('Gather', rois, g.op('Constant', value_t=torch.tensor(0)), axis_i=1), to_i=7)  # INT64
+        boxes = g.op('Gather', rois, g.op('Constant', value_t=torch.tensor([1, 2, 3, 4])), axis_i=1)
+        return g.op('RoiAlign', features, boxes, batch, spatial_scale_f=spatial_scale, output_height_i=pooled_height,
+                    output_width_i=pooled_width, sampling_ratio_i=max(sampling_ratio, 0),
+                    coordinate_transformation_mode_s='half_pixel' if aligned else 'output_half_pixel')
+
+    register_custom_op_symbolic('torchvision::roi_align', roi_align, 16)
