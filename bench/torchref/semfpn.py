@@ -18,7 +18,6 @@ entropy; mmseg's default (avg_non_ignore=False) divides the sum by ALL pixels, i
 """
 import math
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
