@@ -32,7 +32,6 @@ mask > 0.5) for an external COCOeval, <out>/checkpoint.pth ({'model', 'optimizer
 Call Debian's /usr/bin/python3 (python3-torch 1.13, python3-torchvision 0.14).
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -43,8 +42,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torchref import coco, env  # noqa: E402
 from torchref.maskrcnn import maskrcnn, maskrcnn_from_state, register_roi_align_opset16  # noqa: E402
-from torchref.swiftformer import config_from_state, init_weights as init_swiftformer, load_backbone, variant_name  # noqa: E402
-from torchref.tensorio import load_weights, torch_save, write_atomic, write_safetensors  # noqa: E402
+from torchref.swiftformer import init_backbone, init_weights as init_swiftformer, variant_name  # noqa: E402
+from torchref.tensorio import finish_onnx_export, load_weights, torch_save, write_json, write_safetensors  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BACKBONE = os.path.join(ROOT, 'assets', 'default', 'model.safetensors')
@@ -60,15 +59,7 @@ def build_model(args, num_classes):
               min_size=args.min_size, max_size=args.max_size)
     model = maskrcnn(args.variant, num_classes, **kw)
     init_swiftformer(model.backbone.body)
-    info = {'backbone_init': 'random'}
-    if args.backbone != 'none':
-        state, _ = load_weights(args.backbone)
-        cfg = config_from_state(state)
-        if variant_name(cfg) != args.variant:
-            raise SystemExit(f'maskrcnn-torch: {args.backbone} is a {variant_name(cfg)} backbone {cfg["embed_dims"]}, not {args.variant}')
-        loaded = load_backbone(model.backbone.body, state)
-        info = {'backbone_init': args.backbone, 'dropped': loaded['dropped'], 'kept_initial': loaded['kept_initial']}
-    return model, info
+    return model, init_backbone(model.backbone.body, args.backbone, args.variant)
 
 
 def make_optimizer(args, model):
@@ -112,7 +103,7 @@ def evaluate(model, data, test_size, out_dir, epoch, batch=4):
     paths = {}
     for kind, rows in (('bbox', bbox), ('segm', segm)):
         paths[kind] = os.path.join(out_dir, 'results', f'epoch{epoch}_{kind}.json')
-        write_atomic(paths[kind], json.dumps(rows).encode())
+        write_json(paths[kind], rows, indent=None)
     return paths, len(bbox), seconds
 
 
@@ -125,19 +116,6 @@ def references_checkpoint(model, optimizer, lr_scheduler, args, epoch):
 def save_checkpoint(out, model, optimizer, lr_scheduler, args, epoch):
     torch_save(references_checkpoint(model, optimizer, lr_scheduler, args, epoch), os.path.join(out, 'checkpoint.pth'))
     write_safetensors(os.path.join(out, 'checkpoint.safetensors'), model.state_dict(), {'epoch': epoch, 'variant': args.variant})
-
-
-def graph_ops(graph):
-    """Operator types of a graph and of the subgraphs of its Loop / If nodes."""
-    ops = set()
-    for n in graph.node:
-        ops.add(n.op_type)
-        for a in n.attribute:
-            if a.g.node:
-                ops |= graph_ops(a.g)
-            for g in a.graphs:
-                ops |= graph_ops(g)
-    return ops
 
 
 def export_onnx(args):
@@ -158,14 +136,10 @@ def export_onnx(args):
     masks = next(o for o in m.graph.output if o.name == 'masks').type.tensor_type.shape.dim[1]
     masks.ClearField('dim_param')
     masks.dim_value = 1  # one mask per detection (that of its class); the exporter leaves the axis symbolic
-    onnx.checker.check_model(m)
-    write_atomic(args.export_onnx, m.SerializeToString())
-    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     with torch.no_grad():
         det = model([x])[0]
-    record = {
-        'onnx': args.export_onnx, 'weights': args.weights, 'variant': variant_name(cfg['backbone']), 'opset': args.opset,
-        'inputs': {v.name: dims(v) for v in m.graph.input}, 'outputs': {v.name: dims(v) for v in m.graph.output},
+    finish_onnx_export(args.export_onnx, m, {
+        'weights': args.weights, 'variant': variant_name(cfg['backbone']), 'opset': args.opset,
         'semantics': 'one image per run: images is (3, H, W) RGB in [0, 1] before normalization; resizing to min_size '
                      f'{args.test_size} / max_size {args.max_size}, ImageNet normalization and padding happen inside the graph; '
                      'boxes (N, 4) x1, y1, x2, y2 in the input image\'s pixels, labels (N,) int64, scores (N,), '
@@ -174,19 +148,15 @@ def export_onnx(args):
                      'float32 rounding of an integer the ONNX image is one pixel larger (maskrcnn-tiny image 1: 192x128 vs 191x127)',
         'roi_align': 'RoiAlign with coordinate_transformation_mode output_half_pixel (aligned=False)' if args.opset >= 16 else
                      'RoiAlign-10 (no coordinate_transformation_mode: output_half_pixel)',
-        'nodes': len(m.graph.node), 'ops': sorted(graph_ops(m.graph)), 'torch': torch.__version__,
         'detections_on_random_input': int(len(det['scores'])),
         'config': {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k != 'backbone'},
-    }
-    write_atomic(os.path.splitext(args.export_onnx)[0] + '.export.json', (json.dumps(record, indent=2) + '\n').encode())
-    print(json.dumps(record, indent=2))
+    })
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', help='scene dataset root (annotations/instances_{train,val}.json, img_dir/{train,val})')
-    ap.add_argument('--variant', default='XS')
-    ap.add_argument('--backbone', default=DEFAULT_BACKBONE, help="classification checkpoint (official keys) or 'none'")
+    env.add_run_args(ap, DEFAULT_BACKBONE)
     ap.add_argument('--epochs', type=int, default=12)
     ap.add_argument('--lr-steps', type=ints, default=(8, 11))
     ap.add_argument('--lr-gamma', type=float, default=0.1)
@@ -203,29 +173,16 @@ def main():
     ap.add_argument('--fpn-channels', type=int, default=256)
     ap.add_argument('--representation', type=int, default=1024)
     ap.add_argument('--mask-channels', type=int, default=256)
-    ap.add_argument('--limit', type=int, default=None, help='first N training images')
-    ap.add_argument('--val-limit', type=int, default=None)
-    ap.add_argument('--steps', type=int, default=None, help='time this many iterations and stop (throughput only)')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default=None, help='checkpoints and per-epoch COCO results')
     ap.add_argument('--resume', default=None, help='a checkpoint.pth of this script (or of torchvision references)')
-    ap.add_argument('--json', default=None)
-    ap.add_argument('--weights', default=None, help='torchvision-layout weights (.safetensors or .pth) for --export-onnx / --save-weights')
-    ap.add_argument('--save-weights', default=None, help='.safetensors (and a references-layout .pth beside it)')
-    ap.add_argument('--export-onnx', default=None)
     ap.add_argument('--export-size', type=ints, default=(800, 1333))
     ap.add_argument('--opset', type=int, default=17)
     args = ap.parse_args()
     if args.lr is None:
         args.lr = 2e-4 if args.opt == 'adamw' else 0.02 * args.batch_size / 16
 
-    machine = env.setup(args.threads)
-    torch.manual_seed(args.seed)
-    if args.export_onnx:
-        if not args.weights:
-            raise SystemExit('maskrcnn-torch: --export-onnx needs --weights')
-        export_onnx(args)
+    machine = env.start(args, 'maskrcnn-torch', export_onnx)
+    if machine is None:
         return
     if args.weights and args.save_weights:
         state, _ = load_weights(args.weights)
@@ -284,12 +241,7 @@ def main():
               'val_images': len(val_set), 'args': {k: v for k, v in vars(args).items()}, **init_info}
     if args.steps is not None:
         batches = epoch_batches(len(train_set), args.batch_size, rng)
-        times = []
-        for s in range(2 + args.steps):
-            t0 = time.perf_counter()
-            step(batches[s % len(batches)], None)
-            if s >= 2:
-                times.append(time.perf_counter() - t0)
+        times = env.time_steps(lambda s: step(batches[s % len(batches)], None), args.steps)
         result.update(steps=args.steps, img_per_s=args.batch_size * len(times) / sum(times))
         print(f'{args.steps} iterations: {result["img_per_s"]:.2f} img/s (data loading included)')
     else:
@@ -321,13 +273,13 @@ def main():
             print(f'epoch {m["epoch"]}: ' + ' '.join(f'{k[5:]} {m[k]:.4f}' for k in LOSSES) +
                   f'  {m["img_per_s"]:.2f} img/s  {n_dets} val detections -> {paths["bbox"]}', flush=True)
             if args.json:
-                write_atomic(args.json, (json.dumps({**result, 'epochs': epochs}, indent=2) + '\n').encode())
+                write_json(args.json, {**result, 'epochs': epochs})
         result.update(epochs=epochs, checkpoint=os.path.join(out, 'checkpoint.pth'))
         if args.save_weights:
             write_safetensors(args.save_weights, model.state_dict(), {'variant': args.variant})
             torch_save(references_checkpoint(model, opt, sched, args, args.epochs - 1), os.path.splitext(args.save_weights)[0] + '.pth')
     if args.json:
-        write_atomic(args.json, (json.dumps(result, indent=2) + '\n').encode())
+        write_json(args.json, result)
 
 
 if __name__ == '__main__':

@@ -44,8 +44,8 @@ from torchref import segdata  # noqa: E402
 from torchref.semfpn import (IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, init_weights, mmseg_checkpoint,  # noqa: E402
                              seg_loss, semfpn, semfpn_from_state)
 from torchref.segmetrics import SegMetric  # noqa: E402
-from torchref.swiftformer import config_from_state, init_weights as init_swiftformer, load_backbone, variant_name  # noqa: E402
-from torchref.tensorio import load_weights, torch_save, write_atomic, write_safetensors  # noqa: E402
+from torchref.swiftformer import init_backbone, init_weights as init_swiftformer, variant_name  # noqa: E402
+from torchref.tensorio import finish_onnx_export, load_weights, torch_save, write_json, write_safetensors  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BACKBONE = os.path.join(ROOT, 'assets', 'default', 'model.safetensors')
@@ -66,15 +66,7 @@ def build_model(args, num_classes):
     model = semfpn(args.variant, num_classes, args.fpn_channels, args.head_channels, dropout=args.dropout)
     init_swiftformer(model.backbone)
     init_weights(model)
-    info = {'backbone_init': 'random'}
-    if args.backbone != 'none':
-        state, _ = load_weights(args.backbone)
-        cfg = config_from_state(state)
-        if variant_name(cfg) != args.variant:
-            raise SystemExit(f'semfpn-torch: {args.backbone} is a {variant_name(cfg)} backbone {cfg["embed_dims"]}, not {args.variant}')
-        loaded = load_backbone(model.backbone, state)
-        info = {'backbone_init': args.backbone, 'dropped': loaded['dropped'], 'kept_initial': loaded['kept_initial']}
-    return model, info
+    return model, init_backbone(model.backbone, args.backbone, args.variant)
 
 
 def evaluate(model, samples, num_classes, img_scale, batch=8):
@@ -135,18 +127,11 @@ def export_onnx(args):
     for d, v in zip(m.graph.output[0].type.tensor_type.shape.dim[1:], out_shape[1:]):
         d.ClearField('dim_param')
         d.dim_value = v
-    onnx.checker.check_model(m)
-    write_atomic(args.export_onnx, m.SerializeToString())
-    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
-    ops = sorted({n.op_type for n in m.graph.node})
-    record = {'onnx': args.export_onnx, 'weights': args.weights, 'variant': variant_name(cfg), 'opset': 17,
-              'inputs': {v.name: dims(v) for v in m.graph.input}, 'outputs': {v.name: dims(v) for v in m.graph.output},
-              'nodes': len(m.graph.node), 'ops': ops, 'batchnorm_left': 'BatchNormalization' in ops,
-              'torch': torch.__version__}
     with torch.no_grad():
-        record['logits_absmax_random_input'] = float(model(x).abs().max())
-    write_atomic(os.path.splitext(args.export_onnx)[0] + '.export.json', (json.dumps(record, indent=2) + '\n').encode())
-    print(json.dumps(record, indent=2))
+        absmax = float(model(x).abs().max())
+    record = finish_onnx_export(args.export_onnx, m, {'weights': args.weights, 'variant': variant_name(cfg), 'opset': 17,
+                                                      'logits_absmax_random_input': absmax})
+    print(f"BatchNormalization nodes left (not after a conv): {'BatchNormalization' in record['ops']}")
 
 
 # ------------------------------------------------------------------ main
@@ -154,11 +139,9 @@ def export_onnx(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', help='dataset root in the generic layout (img_dir/{train,val}, ann_dir/{train,val})')
-    ap.add_argument('--variant', default='XS')
+    env.add_run_args(ap, DEFAULT_BACKBONE)
     ap.add_argument('--num-classes', type=int, default=None, help='default: from dataset.json')
-    ap.add_argument('--backbone', default=DEFAULT_BACKBONE, help="classification checkpoint (official keys) or 'none'")
     ap.add_argument('--epochs', type=int, default=12)
-    ap.add_argument('--steps', type=int, default=None, help='time this many iterations and stop (throughput only)')
     ap.add_argument('--batch-size', type=int, default=8)
     ap.add_argument('--lr', type=float, default=2e-4)
     ap.add_argument('--weight-decay', type=float, default=1e-4)
@@ -173,23 +156,11 @@ def main():
     ap.add_argument('--head-channels', type=int, default=128)
     ap.add_argument('--dropout', type=float, default=0.1)
     ap.add_argument('--avg-non-ignore', action='store_true')
-    ap.add_argument('--limit', type=int, default=None, help='first N train scenes')
-    ap.add_argument('--val-limit', type=int, default=None, help='first N val scenes')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--json', default=None)
-    ap.add_argument('--save-weights', default=None, help='mmseg-layout .safetensors (and .pth beside it) after training or of --weights')
-    ap.add_argument('--weights', default=None, help='mmseg-layout weights (.safetensors or mmseg .pth) for --export-onnx / --save-weights')
-    ap.add_argument('--export-onnx', default=None)
     ap.add_argument('--export-size', type=pair, default=(512, 512))
     args = ap.parse_args()
 
-    machine = env.setup(args.threads)
-    torch.manual_seed(args.seed)
-    if args.export_onnx:
-        if not args.weights:
-            raise SystemExit('semfpn-torch: --export-onnx needs --weights (mmseg-layout .safetensors or .pth)')
-        export_onnx(args)
+    machine = env.start(args, 'semfpn-torch', export_onnx)
+    if machine is None:
         return
     if args.weights and args.save_weights and not args.data:
         state, extra = load_weights(args.weights)
@@ -287,12 +258,12 @@ def main():
             print(f'epoch {m["epoch"]}: mIoU {m["mIoU"] * 100:.2f}  aAcc {m["aAcc"] * 100:.2f}  mAcc {m["mAcc"] * 100:.2f}  '
                   f'loss {m["train_loss"]:.4f}  {m["img_per_s"]:.2f} img/s ({m["step_img_per_s"]:.2f} steps only)', flush=True)
             if args.json:  # a long run leaves its history behind as it goes
-                write_atomic(args.json, (json.dumps({**result, 'epochs': epochs}, indent=2) + '\n').encode())
+                write_json(args.json, {**result, 'epochs': epochs})
         result.update(epochs=epochs, final_mIoU=epochs[-1]['mIoU'] if epochs else None)
         if args.save_weights:
             save_weights(args.save_weights, model, classes, palette, args, opt, args.epochs, it)
     if args.json:
-        write_atomic(args.json, (json.dumps(result, indent=2) + '\n').encode())
+        write_json(args.json, result)
 
 
 if __name__ == '__main__':

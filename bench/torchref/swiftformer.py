@@ -266,3 +266,17 @@ def load_backbone(backbone, state):
     if bad_missing or unexpected:
         raise KeyError(f'classification checkpoint does not fit the backbone: missing {bad_missing[:8]}, unexpected {unexpected[:8]}')
     return {'dropped': dropped, 'kept_initial': sorted(missing)}
+
+
+def init_backbone(body, path, variant):
+    """Initializes a fork_feat backbone from a classification checkpoint of the given variant
+    (or leaves it as init_weights made it when path is 'none'); returns what was done, for the logs."""
+    from .tensorio import load_weights
+    if path == 'none':
+        return {'backbone_init': 'random'}
+    state, _ = load_weights(path)
+    cfg = config_from_state(state)
+    if variant_name(cfg) != variant:
+        raise SystemExit(f'{path} is a {variant_name(cfg)} backbone {cfg["embed_dims"]}, not {variant}')
+    loaded = load_backbone(body, state)
+    return {'backbone_init': path, 'dropped': loaded['dropped'], 'kept_initial': loaded['kept_initial']}

@@ -124,3 +124,39 @@ def load_weights(path):
                 return OrderedDict(obj[key]), {k: v for k, v in obj.items() if k != key}
         return OrderedDict(obj), {}
     raise ValueError(f'{path}: not a state dict or a checkpoint dict')
+
+
+def write_json(path, obj, indent=2):
+    write_atomic(path, (json.dumps(obj, indent=indent) + '\n').encode())
+
+
+def _graph_ops(graph):
+    """Operator types of an ONNX graph and of the subgraphs of its Loop / If nodes."""
+    ops = set()
+    for n in graph.node:
+        ops.add(n.op_type)
+        for a in n.attribute:
+            if a.g.node:
+                ops |= _graph_ops(a.g)
+            for g in a.graphs:
+                ops |= _graph_ops(g)
+    return ops
+
+
+def onnx_summary(model):
+    """Inputs and outputs with their dims (names for symbolic ones), node count and operator types."""
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    return {'inputs': {v.name: dims(v) for v in model.graph.input}, 'outputs': {v.name: dims(v) for v in model.graph.output},
+            'nodes': len(model.graph.node), 'ops': sorted(_graph_ops(model.graph))}
+
+
+def finish_onnx_export(path, model, record):
+    """Checks the (edited) ONNX model, writes it back, and writes <stem>.export.json: `record` plus the
+    model's inputs, outputs and operators. Returns the record."""
+    import onnx
+    onnx.checker.check_model(model)
+    write_atomic(path, model.SerializeToString())
+    record = {'onnx': path, **record, **onnx_summary(model), 'torch': torch.__version__}
+    write_json(os.path.splitext(path)[0] + '.export.json', record)
+    print(json.dumps(record, indent=2))
+    return record
