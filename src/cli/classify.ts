@@ -3,9 +3,11 @@ import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { defaultWeights, isRemoteSource, resolveWeights } from '../node/hub.js';
-import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../models/labels.js';
+import { defaultLabels, labelsFromHfConfig, loadLabels } from '../models/labels.js';
+import { topPredictions, type Prediction } from '../models/predictions.js';
 import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
 import { loadModel } from '../models/model.js';
+import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { recordedLabels, recordedPreprocessing } from '../models/recorded.js';
@@ -49,7 +51,7 @@ export interface Classifier {
 }
 
 /** Model, labels and input size from the command-line options (downloads show a progress bar). */
-export async function loadClassifier(values: Record<string, string | undefined>, command: string): Promise<Classifier> {
+export async function loadClassifier(values: Record<string, string | undefined>, command: string, session?: SessionOptions): Promise<Classifier> {
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
   let size = intOption(values.size, 'size');
@@ -85,9 +87,10 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
   const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(weights)
+    ? await OnnxClassifier.load(weights, session ? { session } : {})
     : await loadModel({
       weights,
+      ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
@@ -157,25 +160,6 @@ export async function logitRows(model: ImageClassifier, tensors: FloatTensor[]):
   return tensors.map((_, i) => logits.data.subarray(i * classes, (i + 1) * classes));
 }
 
-/** Softmax in float64 (max subtracted first). */
-export function softmax(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
-  return out;
-}
-
-/** Indices of the k largest values, largest first (ties: lower index first). */
-export function topK(values: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b]! - values[a]! || a - b);
-  return idx.slice(0, Math.min(k, idx.length));
-}
-
-interface Prediction { index: number; label: string; score: number }
 type Result = { file: string; predictions: Prediction[] } | { file: string; error: string };
 
 const BATCH = 16;
@@ -199,8 +183,7 @@ export async function classify(argv: string[]): Promise<void> {
           results.push(p);
           continue;
         }
-        const probs = softmax(byFile.get(p)!);
-        const predictions = topK(probs, top).map((index) => ({ index, label: labelOf(c.labels, index), score: probs[index]! }));
+        const predictions = topPredictions(byFile.get(p)!, c.labels, top);
         results.push({ file: p.file, predictions });
         if (!json) printPredictions(p.file, predictions);
       }
