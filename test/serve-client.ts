@@ -128,3 +128,13 @@ export function parseMetrics(text: string): { name: string; labels: Record<strin
 export function metricValue(samples: ReturnType<typeof parseMetrics>, name: string, labels: Record<string, string> = {}): number | undefined {
   return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
+
+/** Runs `fn` against a tinyServer, shutting it down afterwards whatever happens. */
+export async function withTinyServer(batching: Partial<Batching>, options: ServerOptions, fn: (s: { server: InferenceServer; url: string }) => Promise<void>): Promise<void> {
+  const s = await tinyServer(batching, options);
+  try {
+    await fn(s);
+  } finally {
+    await s.server.shutdown(1000);
+  }
+}

@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, test } from 'node:test';
 import type { InferenceServer } from '../src/serve/server.js';
 import {
-  binaryRequest, float32Bytes, http, metricValue, parseMetrics, postJson, rawConnection, TINY_WEIGHTS, tinyServer,
+  binaryRequest, float32Bytes, http, metricValue, parseMetrics, postJson, rawConnection, TINY_WEIGHTS, withTinyServer,
 } from './serve-client.js';
 
 const small = (seed = 0) => ({ inputs: [{ name: 'pixel_values', shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from({ length: 3072 }, (_, i) => Math.sin(i + seed)) }] });
@@ -47,8 +47,7 @@ function errorOf(response: string): string {
 
 describe('serve under load and abuse', () => {
   test('a full queue answers 503 with Retry-After at once; the queued requests still succeed', async () => {
-    const { server, url } = await tinyServer({ maxDelayMs: 1500 }, { maxQueue: 2 });
-    try {
+    await withTinyServer({ maxDelayMs: 1500 }, { maxQueue: 2 }, async ({ server, url }) => {
       const queued = [postJson(`${url}/v2/models/tiny/infer`, small(1)), postJson(`${url}/v2/models/tiny/infer`, small(2))];
       await until(() => depth(server) === 2, 5000, 'two queued requests');
       const started = Date.now();
@@ -58,26 +57,20 @@ describe('serve under load and abuse', () => {
       assert.match(refused.headers['retry-after'] as string, /^[1-9]\d*$/);
       assert.match(JSON.parse(refused.body.toString()).error, /model 'tiny' has 2 requests waiting, its queue limit/);
       for (const r of await Promise.all(queued)) assert.equal(r.status, 200);
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('a request that waits longer than --timeout-ms in the queue gets 503', async () => {
-    const { server, url } = await tinyServer({ maxDelayMs: 3000 }, { timeoutMs: 300 });
-    try {
+    await withTinyServer({ maxDelayMs: 3000 }, { timeoutMs: 300 }, async ({ server, url }) => {
       const r = await postJson(`${url}/v2/models/tiny/infer`, small());
       assert.equal(r.status, 503);
       assert.match(JSON.parse(r.body.toString()).error, /waited 300 ms in the queue of model 'tiny'/);
       assert.equal(depth(server), 0);
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('body limit: 413 for a declared, a chunked, an inflated and an expected-100 body over it', async () => {
-    const { server, url } = await tinyServer({}, { maxBodyBytes: 8192 });
-    try {
+    await withTinyServer({}, { maxBodyBytes: 8192 }, async ({ url }) => {
       // Declared too large: refused from the header, before the body.
       const c = await rawConnection(url);
       c.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 10_000_000, 'Content-Type': 'application/json' }, '{"inputs":'));
@@ -114,14 +107,11 @@ describe('serve under load and abuse', () => {
       assert.equal(statusOf(e.received()), 413);
       assert.doesNotMatch(e.received(), /100 Continue/);
       e.socket.destroy();
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('slow senders: a body or headers that do not arrive within --timeout-ms get 408', async () => {
-    const { server, url } = await tinyServer({}, { timeoutMs: 400 });
-    try {
+    await withTinyServer({}, { timeoutMs: 400 }, async ({ url }) => {
       const body = await rawConnection(url);
       body.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 500, 'Content-Type': 'application/json' }, '{"inputs": ['));
       await Promise.race([body.closed, deadline(4000)]);
@@ -134,14 +124,11 @@ describe('serve under load and abuse', () => {
       assert.match(errorOf(headers.received()), /request headers not received within 400 ms/);
       // The server is fine.
       assert.equal((await postJson(`${url}/v2/models/tiny/infer`, small())).status, 200);
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('a client that disconnects while queued frees its slot at once; one that vanishes mid-body is no harm', async () => {
-    const { server, url } = await tinyServer({ maxDelayMs: 2000 }, { maxQueue: 1 });
-    try {
+    await withTinyServer({ maxDelayMs: 2000 }, { maxQueue: 1 }, async ({ server, url }) => {
       const c = await rawConnection(url);
       const body = JSON.stringify(small());
       c.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': Buffer.byteLength(body), 'Content-Type': 'application/json' }, body));
@@ -161,14 +148,11 @@ describe('serve under load and abuse', () => {
       const samples = parseMetrics(server.metricsText);
       assert.equal(metricValue(samples, 'swiftformer_requests_total', { model: 'tiny', endpoint: 'infer', status: '499' }), 2);
       assert.equal(metricValue(samples, 'swiftformer_inflight_requests', { model: 'tiny' }), 0);
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('a client that disconnects while its batch runs does not crash the server', async () => {
-    const { server, url } = await tinyServer({ maxDelayMs: 0 });
-    try {
+    await withTinyServer({ maxDelayMs: 0 }, {}, async ({ server, url }) => {
       const data = float32Bytes(new Float32Array(8 * 3 * 224 * 224).fill(0.5));
       const { body, headers } = binaryRequest({ inputs: [{ name: 'pixel_values', shape: [8, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: data.length } }] }, [data]);
       for (let i = 0; i < 3; i++) {
@@ -179,9 +163,7 @@ describe('serve under load and abuse', () => {
         c.socket.destroy();
       }
       assert.equal((await postJson(`${url}/v2/models/tiny/infer`, small())).status, 200);
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 });
 

@@ -14,7 +14,7 @@ import { InferenceServer } from '../src/serve/server.js';
 import { cli } from './cli-runner.js';
 import { fixtureTensor, relativeError } from './fixtures.js';
 import {
-  binaryRequest, decodeResponse, float32Bytes, getJson, http, metricValue, parseMetrics, postJson, TINY_WEIGHTS, tinyServer,
+  binaryRequest, decodeResponse, float32Bytes, getJson, http, metricValue, parseMetrics, postJson, TINY_WEIGHTS, tinyServer, withTinyServer,
 } from './serve-client.js';
 
 const TOLERANCE = 1e-4; // fixtures README: eval logits
@@ -282,8 +282,7 @@ describe('serve: dynamic batching', () => {
   });
 
   test('different image sizes batch per size; a request with its own batch is split back', async () => {
-    const { server, url } = await tinyServer({ maxBatch: 16, maxDelayMs: 1000 });
-    try {
+    await withTinyServer({ maxBatch: 16, maxDelayMs: 1000 }, {}, async ({ server, url }) => {
       const at = (side: number, seed: number) => Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.37 + seed));
       const requests = [[224, 1, 1], [256, 1, 2], [224, 2, 3], [256, 1, 4]].map(([side, n, seed]) => ({ side: side!, n: n!, data: Array.from({ length: n! }, (_, k) => [...at(side!, seed! + k)]).flat() }));
       const send = (side: number, n: number, data: ArrayLike<number>) => sendBinary(url, data, [n, 3, side, side]);
@@ -297,9 +296,7 @@ describe('serve: dynamic batching', () => {
         const alone = JSON.parse((await send(q.side, q.n, q.data)).body.toString()).outputs[0].data;
         assert.ok(relativeError(out.data, alone) <= 1e-5);
       }
-    } finally {
-      await server.shutdown(1000);
-    }
+    });
   });
 
   test('/v1 classify requests share batches too, with the same answers', async () => {

@@ -81,6 +81,14 @@ function requireFp32(name: string, specs: readonly TensorSpec[], kind: string): 
   }
 }
 
+/** What every served model states: name, platform, version, batching, and its (FP32) inputs and outputs. */
+function basics(name: string, serving: Batching & { version?: string }, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[]) {
+  requireFp32(name, inputs, 'input');
+  requireFp32(name, outputs, 'output');
+  const { maxBatch, dynamic, maxDelayMs, version } = serving;
+  return { name, platform: PLATFORM, ...(version ? { version } : {}), maxBatch, dynamic, maxDelayMs, inputs, outputs };
+}
+
 /** The pieces of a loaded classifier (the CLI's loadClassifier gives them, so /v1 answers as `classify --json`). */
 export interface ClassifierParts {
   model: ImageClassifier;
@@ -113,8 +121,6 @@ export function classifierModel(name: string, c: ClassifierParts, serving: Class
   const input: TensorSpec = signature?.inputs[0] ?? { name: 'pixel_values', datatype: 'FP32', shape: [-1, 3, -1, -1] };
   // The output OnnxClassifier reads.
   const output: TensorSpec = signature ? (signature.outputs.find((o) => o.name === 'logits') ?? signature.outputs[0]!) : { name: 'logits', datatype: 'FP32', shape: [-1, c.model.config.numClasses] };
-  requireFp32(name, [input], 'input');
-  requireFp32(name, [output], 'output');
   const sizes = new Set<string>();
   const classify: BatchedImageTask = {
     prepare: (image, query) => {
@@ -124,14 +130,7 @@ export function classifierModel(name: string, c: ClassifierParts, serving: Class
     answer: (outputs, query) => ({ predictions: topPredictions(outputs[output.name]!.data, c.labels, topParam(query)) }),
   };
   return {
-    name,
-    platform: PLATFORM,
-    ...(serving.version ? { version: serving.version } : {}),
-    maxBatch: serving.maxBatch,
-    dynamic: serving.dynamic,
-    maxDelayMs: serving.maxDelayMs,
-    inputs: [input],
-    outputs: [output],
+    ...basics(name, serving, [input], [output]),
     ...(c.labels ? { labels: c.labels } : {}),
     tasks: { classify },
     run: async (feeds) => ({ [output.name]: await c.model.logits(feeds[input.name]!) }),
@@ -153,18 +152,10 @@ export function classifierModel(name: string, c: ClassifierParts, serving: Class
 
 /** Any FP32 ONNX model, on /v2 only: every graph input and output (or those a Triton config lists). */
 export async function onnxModel(name: string, bytes: Uint8Array, io: Pick<OnnxSignature, 'inputs' | 'outputs'>, serving: Batching & { version?: string; session?: SessionOptions }): Promise<ServedModel> {
-  requireFp32(name, io.inputs, 'input');
-  requireFp32(name, io.outputs, 'output');
+  const fields = basics(name, serving, io.inputs, io.outputs);
   const session = await getBackend().createSession(bytes, serving.session);
   return {
-    name,
-    platform: PLATFORM,
-    ...(serving.version ? { version: serving.version } : {}),
-    maxBatch: serving.maxBatch,
-    dynamic: serving.dynamic,
-    maxDelayMs: serving.maxDelayMs,
-    inputs: io.inputs,
-    outputs: io.outputs,
+    ...fields,
     tasks: {},
     async run(feeds) {
       const out = await session.run(feeds);
