@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { describe, test } from 'node:test';
 import type { InferenceServer } from '../src/serve/server.js';
+import { assertCleanFailure, cli } from './cli-runner.js';
 import {
   binaryRequest, float32Bytes, http, metricValue, parseMetrics, postJson, rawConnection, TINY_WEIGHTS, withTinyServer,
 } from './serve-client.js';
@@ -216,6 +217,23 @@ describe('serve: SIGTERM', () => {
       assert.equal(await Promise.race([s.exited, deadline(10_000).then(() => 'still running')]), 1);
       assert.match(s.stderr(), /1 request was still running after --drain-ms 300 and was cut off/);
       c.socket.destroy();
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('serve: bad command lines fail with one line', () => {
+  test('a malformed --model, missing weights, a clash of names, a busy port', async () => {
+    assertCleanFailure(await cli('serve', '--model', 'tiny'), /--model takes NAME=WEIGHTS, got 'tiny'/);
+    assertCleanFailure(await cli('serve', '--model', 'a b=x.pth'), /model name 'a b' must start with a letter or digit/);
+    assertCleanFailure(await cli('serve', '--model', 'x=/nonexistent/w.pth'), /cannot read \/nonexistent\/w.pth: no such file/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--model', `a=${TINY_WEIGHTS}`), /two models are named 'a'/);
+    assertCleanFailure(await cli('serve', '--repository', '/nonexistent'), /cannot read the model repository \/nonexistent: no such directory/);
+    const s = await serveProcess([]);
+    try {
+      const port = new URL(s.url).port;
+      assertCleanFailure(await cli('serve', '--model', `tiny=${TINY_WEIGHTS}`, '--port', port), new RegExp(`cannot listen on 127.0.0.1:${port}: .*EADDRINUSE`));
     } finally {
       s.child.kill('SIGKILL');
     }

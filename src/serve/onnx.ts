@@ -50,8 +50,3 @@ export function onnxSignature(bytes: Uint8Array, name = 'ONNX model'): OnnxSigna
   for (const p of (model.metadataProps as Message[] | undefined) ?? []) metadata[p.key as string] = p.value as string;
   return { inputs: inputs.map((i) => tensorSpec(i, name)), outputs: outputs.map((o) => tensorSpec(o, name)), metadata };
 }
-
-/** Bytes per element of the fixed-size datatypes (BYTES has none). */
-export const DATATYPE_BYTES: Partial<Record<Datatype, number>> = {
-  BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, BF16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8,
-};
