@@ -48,7 +48,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
     triton: { type: 'string' }, name: { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
-  if (!values.onnx && !values.triton) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> or --triton <dir> is required\n\n${usage}`);
+  if (!values.onnx && !values.triton) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> is required (or --triton <dir>)\n\n${usage}`);
   if (values.triton && values.weights?.toLowerCase().endsWith('.onnx')) return tritonRepository(values, await readSource(values.weights));
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
