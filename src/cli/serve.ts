@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
+import { readCard } from '../models/card.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import { classifierModel, onnxModel, type Batching, type ServedModel } from '../serve/models.js';
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
@@ -50,7 +51,7 @@ interface Shared {
 function isClassifier(sig: OnnxSignature): boolean {
   const out = sig.outputs.find((o) => o.name === 'logits') ?? sig.outputs[0]!;
   return sig.inputs.length === 1 && sig.inputs[0]!.shape.length === 4 && out.shape.length === 2 && out.shape[1]! > 0
-    && sig.metadata['swiftformer.head'] !== 'features';
+    && readCard(sig.metadata, 'classification').task === 'classification' && sig.metadata['swiftformer.head'] !== 'features';
 }
 
 /** The largest batch a graph allows: `want` when every input and output has a dynamic first axis, else 0. */
@@ -78,7 +79,7 @@ async function loadOnnx(name: string, path: string, shared: Shared, o: OnnxServi
   const serving = { ...batching, ...(o.version ? { version: o.version } : {}) };
   if (isClassifier(sig)) {
     const values = { ...shared.classifyValues, weights: path, ...(o.labels ? { labels: o.labels } : {}) };
-    return classifierModel(name, await loadClassifier(values, 'serve', shared.session), { ...serving, signature: sig });
+    return classifierModel(name, await loadClassifier(values, 'serve', new Set(), shared.session), { ...serving, signature: sig });
   }
   return onnxModel(name, bytes, o.io ?? sig, { ...serving, ...(shared.session ? { session: shared.session } : {}) });
 }
@@ -89,7 +90,7 @@ async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {
   const name = checkModelName(spec.slice(0, eq));
   const source = spec.slice(eq + 1);
   if (source.toLowerCase().endsWith('.onnx')) return loadOnnx(name, source, shared);
-  const c = await loadClassifier({ ...shared.classifyValues, weights: source }, 'serve', shared.session);
+  const c = await loadClassifier({ ...shared.classifyValues, weights: source }, 'serve', new Set(), shared.session);
   return classifierModel(name, c, shared.batching);
 }
 
@@ -157,7 +158,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   try {
     for (const spec of lists.model ?? []) models.push(await loadNamed(spec, shared));
     if (values.repository) for (const entry of await readRepository(values.repository)) models.push(await loadFromRepository(entry, shared));
-    if (models.length === 0) models.push(classifierModel('default', await loadClassifier(shared.classifyValues, 'serve', shared.session), shared.batching));
+    if (models.length === 0) models.push(classifierModel('default', await loadClassifier(shared.classifyValues, 'serve', new Set(), shared.session), shared.batching));
     const names = models.map((m) => m.name);
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice) throw new SwiftFormerError('BAD_ARGUMENT', `two models are named '${twice}'`);

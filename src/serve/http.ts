@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
-import { SwiftFormerError } from '../core/errors.js';
+import { SwiftFormerError, type ErrorCode } from '../core/errors.js';
 
 /** An answer other than 200, with the message the `error` body carries. */
 export class HttpError extends Error {
@@ -16,13 +16,17 @@ export class HttpError extends Error {
   }
 }
 
-/** The status a library error means to a client: its input was wrong (400), the model unknown (404), else ours (500). */
+const CLIENT_STATUS: Partial<Record<ErrorCode, number>> = { BAD_ARGUMENT: 400, BAD_DATA: 400, BAD_IMAGE: 400, BAD_SHAPE: 400, UNKNOWN_MODEL: 404, RELEASED: 503 };
+
+/**
+ * The status a library error means to a client: its input was wrong (400), the model unknown
+ * (404), the model going away under shutdown (503); anything else is the server's (500), such as
+ * a model whose weights give non-finite logits.
+ */
 export function asHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof SwiftFormerError) {
-    if (err.code === 'UNKNOWN_MODEL') return new HttpError(404, err.message);
-    if (err.code === 'UNSUPPORTED' || err.code === 'IO' || err.code === 'DIVERGED') return new HttpError(500, err.message);
-    return new HttpError(400, err.message);
+    return new HttpError(CLIENT_STATUS[err.code] ?? 500, err.message);
   }
   return new HttpError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
 }

@@ -16,9 +16,9 @@ import { SwiftFormerError } from '../core/errors.js';
 import { concatBatch, formatShape, type FloatTensor } from '../core/tensor.js';
 import type { ImageClassifier } from '../models/exported.js';
 import { SwiftFormerModel } from '../models/model.js';
-import { topPredictions } from '../models/predictions.js';
+import { predictions } from '../models/classify.js';
 import type { RGBImage } from '../preprocess/resize.js';
-import { inputFor, type Preprocessing } from '../preprocess/transforms.js';
+import { inputFor, type InputOptions } from '../preprocess/transforms.js';
 import { getBackend, type SessionOptions } from '../runtime/runtime.js';
 import { HttpError } from './http.js';
 import type { OnnxSignature, TensorSpec } from './onnx.js';
@@ -93,8 +93,8 @@ function basics(name: string, serving: Batching & { version?: string }, inputs: 
 export interface ClassifierParts {
   model: ImageClassifier;
   labels: string[] | undefined;
-  size: number;
-  preprocessing?: Preprocessing;
+  /** How an image becomes the model's input (its recorded pipeline, or the official transform at a size). */
+  input: InputOptions;
 }
 
 export interface ClassifierServing extends Batching {
@@ -125,9 +125,9 @@ export function classifierModel(name: string, c: ClassifierParts, serving: Class
   const classify: BatchedImageTask = {
     prepare: (image, query) => {
       topParam(query); // a bad ?top= is refused before the image runs
-      return { [input.name]: inputFor(image, { size: c.size, preprocessing: c.preprocessing }) };
+      return { [input.name]: inputFor(image, c.input) };
     },
-    answer: (outputs, query) => ({ predictions: topPredictions(outputs[output.name]!.data, c.labels, topParam(query)) }),
+    answer: (outputs, query) => ({ predictions: predictions(outputs[output.name]!.data, c.labels, topParam(query), 'the uploaded image') }),
   };
   return {
     ...basics(name, serving, [input], [output]),

@@ -8,7 +8,7 @@
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
-import { recordedLabels } from '../models/recorded.js';
+import { readCard } from '../models/card.js';
 import { writeFileAtomic } from '../node/files.js';
 import type { Datatype, OnnxSignature, TensorSpec } from './onnx.js';
 import { formatPbtxt, parsePbtxt, PbEnum, type PbMessage, type PbObject, type PbScalar } from './pbtxt.js';
@@ -62,7 +62,7 @@ export function tritonConfigFor(signature: OnnxSignature, options: ConfigOptions
     return { name: t.name, datatype: t.datatype, dims: t.shape.slice(1) };
   };
   const outputs = signature.outputs.map((o) => tensor(o, 'output'));
-  const labels = recordedLabels(signature.metadata);
+  const labels = readCard(signature.metadata, 'classification').labels;
   const scores = outputs.find((o) => o.dims.length === 1 && o.dims[0] === labels?.length);
   if (scores) scores.labelFilename = LABEL_FILE;
   return {
@@ -202,7 +202,7 @@ export async function writeTritonModel(dir: string, name: string, onnx: Uint8Arr
   await mkdir(join(modelDir, '1'), { recursive: true });
   const written = [join(modelDir, '1', MODEL_FILE), join(modelDir, 'config.pbtxt')];
   await writeFileAtomic(written[0]!, onnx);
-  const labels = recordedLabels(signature.metadata);
+  const labels = readCard(signature.metadata, 'classification').labels;
   if (labels && config.outputs.some((o) => o.labelFilename)) {
     written.push(join(modelDir, LABEL_FILE));
     await writeFileAtomic(written[2]!, `${labels.map((l) => l.replace(/[\r\n]+/g, ' ')).join('\n')}\n`);
