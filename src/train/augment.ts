@@ -357,6 +357,21 @@ export function augmentFor(inputSize: [number, number]): AugmentOptions {
   return Math.max(...inputSize) <= SMALL_IMAGE_SIZE ? smallImageAugment(inputSize) : DEFAULT_AUGMENT;
 }
 
+/**
+ * A preset with its RandAugment policy replaced: a policy string (in place of color jitter; the
+ * interpolation bicubic, main.py's, unless the preset has one), or 'none', which for a preset
+ * with a policy means timm without an auto-augment policy: color jitter 0.4 (as main.py with
+ * --aa '', the official XS run's setting).
+ */
+export function withRandAugment(preset: AugmentOptions, policy: string): AugmentOptions {
+  if (policy === 'none') {
+    if (!preset.randAugment) return preset;
+    return { ...preset, colorJitter: { ...DEFAULT_COLOR_JITTER }, randAugment: false };
+  }
+  parseRandAugment(policy);
+  return { ...preset, colorJitter: false, randAugment: policy, interpolation: preset.interpolation ?? 'bicubic' };
+}
+
 const INTERPOLATIONS: readonly Interpolation[] = ['bilinear', 'bicubic', 'random'];
 
 /** Throws a BAD_ARGUMENT naming the first augmentation setting that cannot work. */
