@@ -13,6 +13,8 @@ deterministic synthetic RGB images and records Pillow's output bytes:
   * Image.rotate(degrees, resample, fillcolor) and Image.transform(size, AFFINE, matrix, resample,
     fillcolor) with timm's shear and relative-translate matrices, bilinear and bicubic, filled
     with timm's img_mean for ImageNet, (124, 116, 104);
+  * the recipe's random resized crop (torchvision's resized_crop: crop, then Image.resize) at
+    fixed boxes;
   * the affine matrices Image.rotate computes (captured from Image.transform) for many angles, with
     libm's cos and sin and the correctly rounded ones (glibc's are off by one ulp for about 1
     argument in 400, and the matrix keeps some of that after round(x, 15)); the rotations at the
@@ -74,6 +76,8 @@ JITTERS = [
     [("saturation", 0.61), ("brightness", 0.83), ("contrast", 1.39)],
     [("contrast", 1.4), ("saturation", 0.6)],
 ]
+# (left, top, width, height, output side, filter): random resized crop boxes, resized down and up.
+RESIZED_CROPS = [(3, 2, 31, 25, 24, "bicubic"), (10, 5, 13, 17, 24, "bicubic"), (0, 0, 40, 30, 24, "bilinear"), (7, 9, 9, 8, 24, "bilinear")]
 ENHANCERS = {
     "brightness": ImageEnhance.Brightness,
     "contrast": ImageEnhance.Contrast,
@@ -212,6 +216,11 @@ def main():
             assert result.size == img.size and result.mode == "RGB"
             cases.append({"image": name, "op": op, "args": args, "offset": put(result)})
         if name == "pattern_40x30":
+            # The recipe's first step, torchvision's resized_crop on a PIL image: crop, then resize.
+            for left, top, cw, ch, size, resample in RESIZED_CROPS:
+                result = img.crop((left, top, left + cw, top + ch)).resize((size, size), FILTERS[resample])
+                args = {"box": [left, top, cw, ch], "size": size, "resample": resample}
+                cases.append({"image": name, "op": "resized_crop", "args": args, "offset": put(result)})
             for degrees in off_angles:
                 for resample in ("bilinear", "bicubic"):
                     result = img.rotate(degrees, resample=FILTERS[resample], fillcolor=FILL)

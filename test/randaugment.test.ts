@@ -20,9 +20,10 @@ import {
   type RGB,
 } from '../src/train/randaugment.js';
 import {
-  applyColorJitter, augmentFor, checkAugment, DEFAULT_AUGMENT, drawColorJitter, sampleTransform, type JitterStep,
+  applyColorJitter, augmentFor, checkAugment, DEFAULT_AUGMENT, drawColorJitter, sampleTransform, withRandAugment, type JitterStep,
 } from '../src/train/augment.js';
-import { IMAGENET_MEAN, IMAGENET_STD } from '../src/preprocess/transforms.js';
+import { cropImage, IMAGENET_MEAN, IMAGENET_STD } from '../src/preprocess/transforms.js';
+import { resizeRGB8 } from '../src/preprocess/resize.js';
 import { freshConfig } from '../src/train/config.js';
 
 interface RefCase { image: string; op: string; args: Record<string, unknown>; offset: number }
@@ -68,6 +69,10 @@ const OPS: Record<string, (im: RGBImage, a: Record<string, unknown>) => RGBImage
   shear_x: (im, a) => shearX(im, a.factor as number, a.resample as Resample, fill),
   shear_y: (im, a) => shearY(im, a.factor as number, a.resample as Resample, fill),
   translate_x_rel: (im, a) => translateXRel(im, a.pct as number, a.resample as Resample, fill),
+  resized_crop: (im, a) => {
+    const [x, y, w, h] = a.box as number[];
+    return resizeRGB8(cropImage(im, x!, y!, w!, h!), a.size as number, a.size as number, a.resample as Resample);
+  },
   translate_y_rel: (im, a) => translateYRel(im, a.pct as number, a.resample as Resample, fill),
 };
 
@@ -102,7 +107,8 @@ describe(`RandAugment's operations vs Pillow ${index.pillow}`, () => {
         const src = source(c.image);
         const before = Buffer.from(src.data);
         const actual = OPS[op]!(src, c.args);
-        const diff = firstDifference(actual, imageAt(c.offset, src.width, src.height));
+        const side = c.args.size as number | undefined; // resized crops are square, the rest keep the size
+        const diff = firstDifference(actual, imageAt(c.offset, side ?? src.width, side ?? src.height));
         if (diff) failures.push(`${c.image} ${JSON.stringify(c.args)}: ${diff}`);
         assert.ok(before.equals(src.data), `${op} must not modify its input`);
       }
@@ -349,6 +355,16 @@ describe('the official recipe in the training options', () => {
       randAugment: 'rand-m9-mstd0.5-inc1', interpolation: 'bicubic', randomErasing: { probability: 0.25 },
     });
     assert.equal(augmentFor([32, 32]).randAugment, undefined, 'the small-image preset stays as it was');
+  });
+
+  test('--rand-augment: a policy in place of the preset\'s; none on photos is main.py with --aa \'\' (color jitter 0.4)', () => {
+    const photos = augmentFor([224, 224]);
+    assert.deepEqual(withRandAugment(photos, 'rand-m7'), { ...photos, randAugment: 'rand-m7' });
+    assert.deepEqual(withRandAugment(photos, 'none'), { ...photos, randAugment: false, colorJitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4 } });
+    const small = augmentFor([32, 32]);
+    assert.equal(withRandAugment(small, 'none'), small);
+    assert.deepEqual(withRandAugment(small, OFFICIAL_RAND_AUGMENT), { ...small, randAugment: OFFICIAL_RAND_AUGMENT, interpolation: 'bicubic' });
+    assert.throws(() => withRandAugment(small, 'rand-inc'), /section 'inc'/);
   });
 
   test('augmentation settings are checked when the run is configured, with one clear error', () => {

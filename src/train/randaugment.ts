@@ -109,21 +109,17 @@ export function smoothFilter(image: RGBImage): RGBImage {
   const out = { ...image, data: src.slice() };
   if (w < 3 || h < 3) return out;
   const f = Math.fround;
-  const k = [SMOOTH_EDGE, SMOOTH_EDGE, SMOOTH_EDGE, SMOOTH_EDGE, SMOOTH_CENTER, SMOOTH_EDGE, SMOOTH_EDGE, SMOOTH_EDGE, SMOOTH_EDGE];
-  /** One kernel row: (a k0 + b k1) + c k2 in float32, the bytes 3 apart (one pixel). */
-  const row = (i: number, k0: number, k1: number, k2: number) => f(f(f(src[i - 3]! * k0) + f(src[i]! * k1)) + f(src[i + 3]! * k2));
+  const e = SMOOTH_EDGE;
+  /** One kernel row: (a k0 + b k1) + c k2 in float32, the bytes 3 apart (one pixel); only the middle row has the center weight. */
+  const row = (i: number, k1: number) => f(f(f(src[i - 3]! * e) + f(src[i]! * k1)) + f(src[i + 3]! * e));
   const stride = w * 3;
   for (let y = 1; y < h - 1; y++) {
-    for (let x = 1; x < w - 1; x++) {
-      for (let c = 0; c < 3; c++) {
-        const i = y * stride + x * 3 + c;
-        // Pillow's order: the row below with the kernel's first row, then this row, then the row above.
-        let ss = 0.5;
-        ss = f(ss + row(i + stride, k[0]!, k[1]!, k[2]!));
-        ss = f(ss + row(i, k[3]!, k[4]!, k[5]!));
-        ss = f(ss + row(i - stride, k[6]!, k[7]!, k[8]!));
-        out.data[i] = clip8(ss);
-      }
+    for (let i = y * stride + 3; i < (y + 1) * stride - 3; i++) {
+      // Pillow's order: the row below (the kernel's first row), this row, the row above; 0.5 for rounding.
+      let ss = f(0.5 + row(i + stride, e));
+      ss = f(ss + row(i, SMOOTH_CENTER));
+      ss = f(ss + row(i - stride, e));
+      out.data[i] = clip8(ss);
     }
   }
   return out;
@@ -275,14 +271,24 @@ const bicubicSample: Sampler = (src, xin, yin, out, at) => {
   const y = Math.floor(ys) - 1;
   const dx = xs - (x + 1);
   const dy = ys - (y + 1);
-  const cols = [clampTo(x, w) * 3, clampTo(x + 1, w) * 3, clampTo(x + 2, w) * 3, clampTo(x + 3, w) * 3];
-  const rowAt = (r: number) => r * w * 3;
+  const c0 = clampTo(x, w) * 3;
+  const c1 = clampTo(x + 1, w) * 3;
+  const c2 = clampTo(x + 2, w) * 3;
+  const c3 = clampTo(x + 3, w) * 3;
+  const stride = w * 3;
+  const r0 = clampTo(y, h) * stride;
+  const has1 = y + 1 >= 0 && y + 1 < h;
+  const has2 = y + 2 >= 0 && y + 2 < h;
+  const has3 = y + 3 >= 0 && y + 3 < h;
   for (let c = 0; c < 3; c++) {
-    const line = (base: number) => cubic(data[base + cols[0]! + c]!, data[base + cols[1]! + c]!, data[base + cols[2]! + c]!, data[base + cols[3]! + c]!, dx);
-    const v1 = line(rowAt(clampTo(y, h)));
-    const v2 = y + 1 >= 0 && y + 1 < h ? line(rowAt(y + 1)) : v1;
-    const v3 = y + 2 >= 0 && y + 2 < h ? line(rowAt(y + 2)) : v2;
-    const v4 = y + 3 >= 0 && y + 3 < h ? line(rowAt(y + 3)) : v3;
+    let b = r0 + c;
+    const v1 = cubic(data[b + c0]!, data[b + c1]!, data[b + c2]!, data[b + c3]!, dx);
+    b = (y + 1) * stride + c;
+    const v2 = has1 ? cubic(data[b + c0]!, data[b + c1]!, data[b + c2]!, data[b + c3]!, dx) : v1;
+    b += stride;
+    const v3 = has2 ? cubic(data[b + c0]!, data[b + c1]!, data[b + c2]!, data[b + c3]!, dx) : v2;
+    b += stride;
+    const v4 = has3 ? cubic(data[b + c0]!, data[b + c1]!, data[b + c2]!, data[b + c3]!, dx) : v3;
     out[at + c] = clip8(cubic(v1, v2, v3, v4, dy));
   }
   return true;
