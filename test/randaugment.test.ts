@@ -20,7 +20,7 @@ import {
   type RGB,
 } from '../src/train/randaugment.js';
 import {
-  applyColorJitter, augmentFor, checkAugment, DEFAULT_AUGMENT, drawColorJitter, sampleTransform, withRandAugment, type JitterStep,
+  applyColorJitter, augmentFor, checkAugment, colorJitter, DEFAULT_AUGMENT, drawColorJitter, sampleTransform, withRandAugment, type JitterStep,
 } from '../src/train/augment.js';
 import { cropImage, IMAGENET_MEAN, IMAGENET_STD } from '../src/preprocess/transforms.js';
 import { resizeRGB8 } from '../src/preprocess/resize.js';
@@ -407,5 +407,14 @@ describe('the official recipe in the training options', () => {
     assert.equal(orders.size, 6, 'all six orders');
     assert.deepEqual(drawColorJitter(new Random(1), { contrast: 2 }).map((s) => s.kind), ['contrast']);
     assert.ok(drawColorJitter(new Random(1), { contrast: 2 })[0]!.factor >= 0, 'factors never below 0');
+    // colorJitter (exported, in place) is the same draws and blends; the sample transform leaves its input alone.
+    const src = source('pattern_40x30');
+    const jitter = { brightness: 0.4, contrast: 0.4, saturation: 0.4 };
+    const copy = { ...src, data: src.data.slice() };
+    assert.equal(colorJitter(copy, new Random(9), jitter), copy);
+    assert.deepEqual(copy.data, applyColorJitter(src, drawColorJitter(new Random(9), jitter)).data);
+    const before = Buffer.from(src.data);
+    sampleTransform({ inputSize: [30, 40], mean: [0, 0, 0], std: [1, 1, 1], augment: { colorJitter: jitter, hflip: 0 } }).apply(src, new Random(9), new Float32Array(3 * 1200), 0);
+    assert.ok(before.equals(src.data));
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Training-time image transforms on 8-bit RGB images (HWC) and normalized float CHW tensors,
- * following torchvision's and timm's definitions: random resized crop, horizontal flip, color
+ * following torchvision's and timm's definitions: random resized crop, horizontal flip, RandAugment
+ * (randaugment.ts), color
  * jitter, random erasing ('pixel' mode), mixup / cutmix. Every random choice comes from a
  * `Random` the caller seeds, so a batch is a pure function of (seed, epoch, index).
  */
@@ -151,9 +152,10 @@ export function applyColorJitter(image: RGBImage, steps: readonly JitterStep[]):
   return out === image ? { ...image, data: image.data.slice() } : out;
 }
 
-/** torchvision ColorJitter without hue: the draws, then the adjustments. Returns a new image. */
+/** torchvision ColorJitter without hue, in place: the draws, then the adjustments. */
 export function colorJitter(image: RGBImage, rng: Random, jitter: ColorJitter): RGBImage {
-  return applyColorJitter(image, drawColorJitter(rng, jitter));
+  image.data.set(applyColorJitter(image, drawColorJitter(rng, jitter)).data);
+  return image;
 }
 
 export interface RandomErasing {
@@ -443,7 +445,7 @@ export function sampleTransform(options: TransformOptions): SampleTransform {
       }
       if (augment) {
         if (augment.hflip && rng.next() < augment.hflip) image = flipHorizontal(image === input ? { ...image, data: image.data.slice() } : image);
-        if (augment.colorJitter) image = colorJitter(image, rng, augment.colorJitter);
+        if (augment.colorJitter) image = applyColorJitter(image, drawColorJitter(rng, augment.colorJitter));
         if (policy) image = policy.apply(image, rng);
       }
       writeNormalizedCHW(image, out, offset, options.mean, options.std);
