@@ -28,7 +28,6 @@ gives each one's offset and the arguments. Usage (needs python3-pil and python3-
 
 import decimal
 import importlib.util
-import json
 import math
 import os
 import sys
@@ -227,19 +226,11 @@ def main():
                     cases.append({"image": name, "op": "rotate", "args": {"degrees": degrees, "resample": resample, "libmRounding": True}, "offset": put(result)})
     with open(os.path.join(out_dir, "refs.bin"), "wb") as f:
         f.write(bytes(blob))
-    index = {
-        "generator": "scripts/make-randaugment-refs.py",
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-        "format": "refs.bin: raw uint8 RGB images (row-major, interleaved) at the given byte offsets",
-        "fill": FILL,
-        "images": images,
-        "cases": cases,
-        "rotationMatrices": matrices,
-    }
-    with open(os.path.join(out_dir, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
-        f.write("\n")
+    _preprocess_refs.write_index(
+        out_dir, "scripts/make-randaugment-refs.py", indent=1,
+        format="refs.bin: raw uint8 RGB images (row-major, interleaved) at the given byte offsets",
+        fill=FILL, images=images, cases=cases, rotationMatrices=matrices,
+    )
     size = len(blob) + os.path.getsize(os.path.join(out_dir, "index.json"))
     print(f"wrote {len(cases)} cases on {len(images)} images, {size} bytes, to {out_dir} (Pillow {PIL.__version__})")
 

@@ -1,8 +1,7 @@
 /**
  * Training-time image transforms on 8-bit RGB images (HWC) and normalized float CHW tensors,
- * following torchvision's and timm's definitions: random resized crop, horizontal flip, RandAugment
- * (randaugment.ts), color
- * jitter, random erasing ('pixel' mode), mixup / cutmix. Every random choice comes from a
+ * following torchvision's and timm's definitions: random resized crop, horizontal flip, color
+ * jitter, RandAugment (randaugment.ts), random erasing ('pixel' mode), mixup / cutmix. Every random choice comes from a
  * `Random` the caller seeds, so a batch is a pure function of (seed, epoch, index).
  */
 import { SwiftFormerError } from '../core/errors.js';
