@@ -25,6 +25,7 @@ import {
 import { cropImage, IMAGENET_MEAN, IMAGENET_STD } from '../src/preprocess/transforms.js';
 import { resizeRGB8 } from '../src/preprocess/resize.js';
 import { freshConfig } from '../src/train/config.js';
+import { Loader } from '../src/train/loader.js';
 
 interface RefCase { image: string; op: string; args: Record<string, unknown>; offset: number }
 interface RefIndex {
@@ -393,6 +394,19 @@ describe('the official recipe in the training options', () => {
     for (let seed = 0; seed < 30; seed++) if (!out(t, seed).every((v, i) => v === out(plain, seed)[i])) differ++;
     // Four ops each applied with p 0.5: all skipped in 1/16 of the images.
     assert.ok(differ >= 20 && differ < 30, `${differ} of 30 changed by RandAugment`);
+  });
+
+  test('a batch with RandAugment is the same whether computed in order or alone after a resume (seed, epoch, index)', async () => {
+    const src = source('pattern_40x30');
+    const dataset = { name: 'pattern', length: 8, classes: ['a', 'b'], label: (i: number) => i % 2, image: () => src };
+    const transform = sampleTransform({ inputSize: [24, 24], mean: IMAGENET_MEAN, std: IMAGENET_STD, augment: augmentFor([224, 224]) });
+    const loader = new Loader(dataset, { batchSize: 4, transform, shuffle: true, seed: 3 });
+    const inOrder = [];
+    for await (const batch of loader.epoch(2)) inOrder.push(batch);
+    const resumed = [];
+    for await (const batch of loader.epoch(2, 1)) resumed.push(batch);
+    assert.deepEqual(resumed[0]!.pixels.data, inOrder[1]!.pixels.data);
+    assert.notDeepEqual(inOrder[0]!.pixels.data.subarray(0, 1728), inOrder[0]!.pixels.data.subarray(1728, 3456));
   });
 
   test('colorJitter draws torchvision\'s order and factors, and blends as Pillow does', () => {
