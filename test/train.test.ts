@@ -743,6 +743,17 @@ describe('swiftformer train (CLI)', () => {
     assertCleanFailure(other, /cannot resume .* lr 0\.5 vs 0\.001 \(given vs checkpoint\)/);
   });
 
+  test('--rand-augment lays a policy over the --augment preset; the checkpoint records it and resume holds it', async () => {
+    const data = await idxDir();
+    const out = join(await tempDir(), 'run');
+    const r = await cli('train', '--data', data, '--finetune', fixturePath('tiny/checkpoint_model_only.pth'), '--epochs', '1', '--batch-size', '8', '--out', out, '--threads', '1', '--rand-augment', 'rand-m9-n3-mstd0.5-inc1');
+    assert.equal(r.code, 0, r.stderr);
+    const augment = JSON.parse(await readFile(join(out, 'checkpoint.json'), 'utf8')).train.classification.augment;
+    assert.deepEqual(augment, { ...augmentFor([32, 32]), colorJitter: false, randAugment: 'rand-m9-n3-mstd0.5-inc1', interpolation: 'bicubic' });
+    const other = await cli('train', '--resume', out, '--rand-augment', 'rand-m5', '--threads', '1');
+    assertCleanFailure(other, /cannot resume .*classification\.augment .*rand-m5.* vs .*rand-m9-n3-mstd0\.5-inc1/);
+  });
+
   test('bad input: missing data, corrupt IDX, unknown model, impossible batch size: one line, non-zero exit', async () => {
     const data = await idxDir();
     const corrupt = await tempDir();
@@ -755,6 +766,8 @@ describe('swiftformer train (CLI)', () => {
       [['--data', data, '--model', 'xxl'], /unknown model 'xxl'/],
       [['--data', data, '--batch-size', '64'], /batch size 64 is larger than the 24 training images/],
       [['--data', data, '--lr', 'fast'], /--lr must be a number > 0/],
+      [['--data', data, '--rand-augment', 'rand-m9-inc0'], /RandAugment policy 'rand-m9-inc0': 'inc0': timm reads any inc<digits> as inc1/],
+      [['--data', data, '--rand-augment', 'auto-v0'], /RandAugment policy 'auto-v0': a RandAugment policy starts with 'rand'/],
     ];
     for (const [args, pattern] of cases) {
       const r = await cli('train', ...args, '--out', join(await tempDir(), 'x'));
