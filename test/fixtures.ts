@@ -15,12 +15,15 @@ export function fixtureBytes(rel: string): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-export function manifest(dir: 'tiny' | 'xs'): Record<string, any> {
+export function manifest(dir: FixtureDir): Record<string, any> {
   return JSON.parse(readFileSync(fixturePath(`${dir}/manifest.json`), 'utf8'));
 }
 
+/** Fixture folders (fixtures README). */
+export type FixtureDir = 'tiny' | 'xs' | 'semfpn-tiny' | 'semfpn-xs';
+
 /** A raw little-endian float32 .bin file with its shape from the manifest. */
-export function fixtureTensor(dir: 'tiny' | 'xs', file: string): FloatTensor {
+export function fixtureTensor(dir: FixtureDir, file: string): FloatTensor {
   const bytes = fixtureBytes(`${dir}/${file}`);
   const data = new Float32Array(bytes.slice().buffer);
   return { dtype: 'float32', shape: manifest(dir).files[file].shape, data };
