@@ -5,7 +5,9 @@ import '../src/node/platform.js';
 import { backward, GRADIENTS } from '../src/graph/grad.js';
 import { fastformerAttention, multiHeadSelfAttention } from '../src/models/attention.js';
 import { attr, GraphBuilder, toOnnx } from '../src/graph/graph.js';
-import { spatialConv, toLayout, toNCHW, type Maps } from '../src/graph/layout.js';
+import { resizeMaps, spatialConv, toLayout, toNCHW, type Maps } from '../src/graph/layout.js';
+import { channelDropout } from '../src/models/semfpn.js';
+import { emitContext } from '../src/models/modules.js';
 import { Random } from '../src/core/random.js';
 import { TrainStep, updateRunningStats } from '../src/train/step.js';
 import type { FloatTensor, StateDict } from '../src/core/tensor.js';
@@ -146,6 +148,30 @@ const CASES: Case[] = [
   {
     name: 'LayerNorm (train composite, channels-first matrix)', inputs: { x: [6, 4], g: [6], beta: [6] },
     build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!, { axis: 0, composite: true }),
+  },
+  // Semantic FPN: torch's interpolate (nearest top-down, bilinear upsampling), per-pixel loss, Dropout2d.
+  { name: 'Resize nearest 2x', inputs: { a: [2, 3, 2, 3] }, build: (b, x) => b.resize(x.a!, 'nearest', 4, 6) },
+  { name: 'Resize bilinear 2x', inputs: { a: [2, 2, 3, 3] }, build: (b, x) => b.resize(x.a!, 'bilinear', 6, 6) },
+  { name: 'Resize bilinear 4x, non-square', inputs: { a: [1, 2, 2, 3] }, build: (b, x) => b.resize(x.a!, 'bilinear', 8, 12) },
+  { name: 'Resize bilinear downscale', inputs: { a: [1, 2, 8, 4] }, build: (b, x) => b.resize(x.a!, 'bilinear', 4, 2) },
+  {
+    name: 'Resize bilinear on channels-first maps', inputs: { a: [3, 2 * 2 * 3] },
+    build: (b, x) => resizeMaps(b, { value: x.a!, layout: 'cnhw', grid: [2, 2, 3] }, 'bilinear', 4, 6).value,
+  },
+  {
+    // Labels 0..3 with some pixels at the ignore index 255.
+    name: 'per-pixel softmax cross-entropy with ignore index', inputs: { s: [2, 4, 3, 3] },
+    build: (b, x) => {
+      const labels = Array.from({ length: 18 }, (_, i) => (i % 5 === 4 ? 255 : (i * 7) % 4));
+      return b.softmaxCrossEntropySum(x.s!, b.reshape(b.ints(labels), [2, 3, 3]), 255);
+    },
+  },
+  {
+    name: 'channel dropout (Dropout2d with a given mask)', inputs: { a: [2, 3, 2, 2] },
+    build: (b, x) => {
+      const mask = b.constant([0, 1.25, 1.25, 1.25, 0, 1.25], [2, 3, 1, 1]);
+      return channelDropout(emitContext(true, b), { value: x.a!, layout: 'nchw', grid: [2, 2, 2] }, mask).value;
+    },
   },
   ...(['nchw', 'cnhw'] as const).flatMap((layout): Case[] => {
     // The attention modules end to end, 2 images of 2x3 tokens, 8 channels in 2 heads.

@@ -285,7 +285,7 @@ export class GraphBuilder {
     if (scales.some((r) => Math.fround(r) !== r || !(r > 0))) {
       throw new SwiftFormerError('BAD_SHAPE', `resize of ${h}x${w} to ${outH}x${outW}: the scale is not exact in float32`);
     }
-    const attrs = mode === 'nearest'
+    const attrs: Record<string, Attr> = mode === 'nearest'
       ? { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') }
       : { mode: attr.string('linear'), coordinate_transformation_mode: attr.string('half_pixel') };
     return this.node('Resize', [x, '', this.constant([1, 1, ...scales], [4])], [n!, c!, outH, outW], attrs);

@@ -96,8 +96,21 @@ export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: F
   const remap = remapKeys(source.keys(), cfg);
   const config = { ...cfg, attention: options.attention ?? attentionFor(remap.format) };
   const params = emitSwiftFormer(config, { head: options.head ?? 'classifier' }).params;
+  const { state, report } = fitToParams(source, remap, params, config.attention, options);
+  return { state, config, report };
+}
+
+/**
+ * The check behind fitWeights, for any model: the remapped tensors that match `params` (the
+ * model's keys and shapes), and a report of the missing, unexpected and mis-shaped ones. Strict
+ * (default): any of those is one error listing them.
+ */
+export function fitToParams(
+  source: StateDict, remap: { format: KeyFormat; mapped: Map<string, string>; unmatched: string[] }, params: Map<string, number[]>,
+  attention: TokenNorm, options: { strict?: boolean; name?: string } = {},
+): { state: StateDict; report: FitReport } {
   const state: StateDict = new Map();
-  const report: FitReport = { format: remap.format, attention: config.attention, missing: [], unexpected: [...remap.unmatched], mismatched: [] };
+  const report: FitReport = { format: remap.format, attention, missing: [], unexpected: [...remap.unmatched], mismatched: [] };
   for (const [from, to] of remap.mapped) {
     const t = source.get(from)!;
     const expected = params.get(to);
@@ -110,7 +123,7 @@ export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: F
   }
   for (const key of params.keys()) if (!state.has(key) && !report.mismatched.some((m) => m.key === key)) report.missing.push(key);
   if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
-  return { state, config, report };
+  return { state, report };
 }
 
 function listKeys(keys: string[], limit = 6): string {
