@@ -237,7 +237,7 @@ export function remapSemanticFpnKeys(source: Iterable<string>, backbone: SwiftFo
  * The architecture read off the weights: the backbone from its keys (fit.ts's inferConfig), neck
  * width from the lateral convs, head width and class count from conv_seg. Dropout: `dropout`.
  */
-export function inferSemanticFpnConfig(state: StateDict, dropout = DEFAULTS.dropout): SemanticFpnConfig {
+export function inferSemanticFpnConfig(state: StateDict, dropout: number = DEFAULTS.dropout): SemanticFpnConfig {
   const remap = remapSemanticFpnKeys(state.keys(), VARIANTS.xs!);
   const backboneState: StateDict = new Map();
   for (const [from, to] of remap.mapped) if (to.startsWith('backbone.')) backboneState.set(to.slice('backbone.'.length), state.get(from)!);
