@@ -302,6 +302,12 @@ export class SegmentationModel {
     return (await (await this.session('logits', h, w)).run({ pixel_values: pixels })).logits!;
   }
 
+  /** The decode head's logits (N,K,H/4,W/4), before any resize. */
+  async quarterLogits(pixels: FloatTensor): Promise<FloatTensor> {
+    const [h, w] = checkPixels(pixels);
+    return (await (await this.session('logits_quarter', h, w)).run({ pixel_values: pixels })).logits_quarter!;
+  }
+
   /** The model input of an image as mmseg's test pipeline makes it (resize into `scale`, normalize, pad). */
   input(image: RGBImage): SegmentationInput {
     return segmentationInput(image, this.scale);
@@ -310,9 +316,7 @@ export class SegmentationModel {
   /** Class indices per pixel of `image` at its own size, with mmseg's test pipeline. */
   async segment(image: RGBImage): Promise<Segmentation> {
     const input = this.input(image);
-    const [, , h, w] = input.pixels.shape as [number, number, number, number];
-    const out = await (await this.session('logits_quarter', h, w)).run({ pixel_values: input.pixels });
-    const mask = maskFromQuarterLogits(out.logits_quarter!.data, this.numClasses, input);
+    const mask = maskFromQuarterLogits((await this.quarterLogits(input.pixels)).data, this.numClasses, input);
     return { mask, width: input.original.width, height: input.original.height, labels: this.labels, palette: this.palette };
   }
 
