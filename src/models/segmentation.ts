@@ -11,27 +11,26 @@
  * full-resolution maps. `logits()` and the exported ONNX resize inside the graph instead.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import { readSource } from '../core/io.js';
+import { readImage, readWeightsSource, type ImageInput } from '../core/io.js';
 import { formatShape, type FloatTensor, type StateDict } from '../core/tensor.js';
 import { bindParams, toOnnx, type Graph } from '../graph/graph.js';
 import { axisTaps, composeTaps, type Taps } from '../graph/interpolate.js';
 import { optimizeForInference } from '../graph/passes.js';
-import type { RGBImage } from '../preprocess/resize.js';
 import { segmentationInput, type SegmentationInput } from '../preprocess/segmentation.js';
-import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
+import type { SessionOptions } from '../runtime/runtime.js';
 import { readPth } from '../weights/pth.js';
 import { readWeights } from '../weights/read.js';
 import type { TokenNorm } from './attention.js';
-import { fitToParams, inferConfig, type FitReport } from './fit.js';
+import { cardMetadata, checkPalette, readCard, type ModelCard, type RGB } from './card.js';
+import { fitToParams, inferConfig, toOfficialKeys, type FitReport } from './fit.js';
 import {
   DEFAULT_SCALE, emitSemanticFpn, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys,
-  semanticFpnConfig, validateSemanticFpnConfig, type SemanticFpnConfig,
+  semanticFpnConfig, semanticFpnParams, validateSemanticFpnConfig, type SemanticFpnConfig,
 } from './semfpn.js';
-import { attentionFor, remapKeys, VARIANTS, variantConfig, type SwiftFormerConfig } from './swiftformer.js';
+import { Sessions } from './sessions.js';
+import { attentionFor, variantConfig, type SwiftFormerConfig } from './swiftformer.js';
 
 export { isSemanticFpnState } from './semfpn.js';
-
-export type RGB = [number, number, number];
 
 /** What `segment` returns: class indices per pixel at the image's size, and what they mean. */
 export interface Segmentation {
@@ -39,8 +38,8 @@ export interface Segmentation {
   mask: ClassMask;
   width: number;
   height: number;
-  labels: string[];
-  palette: RGB[];
+  labels: readonly string[];
+  palette: readonly RGB[];
 }
 
 /** Class names and colors, as mmseg checkpoints' `meta` (CLASSES, PALETTE) carries them. */
@@ -73,11 +72,11 @@ export interface SegmentationOptions {
   attention?: TokenNorm;
   /** false: load what fits a given config and initialize the rest. Default true for Semantic FPN weights. */
   strict?: boolean;
+  /** Load weights that hold NaN or infinity (refused by default, naming the tensors). */
+  allowNonFinite?: boolean;
   seed?: number;
   session?: SessionOptions;
   backend?: string;
-  /** Sessions kept for different padded input sizes (default 4; the oldest is released). */
-  maxSessions?: number;
 }
 
 // ---------------------------------------------------------------- weights and metadata
@@ -97,43 +96,19 @@ export function mmsegMeta(root: unknown): SegmentationMeta {
   return out;
 }
 
-/** What a safetensors file of this library records: `swiftformer.labels`, `swiftformer.palette` (JSON). */
-export function recordedSegmentationMeta(metadata: Readonly<Record<string, string>>): SegmentationMeta {
-  const parse = (key: string): unknown => {
-    const text = metadata[key];
-    if (text === undefined) return undefined;
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new SwiftFormerError('BAD_CHECKPOINT', `the weights' ${key} metadata is not valid JSON`);
-    }
-  };
-  const out: SegmentationMeta = {};
-  const labels = parse('swiftformer.labels');
-  if (labels !== undefined) {
-    if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) throw new SwiftFormerError('BAD_CHECKPOINT', "the weights' swiftformer.labels is not a list of names");
-    out.labels = labels;
-  }
-  const palette = parse('swiftformer.palette');
-  if (palette !== undefined) out.palette = checkPalette(palette, "the weights' swiftformer.palette");
-  return out;
-}
-
-function checkPalette(value: unknown, what: string): RGB[] {
-  const ok = Array.isArray(value) && value.every((c) => Array.isArray(c) && c.length === 3 && c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255));
-  if (!ok) throw new SwiftFormerError('BAD_CHECKPOINT', `${what} is not a list of [r, g, b] colors in 0..255`);
-  return (value as number[][]).map((c) => [c[0]!, c[1]!, c[2]!]);
-}
-
-/** A checkpoint's state dict and segmentation metadata, from .pth (mmcv layout or bare) or safetensors bytes. */
-export async function readSegmentationWeights(bytes: Uint8Array, name = 'weights'): Promise<{ state: StateDict; meta: SegmentationMeta; metadata: Record<string, string> }> {
+/**
+ * A checkpoint's state dict and segmentation metadata: mmcv's layout (`meta`, `state_dict`) or a
+ * bare state dict in .pth; safetensors with this library's card metadata (labels, palette).
+ */
+export async function readSegmentationWeights(bytes: Uint8Array, name = 'weights'): Promise<{ state: StateDict; meta: SegmentationMeta }> {
   const isZip = bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
   if (isZip) {
     const file = await readPth(bytes);
-    return { state: file.stateDict(), meta: mmsegMeta(file.root), metadata: {} };
+    return { state: file.stateDict(), meta: mmsegMeta(file.root) };
   }
   const { state, metadata } = await readWeights(bytes, { name });
-  return { state, meta: recordedSegmentationMeta(metadata), metadata };
+  const card = readCard(metadata, 'segmentation');
+  return { state, meta: { ...(card.labels ? { labels: [...card.labels] } : {}), ...(card.palette ? { palette: [...card.palette] } : {}) } };
 }
 
 /**
@@ -167,16 +142,17 @@ function newConfig(backbone: SwiftFormerConfig, options: SegmentationOptions): S
 
 interface Built { config: SemanticFpnConfig; state: StateDict; report: FitReport | undefined }
 
+const fitOptions = (options: SegmentationOptions, name: string, strict: boolean) => ({ strict, name, ...(options.allowNonFinite ? { allowNonFinite: true } : {}) });
+
 /** Semantic FPN weights: config from the weights (class count overridable with strict: false), strict fit by default. */
 function fromSemanticFpn(source: StateDict, options: SegmentationOptions, name: string): Built {
-  const inferred = inferSemanticFpnConfig(source, options.dropout);
-  const config: SemanticFpnConfig = { ...inferred, ...(options.numClasses !== undefined ? { numClasses: options.numClasses } : {}) };
-  if (typeof options.model === 'string' || options.model) config.backbone = { ...backboneConfig(options.model, undefined), numClasses: 0, distillation: false };
+  const config: SemanticFpnConfig = { ...inferSemanticFpnConfig(source, options.dropout), ...(options.numClasses !== undefined ? { numClasses: options.numClasses } : {}) };
+  if (options.model !== undefined) config.backbone = { ...backboneConfig(options.model, undefined), numClasses: 0, distillation: false };
   const remap = remapSemanticFpnKeys(source.keys(), config.backbone);
   config.backbone.attention = options.attention ?? attentionFor(remap.format);
   validateSemanticFpnConfig(config);
-  const params = emitSemanticFpn(config, { inputSize: 64 }).params;
-  const { state, report } = fitToParams(source, remap, params, config.backbone.attention, { strict: options.strict !== false, name });
+  const renamed = { format: remap.format, state: new Map([...remap.mapped].map(([from, to]) => [to, source.get(from)!])), unmatched: remap.unmatched };
+  const { state, report } = fitToParams(renamed, semanticFpnParams(config), config.backbone.attention, fitOptions(options, name, options.strict !== false));
   return { config, state: fillMissing(state, config, options.seed ?? 0), report };
 }
 
@@ -187,34 +163,32 @@ function fromSemanticFpn(source: StateDict, options: SegmentationOptions, name: 
  * backbone key must be there with its shape.
  */
 function fromBackbone(source: StateDict, options: SegmentationOptions, name: string): Built {
-  const probe = remapKeys(source.keys(), VARIANTS.xs!);
-  const official: StateDict = new Map([...probe.mapped].map(([from, to]) => [to, source.get(from)!]));
-  const config = newConfig(backboneConfig(options.model, official), options);
-  const remap = remapKeys(source.keys(), config.backbone);
-  config.backbone.attention = options.attention ?? attentionFor(remap.format);
-  const mapped = new Map([...remap.mapped].map(([from, to]) => [from, `backbone.${to}`]));
-  const params = emitSemanticFpn(config, { inputSize: 64 }).params;
-  const { state, report } = fitToParams(source, { format: remap.format, mapped, unmatched: remap.unmatched }, params, config.backbone.attention, { strict: false, name });
+  const official = toOfficialKeys(source);
+  const config = newConfig(backboneConfig(options.model, official.state), options);
+  config.backbone.attention = options.attention ?? attentionFor(official.format);
+  const renamed = { ...official, state: new Map([...official.state].map(([k, t]) => [`backbone.${k}`, t])) };
+  const { state, report } = fitToParams(renamed, semanticFpnParams(config), config.backbone.attention, fitOptions(options, name, false));
   const required = report.missing.filter((k) => k.startsWith('backbone.') && !/^backbone\.norm\d+\./.test(k));
   if (report.mismatched.length > 0 || required.length > 0) {
     const problems = [
       ...report.mismatched.map((m) => `${m.key}: checkpoint ${formatShape(m.checkpoint)} vs model ${formatShape(m.model)}`),
-      ...required.slice(0, 6).map((k) => `${k} missing`),
+      ...required.map((k) => `${k} missing`),
     ];
-    throw new SwiftFormerError('KEY_MISMATCH', `${name} cannot start this backbone (${remap.format} keys): ${problems.slice(0, 6).join('; ')}${problems.length > 6 ? ', ...' : ''}. Is it another variant? Pass the matching model.`);
+    throw new SwiftFormerError('KEY_MISMATCH', `${name} cannot start this backbone (${official.format} keys): ${problems.slice(0, 6).join('; ')}${problems.length > 6 ? `, ... (${problems.length - 6} more)` : ''}. Is it another variant? Pass the matching model.`);
   }
   return { config, state: fillMissing(state, config, options.seed ?? 0), report };
 }
 
 function fillMissing(state: StateDict, config: SemanticFpnConfig, seed: number): StateDict {
-  if ([...emitSemanticFpn(config, { inputSize: 64 }).params.keys()].every((k) => state.has(k))) return state;
+  if ([...semanticFpnParams(config).keys()].every((k) => state.has(k))) return state;
   for (const [key, t] of initialSemanticFpnWeights(config, seed)) if (!state.has(key)) state.set(key, t);
   return state;
 }
 
 /**
  * A segmentation model from a state dict already read (the dispatcher's entry: `loadModel` reads
- * a checkpoint once and hands Semantic FPN weights here), with the checkpoint's metadata.
+ * a checkpoint once and hands Semantic FPN weights here), with the checkpoint's metadata
+ * (`mmsegMeta` of a .pth root, or the card of a safetensors file).
  */
 export function loadSemanticFpn(source: StateDict | undefined, meta: SegmentationMeta, options: SegmentationOptions = {}, name = 'weights'): SegmentationModel {
   let built: Built;
@@ -227,14 +201,14 @@ export function loadSemanticFpn(source: StateDict | undefined, meta: Segmentatio
   }
   const k = built.config.numClasses;
   const labels = options.labels ?? (meta.labels?.length === k ? meta.labels : undefined) ?? Array.from({ length: k }, (_, i) => `class ${i}`);
-  const palette = options.palette ?? (meta.palette?.length === k ? meta.palette : undefined) ?? defaultPalette(k);
+  const palette = options.palette ? checkPalette(options.palette, 'palette') : (meta.palette?.length === k ? meta.palette : undefined) ?? defaultPalette(k);
   if (labels.length !== k) throw new SwiftFormerError('BAD_ARGUMENT', `${labels.length} labels for a model of ${k} classes`);
   if (palette.length !== k) throw new SwiftFormerError('BAD_ARGUMENT', `a palette of ${palette.length} colors for a model of ${k} classes`);
   const scale = options.scale === undefined ? [...DEFAULT_SCALE] as [number, number] : options.scale;
-  if (scale && !(scale.length === 2 && scale.every((s) => Number.isInteger(s) && s >= 32 && s <= 8192))) {
+  if (scale && !(scale.length === 2 && scale.every((v) => Number.isInteger(v) && v >= 32 && v <= 8192))) {
     throw new SwiftFormerError('BAD_ARGUMENT', `scale must be two integers in [32, 8192] (long, short), got ${JSON.stringify(scale)}`);
   }
-  return new SegmentationModel(built.config, built.state, labels, palette, scale, built.report, options);
+  return new SegmentationModel(built.config, built.state, { task: 'segmentation', labels, palette }, scale, built.report, options);
 }
 
 // ---------------------------------------------------------------- the model
@@ -242,37 +216,50 @@ export function loadSemanticFpn(source: StateDict | undefined, meta: Segmentatio
 export type SegmentationOutput = 'logits' | 'mask';
 
 export class SegmentationModel {
-  readonly task = 'segmentation' as const;
-  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sessions: Sessions;
 
   constructor(
     readonly config: SemanticFpnConfig,
     /** Weights under mmseg's keys. */
     readonly state: StateDict,
-    readonly labels: string[],
-    readonly palette: RGB[],
+    /** Task 'segmentation', class names and palette. */
+    readonly card: ModelCard & { labels: readonly string[]; palette: readonly RGB[] },
     /** Test scale (long, short) of the keep-ratio resize; null: images run at their size. */
     readonly scale: [number, number] | null,
     /** How the weights were matched; undefined for random initialization. */
     readonly report: FitReport | undefined,
-    private readonly options: SegmentationOptions = {},
-  ) {}
+    options: Pick<SegmentationOptions, 'backend' | 'session'> = {},
+  ) {
+    this.sessions = new Sessions('this segmentation model', options.backend, options.session);
+  }
 
   /** `await SegmentationModel.load({ weights: 'fpn_swiftformer_l1_ade20k.pth' })`. */
   static async load(options: SegmentationOptions = {}): Promise<SegmentationModel> {
     if (options.weights === undefined) return loadSemanticFpn(undefined, {}, options);
     if (options.weights instanceof Map) return loadSemanticFpn(options.weights, {}, options);
     const name = typeof options.weights === 'string' ? options.weights : 'weights';
-    const bytes = typeof options.weights === 'string' ? await readSource(options.weights) : options.weights;
+    const { bytes, labels } = typeof options.weights === 'string' ? await readWeightsSource(options.weights) : { bytes: options.weights, labels: undefined };
     const { state, meta } = await readSegmentationWeights(bytes, name);
-    return loadSemanticFpn(state, meta, options, name);
+    return loadSemanticFpn(state, { ...meta, ...(labels ? { labels } : {}) }, options, name);
+  }
+
+  get task(): 'segmentation' {
+    return 'segmentation';
   }
 
   get numClasses(): number {
     return this.config.numClasses;
   }
 
-  /** The optimized eval graph with weights bound: `logits` (N,K,H,W) at the input size, or its argmax `mask`. */
+  get labels(): readonly string[] {
+    return this.card.labels;
+  }
+
+  get palette(): readonly RGB[] {
+    return this.card.palette;
+  }
+
+  /** The optimized eval graph with weights bound: `logits` (N,K,H,W) at the input size, its argmax `mask`, or the head's `logits_quarter`. */
   graph(inputSize: number | [number, number] = 512, output: SegmentationOutput | 'logits_quarter' = 'logits'): Graph {
     return optimizeForInference(bindParams(emitSemanticFpn(this.config, { inputSize, output }), this.state));
   }
@@ -285,81 +272,64 @@ export class SegmentationModel {
     return toOnnx(this.graph(inputSize, output), this.onnxMetadata());
   }
 
-  /** What an exported file carries along: task, config, class names and palette. */
+  /** What an exported file carries along: the card (task, labels, palette), config and test scale. */
   onnxMetadata(): Record<string, string> {
     return {
-      'swiftformer.task': 'segmentation',
       'swiftformer.config': JSON.stringify(this.config),
-      'swiftformer.labels': JSON.stringify(this.labels),
-      'swiftformer.palette': JSON.stringify(this.palette),
       ...(this.scale ? { 'swiftformer.scale': JSON.stringify(this.scale) } : {}),
+      ...cardMetadata(this.card),
     };
   }
 
   /** Logits (N,K,H,W) at the input resolution for a normalized batch (H, W multiples of 32). */
   async logits(pixels: FloatTensor): Promise<FloatTensor> {
-    const [h, w] = checkPixels(pixels);
-    return (await (await this.session('logits', h, w)).run({ pixel_values: pixels })).logits!;
+    return (await this.run('logits', pixels)).logits!;
   }
 
   /** The decode head's logits (N,K,H/4,W/4), before any resize. */
   async quarterLogits(pixels: FloatTensor): Promise<FloatTensor> {
-    const [h, w] = checkPixels(pixels);
-    return (await (await this.session('logits_quarter', h, w)).run({ pixel_values: pixels })).logits_quarter!;
+    return (await this.run('logits_quarter', pixels)).logits_quarter!;
   }
 
   /** The model input of an image as mmseg's test pipeline makes it (resize into `scale`, normalize, pad). */
-  input(image: RGBImage): SegmentationInput {
-    return segmentationInput(image, this.scale);
+  async preprocess(image: ImageInput): Promise<SegmentationInput> {
+    this.sessions.checkOpen();
+    return segmentationInput(await readImage(image), this.scale);
   }
 
-  /** Class indices per pixel of `image` at its own size, with mmseg's test pipeline. */
-  async segment(image: RGBImage): Promise<Segmentation> {
-    const input = this.input(image);
+  /** Class indices per pixel of `image` (pixels, or a path / bytes / element the platform decodes) at its own size. */
+  async segment(image: ImageInput): Promise<Segmentation> {
+    const input = await this.preprocess(image);
     const mask = maskFromQuarterLogits((await this.quarterLogits(input.pixels)).data, this.numClasses, input);
     return { mask, width: input.original.width, height: input.original.height, labels: this.labels, palette: this.palette };
   }
 
-  async release(): Promise<void> {
-    const sessions = [...this.sessions.values()];
-    this.sessions.clear();
-    await Promise.all(sessions.map(async (s) => (await s).release()));
+  /** Frees the sessions; calls in flight and later calls reject with RELEASED. */
+  release(): Promise<void> {
+    return this.sessions.release();
   }
 
-  private session(output: SegmentationOutput | 'logits_quarter', h: number, w: number): Promise<Session> {
-    const key = `${output}:${h}x${w}`;
-    let session = this.sessions.get(key);
-    if (session) {
-      this.sessions.delete(key);
-      this.sessions.set(key, session); // most recently used last
-      return session;
-    }
-    session = getBackend(this.options.backend).createSession(toOnnx(this.graph([h, w], output)), this.options.session);
-    session.catch(() => this.sessions.delete(key));
-    this.sessions.set(key, session);
-    const limit = this.options.maxSessions ?? 4;
-    for (const [old, s] of this.sessions) {
-      if (this.sessions.size <= limit) break;
-      this.sessions.delete(old);
-      void s.then((x) => x.release(), () => undefined);
-    }
-    return session;
+  private run(output: SegmentationOutput | 'logits_quarter', pixels: FloatTensor): Promise<Record<string, FloatTensor>> {
+    this.sessions.checkOpen();
+    const [h, w] = checkPixels(pixels);
+    return this.sessions.run(`${output}:${h}x${w}`, () => toOnnx(this.graph([h, w], output)), { pixel_values: pixels });
   }
 }
 
 function checkPixels(pixels: FloatTensor): [number, number] {
-  const [n, c, h, w] = pixels.shape;
-  if (pixels.shape.length !== 4 || c !== 3 || !n || pixels.data.length !== n * c * h! * w!) {
-    throw new SwiftFormerError('BAD_SHAPE', `pixel batch must be (batch, 3, height, width) float32, got ${formatShape(pixels.shape)} with ${pixels.data.length} values`);
+  const t = pixels as Partial<FloatTensor> | null | undefined;
+  const [n, c, h, w] = (Array.isArray(t?.shape) ? t!.shape : []) as number[];
+  if (!(t?.data instanceof Float32Array) || t.shape!.length !== 4 || c !== 3 || !n || t.data.length !== n * c * h! * w!) {
+    throw new SwiftFormerError('BAD_SHAPE', `pixel batch must be (batch, 3, height, width) float32 with matching data, got ${Array.isArray(t?.shape) ? formatShape(t!.shape) : typeof t}`);
   }
-  if (h! % 32 !== 0 || w! % 32 !== 0 || h! < 32 || w! < 32) {
-    throw new SwiftFormerError('BAD_SHAPE', `input size ${h}x${w} is not supported: height and width must be multiples of 32 (segment() pads images itself)`);
+  if (h! % 32 !== 0 || w! % 32 !== 0 || h! < 32 || w! < 32 || h! > 8192 || w! > 8192) {
+    throw new SwiftFormerError('BAD_SHAPE', `input size ${h}x${w} is not supported: height and width must be multiples of 32 up to 8192 (segment() pads images itself)`);
   }
   return [h!, w!];
 }
 
 /** Fraction of the pixels of each class present in a mask, largest first. */
-export function classAreas(result: Segmentation): { index: number; label: string; fraction: number }[] {
+export function classAreas(result: Pick<Segmentation, 'mask' | 'labels'>): { index: number; label: string; fraction: number }[] {
   const counts = new Float64Array(result.labels.length);
   for (const v of result.mask) counts[v]!++;
   const total = result.mask.length;

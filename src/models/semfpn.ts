@@ -154,6 +154,20 @@ function namedOutput(b: GraphBuilder, value: string, name: string): void {
   b.output(b.node('Identity', [value], b.shape(value), {}, name));
 }
 
+const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
+
+/** Every parameter and buffer by mmseg key, with its shape (emitted once per config and kept, as swiftformer.ts's paramShapes). */
+export function semanticFpnParams(cfg: SemanticFpnConfig): ReadonlyMap<string, number[]> {
+  const key = JSON.stringify({ ...cfg, dropout: 0 });
+  let shapes = shapeCache.get(key);
+  if (!shapes) {
+    shapes = emitSemanticFpn(cfg, { inputSize: 64 }).params;
+    if (shapeCache.size >= 16) shapeCache.delete(shapeCache.keys().next().value!);
+    shapeCache.set(key, shapes);
+  }
+  return shapes;
+}
+
 export function validateSemanticFpnConfig(cfg: SemanticFpnConfig): void {
   validateConfig(cfg.backbone);
   const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', `invalid Semantic FPN config: ${msg}`);
@@ -178,8 +192,7 @@ export function initialSemanticFpnWeights(cfg: SemanticFpnConfig, seed: number):
   const state: StateDict = new Map();
   for (const [key, t] of initialWeights(cfg.backbone, 'features', seed)) state.set(`backbone.${key}`, t);
   const rng = new Random(seed + 1);
-  const params = emitSemanticFpn(cfg, { inputSize: 64 }).params;
-  for (const [key, shape] of params) {
+  for (const [key, shape] of semanticFpnParams(cfg)) {
     if (key.startsWith('backbone.')) continue;
     state.set(key, float32(shape, headValues(key, shape, rng)));
   }

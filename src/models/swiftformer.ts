@@ -269,13 +269,31 @@ export function validateConfig(cfg: SwiftFormerConfig): void {
  */
 export function initialWeights(cfg: SwiftFormerConfig, head: Head, seed: number): StateDict {
   const rng = new Random(seed);
-  const params = emitSwiftFormer(cfg, { head }).params;
+  const params = paramShapes(cfg, head);
   const state: StateDict = new Map();
   for (const [key, shape] of params) state.set(key, float32(shape, initialValues(key, shape, params, rng)));
   return state;
 }
 
-function initialValues(key: string, shape: number[], params: Map<string, number[]>, rng: Random): Float32Array {
+const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
+
+/**
+ * Every parameter and buffer of a model by official key, with its shape: what fitting and
+ * initialization check against. Emitted once per (config, head) and kept (shapes do not depend
+ * on the input size), so loading and fine-tuning never emit a graph just to learn shapes again.
+ */
+export function paramShapes(cfg: SwiftFormerConfig, head: Head = 'classifier'): ReadonlyMap<string, number[]> {
+  const key = JSON.stringify([cfg, head]);
+  let shapes = shapeCache.get(key);
+  if (!shapes) {
+    shapes = emitSwiftFormer(cfg, { head }).params;
+    if (shapeCache.size >= 16) shapeCache.delete(shapeCache.keys().next().value!);
+    shapeCache.set(key, shapes);
+  }
+  return shapes;
+}
+
+function initialValues(key: string, shape: number[], params: ReadonlyMap<string, number[]>, rng: Random): Float32Array {
   const n = numel(shape);
   const fill = (v: number) => new Float32Array(n).fill(v);
   const draw = (f: () => number) => Float32Array.from({ length: n }, f);
@@ -349,13 +367,33 @@ function fromTimm(key: string, stageIndex: number[]): string | undefined {
 }
 
 /**
- * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
- * that the result fits a model (that is `matchState`'s job).
+ * Official `network` indices of timm's stages, read off timm's own keys: stage N > 0 starts with
+ * an Embedding exactly when it has `stages.N.downsample.*` keys.
  */
-export function remapKeys(source: Iterable<string>, cfg: SwiftFormerConfig, format?: KeyFormat): Remap {
+function timmStageIndices(keys: readonly string[]): number[] {
+  const stages = new Set<number>();
+  const downsampled = new Set<number>();
+  for (const k of keys) {
+    const m = /^stages\.(\d+)\.(blocks|downsample)\./.exec(k);
+    if (!m) continue;
+    stages.add(Number(m[1]));
+    if (m[2] === 'downsample') downsampled.add(Number(m[1]));
+  }
+  const indices: number[] = [];
+  for (let n = 0; n <= Math.max(-1, ...stages); n++) indices.push(n === 0 ? 0 : indices[n - 1]! + 1 + (downsampled.has(n) ? 1 : 0));
+  return indices;
+}
+
+/**
+ * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
+ * that the result fits a model (that is `fitWeights`' job). timm's stage numbering is resolved
+ * with `cfg` when given, else from the keys themselves, so a checkpoint is renamed once, before
+ * its architecture is known.
+ */
+export function remapKeys(source: Iterable<string>, cfg?: SwiftFormerConfig, format?: KeyFormat): Remap {
   const keys = [...source];
   format ??= detectKeyFormat(keys);
-  const stageIndex = stageNetworkIndices(cfg);
+  const stageIndex = format !== 'timm' ? [] : cfg ? stageNetworkIndices(cfg) : timmStageIndices(keys);
   const mapped = new Map<string, string>();
   const unmatched: string[] = [];
   for (const key of keys) {
