@@ -31,6 +31,7 @@ import { Sessions } from './sessions.js';
 import { attentionFor, variantConfig, type SwiftFormerConfig } from './swiftformer.js';
 
 export { isSemanticFpnState } from './semfpn.js';
+export { classAreas, type ClassArea } from '../draw/overlay.js';
 
 /** What `segment` returns: class indices per pixel at the image's size, and what they mean. */
 export interface Segmentation {
@@ -326,15 +327,6 @@ function checkPixels(pixels: FloatTensor): [number, number] {
     throw new SwiftFormerError('BAD_SHAPE', `input size ${h}x${w} is not supported: height and width must be multiples of 32 up to 8192 (segment() pads images itself)`);
   }
   return [h!, w!];
-}
-
-/** Fraction of the pixels of each class present in a mask, largest first. */
-export function classAreas(result: Pick<Segmentation, 'mask' | 'labels'>): { index: number; label: string; fraction: number }[] {
-  const counts = new Float64Array(result.labels.length);
-  for (const v of result.mask) counts[v]!++;
-  const total = result.mask.length;
-  return [...counts.keys()].filter((i) => counts[i]! > 0).sort((a, b) => counts[b]! - counts[a]! || a - b)
-    .map((index) => ({ index, label: result.labels[index]!, fraction: counts[index]! / total }));
 }
 
 // ---------------------------------------------------------------- logits to mask
