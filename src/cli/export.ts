@@ -9,6 +9,7 @@ import { quantizeStatic } from '../graph/quantize.js';
 import { describePreprocessing, inputOptions } from '../models/card.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { choice, intOption, parse } from './args.js';
+import { segmentationUsage, trySegmentationExport } from './export-segmentation.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]
 
@@ -26,16 +27,21 @@ or 'features0'..'features3' with --head features.
   --int8         static INT8 quantization (QDQ: int8 per-channel weights, uint8 activations)
   --calibrate    with --int8: images to calibrate activation ranges on: fashion-mnist, an IDX
                  directory or an ImageFolder (its train split); preprocessed as the model expects
-  --calibration-images  how many images, spread over the set (default 512)`;
+  --calibration-images  how many images, spread over the set (default 512)
+
+${segmentationUsage}`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
     onnx: { type: 'string' }, model: { type: 'string' }, weights: { type: 'string' }, entry: { type: 'string' },
     attention: { type: 'string' }, head: { type: 'string' }, size: { type: 'string' }, 'num-classes': { type: 'string' },
     'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
+    output: { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   if (!values.onnx) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> is required\n\n${usage}`);
+  if (await trySegmentationExport(values, flags)) return;
+  if (values.output !== undefined) throw new SwiftFormerError('BAD_ARGUMENT', '--output goes with Semantic FPN (segmentation) weights');
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
   const numClasses = intOption(values['num-classes'], 'num-classes', 0);
