@@ -19,6 +19,8 @@ export { train, evaluate, modelTeacher, onnxTeacher, defaultPreprocessing, idxSt
 export type { TrainOptions, TrainProgress, TrainResult, Teacher, DistillOptions } from './train/trainer.js';
 export { TrainStep, updateRunningStats, buildVitStepGraph } from './train/step.js';
 export type { StepGraphOptions, StepResult } from './train/step.js';
+export { SegmentationTrainStep, buildSegmentationStepGraph, dropoutMask } from './train/segmentation-step.js';
+export type { SegmentationStepOptions } from './train/segmentation-step.js';
 export {
   AdamW, ModelEma, weightDecayGroups, noWeightDecay, clipGradNorm, globalGradNorm, adaptiveClipGrad, cloneState,
 } from './train/optim.js';

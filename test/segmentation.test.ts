@@ -15,6 +15,7 @@ import { readStateDict } from '../src/weights/read.js';
 import { SwiftFormerError } from '../src/core/errors.js';
 import type { RGBImage } from '../src/preprocess/resize.js';
 import { fixtureBytes, fixturePath, relativeError } from './fixtures.js';
+import { referenceMask } from './segmentation-reference.js';
 
 const open: SegmentationModel[] = [];
 async function load(options: SegmentationOptions): Promise<SegmentationModel> {
@@ -72,48 +73,6 @@ describe("mmseg's test pipeline", () => {
   });
 });
 
-/**
- * mmseg's way to the mask, written out directly: logits (K, h/4, w/4) resized bilinearly to the
- * padded (h, w), cropped to the resized image, resized to the original size, argmax.
- */
-function referenceMask(quarter: Float32Array, k: number, padded: [number, number], resized: [number, number], original: [number, number]): Uint8Array {
-  const resize = (src: Float64Array, [ih, iw]: [number, number], [oh, ow]: [number, number]): Float64Array => {
-    const out = new Float64Array(k * oh * ow);
-    const coord = (d: number, i: number, o: number) => Math.max(0, (d + 0.5) * (i / o) - 0.5);
-    for (let y = 0; y < oh; y++) {
-      const sy = coord(y, ih, oh);
-      const y0 = Math.floor(sy);
-      const y1 = Math.min(y0 + 1, ih - 1);
-      const ly = sy - y0;
-      for (let x = 0; x < ow; x++) {
-        const sx = coord(x, iw, ow);
-        const x0 = Math.floor(sx);
-        const x1 = Math.min(x0 + 1, iw - 1);
-        const lx = sx - x0;
-        for (let c = 0; c < k; c++) {
-          const p = (yy: number, xx: number) => src[c * ih * iw + yy * iw + xx]!;
-          out[c * oh * ow + y * ow + x] = (1 - ly) * ((1 - lx) * p(y0, x0) + lx * p(y0, x1)) + ly * ((1 - lx) * p(y1, x0) + lx * p(y1, x1));
-        }
-      }
-    }
-    return out;
-  };
-  const [ph, pw] = padded;
-  const full = resize(Float64Array.from(quarter), [ph / 4, pw / 4], padded);
-  const [rh, rw] = resized;
-  const crop = new Float64Array(k * rh * rw);
-  for (let c = 0; c < k; c++) for (let y = 0; y < rh; y++) for (let x = 0; x < rw; x++) crop[(c * rh + y) * rw + x] = full[(c * ph + y) * pw + x]!;
-  const [oh, ow] = original;
-  const final = resize(crop, resized, original);
-  const mask = new Uint8Array(oh * ow);
-  for (let i = 0; i < oh * ow; i++) {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (final[c * oh * ow + i]! > final[best * oh * ow + i]!) best = c;
-    mask[i] = best;
-  }
-  return mask;
-}
-
 describe('segment(): masks at the image size', async () => {
   const xs = await load({ weights: fixturePath('semfpn-xs/weights.safetensors'), scale: [2048, 96] });
 
@@ -126,7 +85,7 @@ describe('segment(): masks at the image size', async () => {
     assert.deepEqual([result.width, result.height, result.mask.length], [157, 93, 157 * 93]);
     assert.ok(result.mask instanceof Uint8Array);
     const quarter = await xs.quarterLogits(input.pixels);
-    const expected = referenceMask(quarter.data, 150, [96, 192], [96, 162], [93, 157]);
+    const expected = referenceMask(quarter.data, 150, [96, 192], [96, 162], [93, 157]).mask;
     const differing = expected.reduce((n, v, i) => n + (v !== result.mask[i] ? 1 : 0), 0);
     assert.equal(differing, 0, `${differing} pixels differ`);
     assert.ok(new Set(result.mask).size > 3, 'the random model predicts several classes');

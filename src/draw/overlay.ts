@@ -47,10 +47,11 @@ export function overlay(image: RGBImage, seg: MaskLike, options: OverlayOptions 
   if (image.width !== seg.width || image.height !== seg.height) throw new Error(`mask ${seg.width}x${seg.height} does not match the image ${image.width}x${image.height}`);
   const opacity = options.opacity ?? 0.5;
   const blended = new Uint8Array(image.data.length);
-  seg.mask.forEach((c, i) => {
-    const color = seg.palette[c] ?? [0, 0, 0];
-    for (let k = 0; k < 3; k++) blended[i * 3 + k] = Math.round(image.data[i * 3 + k]! * (1 - opacity) + color[k]! * opacity);
-  });
+  const colors = Uint8Array.from(seg.palette.flat());
+  for (let i = 0; i < seg.mask.length; i++) {
+    const c = seg.mask[i]! * 3;
+    for (let k = 0; k < 3; k++) blended[i * 3 + k] = Math.round(image.data[i * 3 + k]! * (1 - opacity) + (colors[c + k] ?? 0) * opacity);
+  }
   const picture = { width: image.width, height: image.height, data: blended };
   return options.legend === false ? picture : withLegend(picture, seg, options.maxLegendRows ?? 24);
 }

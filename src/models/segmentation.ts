@@ -342,74 +342,97 @@ export type ClassMask = Uint8Array | Uint16Array;
 export function maskFromQuarterLogits(quarter: Float32Array, numClasses: number, input: SegmentationInput): ClassMask {
   const [, , h, w] = input.pixels.shape as [number, number, number, number];
   const [qh, qw] = [h / 4, w / 4];
-  if (quarter.length !== numClasses * qh * qw) throw new Error(`expected ${numClasses}x${qh}x${qw} logits, got ${quarter.length} values`);
+  const k = numClasses;
+  if (quarter.length !== k * qh * qw) throw new Error(`expected ${k}x${qh}x${qw} logits, got ${quarter.length} values`);
   const { width: W, height: H } = input.original;
-  const tapsOf = (q: number, padded: number, kept: number, out: number) => composeTaps(axisTaps(q, padded, 'bilinear').slice(0, kept), axisTaps(kept, out, 'bilinear'));
-  const ys = tapsOf(qh, h, input.resized.height, H);
-  const xs = tapsOf(qw, w, input.resized.width, W);
-  const mask = numClasses <= 256 ? new Uint8Array(W * H) : new Uint16Array(W * H);
-  const plane = qh * qw;
-  const rows = new Float64Array(numClasses * qw);
-  const candidates = new Int32Array(numClasses);
+  const composed = (q: number, padded: number, kept: number, out: number) => flatTaps(composeTaps(axisTaps(q, padded, 'bilinear').slice(0, kept), axisTaps(kept, out, 'bilinear')));
+  const ys = composed(qh, h, input.resized.height, H);
+  const xs = composed(qw, w, input.resized.width, W);
+  // Classes innermost: every loop below reads and writes contiguous memory.
+  const hwc = new Float32Array(k * qh * qw);
+  for (let c = 0; c < k; c++) for (let p = 0, src = c * qh * qw; p < qh * qw; p++) hwc[p * k + c] = quarter[src + p]!;
+  const mask = k <= 256 ? new Uint8Array(W * H) : new Uint16Array(W * H);
+  const rows = new Float64Array(qw * k);
+  const candidates = new Int32Array(k);
   for (let y = 0; y < H; y++) {
-    interpolateRows(quarter, ys[y]!, numClasses, plane, qw, rows);
+    rowsAt(hwc, ys, y, qw * k, rows);
     for (let x = 0; x < W;) {
-      // Output columns with the same taps form a run: one candidate list serves the run.
-      const taps = xs[x]!;
       let end = x + 1;
-      while (end < W && sameIndices(xs[end]!, taps)) end++;
-      const count = candidatesOf(rows, taps, numClasses, qw, candidates);
-      for (; x < end; x++) mask[y * W + x] = bestOf(rows, xs[x]!, candidates, count, qw);
+      while (end < W && sameTaps(xs, end, x)) end++;
+      // A long run of pixels with the same taps shares one list of the classes that can win.
+      const count = end - x >= 4 ? candidatesOf(rows, xs, x, k, candidates) : -1;
+      for (; x < end; x++) mask[y * W + x] = bestClass(rows, xs, x, k, candidates, count);
     }
   }
   return mask;
 }
 
-/** rows[c * qw + x] = sum over the row taps of weight * quarter[c, row, x]. */
-function interpolateRows(quarter: Float32Array, taps: Taps, numClasses: number, plane: number, qw: number, rows: Float64Array): void {
-  rows.fill(0);
-  taps.index.forEach((r, k) => {
-    const weight = taps.weight[k]!;
-    for (let c = 0; c < numClasses; c++) {
-      const src = c * plane + r * qw;
-      const dst = c * qw;
-      for (let x = 0; x < qw; x++) rows[dst + x]! += weight * quarter[src + x]!;
-    }
-  });
+/** Up to 3 taps per output sample, flat: index (-1 when absent) and weight. */
+interface FlatTaps { index: Int32Array; weight: Float64Array }
+
+function flatTaps(taps: Taps[]): FlatTaps {
+  if (taps.some((t) => t.index.length > 3)) throw new Error('composed bilinear taps span at most 3 samples');
+  const index = new Int32Array(taps.length * 3).fill(-1);
+  const weight = new Float64Array(taps.length * 3);
+  taps.forEach((t, i) => t.index.forEach((v, j) => { index[i * 3 + j] = v; weight[i * 3 + j] = t.weight[j]!; }));
+  return { index, weight };
 }
 
-function sameIndices(a: Taps, b: Taps): boolean {
-  return a.index.length === b.index.length && a.index.every((v, i) => v === b.index[i]);
+/** rows[x * K + c] = sum over output row y's taps of weight * logits[c, row, x]. */
+function rowsAt(hwc: Float32Array, ys: FlatTaps, y: number, rowLength: number, rows: Float64Array): void {
+  rows.fill(0);
+  for (let j = 0; j < 3; j++) {
+    const r = ys.index[y * 3 + j]!;
+    if (r < 0) break;
+    const weight = ys.weight[y * 3 + j]!;
+    const base = r * rowLength;
+    for (let i = 0; i < rowLength; i++) rows[i]! += weight * hwc[base + i]!;
+  }
+}
+
+function sameTaps(xs: FlatTaps, a: number, b: number): boolean {
+  return xs.index[a * 3] === xs.index[b * 3] && xs.index[a * 3 + 1] === xs.index[b * 3 + 1] && xs.index[a * 3 + 2] === xs.index[b * 3 + 2];
 }
 
 /**
- * Classes that can be the maximum somewhere in a run: an interpolated value lies between the min
- * and the max of its taps (the weights are convex), so a class whose max is below the best min
- * cannot win. Ascending class order, so the first maximum wins ties as torch's argmax does.
+ * The classes that can be the maximum for pixels with output column x's taps: an interpolated
+ * value lies between the min and the max of its taps (the weights are convex), so a class whose
+ * max is below the best min cannot win. Ascending order, so ties go to the first class as in torch.
  */
-function candidatesOf(rows: Float64Array, taps: Taps, numClasses: number, qw: number, out: Int32Array): number {
-  let best = -Infinity;
-  for (let c = 0; c < numClasses; c++) {
-    let min = Infinity;
-    for (const x of taps.index) min = Math.min(min, rows[c * qw + x]!);
-    best = Math.max(best, min);
+function candidatesOf(rows: Float64Array, xs: FlatTaps, x: number, k: number, out: Int32Array): number {
+  const [a, b, c3] = [xs.index[x * 3]!, xs.index[x * 3 + 1]!, xs.index[x * 3 + 2]!];
+  const value = (tap: number, c: number) => rows[tap * k + c]!;
+  let bestLow = -Infinity;
+  for (let c = 0; c < k; c++) {
+    let low = value(a, c);
+    if (b >= 0) low = Math.min(low, value(b, c));
+    if (c3 >= 0) low = Math.min(low, value(c3, c));
+    if (low > bestLow) bestLow = low;
   }
   let count = 0;
-  for (let c = 0; c < numClasses; c++) {
-    let max = -Infinity;
-    for (const x of taps.index) max = Math.max(max, rows[c * qw + x]!);
-    if (max >= best) out[count++] = c;
+  for (let c = 0; c < k; c++) {
+    let high = value(a, c);
+    if (b >= 0) high = Math.max(high, value(b, c));
+    if (c3 >= 0) high = Math.max(high, value(c3, c));
+    if (high >= bestLow) out[count++] = c;
   }
   return count;
 }
 
-function bestOf(rows: Float64Array, taps: Taps, candidates: Int32Array, count: number, qw: number): number {
+/** The first class of maximal interpolated value at output column x (among `candidates` when count >= 0). */
+function bestClass(rows: Float64Array, xs: FlatTaps, x: number, k: number, candidates: Int32Array, count: number): number {
+  const a = xs.index[x * 3]! * k;
+  const ib = xs.index[x * 3 + 1]!;
+  const ic = xs.index[x * 3 + 2]!;
+  const [wa, wb, wc] = [xs.weight[x * 3]!, xs.weight[x * 3 + 1]!, xs.weight[x * 3 + 2]!];
+  const b = ib < 0 ? a : ib * k;
+  const c3 = ic < 0 ? a : ic * k;
   let best = -Infinity;
   let arg = 0;
-  for (let i = 0; i < count; i++) {
-    const c = candidates[i]!;
-    let v = 0;
-    for (let k = 0; k < taps.index.length; k++) v += taps.weight[k]! * rows[c * qw + taps.index[k]!]!;
+  const n = count < 0 ? k : count;
+  for (let i = 0; i < n; i++) {
+    const c = count < 0 ? i : candidates[i]!;
+    const v = wa * rows[a + c]! + wb * rows[b + c]! + wc * rows[c3 + c]!;
     if (v > best) {
       best = v;
       arg = c;
