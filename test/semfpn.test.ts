@@ -15,10 +15,9 @@ import {
 } from '../src/models/semfpn.js';
 import { variantConfig } from '../src/models/swiftformer.js';
 import { SegmentationTrainStep } from '../src/train/segmentation-step.js';
-import { updateRunningStats } from '../src/train/step.js';
 import { readStateDict } from '../src/weights/read.js';
-import type { FloatTensor, StateDict } from '../src/core/tensor.js';
-import { assertClose, fixtureBytes, fixtureTensor, manifest, relativeError } from './fixtures.js';
+import type { FloatTensor } from '../src/core/tensor.js';
+import { assertGradients, assertRunningStats, fixtureBytes, fixtureTensor, manifest, relativeError } from './fixtures.js';
 
 const EVAL_TOLERANCE = 1e-4;
 
@@ -108,14 +107,10 @@ describe('Semantic FPN weights', async () => {
   });
 });
 
-function floats(rel: string, shape: number[]): FloatTensor {
-  return { dtype: 'float32', shape, data: new Float32Array(fixtureBytes(rel).slice().buffer) };
-}
-
 describe('Semantic FPN: one training pass matches mmsegmentation (PyTorch)', async () => {
   const state = await readStateDict(fixtureBytes('semfpn-tiny/weights.safetensors'));
   const cfg = { ...inferSemanticFpnConfig(state), dropout: 0 };
-  const pixels = floats('semfpn-tiny/train_input.bin', [2, 3, 64, 64]);
+  const pixels = fixtureTensor('semfpn-tiny', 'train_input.bin');
   const labels: FloatTensor = { dtype: 'float32', shape: [2, 64, 64], data: Float32Array.from(new BigInt64Array(fixtureBytes('semfpn-tiny/train_labels.bin').slice().buffer), Number) };
   const steps: SegmentationTrainStep[] = [];
   after(() => Promise.all(steps.map((s) => s.release())));
@@ -140,27 +135,9 @@ describe('Semantic FPN: one training pass matches mmsegmentation (PyTorch)', asy
     assert.ok(relativeError(result.logits.data, fixtureTensor('semfpn-tiny', 'train_logits_quarter.bin').data) <= 1e-4);
   });
 
-  test('every parameter gradient within 1e-4 max|ref| + 1e-6', async () => {
-    const reference = await readStateDict(fixtureBytes('semfpn-tiny/grads.safetensors'));
-    assert.equal(result.grads.size, reference.size, 'one gradient per parameter');
-    for (const [key, ref] of reference) {
-      const got = result.grads.get(key);
-      assert.ok(got, `gradient of ${key}`);
-      assert.deepEqual(got.shape, ref.shape, key);
-      assertClose(got.data, ref.data as Float32Array, 1e-4, key, 1e-6);
-    }
-  });
+  test('every parameter gradient within 1e-4 max|ref| + 1e-6', () => assertGradients(result.grads, 'semfpn-tiny/grads.safetensors'));
 
-  test('BatchNorm buffers after the pass (momentum 0.1, unbiased variance)', async () => {
-    const updated: StateDict = new Map([...state].map(([k, t]) => [k, { ...t, data: t.data.slice() } as typeof t]));
-    updateRunningStats(updated, result.stats);
-    const reference = await readStateDict(fixtureBytes('semfpn-tiny/train_bn_after.safetensors'));
-    for (const [key, ref] of reference) {
-      const got = updated.get(key)!;
-      if (ref.dtype === 'int64') assert.equal(got.data[0], ref.data[0], key);
-      else assert.ok(relativeError(got.data as Float32Array, ref.data) <= 1e-5, key);
-    }
-  });
+  test('BatchNorm buffers after the pass (momentum 0.1, unbiased variance)', () => assertRunningStats(state, result.stats, 'semfpn-tiny/train_bn_after.safetensors'));
 
   test('Dropout2d: a mask of ones is no dropout; a drawn mask changes the loss', async () => {
     const dropped = await SegmentationTrainStep.create({ ...cfg, dropout: 0.1 }, { batch: 2, inputSize: 64 }, { threads: 2 });

@@ -12,7 +12,7 @@ import {
   type SwiftFormerModel,
 } from 'swiftformer';
 import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
-import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation } from './segmentation.js';
+import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation, usePainter } from './segmentation.js';
 
 interface Loaded {
   model: SwiftFormerModel;
@@ -417,6 +417,7 @@ const demo = {
   },
 };
 Object.defineProperties(demo, Object.getOwnPropertyDescriptors(segmentationDemo));
+usePainter(showPreview);
 (window as unknown as { demo: typeof demo }).demo = demo;
 
 async function main(): Promise<void> {

@@ -83,22 +83,17 @@ export async function segmentImage(image: RGBImage, source: string, started = pe
   return last;
 }
 
+let paint: (picture: RGBImage) => void = () => undefined;
+
+/** How the page shows a picture in its preview canvas (main.ts's showPreview). */
+export function usePainter(painter: (picture: RGBImage) => void): void {
+  paint = painter;
+}
+
+/** The frame with the mask blended in, in place of the video (which keeps playing, hidden). */
 function draw(image: RGBImage, result: Segmentation): void {
-  const picture = overlay(image, result, { legend: false });
-  const canvas = $<HTMLCanvasElement>('preview');
-  canvas.width = picture.width;
-  canvas.height = picture.height;
-  const rgba = new ImageData(picture.width, picture.height);
-  for (let i = 0, j = 0; j < picture.data.length; i += 4, j += 3) {
-    rgba.data[i] = picture.data[j]!;
-    rgba.data[i + 1] = picture.data[j + 1]!;
-    rgba.data[i + 2] = picture.data[j + 2]!;
-    rgba.data[i + 3] = 255;
-  }
-  canvas.getContext('2d')!.putImageData(rgba, 0, 0);
-  canvas.hidden = false;
+  paint(overlay(image, result, { legend: false }));
   $('video').hidden = true;
-  $('drop').classList.add('has-media');
 }
 
 function renderLegend(result: Segmentation, classes: { index: number; label: string; fraction: number }[]): void {
