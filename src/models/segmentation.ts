@@ -24,7 +24,7 @@ import type { TokenNorm } from './attention.js';
 import { cardMetadata, checkPalette, readCard, type ModelCard, type RGB } from './card.js';
 import { fitToParams, inferConfig, toOfficialKeys, type FitReport } from './fit.js';
 import {
-  DEFAULT_SCALE, emitSemanticFpn, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys,
+  DEFAULT_SCALE, emitSemanticFpn, fusedNeckWeights, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys,
   semanticFpnConfig, semanticFpnParams, validateSemanticFpnConfig, type SemanticFpnConfig,
 } from './semfpn.js';
 import { Sessions } from './sessions.js';
@@ -218,6 +218,8 @@ export type SegmentationOutput = 'logits' | 'mask';
 
 export class SegmentationModel {
   private readonly sessions: Sessions;
+  /** The weights with the fused neck's derived ones (semfpn.ts fusedNeckWeights), made once. */
+  private inferenceState: StateDict | undefined;
 
   constructor(
     readonly config: SemanticFpnConfig,
@@ -260,9 +262,13 @@ export class SegmentationModel {
     return this.card.palette;
   }
 
-  /** The optimized eval graph with weights bound: `logits` (N,K,H,W) at the input size, its argmax `mask`, or the head's `logits_quarter`. */
+  /**
+   * The optimized eval graph with weights bound: `logits` (N,K,H,W) at the input size, its argmax
+   * `mask`, or the head's `logits_quarter`. BatchNorm folded, and the neck fused (semfpn.ts fpnNeck).
+   */
   graph(inputSize: number | [number, number] = 512, output: SegmentationOutput | 'logits_quarter' = 'logits'): Graph {
-    return optimizeForInference(bindParams(emitSemanticFpn(this.config, { inputSize, output }), this.state));
+    this.inferenceState ??= fusedNeckWeights(this.state, this.config);
+    return optimizeForInference(bindParams(emitSemanticFpn(this.config, { inputSize, output, fusedNeck: true }), this.inferenceState));
   }
 
   /**

@@ -16,7 +16,7 @@ import { combine, resizeMaps, sameAs, toLayout, toNCHW, type Layout, type Maps }
 import { inferConfig } from './fit.js';
 import { batchNorm, conv, emitContext, relu, type Emit } from './modules.js';
 import {
-  initialWeights, inputHW, remapKeys, swiftFormerFeatures, validateConfig, VARIANTS, type KeyFormat, type SwiftFormerConfig,
+  featureNorms, initialWeights, inputHW, remapKeys, stageNetworkIndices, swiftFormerStages, validateConfig, VARIANTS, type KeyFormat, type SwiftFormerConfig,
 } from './swiftformer.js';
 
 export interface SemanticFpnConfig {
@@ -41,15 +41,112 @@ export const IGNORE_INDEX = 255;
 
 /**
  * mmseg FPN (num_outs = levels, no norm, no activation): 1x1 lateral convs, top-down
- * `lat[i-1] += interpolate(lat[i], nearest)`, then a 3x3 conv on each level. Maps in, maps out (same grids).
+ * `lat[i-1] += interpolate(lat[i], nearest)`, then a 3x3 conv on each level. Maps in, maps out (same
+ * grids). `fused` (inference graphs, weights from `fusedNeckWeights`): the backbone's stage outputs
+ * before their BatchNorms; the same function computed as `fusedOutputConv` does, without the merged
+ * maps of level 0 and with fewer multiply-adds.
  */
-export function fpnNeck(e: Emit, features: Maps[], inDims: number[], channels: number, prefix = 'neck.'): Maps[] {
-  const laterals = features.map((f, i) => conv(e, f, `${prefix}lateral_convs.${i}.conv`, inDims[i]!, channels, 1));
-  for (let i = laterals.length - 1; i > 0; i--) {
-    const [, h, w] = laterals[i - 1]!.grid;
-    laterals[i - 1] = combine(e.b, 'Add', laterals[i - 1]!, resizeMaps(e.b, laterals[i]!, 'nearest', h, w));
+export function fpnNeck(e: Emit, features: Maps[], inDims: number[], channels: number, options: { fused?: Maps[]; prefix?: string } = {}): Maps[] {
+  const prefix = options.prefix ?? 'neck.';
+  const merged: Maps[] = [];
+  for (let i = features.length - 1; i >= (options.fused ? 1 : 0); i--) {
+    const lateral = conv(e, features[i]!, `${prefix}lateral_convs.${i}.conv`, inDims[i]!, channels, 1);
+    const above = merged[i + 1];
+    merged[i] = above ? combine(e.b, 'Add', lateral, resizeMaps(e.b, above, 'nearest', lateral.grid[1], lateral.grid[2])) : lateral;
   }
-  return laterals.map((l, i) => conv(e, l, `${prefix}fpn_convs.${i}.conv`, channels, channels, 3));
+  return features.map((f, i) => (options.fused
+    ? fusedOutputConv(e, options.fused[i]!, merged[i + 1], `${prefix}fpn_convs.${i}.conv`, inDims[i]!, channels)
+    : conv(e, merged[i]!, `${prefix}fpn_convs.${i}.conv`, channels, channels, 3)));
+}
+
+/**
+ * fpn_conv(lateral(norm(stage)) + up(above)), with norm the fork_feat BatchNorm and up the 2x
+ * nearest upsample, split by linearity into
+ * - a 3x3 conv of the stage output itself with the product of the BatchNorm's scale, the lateral
+ *   and the fpn conv as weights (`.fused.weight`, C x inC x 3 x 3: inC is the backbone's width, far
+ *   below C at level 0);
+ * - the 3x3 conv of the upsampled map computed at the low resolution: each of the four output
+ *   phases reads a 2x2 window of `above` (`.phases.weight`, 4C x C x 2 x 2: kernel rows and columns summed as
+ *   the nearest upsample repeats them; zero padding maps onto zero padding), interleaved by
+ *   DepthToSpace;
+ * - the BatchNorm's shift and the lateral bias through the 3x3 conv, which differs at the border
+ *   where taps fall on padding: a constant map, the conv (`.bias_taps.weight`) of a map of ones, which ONNX Runtime folds at load.
+ * Exact up to float rounding (checked against mmseg's fixtures).
+ */
+function fusedOutputConv(e: Emit, f: Maps, above: Maps | undefined, key: string, inC: number, channels: number): Maps {
+  const { b } = e;
+  if (f.layout !== 'nchw') throw new Error('the fused FPN output conv is emitted on NCHW maps');
+  let y = conv(e, f, `${key}.fused`, inC, channels, 3, { bias: false });
+  const [n, h, w] = f.grid;
+  if (above) {
+    // One 2x2 conv gives all four phases (output channels phase-major); phase (dy, dx) is its
+    // window shifted by (dy, dx) over the input padded by 1.
+    const [, ah, aw] = above.grid;
+    const all = b.conv(above.value, b.param(`${key}.phases.weight`, [4 * channels, channels, 2, 2]), undefined, { pad: 1 });
+    const phases = [[0, 0], [0, 1], [1, 0], [1, 1]].map(([dy, dx], p) => b.node('Slice', [
+      all, b.ints([p * channels, dy!, dx!]), b.ints([(p + 1) * channels, dy! + ah, dx! + aw]), b.ints([1, 2, 3]),
+    ], [n, channels, ah, aw]));
+    const stacked = b.node('Concat', phases, [n, 4 * channels, ah, aw], { axis: attr.int(1) });
+    y = combine(b, 'Add', y, b.node('DepthToSpace', [stacked], [n, channels, h, w], { blocksize: attr.int(2), mode: attr.string('DCR') }));
+  }
+  const ones = b.binary('Add', b.node('ConstantOfShape', [b.ints([1, 1, h, w])], [1, 1, h, w]), b.constant([1]));
+  const biasMap = b.conv(ones, b.param(`${key}.bias_taps.weight`, [channels, 1, 3, 3]), b.param(`${key}.bias`, [channels]), { pad: 1 });
+  return combine(b, 'Add', y, biasMap);
+}
+
+/**
+ * The derived weights a fused neck reads (fpnNeck's `fused`), from mmseg's: for every level i,
+ * fpn_convs.i.conv.{fused, bias_taps, phases}.weight. Returns the state with them added.
+ */
+export function fusedNeckWeights(state: StateDict, cfg: SemanticFpnConfig): StateDict {
+  const out: StateDict = new Map(state);
+  const c = cfg.neckChannels;
+  const netIndex = stageNetworkIndices(cfg.backbone);
+  const get = (key: string) => {
+    const t = state.get(key);
+    if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `missing weight ${key}`);
+    return t.data;
+  };
+  cfg.backbone.embedDims.forEach((inC, i) => {
+    const key = `neck.fpn_convs.${i}.conv`;
+    const w = get(`${key}.weight`); // (c, c, 3, 3)
+    const lateral = get(`neck.lateral_convs.${i}.conv.weight`); // (c, inC)
+    // The lateral conv on norm(x) = s x + t: weights L s, bias L t + b.
+    const norm = `backbone.norm${netIndex[i]}`;
+    const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((k) => get(`${norm}.${k}`)) as Float32Array[];
+    const scale = gamma!.map((g, j) => g / Math.sqrt(variance![j]! + 1e-5));
+    const shift = beta!.map((v, j) => v - mean![j]! * scale[j]!);
+    const lateralBias = get(`neck.lateral_convs.${i}.conv.bias`).map((v, m) => v + shift.reduce((sum, t, j) => sum + lateral[m * inC + j]! * t, 0));
+    const fused = new Float64Array(c * inC * 9);
+    const biasTaps = new Float64Array(c * 9);
+    for (let o = 0; o < c; o++) {
+      for (let m = 0; m < c; m++) {
+        for (let t = 0; t < 9; t++) {
+          const v = w[(o * c + m) * 9 + t]!;
+          biasTaps[o * 9 + t]! += v * lateralBias[m]!;
+          for (let j = 0; j < inC; j++) fused[(o * inC + j) * 9 + t]! += v * lateral[m * inC + j]! * scale[j]!;
+        }
+      }
+    }
+    out.set(`${key}.fused.weight`, float32([c, inC, 3, 3], Float32Array.from(fused)));
+    out.set(`${key}.bias_taps.weight`, float32([c, 1, 3, 3], Float32Array.from(biasTaps)));
+    // Output phase d of the 2x nearest upsample: low-resolution tap r sums kernel taps TAPS[d][r].
+    const TAPS = [[[0], [1, 2]], [[0, 1], [2]]] as const;
+    const phases = new Float32Array(4 * c * c * 4);
+    [[0, 0], [0, 1], [1, 0], [1, 1]].forEach(([dy, dx], p) => {
+      for (let om = 0; om < c * c; om++) {
+        for (let ry = 0; ry < 2; ry++) {
+          for (let rx = 0; rx < 2; rx++) {
+            let sum = 0;
+            for (const ky of TAPS[dy!]![ry]!) for (const kx of TAPS[dx!]![rx]!) sum += w[om * 9 + ky * 3 + kx]!;
+            phases[(p * c * c + om) * 4 + ry * 2 + rx] = sum;
+          }
+        }
+      }
+    });
+    out.set(`${key}.phases.weight`, float32([4 * c, c, 2, 2], phases));
+  });
+  return out;
 }
 
 /**
@@ -104,10 +201,13 @@ export interface SemanticFpnOutputs { neck: Maps[]; logits: Maps }
  * Backbone (in the pixels' layout), then neck and head in NCHW: their convolutions are dense 3x3
  * ones, which ONNX Runtime runs on NCHW maps.
  */
-export function semanticFpn(e: Emit, pixels: Maps, cfg: SemanticFpnConfig, dropoutMask?: string): SemanticFpnOutputs {
+export function semanticFpn(e: Emit, pixels: Maps, cfg: SemanticFpnConfig, options: { dropoutMask?: string; fusedNeck?: boolean } = {}): SemanticFpnOutputs {
   validateSemanticFpnConfig(cfg);
-  const features = swiftFormerFeatures(e, pixels, cfg.backbone, 'backbone.').map((f) => toLayout(e.b, toNCHW(e.b, f), 'nchw'));
-  const neck = fpnNeck(e, features, cfg.backbone.embedDims, cfg.neckChannels);
+  const { dropoutMask } = options;
+  const nchw = (maps: Maps[]) => maps.map((f) => toLayout(e.b, toNCHW(e.b, f), 'nchw'));
+  const stages = nchw(swiftFormerStages(e, pixels, cfg.backbone, 'backbone.'));
+  const features = featureNorms(e, stages, cfg.backbone, 'backbone.');
+  const neck = fpnNeck(e, features, cfg.backbone.embedDims, cfg.neckChannels, options.fusedNeck ? { fused: stages } : {});
   return { neck, logits: fpnHead(e, neck, cfg, dropoutMask) };
 }
 
@@ -120,6 +220,8 @@ export interface SemanticFpnEmitOptions {
   intermediates?: boolean;
   /** Backbone layout (default 'nchw'). */
   layout?: Layout;
+  /** The neck as fpnNeck's `fused` computes it: bind the weights `fusedNeckWeights` derives. */
+  fusedNeck?: boolean;
 }
 
 /** The mask's element type: uint8 up to 256 classes, else uint16. */
@@ -133,12 +235,12 @@ export function emitSemanticFpn(cfg: SemanticFpnConfig, options: SemanticFpnEmit
   const e = emitContext(false);
   const { b } = e;
   const pixels = toLayout(b, b.input('pixel_values', ['batch', 3, h, w]), options.layout ?? 'nchw');
-  const { neck, logits } = semanticFpn(e, pixels, cfg);
+  const { neck, logits } = semanticFpn(e, pixels, cfg, { fusedNeck: options.fusedNeck ?? false });
   const output = options.output ?? 'logits';
   if (options.intermediates) neck.forEach((m, i) => namedOutput(b, m.value, `features${i}`));
   if (options.intermediates || output === 'logits_quarter') namedOutput(b, logits.value, 'logits_quarter');
   if (output === 'logits_quarter') return b.graph;
-  const full = b.resize(logits.value, 'bilinear', h, w);
+  const full = resizeOutOfBlockedLayout(b, logits.value, h, w);
   if (output === 'logits') {
     namedOutput(b, full, 'logits');
   } else {
@@ -148,6 +250,20 @@ export function emitSemanticFpn(cfg: SemanticFpnConfig, options: SemanticFpnEmit
     b.output('mask', type);
   }
   return b.graph;
+}
+
+/**
+ * The bilinear resize of the logits to the input size, with its sizes computed at run time: ONNX
+ * Runtime then leaves it out of its blocked (NCHWc) layout, so the layout change happens on the
+ * 1/4-resolution logits instead of on the 16x larger resized ones (measured: the reorder of the
+ * full-resolution logits alone cost as much as the resize).
+ */
+function resizeOutOfBlockedLayout(b: GraphBuilder, x: string, h: number, w: number): string {
+  const [n, c] = b.shape(x);
+  const batchAndChannels = b.node('Slice', [b.node('Shape', [x], [4]), b.ints([0]), b.ints([2])], [2]);
+  const sizes = b.node('Concat', [batchAndChannels, b.ints([h, w])], [4], { axis: attr.int(0) });
+  const attrs = { mode: attr.string('linear'), coordinate_transformation_mode: attr.string('half_pixel') };
+  return b.node('Resize', [x, '', '', sizes], [n!, c!, h, w], attrs);
 }
 
 function namedOutput(b: GraphBuilder, value: string, name: string): void {

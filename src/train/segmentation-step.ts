@@ -49,7 +49,7 @@ export function buildSegmentationStepGraph(cfg: SemanticFpnConfig, options: Segm
   const { b } = e;
   const pixels = toLayout(b, b.input('pixel_values', [batch, 3, h, w]), options.layout ?? 'cnhw');
   const mask = cfg.dropout > 0 ? b.input('dropout_mask', [batch, cfg.headChannels, 1, 1]) : undefined;
-  const { logits } = semanticFpn(e, pixels, cfg, mask);
+  const { logits } = semanticFpn(e, pixels, cfg, mask ? { dropoutMask: mask } : {});
   b.output(b.node('Identity', [logits.value], b.shape(logits.value), {}, 'logits_quarter'));
   const lb = new GraphBuilder(b.graph, 'loss/');
   const labels = lb.node('Cast', [lb.input('labels', [batch, lh, lw])], [batch, lh, lw], { to: attr.int(7) });
