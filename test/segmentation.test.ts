@@ -10,7 +10,8 @@ import { after, describe, test } from 'node:test';
 import '../src/node/platform.js';
 import { cvResizeLinear, rescaleSize } from '../src/preprocess/cv-resize.js';
 import { MMSEG_NORMALIZATION, segmentationInput } from '../src/preprocess/segmentation.js';
-import { classAreas, defaultPalette, SegmentationModel, type SegmentationOptions } from '../src/models/segmentation.js';
+import { classAreas, readSegmentationWeights, SegmentationModel, type SegmentationOptions } from '../src/models/segmentation.js';
+import { readPth } from '../src/weights/pth.js';
 import { readStateDict } from '../src/weights/read.js';
 import { SwiftFormerError } from '../src/core/errors.js';
 import type { RGBImage } from '../src/preprocess/resize.js';
@@ -124,6 +125,16 @@ describe('segmentation weights', () => {
     assert.deepEqual(same.palette.slice(0, 3), [[0, 0, 0], [128, 0, 0], [0, 128, 0]], 'VOC palette');
     const pixels = { dtype: 'float32' as const, shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i)) };
     assert.ok(relativeError((await model.logits(pixels)).data, (await same.logits(pixels)).data) === 0);
+  });
+
+  test("mmcv checkpoints' meta with numpy scalars, strings and an optimizer state is read (allow-listed numpy and _codecs globals)", async () => {
+    const bytes = new Uint8Array(readFileSync(new URL('data/mmseg/meta-numpy.pth', import.meta.url)));
+    const { state, meta } = await readSegmentationWeights(bytes);
+    assert.deepEqual(meta, { labels: ['background', 'thing'], palette: [[0, 0, 0], [200, 100, 50]] });
+    assert.deepEqual([...state.keys()], ['decode_head.conv_seg.weight']);
+    const root = (await readPth(bytes)).root as Map<string, Map<string, unknown>>;
+    const hooks = root.get('meta')!.get('hook_msgs') as Map<string, unknown>;
+    assert.deepEqual([hooks.get('best_score'), hooks.get('count'), hooks.get('flag'), hooks.get('ratio')], [0.4125, 7, true, 0.5]);
   });
 
   test('a classification checkpoint starts the backbone of a new model; the rest is initialized', async () => {
