@@ -9,6 +9,8 @@ export interface Parsed {
   values: Record<string, string | undefined>;
   /** Boolean options that were given. */
   flags: Set<string>;
+  /** Options declared `multiple: true`, each value in order. */
+  lists: Record<string, string[]>;
   positionals: string[];
 }
 
@@ -18,11 +20,13 @@ export function parse(argv: string[], options: Options, usage: string): Parsed {
     const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     const strings: Record<string, string | undefined> = {};
     const flags = new Set<string>();
+    const lists: Record<string, string[]> = {};
     for (const [name, value] of Object.entries(values)) {
       if (typeof value === 'string') strings[name] = value;
       else if (value === true) flags.add(name);
+      else if (Array.isArray(value)) lists[name] = value.filter((v): v is string => typeof v === 'string');
     }
-    return { values: strings, flags, positionals };
+    return { values: strings, flags, lists, positionals };
   } catch (err) {
     throw new SwiftFormerError('BAD_ARGUMENT', `${(err as Error).message}\n\n${usage}`);
   }

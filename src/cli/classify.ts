@@ -8,6 +8,7 @@ import { predictions, type Prediction } from '../models/classify.js';
 import { inputOptions } from '../models/card.js';
 import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
 import { loadModel } from '../models/model.js';
+import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
@@ -51,7 +52,7 @@ export interface Classifier {
 }
 
 /** Model, labels and input pipeline from the command-line options (downloads show a progress bar). */
-export async function loadClassifier(values: Record<string, string | undefined>, command: string, flags: ReadonlySet<string> = new Set()): Promise<Classifier> {
+export async function loadClassifier(values: Record<string, string | undefined>, command: string, flags: ReadonlySet<string> = new Set(), session?: SessionOptions): Promise<Classifier> {
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
   const requestedSize = intOption(values.size, 'size');
@@ -88,9 +89,10 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
   const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(weights)
+    ? await OnnxClassifier.load(weights, session ? { session } : {})
     : await loadModel({
       weights,
+      ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),

@@ -13,12 +13,15 @@ input resolution, or with --output mask the argmax 'mask' (N,H,W) uint8 (uint16 
   --size         input height and width: S or H,W, multiples of 32 (default 512)
   --output       logits | mask`;
 
-/** Exports `values.weights` if they are Semantic FPN weights; false (nothing done) otherwise. */
-export async function trySegmentationExport(values: Record<string, string | undefined>, flags: ReadonlySet<string>): Promise<boolean> {
-  if (!values.weights) return false;
+/**
+ * The ONNX bytes of `values.weights` if they are Semantic FPN weights (written to --onnx when
+ * given); undefined (nothing done) otherwise.
+ */
+export async function trySegmentationExport(values: Record<string, string | undefined>, flags: ReadonlySet<string>): Promise<Uint8Array | undefined> {
+  if (!values.weights) return undefined;
   const { bytes } = await readWeightsSource(values.weights);
   const { state, meta } = await readSegmentationWeights(bytes, values.weights);
-  if (!isSemanticFpnState(state.keys())) return false;
+  if (!isSemanticFpnState(state.keys())) return undefined;
   for (const option of ['int8', 'head', 'entry', 'calibrate'] as const) {
     if (values[option] !== undefined || flags.has(option)) throw new SwiftFormerError('BAD_ARGUMENT', `--${option} does not apply to Semantic FPN weights`);
   }
@@ -32,10 +35,12 @@ export async function trySegmentationExport(values: Record<string, string | unde
   }, values.weights);
   const size = parseSize(values.size);
   const onnx = model.toOnnx(size, output);
-  await writeFileAtomic(values.onnx!, onnx);
-  const what = output === 'mask' ? `mask (N,${size[0]},${size[1]}) ${model.numClasses <= 256 ? 'uint8' : 'uint16'}` : `logits (N,${model.numClasses},${size[0]},${size[1]})`;
-  console.error(`wrote ${values.onnx} (${(onnx.length / 1e6).toFixed(1)} MB): Semantic FPN, ${model.numClasses} classes, ${what} from ${values.weights}`);
-  return true;
+  if (values.onnx) {
+    await writeFileAtomic(values.onnx, onnx);
+    const what = output === 'mask' ? `mask (N,${size[0]},${size[1]}) ${model.numClasses <= 256 ? 'uint8' : 'uint16'}` : `logits (N,${model.numClasses},${size[0]},${size[1]})`;
+    console.error(`wrote ${values.onnx} (${(onnx.length / 1e6).toFixed(1)} MB): Semantic FPN, ${model.numClasses} classes, ${what} from ${values.weights}`);
+  }
+  return onnx;
 }
 
 function parseSize(value: string | undefined): [number, number] {

@@ -7,7 +7,9 @@ import { classify } from './classify.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { info } from './info.js';
+import { scoreCommand } from './score.js';
 import { segmentCommand } from './segment.js';
+import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
@@ -18,6 +20,8 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
   segment: { run: segmentCommand, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
   eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
   bench: { run: bench, summary: 'latency and throughput, side by side with another export' },
+  score: { run: scoreCommand, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
+  serve: { run: serveCommand, summary: 'an HTTP inference server (Open Inference Protocol / KServe v2, Triton clients)' },
 };
 
 const usage = `Usage: swiftformer <command> [options]

@@ -4,7 +4,7 @@ import { SwiftFormerError } from '../core/errors.js';
 import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
 import { writeFileAtomic } from '../node/files.js';
 import { isRemoteSource, resolveWeights } from '../node/hub.js';
-import { encodeGrayPng, encodePalettePng, encodeRgbPng } from '../node/png-stand-in.js';
+import { encodeGrayPng, encodePalettePng, encodeRgbPng } from '../node/png.js';
 import { loadLabels } from '../models/labels.js';
 import { classAreas, SegmentationModel, type Segmentation } from '../models/segmentation.js';
 import { overlay } from '../draw/overlay.js';
