@@ -359,18 +359,98 @@ export function maskFromQuarterLogits(quarter: Float32Array, numClasses: number,
   for (let c = 0; c < k; c++) for (let p = 0, src = c * qh * qw; p < qh * qw; p++) hwc[p * k + c] = quarter[src + p]!;
   const mask = k <= 256 ? new Uint8Array(W * H) : new Uint16Array(W * H);
   const rows = new Float64Array(qw * k);
-  const candidates = new Int32Array(k);
+  const list = new Shortlist(qw, Math.min(SHORTLIST, k));
   for (let y = 0; y < H; y++) {
     rowsAt(hwc, ys, y, qw * k, rows);
-    for (let x = 0; x < W;) {
-      let end = x + 1;
-      while (end < W && sameTaps(xs, end, x)) end++;
-      // A long run of pixels with the same taps shares one list of the classes that can win.
-      const count = end - x >= 4 ? candidatesOf(rows, xs, x, k, candidates) : -1;
-      for (; x < end; x++) mask[y * W + x] = bestClass(rows, xs, x, k, candidates, count);
+    if (k > SHORTLIST) list.update(rows, k);
+    for (let x = 0; x < W; x++) {
+      const best = k > SHORTLIST ? list.best(rows, xs, x, k) : -1;
+      mask[y * W + x] = best >= 0 ? best : bestClass(rows, xs, x, k);
     }
   }
   return mask;
+}
+
+/** Classes kept per column of a row by `Shortlist`. */
+const SHORTLIST = 4;
+
+/**
+ * The few largest classes of every column of a row, and the largest value any other class has
+ * there. An interpolated value is a convex combination of its taps, so a class outside every
+ * tap's shortlist is at most the same combination of those bounds: when the best shortlisted class
+ * beats it, that class is the argmax (ties inside the shortlist go to the lower index, as torch's
+ * argmax does); otherwise all K classes are evaluated.
+ */
+class Shortlist {
+  private readonly classes: Int32Array;
+  private readonly values: Float64Array;
+  private readonly bound: Float64Array;
+
+  constructor(private readonly columns: number, private readonly size: number) {
+    this.classes = new Int32Array(columns * size);
+    this.values = new Float64Array(columns * size);
+    this.bound = new Float64Array(columns);
+  }
+
+  update(rows: Float64Array, k: number): void {
+    const { size, classes, values } = this;
+    for (let x = 0; x < this.columns; x++) {
+      const base = x * size;
+      for (let i = 0; i < size; i++) values[base + i] = -Infinity;
+      let bound = -Infinity;
+      for (let c = 0; c < k; c++) {
+        const v = rows[x * k + c]!;
+        if (v <= values[base + size - 1]!) {
+          if (v > bound) bound = v;
+          continue;
+        }
+        bound = Math.max(bound, values[base + size - 1]!);
+        let i = size - 1;
+        for (; i > 0 && values[base + i - 1]! < v; i--) {
+          values[base + i] = values[base + i - 1]!;
+          classes[base + i] = classes[base + i - 1]!;
+        }
+        values[base + i] = v;
+        classes[base + i] = c;
+      }
+      this.bound[x] = bound;
+    }
+  }
+
+  /** The argmax at output column x, or -1 when the shortlists cannot decide it. */
+  best(rows: Float64Array, xs: FlatTaps, x: number, k: number): number {
+    let limit = 0;
+    for (let j = 0; j < 3; j++) {
+      const tap = xs.index[x * 3 + j]!;
+      if (tap >= 0) limit += xs.weight[x * 3 + j]! * this.bound[tap]!;
+    }
+    let best = -Infinity;
+    let arg = -1;
+    for (let j = 0; j < 3; j++) {
+      const tap = xs.index[x * 3 + j]!;
+      if (tap < 0) break;
+      for (let i = 0; i < this.size; i++) {
+        const c = this.classes[tap * this.size + i]!;
+        const v = valueAt(rows, xs, x, k, c);
+        if (v > best || (v === best && c < arg)) {
+          best = v;
+          arg = c;
+        }
+      }
+    }
+    return best > limit ? arg : -1;
+  }
+}
+
+/** The interpolated value of class c at output column x. */
+function valueAt(rows: Float64Array, xs: FlatTaps, x: number, k: number, c: number): number {
+  let v = 0;
+  for (let j = 0; j < 3; j++) {
+    const tap = xs.index[x * 3 + j]!;
+    if (tap < 0) break;
+    v += xs.weight[x * 3 + j]! * rows[tap * k + c]!;
+  }
+  return v;
 }
 
 /** Up to 3 taps per output sample, flat: index (-1 when absent) and weight. */
@@ -396,37 +476,8 @@ function rowsAt(hwc: Float32Array, ys: FlatTaps, y: number, rowLength: number, r
   }
 }
 
-function sameTaps(xs: FlatTaps, a: number, b: number): boolean {
-  return xs.index[a * 3] === xs.index[b * 3] && xs.index[a * 3 + 1] === xs.index[b * 3 + 1] && xs.index[a * 3 + 2] === xs.index[b * 3 + 2];
-}
-
-/**
- * The classes that can be the maximum for pixels with output column x's taps: an interpolated
- * value lies between the min and the max of its taps (the weights are convex), so a class whose
- * max is below the best min cannot win. Ascending order, so ties go to the first class as in torch.
- */
-function candidatesOf(rows: Float64Array, xs: FlatTaps, x: number, k: number, out: Int32Array): number {
-  const [a, b, c3] = [xs.index[x * 3]!, xs.index[x * 3 + 1]!, xs.index[x * 3 + 2]!];
-  const value = (tap: number, c: number) => rows[tap * k + c]!;
-  let bestLow = -Infinity;
-  for (let c = 0; c < k; c++) {
-    let low = value(a, c);
-    if (b >= 0) low = Math.min(low, value(b, c));
-    if (c3 >= 0) low = Math.min(low, value(c3, c));
-    if (low > bestLow) bestLow = low;
-  }
-  let count = 0;
-  for (let c = 0; c < k; c++) {
-    let high = value(a, c);
-    if (b >= 0) high = Math.max(high, value(b, c));
-    if (c3 >= 0) high = Math.max(high, value(c3, c));
-    if (high >= bestLow) out[count++] = c;
-  }
-  return count;
-}
-
-/** The first class of maximal interpolated value at output column x (among `candidates` when count >= 0). */
-function bestClass(rows: Float64Array, xs: FlatTaps, x: number, k: number, candidates: Int32Array, count: number): number {
+/** The first class of maximal interpolated value at output column x, over all K. */
+function bestClass(rows: Float64Array, xs: FlatTaps, x: number, k: number): number {
   const a = xs.index[x * 3]! * k;
   const ib = xs.index[x * 3 + 1]!;
   const ic = xs.index[x * 3 + 2]!;
@@ -435,9 +486,7 @@ function bestClass(rows: Float64Array, xs: FlatTaps, x: number, k: number, candi
   const c3 = ic < 0 ? a : ic * k;
   let best = -Infinity;
   let arg = 0;
-  const n = count < 0 ? k : count;
-  for (let i = 0; i < n; i++) {
-    const c = count < 0 ? i : candidates[i]!;
+  for (let c = 0; c < k; c++) {
     const v = wa * rows[a + c]! + wb * rows[b + c]! + wc * rows[c3 + c]!;
     if (v > best) {
       best = v;
