@@ -25,6 +25,8 @@ export type { TrainConfig, TrainTask, ClipConfig, ClassificationSettings, Reques
 export type { TrainOptions, TrainProgress, TrainResult, Teacher, DistillOptions } from './train/trainer.js';
 export { TrainStep, updateRunningStats, buildVitStepGraph } from './train/step.js';
 export type { StepGraphOptions, StepResult } from './train/step.js';
+export { SegmentationTrainStep, buildSegmentationStepGraph, dropoutMask } from './train/segmentation-step.js';
+export type { SegmentationStepOptions } from './train/segmentation-step.js';
 export {
   AdamW, Sgd, createOptimizer, ModelEma, weightDecayGroups, noWeightDecay, timmNoDecay, clipGradNorm, globalGradNorm, adaptiveClipGrad, cloneState,
 } from './train/optim.js';

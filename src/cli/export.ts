@@ -13,6 +13,7 @@ import { readSource } from '../core/io.js';
 import { onnxSignature } from '../serve/onnx.js';
 import { writeTritonModel } from '../serve/triton.js';
 import { choice, intOption, parse } from './args.js';
+import { segmentationUsage, trySegmentationExport } from './export-segmentation.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> | --triton <dir> [--model <id>] [--weights <file>] [options]
 
@@ -38,7 +39,9 @@ Triton / KServe model repository (both --onnx and --triton may be given):
                  exported file as it is (e.g. an INT8 export)
   --name         the model's name in the repository (default: the weights' file name, else the model id)
   --max-batch    max_batch_size (default 16; 0: no batch axis)
-  --max-delay-ms dynamic_batching's max_queue_delay_microseconds, in ms (default 5)`;
+  --max-delay-ms dynamic_batching's max_queue_delay_microseconds, in ms (default 5)
+
+${segmentationUsage}`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
@@ -46,10 +49,14 @@ export async function exportCommand(argv: string[]): Promise<void> {
     attention: { type: 'string' }, head: { type: 'string' }, size: { type: 'string' }, 'num-classes': { type: 'string' },
     'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
     triton: { type: 'string' }, name: { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
+    output: { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   if (!values.onnx && !values.triton) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> is required (or --triton <dir>)\n\n${usage}`);
   if (values.triton && values.weights?.toLowerCase().endsWith('.onnx')) return tritonRepository(values, await readSource(values.weights));
+  const segmentation = await trySegmentationExport(values, flags);
+  if (segmentation) return values.triton ? tritonRepository(values, segmentation) : undefined;
+  if (values.output !== undefined) throw new SwiftFormerError('BAD_ARGUMENT', '--output goes with Semantic FPN (segmentation) weights');
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
   const numClasses = intOption(values['num-classes'], 'num-classes', 0);

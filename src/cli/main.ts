@@ -8,6 +8,7 @@ import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { info } from './info.js';
 import { scoreCommand } from './score.js';
+import { segmentCommand } from './segment.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
@@ -16,6 +17,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
   export: { run: exportCommand, summary: 'write a model (with weights) as ONNX' },
   train: { run: trainCommand, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders)' },
   classify: { run: classify, summary: 'top classes of image files' },
+  segment: { run: segmentCommand, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
   eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
   bench: { run: bench, summary: 'latency and throughput, side by side with another export' },
   score: { run: scoreCommand, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
