@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import '../src/node/platform.js';
-import { loadModel } from '../src/models/model.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 
 interface CannonResult {
   duration: number;
@@ -149,7 +149,7 @@ async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestF
 
 /** Images per second of the model alone, at batch sizes 1 and 16 (after one warm-up run each). */
 async function modelAlone(): Promise<Record<string, number>> {
-  const model = await loadModel({ weights: values.weights!, ...(values.threads ? { session: { threads: Number(values.threads) } } : {}) });
+  const model = await loadSwiftFormer({ weights: values.weights!, ...(values.threads ? { session: { threads: Number(values.threads) } } : {}) });
   const out: Record<string, number> = {};
   try {
     for (const batch of [1, 16]) {

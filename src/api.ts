@@ -2,7 +2,12 @@
  * The platform-neutral API: everything both entries (index.ts for Node, browser.ts) export.
  * Nothing here imports a node: module or a particular ONNX Runtime build.
  */
-export { loadModel, modelInfo, SwiftFormerModel } from './models/model.js';
+export { loadSwiftFormer, modelInfo, SwiftFormerModel, checkModelOptions } from './models/model.js';
+export { loadModel } from './models/load.js';
+export type { Model, LoadOptions } from './models/load.js';
+export { denseTaskOf } from './models/families.js';
+export { readModelSource } from './models/source.js';
+export type { ModelSource } from './models/source.js';
 export type { ModelInfo, ModelOptions, StageInfo, SwiftFormerId, VitId } from './models/model.js';
 export {
   VARIANTS, variantConfig, emitSwiftFormer, initialWeights, remapKeys, detectKeyFormat, stageNetworkIndices,

@@ -7,7 +7,7 @@
  */
 import defaultModel from 'virtual:default-model';
 import {
-  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadModel,
+  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadSwiftFormer,
   predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage, type RuntimeInfo,
   type SwiftFormerModel,
 } from 'swiftformer';
@@ -138,7 +138,7 @@ async function loadDefault(): Promise<void> {
   let config: Record<string, unknown> = {};
   if (defaultModel.config) config = (await (await fetch(defaultModel.config)).json()) as Record<string, unknown>;
   const attention = config.attention === 'softmax' || config.attention === 'l2' ? config.attention : undefined;
-  const model = await loadModel({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
+  const model = await loadSwiftFormer({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
   await install(await prepare(model, 'default', 'default', defaultModel.labels, config));
 }
 
@@ -150,7 +150,7 @@ async function loadFromUrl(url: string): Promise<void> {
   // Fetched once: Semantic FPN weights switch the page to segmentation, anything else loads as a classifier.
   const bytes = url.startsWith('hf:') ? undefined : await fetchWeights(url);
   if (bytes && await trySegmentation(bytes, name)) return;
-  const model = await loadModel({ weights: bytes ?? url });
+  const model = await loadSwiftFormer({ weights: bytes ?? url });
   await install(await prepare(model, key, name));
   await remember(key, name, model);
 }
@@ -160,7 +160,7 @@ async function loadFromFile(file: File): Promise<void> {
   if (await trySegmentation(bytes, file.name)) return;
   const key = `file:${await sha256Hex(bytes)}`;
   if (await loadCachedEntry(key)) return;
-  const model = await loadModel({ weights: bytes });
+  const model = await loadSwiftFormer({ weights: bytes });
   await install(await prepare(model, key, file.name));
   await remember(key, file.name, model);
 }
@@ -180,7 +180,7 @@ async function loadCachedEntry(key: string): Promise<boolean> {
   const hit = await readCached(key);
   if (!hit) return false;
   const { meta, bytes } = hit;
-  const model = await loadModel({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
+  const model = await loadSwiftFormer({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
   await install(await prepare(model, key, meta.name));
   await refreshPicker();
   return true;

@@ -7,7 +7,7 @@ import { labelsFromHfConfig, loadLabels, resolveLabels, type LabelSources } from
 import { predictions, type Prediction } from '../models/classify.js';
 import { inputOptions } from '../models/card.js';
 import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
@@ -90,7 +90,7 @@ export async function loadClassifier(values: Record<string, string | undefined>,
 
   const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
     ? await OnnxClassifier.load(weights, session ? { session } : {})
-    : await loadModel({
+    : await loadSwiftFormer({
       weights,
       ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
@@ -99,7 +99,11 @@ export async function loadClassifier(values: Record<string, string | undefined>,
       ...(flags.has('allow-non-finite') ? { allowNonFinite: true } : {}),
     }).catch((err: unknown) => {
       // The library names its option; the command line its flag.
-      if (err instanceof SwiftFormerError) throw new SwiftFormerError(err.code, err.message.replace('allowNonFinite: true', '--allow-non-finite'));
+      if (err instanceof SwiftFormerError) {
+        const dense = /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
+        const hint = dense ? `: use swiftformer ${dense === 'segmentation' ? 'segment' : 'detect'}` : '';
+        throw new SwiftFormerError(err.code, err.message.replace('allowNonFinite: true', '--allow-non-finite') + hint);
+      }
       throw err;
     });
   try {

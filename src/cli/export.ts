@@ -5,7 +5,7 @@ import { inputBatches, limitDataset } from '../data/dataset.js';
 import { openTrainingData } from '../node/datasets.js';
 import { inputFor } from '../preprocess/transforms.js';
 import { toOnnx } from '../graph/graph.js';
-import { loadModel, type SwiftFormerModel } from '../models/model.js';
+import { loadSwiftFormer, type SwiftFormerModel } from '../models/model.js';
 import { quantizeStatic } from '../graph/quantize.js';
 import { describePreprocessing, inputOptions } from '../models/card.js';
 import type { RGBImage } from '../preprocess/resize.js';
@@ -63,7 +63,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const explicitSize = intOption(values.size, 'size');
   if (flags.has('int8') && !values.calibrate) throw new SwiftFormerError('BAD_ARGUMENT', '--int8 needs --calibrate <data>: activation ranges come from real images');
   if (values.calibrate && !flags.has('int8')) throw new SwiftFormerError('BAD_ARGUMENT', '--calibrate goes with --int8');
-  const model = await loadModel({
+  const model = await loadSwiftFormer({
     ...(values.model ? { model: values.model } : {}),
     ...(values.weights ? { weights: values.weights } : {}),
     ...(values.entry ? { entry: values.entry } : {}),

@@ -2,7 +2,7 @@ import { readSidecar, type EpochMetrics } from '../train/checkpoint.js';
 import { DEFAULTS } from '../train/config.js';
 import { openTrainingData } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
 import { variantConfig } from '../models/swiftformer.js';
 import { defaultPreprocessing, modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
 import { augmentFor, withRandAugment } from '../train/augment.js';
@@ -186,7 +186,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       teacher = await onnxTeacher(values.teacher, { session });
       release = teacher.release;
     } else {
-      const model = await loadModel({ weights: values.teacher, session });
+      const model = await loadSwiftFormer({ weights: values.teacher, session });
       teacher = modelTeacher(model);
       release = () => model.release();
     }

@@ -11,15 +11,16 @@
  * full-resolution maps. `logits()` and the exported ONNX resize inside the graph instead.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import { readImage, readWeightsSource, type ImageInput } from '../core/io.js';
+import { readImage, type ImageInput } from '../core/io.js';
 import { formatShape, type FloatTensor, type StateDict } from '../core/tensor.js';
 import { bindParams, toOnnx, type Graph } from '../graph/graph.js';
 import { axisTaps, composeTaps, type Taps } from '../graph/interpolate.js';
 import { optimizeForInference } from '../graph/passes.js';
 import { segmentationInput, type SegmentationInput } from '../preprocess/segmentation.js';
 import type { SessionOptions } from '../runtime/runtime.js';
-import { readPth } from '../weights/pth.js';
 import { readWeights } from '../weights/read.js';
+import { readModelSource, type ModelSource } from './source.js';
+import { refuseOtherFamily } from './families.js';
 import type { TokenNorm } from './attention.js';
 import { cardMetadata, checkPalette, readCard, type ModelCard, type RGB } from './card.js';
 import { fitToParams, inferConfig, toOfficialKeys, type FitReport } from './fit.js';
@@ -102,14 +103,20 @@ export function mmsegMeta(root: unknown): SegmentationMeta {
  * bare state dict in .pth; safetensors with this library's card metadata (labels, palette).
  */
 export async function readSegmentationWeights(bytes: Uint8Array, name = 'weights'): Promise<{ state: StateDict; meta: SegmentationMeta }> {
-  const isZip = bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
-  if (isZip) {
-    const file = await readPth(bytes);
-    return { state: file.stateDict(), meta: mmsegMeta(file.root) };
-  }
-  const { state, metadata } = await readWeights(bytes, { name });
-  const card = readCard(metadata, 'segmentation');
-  return { state, meta: { ...(card.labels ? { labels: [...card.labels] } : {}), ...(card.palette ? { palette: [...card.palette] } : {}) } };
+  const file = await readWeights(bytes, { name });
+  return { state: file.state, meta: segmentationMeta(file) };
+}
+
+/**
+ * Class names and palette of weights as read: mmcv's `meta` in a .pth file, this library's card in
+ * a safetensors file; a repository's names (hf: id2label) come first.
+ */
+export function segmentationMeta(source: Pick<ModelSource, 'metadata' | 'root' | 'labels'>): SegmentationMeta {
+  const card = readCard(source.metadata, 'segmentation');
+  const meta: SegmentationMeta = source.root !== undefined ? mmsegMeta(source.root) : {
+    ...(card.labels ? { labels: [...card.labels] } : {}), ...(card.palette ? { palette: [...card.palette] } : {}),
+  };
+  return source.labels ? { ...meta, labels: source.labels } : meta;
 }
 
 /**
@@ -239,11 +246,13 @@ export class SegmentationModel {
   /** `await SegmentationModel.load({ weights: 'fpn_swiftformer_l1_ade20k.pth' })`. */
   static async load(options: SegmentationOptions = {}): Promise<SegmentationModel> {
     if (options.weights === undefined) return loadSemanticFpn(undefined, {}, options);
-    if (options.weights instanceof Map) return loadSemanticFpn(options.weights, {}, options);
-    const name = typeof options.weights === 'string' ? options.weights : 'weights';
-    const { bytes, labels } = typeof options.weights === 'string' ? await readWeightsSource(options.weights) : { bytes: options.weights, labels: undefined };
-    const { state, meta } = await readSegmentationWeights(bytes, name);
-    return loadSemanticFpn(state, { ...meta, ...(labels ? { labels } : {}) }, options, name);
+    return SegmentationModel.fromSource(await readModelSource(options.weights), options);
+  }
+
+  /** From weights already read: Semantic FPN weights, or a classifier's to start a new model's backbone. */
+  static fromSource(source: ModelSource, options: SegmentationOptions = {}): SegmentationModel {
+    refuseOtherFamily(source, 'a Semantic FPN segmentation model', 'segmentation');
+    return loadSemanticFpn(source.state, segmentationMeta(source), options, source.name);
   }
 
   get task(): 'segmentation' {
