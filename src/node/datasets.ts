@@ -91,7 +91,7 @@ async function findIdxFile(dir: string, split: keyof typeof IDX_SPLITS, kind: 'i
   return undefined;
 }
 
-async function isFile(path: string): Promise<boolean> {
+export async function isFile(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isFile();
   } catch {
@@ -99,7 +99,7 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-async function isDirectory(path: string): Promise<boolean> {
+export async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isDirectory();
   } catch {
@@ -177,7 +177,7 @@ async function defaultDecode(): Promise<DecodeFn> {
 }
 
 /** Python's string order (by code point), which sorted() uses and UTF-16 order is not. */
-function codePointCompare(a: string, b: string): number {
+export function codePointCompare(a: string, b: string): number {
   const ia = a[Symbol.iterator]();
   const ib = b[Symbol.iterator]();
   for (;;) {

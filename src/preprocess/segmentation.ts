@@ -41,14 +41,38 @@ export function segmentationInput(image: RGBImage, scale: readonly [number, numb
   const { width, height } = resized;
   const [h, w] = [Math.ceil(height / SIZE_DIVISOR) * SIZE_DIVISOR, Math.ceil(width / SIZE_DIVISOR) * SIZE_DIVISOR];
   const pixels = float32([1, 3, h, w]);
-  const mean = normalization.mean.map(Math.fround);
-  const inv = normalization.std.map((s) => Math.fround(1 / s));
+  writeNormalizedPadded(resized, pixels.data, 0, h, w, normalization);
+  return { pixels, resized: { width, height }, original: { width: image.width, height: image.height } };
+}
+
+/**
+ * mmcv's imnormalize of an RGB8 image into 3 planes of h x w at `offset` of `out`, the image in the
+ * top-left corner, the rest left as it is (zeros in a fresh buffer: mmseg's Pad after Normalize).
+ * Per channel (v - mean) * (1 / std) in float32, through a table of the 256 values.
+ */
+export function writeNormalizedPadded(image: RGBImage, out: Float32Array, offset: number, h: number, w: number, normalization: Normalization = MMSEG_NORMALIZATION): void {
+  const { width, height, data } = image;
+  if (width > w || height > h) throw new SwiftFormerError('BAD_SHAPE', `a ${width}x${height} image does not fit a ${w}x${h} input`);
   const plane = h * w;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const src = (y * width + x) * 3;
-      for (let c = 0; c < 3; c++) pixels.data[c * plane + y * w + x] = Math.fround(resized.data[src + c]! - mean[c]!) * inv[c]!;
+  for (let c = 0; c < 3; c++) {
+    const table = mmsegTable(normalization.mean[c]!, normalization.std[c]!);
+    for (let y = 0; y < height; y++) {
+      const row = offset + c * plane + y * w;
+      for (let x = 0, src = y * width * 3 + c; x < width; x++, src += 3) out[row + x] = table[data[src]!]!;
     }
   }
-  return { pixels, resized: { width, height }, original: { width: image.width, height: image.height } };
+}
+
+const tables = new Map<string, Float32Array>();
+
+function mmsegTable(mean: number, std: number): Float32Array {
+  const key = `${mean},${std}`;
+  let table = tables.get(key);
+  if (!table) {
+    const m = Math.fround(mean);
+    const inv = Math.fround(1 / std);
+    table = Float32Array.from({ length: 256 }, (_, v) => Math.fround(v - m) * inv);
+    tables.set(key, table);
+  }
+  return table;
 }

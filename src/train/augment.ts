@@ -95,19 +95,23 @@ export function randomResizedCropBox(
 
 /** Mirrors the image left-right, in place. */
 export function flipHorizontal(image: RGBImage): RGBImage {
-  const { width, height, data } = image;
+  flipRows(image.data, image.width, image.height, 3);
+  return image;
+}
+
+/** Mirrors interleaved rows (`channels` values per pixel) left-right, in place: images and label maps. */
+export function flipRows(data: Uint8Array | Uint16Array, width: number, height: number, channels: number): void {
   for (let y = 0; y < height; y++) {
-    let a = y * width * 3;
-    let b = a + (width - 1) * 3;
-    for (; a < b; a += 3, b -= 3) {
-      for (let c = 0; c < 3; c++) {
+    let a = y * width * channels;
+    let b = a + (width - 1) * channels;
+    for (; a < b; a += channels, b -= channels) {
+      for (let c = 0; c < channels; c++) {
         const t = data[a + c]!;
         data[a + c] = data[b + c]!;
         data[b + c] = t;
       }
     }
   }
-  return image;
 }
 
 // ---------------------------------------------------------------- color
