@@ -100,9 +100,17 @@ describe('Semantic FPN weights', async () => {
     const seg = state.get('decode_head.conv_seg.weight')!.data as Float32Array;
     const std = Math.sqrt(seg.reduce((s, v) => s + v * v, 0) / seg.length);
     assert.ok(Math.abs(std - 0.01) < 0.001, `conv_seg std ${std}`);
+    // FPN: Xavier uniform, bound sqrt(6 / (fan_in + fan_out)); std = bound / sqrt(3).
     const conv = state.get('neck.fpn_convs.0.conv.weight')!.data as Float32Array;
     const convStd = Math.sqrt(conv.reduce((s, v) => s + v * v, 0) / conv.length);
-    assert.ok(Math.abs(convStd - Math.sqrt(2 / (256 * 9))) < 0.001, `fpn conv std ${convStd} (kaiming fan_out)`);
+    const bound = Math.sqrt(6 / (2 * 256 * 9));
+    assert.ok(Math.abs(convStd - bound / Math.sqrt(3)) < 0.0005 && conv.every((v) => Math.abs(v) <= bound), `fpn conv std ${convStd} (xavier uniform)`);
+    const lateral = state.get('neck.lateral_convs.0.conv.weight')!.data as Float32Array;
+    assert.ok(lateral.every((v) => Math.abs(v) <= Math.sqrt(6 / (48 + 256))) && Math.max(...lateral) > 0.9 * Math.sqrt(6 / (48 + 256)), 'lateral conv: xavier uniform over fan_in 48 + fan_out 256');
+    assert.ok((state.get('neck.lateral_convs.0.conv.bias')!.data as Float32Array).every((v) => v === 0));
+    const head = state.get('decode_head.scale_heads.0.0.conv.weight')!.data as Float32Array;
+    const headStd = Math.sqrt(head.reduce((s, v) => s + v * v, 0) / head.length);
+    assert.ok(Math.abs(headStd - Math.sqrt(2 / (128 * 9))) < 0.001, `head conv std ${headStd} (kaiming fan_out)`);
     assert.ok((state.get('decode_head.scale_heads.3.4.bn.weight')!.data as Float32Array).every((v) => v === 1));
   });
 });

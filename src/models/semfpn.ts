@@ -301,8 +301,10 @@ export function validateSemanticFpnConfig(cfg: SemanticFpnConfig): void {
 
 /**
  * Fresh weights: the backbone as the official code initializes it (swiftformer.ts), the neck and
- * head as mmseg 0.x does: every ConvModule conv kaiming-normal (fan_out, ReLU gain) with zero
- * bias, BatchNorm identity, conv_seg N(0, 0.01) with zero bias.
+ * head as mmseg 0.x with mmcv 1.x ends up with them: the FPN's convs Xavier-uniform with zero
+ * bias (FPN's init_cfg, applied by init_weights after its ConvModules' own kaiming init at
+ * construction), the head's ConvModule convs kaiming-normal (fan_out, ReLU gain; nothing later
+ * overrides them), BatchNorm identity, conv_seg N(0, 0.01) with zero bias (the head's init_cfg).
  */
 export function initialSemanticFpnWeights(cfg: SemanticFpnConfig, seed: number): StateDict {
   const state: StateDict = new Map();
@@ -319,7 +321,12 @@ function headValues(key: string, shape: number[], rng: Random): Float32Array {
   const n = numel(shape);
   if (/\.bn\.(weight|running_var)$/.test(key)) return new Float32Array(n).fill(1);
   if (!key.endsWith('.weight') || key.includes('.bn.')) return new Float32Array(n);
-  const std = key.startsWith('decode_head.conv_seg.') ? 0.01 : Math.sqrt(2 / (shape[0]! * shape[2]! * shape[3]!));
+  const [out, inC, kh, kw] = shape as [number, number, number, number];
+  if (key.startsWith('neck.')) {
+    const bound = Math.sqrt(6 / ((inC + out) * kh * kw));
+    return Float32Array.from({ length: n }, () => rng.uniform(-bound, bound));
+  }
+  const std = key.startsWith('decode_head.conv_seg.') ? 0.01 : Math.sqrt(2 / (out * kh * kw));
   return Float32Array.from({ length: n }, () => rng.normal() * std);
 }
 
