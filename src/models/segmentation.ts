@@ -44,10 +44,42 @@ export interface Segmentation {
   palette: readonly RGB[];
 }
 
-/** Class names and colors, as mmseg checkpoints' `meta` (CLASSES, PALETTE) carries them. */
+/**
+ * Class names and colors, as mmseg checkpoints' `meta` (CLASSES, PALETTE) carries them; and what
+ * a model trained here records beside them (in safetensors metadata, or as strings in the .pth's
+ * meta under the same keys): its test scale and its backbone's token normalization.
+ */
 export interface SegmentationMeta {
   labels?: string[];
   palette?: RGB[];
+  scale?: [number, number];
+  attention?: TokenNorm;
+}
+
+/** Metadata keys of the test scale and the Semantic FPN config (ONNX exports carry them too). */
+export const SCALE_KEY = 'swiftformer.scale';
+export const CONFIG_KEY = 'swiftformer.config';
+
+/** The test scale and token normalization recorded under SCALE_KEY / CONFIG_KEY, checked. */
+function recordedInference(get: (key: string) => unknown): Pick<SegmentationMeta, 'scale' | 'attention'> {
+  const parse = (key: string): unknown => {
+    const text = get(key);
+    if (typeof text !== 'string') return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new SwiftFormerError('BAD_CHECKPOINT', `the weights' ${key} metadata is not valid JSON`);
+    }
+  };
+  const scale = parse(SCALE_KEY);
+  if (scale !== undefined && !(Array.isArray(scale) && scale.length === 2 && scale.every((v) => Number.isInteger(v) && v >= 32 && v <= 8192))) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `the weights' ${SCALE_KEY} metadata is not a (long, short) pair of sides in [32, 8192]`);
+  }
+  const attention = (parse(CONFIG_KEY) as { backbone?: { attention?: unknown } } | undefined)?.backbone?.attention;
+  return {
+    ...(scale ? { scale: scale as [number, number] } : {}),
+    ...(attention === 'l2' || attention === 'softmax' ? { attention } : {}),
+  };
 }
 
 export interface SegmentationOptions {
@@ -95,7 +127,7 @@ export function mmsegMeta(root: unknown): SegmentationMeta {
   }
   const palette = meta.get('PALETTE');
   if (palette !== undefined && palette !== null) out.palette = checkPalette(palette, "the checkpoint's meta.PALETTE");
-  return out;
+  return { ...out, ...recordedInference((key) => meta.get(key)) };
 }
 
 /**
@@ -115,6 +147,7 @@ export function segmentationMeta(source: Pick<ModelSource, 'metadata' | 'root' |
   const card = readCard(source.metadata, 'segmentation');
   const meta: SegmentationMeta = source.root !== undefined ? mmsegMeta(source.root) : {
     ...(card.labels ? { labels: [...card.labels] } : {}), ...(card.palette ? { palette: [...card.palette] } : {}),
+    ...recordedInference((key) => source.metadata[key]),
   };
   return source.labels ? { ...meta, labels: source.labels } : meta;
 }
@@ -198,7 +231,8 @@ function fillMissing(state: StateDict, config: SemanticFpnConfig, seed: number):
  * a checkpoint once and hands Semantic FPN weights here), with the checkpoint's metadata
  * (`mmsegMeta` of a .pth root, or the card of a safetensors file).
  */
-export function loadSemanticFpn(source: StateDict | undefined, meta: SegmentationMeta, options: SegmentationOptions = {}, name = 'weights'): SegmentationModel {
+export function loadSemanticFpn(source: StateDict | undefined, meta: SegmentationMeta, given: SegmentationOptions = {}, name = 'weights'): SegmentationModel {
+  const options = given.attention === undefined && meta.attention ? { ...given, attention: meta.attention } : given;
   let built: Built;
   if (!source) {
     const config = newConfig(backboneConfig(options.model, undefined), options);
@@ -212,7 +246,7 @@ export function loadSemanticFpn(source: StateDict | undefined, meta: Segmentatio
   const palette = options.palette ? checkPalette(options.palette, 'palette') : (meta.palette?.length === k ? meta.palette : undefined) ?? defaultPalette(k);
   if (labels.length !== k) throw new SwiftFormerError('BAD_ARGUMENT', `${labels.length} labels for a model of ${k} classes`);
   if (palette.length !== k) throw new SwiftFormerError('BAD_ARGUMENT', `a palette of ${palette.length} colors for a model of ${k} classes`);
-  const scale = options.scale === undefined ? [...DEFAULT_SCALE] as [number, number] : options.scale;
+  const scale = options.scale === undefined ? meta.scale ?? [...DEFAULT_SCALE] as [number, number] : options.scale;
   if (scale && !(scale.length === 2 && scale.every((v) => Number.isInteger(v) && v >= 32 && v <= 8192))) {
     throw new SwiftFormerError('BAD_ARGUMENT', `scale must be two integers in [32, 8192] (long, short), got ${JSON.stringify(scale)}`);
   }
@@ -291,8 +325,8 @@ export class SegmentationModel {
   /** What an exported file carries along: the card (task, labels, palette), config and test scale. */
   onnxMetadata(): Record<string, string> {
     return {
-      'swiftformer.config': JSON.stringify(this.config),
-      ...(this.scale ? { 'swiftformer.scale': JSON.stringify(this.scale) } : {}),
+      [CONFIG_KEY]: JSON.stringify(this.config),
+      ...(this.scale ? { [SCALE_KEY]: JSON.stringify(this.scale) } : {}),
       ...cardMetadata(this.card),
     };
   }
