@@ -15,10 +15,13 @@ export function trainingChart(history: readonly EpochMetrics[], options: { title
     { name: 'train acc', points: pick((m) => (m.train_acc === undefined ? undefined : m.train_acc * 100)) },
     { name: 'test acc', points: pick((m) => (m.test_acc === undefined ? undefined : m.test_acc * 100)) },
     { name: 'test acc (EMA)', points: pick((m) => (m.test_acc_ema === undefined ? undefined : m.test_acc_ema * 100)) },
+    // Segmentation (mmseg's metrics, as fractions in metrics.jsonl).
+    ...(['mIoU', 'mAcc', 'aAcc'] as const).map((k) => ({ name: `test ${k}`, points: pick((m) => (m[`test_${k}`] === undefined ? undefined : m[`test_${k}`]! * 100)) })),
   ].filter((s) => s.points.length > 0);
   const xRange: [number, number] = [1, Math.max(2, epochs)];
+  const metricsTitle = acc.some((s) => s.name === 'test mIoU') ? 'mIoU and accuracy (%)' : 'accuracy (%)';
   return lineChart([
     { title: 'loss', xLabel: 'epoch', yLabel: 'loss', series: loss, xRange, integerX: true },
-    { title: 'accuracy (%)', xLabel: 'epoch', yLabel: 'accuracy (%)', series: acc, xRange, integerX: true },
+    { title: metricsTitle, xLabel: 'epoch', yLabel: metricsTitle, series: acc, xRange, integerX: true },
   ], options.title ? { title: options.title } : {});
 }

@@ -27,6 +27,7 @@ import { AdamW, timmNoDecay, type Optimizer, type OptimizerConfig } from './opti
 import { cosineLr, type LrSchedule } from './schedule.js';
 import { writePth, type PthValue } from '../weights/pth.js';
 import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
+import type { SemanticFpnConfig } from '../models/semfpn.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
 import { isBuffer, type StateDict, type Tensor } from '../core/tensor.js';
 
@@ -64,6 +65,9 @@ export interface EpochMetrics {
   [metric: `train_${string}` | `test_${string}`]: number | undefined;
 }
 
+/** The architecture a run trains: a SwiftFormer classifier, or a Semantic FPN on its backbone. */
+export type TrainedModelConfig = SwiftFormerConfig | SemanticFpnConfig;
+
 export interface Sidecar {
   format: typeof CHECKPOINT_FORMAT;
   /** Completed epochs. */
@@ -83,7 +87,7 @@ export interface Sidecar {
   rng: { seed: number; nextEpoch: number; scheme: string };
   ema?: { decay: number; file: string };
   /** The model's architecture. */
-  model: SwiftFormerConfig;
+  model: TrainedModelConfig;
   labels: string[];
   /** Where the data came from (the CLI resumes from it). */
   data?: DataSource;
@@ -128,6 +132,8 @@ export interface CheckpointParts {
   ema?: StateDict;
   /** Also write checkpoint.pth in the official layout. */
   pth?: boolean;
+  /** Metadata of checkpoint.safetensors (and the EMA file) instead of `modelMetadata(sidecar)`. */
+  metadata?: Record<string, string>;
 }
 
 /** Writes one epoch's checkpoint into `dir` (see the module comment for the order). */
@@ -152,7 +158,7 @@ export async function writeCheckpoint(dir: string, parts: CheckpointParts): Prom
   };
   await writeFileAtomic(join(dir, SIDECAR), `${JSON.stringify(sidecar, null, 2)}\n`);
 
-  const meta = modelMetadata(sidecar);
+  const meta = parts.metadata ? { ...parts.metadata, epoch: String(epoch) } : modelMetadata(sidecar);
   await writeFileAtomic(join(dir, 'checkpoint.safetensors'), writeSafetensors(inModuleOrder(state), meta));
   if (ema) await writeFileAtomic(join(dir, 'checkpoint-ema.safetensors'), writeSafetensors(inModuleOrder(ema), meta));
   if (parts.pth) await writeFileAtomic(join(dir, 'checkpoint.pth'), officialPth(sidecar, state, optimizer, ema));

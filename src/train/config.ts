@@ -13,8 +13,9 @@ import type { Preprocessing } from '../preprocess/transforms.js';
 import { checkAugment, type AugmentOptions, type MixupOptions } from './augment.js';
 import type { OptimizerConfig } from './optim.js';
 import type { ScheduleConfig } from './schedule.js';
+import type { SegmentationPipeline } from './segmentation-augment.js';
 
-/** What is trained. Only classification has a step function and evaluation today (trainer.ts). */
+/** What is trained: classification (trainer.ts) and segmentation (segmentation-trainer.ts) have their TaskRun. */
 export type TrainTask = 'classification' | 'segmentation' | 'detection';
 
 /** Gradient clipping: global L2 norm (value = max norm), timm's AGC (value = clip factor), or none. */
@@ -33,6 +34,18 @@ export interface ClassificationSettings {
   distill: { type: 'hard' | 'soft'; temperature: number; weight: number } | null;
 }
 
+/** Segmentation's own settings (Semantic FPN on an mmseg dataset, segmentation-trainer.ts). */
+export interface SegmentationSettings {
+  /** mmseg's training pipeline; its imgScale is also the test scale of the evaluations. */
+  pipeline: SegmentationPipeline;
+  /** Loss averaging: over all label pixels (mmseg's default) or over the pixels not ignored (avg_non_ignore). */
+  average: 'all' | 'non-ignored';
+  /** Optimizer steps per round of evaluation and checkpointing (mmseg's evaluation interval): an epoch of the run. */
+  stepsPerRound: number;
+  /** The labels on disk have 0 = "other" (ADE20K): 0 is ignored, k is class k - 1. */
+  reduceZeroLabel: boolean;
+}
+
 export interface TrainConfig {
   task: TrainTask;
   epochs: number;
@@ -49,8 +62,10 @@ export interface TrainConfig {
   preprocessing: Preprocessing;
   /** The training set the run was planned for: its size fixes the steps per epoch. */
   dataset: { trainImages: number; numClasses: number };
-  /** Present when task is 'classification'. Segmentation and detection add their settings beside it. */
+  /** Present when task is 'classification'. */
   classification?: ClassificationSettings;
+  /** Present when task is 'segmentation'. Detection adds its settings beside them. */
+  segmentation?: SegmentationSettings;
 }
 
 /** Recursively optional (arrays whole): what a caller set, the rest to come from defaults or from the stored run. */
@@ -89,6 +104,25 @@ export const DEFAULTS = {
   clipAgc: 0.01,
 };
 
+/**
+ * Semantic FPN's recipe (EfficientFormer's ADE20K config, which SwiftFormer follows): AdamW
+ * 2e-4 with weight decay 1e-4 on every parameter (mmseg's optimizer has no parameter-wise
+ * rules), poly 0.9 to 0 by iteration, mmseg's ADE20K pipeline (512 crops of img_scale
+ * (2048, 512) rescaled by 0.5-2.0, cat_max_ratio 0.75, flip, photometric distortion). Batch 8 and
+ * 12 rounds are this library's defaults for one machine (the recipe: 32 images x 40k iterations).
+ */
+export const SEGMENTATION_DEFAULTS = {
+  epochs: 12,
+  batchSize: 8,
+  lr: 2e-4,
+  weightDecay: 1e-4,
+  cropSize: 512,
+  ratioRange: [0.5, 2.0] as [number, number],
+  catMaxRatio: 0.75,
+  flipProb: 0.5,
+  ignoreIndex: 255,
+};
+
 /** Settings a resumed run may change; everything else given again must equal the stored value. */
 export const RESUMABLE: ReadonlySet<string> = new Set(['epochs']);
 
@@ -109,18 +143,33 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export function defaultConfig(
   task: TrainTask, requested: RequestedConfig, base: Pick<TrainConfig, 'preprocessing' | 'dataset'>,
 ): TrainConfig {
+  const seg = task === 'segmentation';
   const optimizer: OptimizerConfig = requested.optimizer?.kind === 'sgd'
-    ? { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: DEFAULTS.momentum, nesterov: false }
-    : { kind: 'adamw', weightDecay: DEFAULTS.weightDecay, betas: [...DEFAULTS.betas], eps: DEFAULTS.eps };
+    ? { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: DEFAULTS.momentum, nesterov: false, ...(seg ? { decayAll: true } : {}) }
+    : { kind: 'adamw', weightDecay: seg ? SEGMENTATION_DEFAULTS.weightDecay : DEFAULTS.weightDecay, betas: [...DEFAULTS.betas], eps: DEFAULTS.eps, ...(seg ? { decayAll: true } : {}) };
   const common = { warmupEpochs: DEFAULTS.warmupEpochs, warmupLr: DEFAULTS.warmupLr, minLr: DEFAULTS.minLr };
-  const kind = requested.schedule?.kind ?? 'cosine';
+  const kind = requested.schedule?.kind ?? (seg ? 'poly' : 'cosine');
   const schedule: ScheduleConfig = kind === 'poly' ? { kind, power: DEFAULTS.polyPower, ...common }
     : kind === 'steps' ? { kind, milestones: [], gamma: DEFAULTS.stepGamma, ...common }
     : { kind: 'cosine', ...common };
+  const d = seg ? SEGMENTATION_DEFAULTS : DEFAULTS;
   return {
-    task, epochs: DEFAULTS.epochs, batchSize: DEFAULTS.batchSize, seed: DEFAULTS.seed, lr: DEFAULTS.lr,
+    task, epochs: d.epochs, batchSize: d.batchSize, seed: DEFAULTS.seed, lr: d.lr,
     optimizer, schedule, clip: { mode: 'none' }, ema: null, preprocessing: base.preprocessing, dataset: base.dataset,
     ...(task === 'classification' ? { classification: { labelSmoothing: DEFAULTS.labelSmoothing, mixup: null, augment: null, distill: null } } : {}),
+    ...(seg ? { segmentation: defaultSegmentation() } : {}),
+  };
+}
+
+/** The segmentation section before what a run requests (its crop, scale and round length come from the data and flags). */
+function defaultSegmentation(): SegmentationSettings {
+  const S = SEGMENTATION_DEFAULTS;
+  return {
+    pipeline: {
+      cropSize: [S.cropSize, S.cropSize], imgScale: [4 * S.cropSize, S.cropSize], ratioRange: [...S.ratioRange],
+      catMaxRatio: S.catMaxRatio, flipProb: S.flipProb, photometric: true, ignoreIndex: S.ignoreIndex,
+    },
+    average: 'all', stepsPerRound: 1, reduceZeroLabel: false,
   };
 }
 
@@ -201,4 +250,21 @@ export function checkConfig(c: TrainConfig): void {
   if (c.ema && !(c.ema.decay > 0 && c.ema.decay < 1)) throw bad(`EMA decay must be in (0, 1), got ${c.ema.decay}`);
   if (!(c.schedule.warmupEpochs >= 0)) throw bad(`warm-up epochs must be >= 0, got ${c.schedule.warmupEpochs}`);
   if (c.classification?.augment) checkAugment(c.classification.augment);
+  if (c.segmentation) checkSegmentation(c.segmentation);
+}
+
+function checkSegmentation(s: SegmentationSettings): void {
+  const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', msg);
+  const p = s.pipeline;
+  const positiveInts = (v: readonly number[]) => v.length === 2 && v.every((x) => Number.isInteger(x) && x >= 1);
+  if (!positiveInts(p.cropSize) || p.cropSize.some((x) => x % 32 !== 0)) throw bad(`the crop size must be two multiples of 32 (height, width), got [${p.cropSize}]`);
+  if (!positiveInts(p.imgScale)) throw bad(`the image scale must be two positive integers (long, short), got [${p.imgScale}]`);
+  if (p.ratioRange && !(p.ratioRange.length === 2 && p.ratioRange[0]! > 0 && p.ratioRange[0]! <= p.ratioRange[1]!)) {
+    throw bad(`the ratio range must be two numbers 0 < low <= high, got [${p.ratioRange}]`);
+  }
+  if (!(p.catMaxRatio > 0 && p.catMaxRatio <= 1)) throw bad(`cat_max_ratio must be in (0, 1], got ${p.catMaxRatio}`);
+  if (!(p.flipProb >= 0 && p.flipProb <= 1)) throw bad(`the flip probability must be in [0, 1], got ${p.flipProb}`);
+  if (!Number.isInteger(p.ignoreIndex)) throw bad(`the ignore index must be an integer, got ${p.ignoreIndex}`);
+  if (!(Number.isInteger(s.stepsPerRound) && s.stepsPerRound >= 1)) throw bad(`iterations per round must be a positive integer, got ${s.stepsPerRound}`);
+  if (s.average !== 'all' && s.average !== 'non-ignored') throw bad(`loss averaging must be 'all' or 'non-ignored', got '${String(s.average)}'`);
 }

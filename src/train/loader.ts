@@ -40,8 +40,43 @@ export interface LoaderOptions {
   concurrency?: number;
 }
 
-/** Stream salts, so that shuffling, per-sample transforms and mixing draw independent numbers. */
-const SALT = { shuffle: 1, sample: 2, mix: 3 } as const;
+/** Stream salts, so that shuffling, per-sample transforms and mixing draw independent numbers (4: segmentation's dropout masks). */
+export const SALT = { shuffle: 1, sample: 2, mix: 3, dropout: 4 } as const;
+
+/** 0..n-1, or with `shuffle` a Fisher-Yates shuffle seeded by (seed, epoch). */
+export function sampleOrder(n: number, shuffle?: { seed: number; epoch: number }): Uint32Array {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  if (shuffle) {
+    const rng = new Random(deriveSeed(shuffle.seed, SALT.shuffle, shuffle.epoch));
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      const t = order[i]!;
+      order[i] = order[j]!;
+      order[j] = t;
+    }
+  }
+  return order;
+}
+
+/** prepare(start) .. prepare(end - 1) in order, with up to `depth` of them under way ahead of the consumer. */
+export async function* prefetched<T>(start: number, end: number, depth: number, prepare: (index: number) => Promise<T>): AsyncGenerator<T> {
+  const pending: Promise<T>[] = [];
+  let next = start;
+  const fill = () => {
+    while (pending.length < Math.max(1, depth) && next < end) {
+      const p = prepare(next++);
+      p.catch(() => undefined); // surfaced when awaited
+      pending.push(p);
+    }
+  };
+  fill();
+  while (pending.length > 0) {
+    const item = await pending.shift()!;
+    fill();
+    yield item;
+  }
+}
 
 export class Loader {
   readonly batchSize: number;
@@ -61,41 +96,13 @@ export class Loader {
 
   /** The sample order of an epoch: a seeded Fisher-Yates shuffle, or 0..N-1. */
   order(epoch: number): Uint32Array {
-    const n = this.dataset.length;
-    const order = new Uint32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    if (this.options.shuffle) {
-      const rng = new Random(deriveSeed(this.options.seed ?? 0, SALT.shuffle, epoch));
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor(rng.next() * (i + 1));
-        const t = order[i]!;
-        order[i] = order[j]!;
-        order[j] = t;
-      }
-    }
-    return order;
+    return sampleOrder(this.dataset.length, this.options.shuffle ? { seed: this.options.seed ?? 0, epoch } : undefined);
   }
 
   /** Batches of `epoch`, from `startBatch` on, with up to `prefetch` prepared ahead of the consumer. */
-  async *epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch> {
+  epoch(epoch: number, startBatch = 0): AsyncGenerator<Batch> {
     const order = this.order(epoch);
-    const total = this.batchesPerEpoch;
-    const depth = Math.max(1, this.options.prefetch ?? 1);
-    const pending: Promise<Batch>[] = [];
-    let next = startBatch;
-    const fill = () => {
-      while (pending.length < depth && next < total) {
-        const p = this.prepare(order, epoch, next++);
-        p.catch(() => undefined); // surfaced when awaited
-        pending.push(p);
-      }
-    };
-    fill();
-    while (pending.length > 0) {
-      const batch = await pending.shift()!;
-      fill();
-      yield batch;
-    }
+    return prefetched(startBatch, this.batchesPerEpoch, this.options.prefetch ?? 1, (index) => this.prepare(order, epoch, index));
   }
 
   /** Builds batch `index` of an epoch. Yields to the event loop between chunks of samples. */

@@ -63,10 +63,23 @@ export function weightDecayGroups(state: StateDict, keys: Iterable<string>, extr
 
 // ---------------------------------------------------------------- optimizers
 
-/** An optimizer as a TrainConfig states it (the peak lr belongs to the schedule). */
+/**
+ * Both groups, or with `decayAll` every key in the decay group: mmcv's optimizer without a
+ * paramwise_cfg, as mmsegmentation's and mmdetection's configs build it.
+ */
+function optimizerGroups(state: StateDict, keys: readonly string[], options: { noDecay?: Iterable<string>; decayAll?: boolean }): ParamGroups {
+  if (!options.decayAll) return weightDecayGroups(state, keys, options.noDecay);
+  for (const key of keys) if (!state.has(key)) throw new SwiftFormerError('KEY_MISMATCH', `no parameter ${key} to optimize`);
+  return { decay: [...keys], noDecay: [] };
+}
+
+/**
+ * An optimizer as a TrainConfig states it (the peak lr belongs to the schedule). `decayAll`
+ * (absent: false) decays every parameter, as mmcv's optimizer does.
+ */
 export type OptimizerConfig =
-  | { kind: 'adamw'; weightDecay: number; betas: [number, number]; eps: number }
-  | { kind: 'sgd'; weightDecay: number; momentum: number; nesterov: boolean };
+  | { kind: 'adamw'; weightDecay: number; betas: [number, number]; eps: number; decayAll?: boolean }
+  | { kind: 'sgd'; weightDecay: number; momentum: number; nesterov: boolean; decayAll?: boolean };
 
 /** What the training loop needs of an optimizer: a step at a given lr, and its state to checkpoint. */
 export interface Optimizer {
@@ -84,8 +97,9 @@ export interface Optimizer {
 
 /** The optimizer a config names, over `keys` of `state`, with this library's weight-decay groups. */
 export function createOptimizer(config: OptimizerConfig, state: StateDict, keys: Iterable<string>): Optimizer {
-  if (config.kind === 'adamw') return new AdamW(state, keys, { weightDecay: config.weightDecay, betas: config.betas, eps: config.eps });
-  return new Sgd(state, keys, { weightDecay: config.weightDecay, momentum: config.momentum, nesterov: config.nesterov });
+  const decayAll = config.decayAll ? { decayAll: true } : {};
+  if (config.kind === 'adamw') return new AdamW(state, keys, { weightDecay: config.weightDecay, betas: config.betas, eps: config.eps, ...decayAll });
+  return new Sgd(state, keys, { weightDecay: config.weightDecay, momentum: config.momentum, nesterov: config.nesterov, ...decayAll });
 }
 
 // ---------------------------------------------------------------- AdamW
@@ -99,6 +113,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Keys exempt from weight decay beyond the default rule (timm's no_weight_decay). */
   noDecay?: Iterable<string>;
+  /** Decay every parameter, biases and norms too (mmcv's optimizer without paramwise_cfg). */
+  decayAll?: boolean;
   /** Use the WebAssembly SIMD kernel when available (default true). */
   simd?: boolean;
 }
@@ -142,7 +158,7 @@ export class AdamW implements Optimizer {
     const [b1, b2] = this.betas;
     if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new SwiftFormerError('BAD_ARGUMENT', `AdamW betas must be in [0, 1), got [${this.betas}]`);
     if (!(this.eps >= 0) || !(this.weightDecay >= 0)) throw new SwiftFormerError('BAD_ARGUMENT', `AdamW eps and weight decay must be >= 0, got ${this.eps}, ${this.weightDecay}`);
-    this.groups = weightDecayGroups(state, this.keys, options.noDecay);
+    this.groups = optimizerGroups(state, this.keys, options);
     const noDecay = new Set(this.groups.noDecay);
     this.decays = new Map(this.keys.map((k) => [k, !noDecay.has(k)]));
     const lengths = this.keys.map((k) => param(state, k).data.length);
@@ -245,6 +261,8 @@ export interface SgdOptions {
   weightDecay?: number;
   /** Keys exempt from weight decay beyond the default rule. */
   noDecay?: Iterable<string>;
+  /** Decay every parameter (mmcv's optimizer without paramwise_cfg). */
+  decayAll?: boolean;
 }
 
 /**
@@ -272,7 +290,7 @@ export class Sgd implements Optimizer {
     if (!(this.momentum >= 0 && this.momentum < 1)) throw new SwiftFormerError('BAD_ARGUMENT', `SGD momentum must be in [0, 1), got ${this.momentum}`);
     if (!(this.weightDecay >= 0)) throw new SwiftFormerError('BAD_ARGUMENT', `SGD weight decay must be >= 0, got ${this.weightDecay}`);
     if (this.nesterov && this.momentum === 0) throw new SwiftFormerError('BAD_ARGUMENT', 'Nesterov momentum needs a momentum > 0');
-    this.groups = weightDecayGroups(state, this.keys, options.noDecay);
+    this.groups = optimizerGroups(state, this.keys, options);
     const noDecay = new Set(this.groups.noDecay);
     this.decays = new Map(this.keys.map((k) => [k, !noDecay.has(k)]));
     if (this.momentum > 0) for (const key of this.keys) this.momentumBuffer.set(key, new Float32Array(param(state, key).data.length));

@@ -32,7 +32,7 @@ import type { FitReport } from '../models/fit.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
 import { trainingChart } from './chart.js';
 import {
-  officialPthUnsupported, readCheckpoint, writeCheckpoint, type DataSource, type EpochMetrics, type LoadedCheckpoint, type Sidecar,
+  officialPthUnsupported, readCheckpoint, writeCheckpoint, type DataSource, type EpochMetrics, type LoadedCheckpoint, type Sidecar, type TrainedModelConfig,
 } from './checkpoint.js';
 import { freshConfig, resumedConfig, type RequestedConfig, type TrainConfig, type TrainTask } from './config.js';
 import { ModelEma, adaptiveClipGrad, clipGradNorm, createOptimizer, globalGradNorm, type Optimizer } from './optim.js';
@@ -60,8 +60,8 @@ export interface StepOutput {
 }
 
 export interface EvalOutput {
-  /** Mean evaluation loss: a non-finite one makes the epoch not good. */
-  loss: number;
+  /** Mean evaluation loss: a non-finite one makes the epoch not good. Tasks whose evaluation has no loss (mmseg's mIoU) leave it out. */
+  loss?: number;
   /** Named metrics, recorded as `test_<name>` (`test_<name>_ema` for the EMA weights). */
   metrics: Record<string, number>;
 }
@@ -77,15 +77,24 @@ export interface TaskRun {
   /** Evaluation of weights (the model's, or the EMA's); absent when there is no test set. */
   evaluate?(state: StateDict, which: 'model' | 'ema', onProgress: (done: number, total: number) => void): Promise<EvalOutput>;
   /** Stored with each checkpoint: the architecture and labels, so inference can rebuild the model. */
-  readonly model: SwiftFormerConfig;
+  readonly model: TrainedModelConfig;
   readonly labels: readonly string[];
   /** Title of chart.svg. */
   readonly title: string;
+  /** Metadata of checkpoint.safetensors (default: the architecture, labels and preprocessing, checkpoint.ts modelMetadata). */
+  readonly weightsMetadata?: Record<string, string>;
+  /**
+   * The task's own model files for the epoch just trained (`history` ends with it), written before
+   * the checkpoint's commit point: an interrupted save is redone, identically, on resume.
+   */
+  writeModelFiles?(out: string, history: readonly EpochMetrics[]): Promise<void>;
 }
 
 export type TrainProgress =
   | {
     phase: 'start'; epochs: number; startEpoch: number; stepsPerEpoch: number; config: SwiftFormerConfig; params: number; fit?: FitReport;
+    /** What is trained, when the config (a backbone) does not say it all (a Semantic FPN). */
+    title?: string;
     /** A resumed run whose length changed: the schedule was planned again for `to` epochs. */
     rescheduled?: { from: number; to: number; kind: LrSchedule['kind']; nextLr: number };
   }
@@ -332,13 +341,13 @@ async function evaluateEpoch(run: Run, epoch: number, metrics: EpochMetrics, pha
     const report = (isEma: boolean) => (done: number, total: number) =>
       hooks.onProgress?.({ phase: 'eval', epoch: epoch + 1, epochs: plan.config.epochs, done, total, ema: isEma });
     const result = await task.evaluate(task.state, 'model', report(false));
-    metrics.test_loss = result.loss;
+    if (result.loss !== undefined) metrics.test_loss = result.loss;
     for (const [k, v] of Object.entries(result.metrics)) metrics[`test_${k}`] = v;
     const emaResult = ema ? await task.evaluate(ema.state, 'ema', report(true)) : undefined;
     for (const [k, v] of Object.entries(emaResult?.metrics ?? {})) metrics[`test_${k}_ema`] = v;
     phase.eval = performance.now() - t;
     for (const [which, r, state] of [['', result, task.state], ['EMA ', emaResult, ema?.state]] as const) {
-      if (r && !finite(r.loss)) throw notGood(`the ${which}test loss is ${r.loss} (largest weight ${nonFinite(state!).largest.toExponential(2)})`);
+      if (r && r.loss !== undefined && !finite(r.loss)) throw notGood(`the ${which}test loss is ${r.loss} (largest weight ${nonFinite(state!).largest.toExponential(2)})`);
     }
   }
 }
@@ -370,6 +379,7 @@ async function saveEpoch(run: Run, metrics: EpochMetrics): Promise<{ checkpoint:
   const out = plan.out!;
   const t = performance.now();
   const { config } = plan;
+  await task.writeModelFiles?.(out, history);
   await writeCheckpoint(out, {
     sidecar: {
       epoch: metrics.epoch, step: run.step, train: config, schedule: plan.schedule, stepsPerEpoch: plan.stepsPerEpoch,
@@ -379,6 +389,7 @@ async function saveEpoch(run: Run, metrics: EpochMetrics): Promise<{ checkpoint:
       model: task.model, labels: [...task.labels], ...(plan.data ? { data: plan.data } : {}), history,
     },
     state: task.state, optimizer, ...(ema ? { ema: ema.state } : {}), pth: plan.savePth,
+    ...(task.weightsMetadata ? { metadata: task.weightsMetadata } : {}),
   });
   await writeFileAtomic(join(out, 'metrics.jsonl'), history.map((m) => JSON.stringify(m)).join('\n') + '\n');
   await writeFileAtomic(join(out, 'chart.svg'), trainingChart(history, { epochs: config.epochs, title: task.title }));

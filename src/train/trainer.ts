@@ -438,7 +438,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   inputHW(config.preprocessing.inputSize);
   if (config.classification?.distill && !options.distill) throw bad(`${options.out} distills from a teacher: pass the teacher again (distill.teacher, --teacher) to resume it`);
   const session: SessionOptions = options.threads === undefined ? {} : { threads: options.threads };
-  const model = plan.restored ? { config: plan.restored.sidecar.model, state: plan.restored.state } : await initialModel(options, config);
+  // planRun checked that a restored run is a classification one: its model is a SwiftFormer config.
+  const model = plan.restored ? { config: plan.restored.sidecar.model as SwiftFormerConfig, state: plan.restored.state } : await initialModel(options, config);
   const fit = 'fit' in model ? model.fit : undefined;
   const task = await classificationTask(options, config, model, session);
   try {
