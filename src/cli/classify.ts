@@ -101,7 +101,8 @@ export async function loadClassifier(values: Record<string, string | undefined>,
       // The library names its option; the command line its flag.
       if (err instanceof SwiftFormerError) {
         const dense = /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
-        const hint = dense ? `: use swiftformer ${dense === 'segmentation' ? 'segment' : 'detect'}` : '';
+        const other = command === 'eval' ? ', or eval on a segmentation dataset (img_dir/ + ann_dir/, or ADE20K\'s images/ + annotations/)' : '';
+        const hint = dense ? `: use swiftformer ${dense === 'segmentation' ? `segment${other}` : 'detect'}` : '';
         throw new SwiftFormerError(err.code, err.message.replace('allowNonFinite: true', '--allow-non-finite') + hint);
       }
       throw err;

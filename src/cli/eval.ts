@@ -8,10 +8,16 @@ import { intOption, parse } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { ProgressBar } from './progress.js';
+import { parseArgs } from 'node:util';
+import { segmentationLayout } from '../node/segmentation-data.js';
+import { evalSegmentationCommand, OPTIONS as SEGMENTATION_OPTIONS } from './eval-segmentation.js';
 
 export const usage = `Usage: swiftformer eval <folder | fashion-mnist | idx-dir> [--weights <src>] [options]
+       swiftformer eval <segmentation dataset> --weights <Semantic FPN weights> [options]
 
-Top-1 and top-5 accuracy, and the 5 worst classes, on
+On a segmentation dataset (mmseg's img_dir/ + ann_dir/, or ADE20K's images/ + annotations/):
+mmsegmentation's aAcc, mIoU and mAcc with the per-class table (swiftformer eval <dataset> --help).
+Otherwise top-1 and top-5 accuracy, and the 5 worst classes, on
   - an ImageFolder, as torchvision's ImageFolder reads it: one subfolder per class, class index =
     position of the subfolder name in sorted order, images found recursively (${IMAGE_EXTENSIONS.join(' ')});
   - the test split of an IDX directory (MNIST format), or fashion-mnist (Debian's dataset-fashion-mnist).
@@ -50,7 +56,17 @@ async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier
 
 interface ClassScore { index: number; name: string; label?: string; images: number; top1: number }
 
+/** The dataset argument, read without failing on either command's options. */
+function datasetArgument(argv: string[]): string | undefined {
+  const strings = Object.fromEntries(Object.entries({ ...modelOptions, ...SEGMENTATION_OPTIONS, limit: {}, 'batch-size': {} })
+    .map(([k, o]) => [k, { type: (o as { type?: 'string' | 'boolean' }).type ?? 'string' }]));
+  const { positionals } = parseArgs({ args: argv, options: strings as never, strict: false, allowPositionals: true });
+  return positionals.length === 1 ? positionals[0] : undefined;
+}
+
 export async function evalCommand(argv: string[]): Promise<void> {
+  const dataset = datasetArgument(argv);
+  if (dataset !== undefined && dataset !== 'fashion-mnist' && (await segmentationLayout(dataset))) return evalSegmentationCommand(argv);
   const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage);
   if (flags.has('help')) return void console.log(usage);
   if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);

@@ -15,10 +15,10 @@ import { trainCommand } from './train.js';
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
   info: { run: info, summary: 'parameters, MACs and stage shapes of a model' },
   export: { run: exportCommand, summary: 'write a model (with weights) as ONNX' },
-  train: { run: trainCommand, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders)' },
+  train: { run: trainCommand, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders) or a Semantic FPN segmenter' },
   classify: { run: classify, summary: 'top classes of image files' },
   segment: { run: segmentCommand, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
-  eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder' },
+  eval: { run: evalCommand, summary: 'top-1/top-5 accuracy on an ImageFolder, or mIoU on a segmentation dataset' },
   bench: { run: bench, summary: 'latency and throughput, side by side with another export' },
   score: { run: scoreCommand, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
   serve: { run: serveCommand, summary: 'an HTTP inference server (Open Inference Protocol / KServe v2, Triton clients)' },

@@ -44,7 +44,7 @@ export function parseScale(value: string | undefined): [number, number] | null |
   return [parts[0]!, parts[1]!];
 }
 
-async function loadSegmenter(values: Record<string, string | undefined>, scale: [number, number] | null | undefined): Promise<SegmentationModel> {
+export async function loadSegmenter(values: Record<string, string | undefined>, scale: [number, number] | null | undefined): Promise<SegmentationModel> {
   let weights = values.weights;
   if (weights === undefined) {
     throw new SwiftFormerError('BAD_ARGUMENT', 'segment needs --weights: the package bundles no segmentation model yet (pass an mmsegmentation Semantic FPN checkpoint, .pth or .safetensors)');

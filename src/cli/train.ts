@@ -1,13 +1,15 @@
-import { readSidecar, type EpochMetrics } from '../train/checkpoint.js';
+import { readSidecar } from '../train/checkpoint.js';
 import { DEFAULTS } from '../train/config.js';
 import { openTrainingData } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { loadSwiftFormer } from '../models/model.js';
 import { variantConfig } from '../models/swiftformer.js';
-import { defaultPreprocessing, modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
+import { defaultPreprocessing, modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions } from '../train/trainer.js';
 import { augmentFor, withRandAugment } from '../train/augment.js';
 import { OFFICIAL_RAND_AUGMENT, parseRandAugment } from '../train/randaugment.js';
 import { choice, intOption, parse } from './args.js';
+import { numberOption, pct, progressReporter, runInterruptibly } from './train-progress.js';
+import { isSegmentationRun, trainSegmentationCommand } from './train-segmentation.js';
 
 export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]
        swiftformer train --resume <out dir>
@@ -15,6 +17,9 @@ export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [optio
 Trains a SwiftFormer classifier from scratch, or fine-tunes one (--finetune), evaluating top-1
 accuracy each epoch. Writes to --out: checkpoint.safetensors (+ checkpoint.json to resume),
 metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-pth.
+A segmentation dataset as --data (mmseg's img_dir/ + ann_dir/, or ADE20K's images/ + annotations/)
+trains a Semantic FPN segmenter instead: swiftformer train --task segmentation --help.
+  --task             classification | segmentation (default: what --data holds)
   --data             fashion-mnist (Debian's dataset-fashion-mnist), a directory of IDX files
                      (train-images-idx3-ubyte[.gz], t10k-...), or image folders: <dir>/train/<class>/*
                      and <dir>/val/<class>/* (a directory of class folders alone: no evaluation)
@@ -48,75 +53,10 @@ metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-p
   --limit            use at most N images of each split (quick runs)
   --seed             default ${DEFAULTS.seed}      --threads  ONNX Runtime threads`;
 
-function numberOption(value: string | undefined, name: string, check: (n: number) => boolean, want: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new SwiftFormerError('BAD_ARGUMENT', `--${name} must be ${want}, got '${value}'`);
-  return n;
-}
-
-function pct(x: number | undefined): string {
-  return x === undefined ? '-' : `${(x * 100).toFixed(2)}%`;
-}
-
-/** Progress on stderr: one line redrawn in place on a terminal, periodic plain lines otherwise. */
-function progressReporter(stream: NodeJS.WriteStream): (e: TrainProgress) => void {
-  const tty = !!stream.isTTY;
-  let lastDraw = 0;
-  let lastLine = 0;
-  const draw = (text: string, final: boolean) => {
-    if (tty) stream.write(`\r\x1b[2K${final ? text : text.slice(0, (stream.columns || 120) - 1)}${final ? '\n' : ''}`);
-    else stream.write(`${text}\n`);
-  };
-  return (e) => {
-    const now = Date.now();
-    if (e.phase === 'start') {
-      const { config } = e;
-      const from = e.startEpoch > 0 ? `, resuming after epoch ${e.startEpoch}` : '';
-      stream.write(`SwiftFormer [${config.embedDims}] x [${config.depths}], ${config.numClasses} classes, ${(e.params / 1e6).toFixed(2)} M trainable parameters; ${e.stepsPerEpoch} steps per epoch${from}\n`);
-      if (e.rescheduled) {
-        const { from: was, to, kind, nextLr } = e.rescheduled;
-        stream.write(`the run's length changes from ${was} to ${to} epochs: its ${kind} schedule is planned again over ${to} epochs (lr ${nextLr.toExponential(2)} at the next step) and recorded in checkpoint.json\n`);
-      } else if (e.startEpoch >= e.epochs) {
-        stream.write(`the run has completed its ${e.epochs} epochs: nothing to do (--epochs N extends it)\n`);
-      }
-      if (e.fit) {
-        const reinit = [...e.fit.missing, ...e.fit.mismatched.map((m) => m.key)];
-        if (reinit.length > 0) stream.write(`fine-tuning: re-initialized ${reinit.join(', ')}\n`);
-        if (e.fit.unexpected.length > 0) stream.write(`fine-tuning: dropped ${e.fit.unexpected.join(', ')}\n`);
-      }
-    } else if (e.phase === 'train') {
-      const parts = Object.entries(e.parts ?? {}).map(([k, v]) => `  ${k} ${v.toFixed(4)}`).join('');
-      const acc = e.acc === undefined ? '' : `  acc ${pct(e.acc)}`;
-      const text = `epoch ${e.epoch}/${e.epochs}  ${bar(e.step / e.steps)} ${e.step}/${e.steps}  loss ${e.loss.toFixed(4)}${parts}${acc}  lr ${e.lr.toExponential(2)}  ${e.imgPerSec.toFixed(0)} img/s`;
-      if (tty ? now - lastDraw >= 100 || e.step === e.steps : now - lastLine >= 30_000 || e.step === e.steps) {
-        draw(text, false);
-        lastDraw = lastLine = now;
-      }
-    } else if (e.phase === 'eval') {
-      if (tty && (now - lastDraw >= 100 || e.done === e.total)) {
-        draw(`epoch ${e.epoch}/${e.epochs}  evaluating${e.ema ? ' EMA' : ''} ${e.done}/${e.total}`, false);
-        lastDraw = now;
-      }
-    } else {
-      draw(summary(e.metrics), true);
-    }
-  };
-}
-
-function bar(fraction: number, width = 20): string {
-  const full = Math.round(fraction * width);
-  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
-}
-
-function summary(m: EpochMetrics): string {
-  const ema = m.test_acc_ema === undefined ? '' : ` (EMA ${pct(m.test_acc_ema)})`;
-  return `epoch ${m.epoch}  loss ${m.train_loss.toFixed(4)}  train ${pct(m.train_acc)}  test ${pct(m.test_acc)}${ema}  lr ${m.lr.toExponential(2)}  ${m.img_per_s.toFixed(0)} img/s  ${m.seconds.toFixed(0)} s`;
-}
-
 export async function trainCommand(argv: string[]): Promise<void> {
+  if (await isSegmentationRun(argv)) return trainSegmentationCommand(argv);
   const { values, flags } = parse(argv, {
-    data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },
+    task: { type: 'string' }, data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },
     'batch-size': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, 'warmup-epochs': { type: 'string' },
     'min-lr': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'input-size': { type: 'string' }, augment: { type: 'boolean' },
     'rand-augment': { type: 'string' },
@@ -207,32 +147,13 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (flags.has('save-pth')) options.savePth = true;
   if (teacher) options.distill = { teacher, ...(distillType ? { type: distillType } : {}), ...(temperature !== undefined ? { temperature } : {}) };
 
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.once('SIGINT', onSignal);
-  options.signal = controller.signal;
-  let completed = saved?.epoch ?? 0;
-  const report = options.onProgress!;
-  options.onProgress = (e) => {
-    if (e.phase === 'epoch') completed = e.metrics.epoch;
-    report(e);
-  };
-  let interrupted = false;
-  try {
-    const result = await train(options);
-    const last = result.history.at(-1);
-    process.stderr.write(`done: ${out} (epoch ${last?.epoch ?? 0}${last?.test_acc !== undefined ? `, test accuracy ${pct(last.test_acc)}` : ''})\n`);
-  } catch (err) {
-    if (!controller.signal.aborted) throw err;
-    interrupted = true;
-  } finally {
-    process.off('SIGINT', onSignal);
-    await release?.();
-  }
-  if (interrupted) {
-    process.stderr.write(completed > 0
-      ? `\ninterrupted: ${out} holds the checkpoint of epoch ${completed}; continue with: swiftformer train --resume ${out}\n`
-      : '\ninterrupted before the first epoch completed: nothing was saved\n');
-    process.exit(130);
-  }
+  const result = await runInterruptibly(out, saved?.epoch ?? 0, options.onProgress!, async (signal, onProgress) => {
+    try {
+      return await train({ ...options, signal, onProgress });
+    } finally {
+      await release?.();
+    }
+  });
+  const last = result.history.at(-1);
+  process.stderr.write(`done: ${out} (epoch ${last?.epoch ?? 0}${last?.test_acc !== undefined ? `, test accuracy ${pct(last.test_acc)}` : ''})\n`);
 }
