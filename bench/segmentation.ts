@@ -14,9 +14,9 @@
  * Needs Debian's /usr/bin/python3 with python3-torch and python3-onnx, and /usr/bin/chromium for the page.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -26,6 +26,7 @@ import {
 import { percentile } from '../src/measure/bench.js';
 import { buildPage, chromiumAvailable, launchChromium, serveStatic } from '../web/harness.js';
 import { relativeError } from '../test/fixtures.js';
+import { machine } from './machine.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,16 +48,6 @@ const script = values['torch-script'];
 if (!existsSync(script)) {
   console.error(`${script} is missing: the PyTorch reference (bench/semfpn-torch.py) exports the other side; pass --torch-script <path>`);
   process.exit(1);
-}
-
-/** CPU model and flags, recorded with every result. */
-function machine(): Record<string, unknown> {
-  const info = readFileSync('/proc/cpuinfo', 'utf8');
-  const flags = /^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(' ') ?? [];
-  return {
-    cpu: cpus()[0]?.model, cores: cpus().length, loadavg: loadavg(),
-    flags: flags.filter((f) => /^(avx|avx2|avx512\w*|fma|sse4_2|f16c|amx\w*|avx_vnni)$/.test(f)),
-  };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'swiftformer-bench-seg-'));

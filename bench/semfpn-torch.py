@@ -22,6 +22,7 @@ mmseg's mIoU (torchref/segmetrics.py).
 
     /usr/bin/python3 bench/semfpn-torch.py --data data/scenes --epochs 12 --json runs/semfpn-torch.json
     /usr/bin/python3 bench/semfpn-torch.py --data data/scenes --steps 20          # throughput only
+    /usr/bin/python3 bench/semfpn-torch.py --data data/scenes --serve-steps       # timing server of bench/segmentation-train.ts
     /usr/bin/python3 bench/semfpn-torch.py --export-onnx semfpn.onnx --weights w.safetensors [--export-size 512]
     /usr/bin/python3 bench/semfpn-torch.py --save-weights out.safetensors [--weights W | --data D --epochs N]
 
@@ -134,6 +135,32 @@ def export_onnx(args):
     print(f"BatchNormalization nodes left (not after a conv): {'BatchNormalization' in record['ops']}")
 
 
+def serve_steps(args, train_set, pipeline, rng, step, info):
+    """Interleaved timing: the caller alternates windows of its own steps with windows of these."""
+    state = {'stream': batches(train_set, pipeline, rng, args.batch_size)}
+
+    def next_batch():
+        try:
+            return next(state['stream'])
+        except StopIteration:
+            state['stream'] = batches(train_set, pipeline, rng, args.batch_size)
+            return next(state['stream'])
+
+    print(json.dumps({'ready': True, **info}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        seconds, data_seconds = [], []
+        for _ in range(int(line)):
+            t0 = time.perf_counter()
+            x, y = next_batch()
+            t1 = time.perf_counter()
+            step(x, y)
+            seconds.append(time.perf_counter() - t0)
+            data_seconds.append(t1 - t0)
+        print(json.dumps({'seconds': seconds, 'data_seconds': data_seconds}), flush=True)
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -157,6 +184,9 @@ def main():
     ap.add_argument('--dropout', type=float, default=0.1)
     ap.add_argument('--avg-non-ignore', action='store_true')
     ap.add_argument('--export-size', type=pair, default=(512, 512))
+    ap.add_argument('--serve-steps', action='store_true',
+                    help='timing server for bench/segmentation-train.ts: after a "ready" line, each line K on stdin runs K '
+                         'iterations (data + step) and answers one JSON line of per-iteration seconds')
     args = ap.parse_args()
 
     machine = env.start(args, 'semfpn-torch', export_onnx)
@@ -213,6 +243,10 @@ def main():
         opt.step()
         it += 1
         return loss.item()
+
+    if args.serve_steps:
+        serve_steps(args, train_set, pipeline, rng, step, {**machine, 'params': n_params, 'num_classes': num_classes, **init_info})
+        return
 
     result = {'bench': 'semfpn-torch', **machine, 'params': n_params, 'num_classes': num_classes, 'classes': classes,
               'train_images': len(train_set), 'val_images': len(val_set), 'args': {k: v for k, v in vars(args).items()}, **init_info}

@@ -10,33 +10,14 @@ of python3-torch's stack): its C API (cvResize on CvMat headers) is called throu
 Each case is a seeded random image (smooth gradients plus noise, so both rounding paths are hit)
 and its resized version; cases.json lists sizes, files and the OpenCV version.
 """
-import ctypes, json, os
+import json, os
 import numpy as np
 
-core = ctypes.CDLL('libopencv_core.so.406')
-imgproc = ctypes.CDLL('libopencv_imgproc.so.406')
-core.cvCreateMatHeader.restype = ctypes.c_void_p
-core.cvCreateMatHeader.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-core.cvSetData.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-core.cvReleaseMat.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-imgproc.cvResize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-CV_8UC3, CV_INTER_LINEAR = 16, 1
-
-
-def header(array):
-    mat = core.cvCreateMatHeader(array.shape[0], array.shape[1], CV_8UC3)
-    core.cvSetData(mat, array.ctypes.data, array.shape[1] * 3)
-    return mat
+from opencv_c import CV_INTER_LINEAR, resize
 
 
 def cv_resize(image, width, height):
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    out = np.zeros((height, width, 3), np.uint8)
-    src, dst = header(image), header(out)
-    imgproc.cvResize(src, dst, CV_INTER_LINEAR)
-    for mat in (src, dst):
-        core.cvReleaseMat(ctypes.byref(ctypes.c_void_p(mat)))
-    return out
+    return resize(image, width, height, CV_INTER_LINEAR)
 
 
 def image(width, height, seed):

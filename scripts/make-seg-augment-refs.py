@@ -15,52 +15,16 @@
                                                                     # one-off exhaustive check (48 MB each)
 """
 import argparse
-import ctypes
 import json
 import os
 
 import numpy as np
 
-core = ctypes.CDLL('libopencv_core.so.406')
-imgproc = ctypes.CDLL('libopencv_imgproc.so.406')
-core.cvCreateMatHeader.restype = ctypes.c_void_p
-core.cvCreateMatHeader.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-core.cvSetData.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-core.cvReleaseMat.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-imgproc.cvResize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-imgproc.cvCvtColor.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-CV_8UC1, CV_8UC3, CV_INTER_NN = 0, 16, 0
-CV_RGB2HSV, CV_HSV2RGB = 41, 55
-
-
-def header(array):
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    mat = core.cvCreateMatHeader(array.shape[0], array.shape[1], CV_8UC1 if channels == 1 else CV_8UC3)
-    core.cvSetData(mat, array.ctypes.data, array.shape[1] * channels)
-    return mat
-
-
-def release(*mats):
-    for mat in mats:
-        core.cvReleaseMat(ctypes.byref(ctypes.c_void_p(mat)))
-
-
-def cvt(image, code):
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    out = np.zeros_like(image)
-    src, dst = header(image), header(out)
-    imgproc.cvCvtColor(src, dst, code)
-    release(src, dst)
-    return out
+from opencv_c import CV_HSV2RGB, CV_INTER_NN, CV_RGB2HSV, cvt_color as cvt, resize
 
 
 def resize_nearest(label, width, height):
-    label = np.ascontiguousarray(label, dtype=np.uint8)
-    out = np.zeros((height, width), np.uint8)
-    src, dst = header(label), header(out)
-    imgproc.cvResize(src, dst, CV_INTER_NN)
-    release(src, dst)
-    return out
+    return resize(label, width, height, CV_INTER_NN)
 
 
 def convert(x, alpha, beta):

@@ -223,10 +223,10 @@ function placeOf(g: number, batchesPerPass: number): { pass: number; batch: numb
   return { pass: Math.floor(g / batchesPerPass), batch: g % batchesPerPass };
 }
 
-interface SegmentationBatch { index: number; pixels: FloatTensor; labels: FloatTensor; mask?: FloatTensor; dataMs: number }
+export interface SegmentationBatch { index: number; pixels: FloatTensor; labels: FloatTensor; mask?: FloatTensor; dataMs: number }
 
-/** The training batches: mmseg's pipeline per sample, seeded per (pass, position). */
-class SegmentationLoader {
+/** The training batches: mmseg's pipeline per sample, seeded per (pass, position) (exported for bench/segmentation-train.ts). */
+export class SegmentationLoader {
   readonly batchesPerPass: number;
   private readonly orders = new Map<number, Uint32Array>();
 
