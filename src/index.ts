@@ -20,13 +20,21 @@ export type { BundledModel, DownloadOptions, DownloadProgress, HfSource, Resolve
 export { train, evaluate, modelTeacher, onnxTeacher, checkTeacher, defaultPreprocessing, idxStatistics } from './train/trainer.js';
 export { planRun, runEpochs } from './train/run.js';
 export type { TaskRun, StepOutput, EvalOutput, RunPlan, PlanOptions } from './train/run.js';
-export { DEFAULTS, freshConfig, resumedConfig } from './train/config.js';
-export type { TrainConfig, TrainTask, ClipConfig, ClassificationSettings, RequestedConfig } from './train/config.js';
+export { DEFAULTS, SEGMENTATION_DEFAULTS, freshConfig, resumedConfig } from './train/config.js';
+export type { TrainConfig, TrainTask, ClipConfig, ClassificationSettings, SegmentationSettings, RequestedConfig } from './train/config.js';
 export type { TrainOptions, TrainProgress, TrainResult, Teacher, DistillOptions } from './train/trainer.js';
 export { TrainStep, updateRunningStats, buildVitStepGraph } from './train/step.js';
 export type { StepGraphOptions, StepResult } from './train/step.js';
 export { SegmentationTrainStep, buildSegmentationStepGraph, dropoutMask } from './train/segmentation-step.js';
 export type { SegmentationStepOptions } from './train/segmentation-step.js';
+export { trainSegmentation, evaluateSegmentation, mmsegCheckpoint, defaultImgScale } from './train/segmentation-trainer.js';
+export type { SegmentationTrainOptions, SegmentationTrainResult } from './train/segmentation-trainer.js';
+export { augmentPair, photometricDistortion, rgbToHsv8, hsv8ToRgb, resizeLabelNearest, randomCrop, rescalePair, writeTrainingPair } from './train/segmentation-augment.js';
+export type { SegmentationPipeline } from './train/segmentation-augment.js';
+export { openSegmentationData, segmentationLayout, SegmentationFolder } from './node/segmentation-data.js';
+export type { SegmentationData, SegmentationLayout, OpenSegmentationOptions } from './node/segmentation-data.js';
+export { ADE20K_CLASSES, ADE20K_PALETTE, reduceZeroLabel, checkSegmentationPair, limitSegmentation } from './data/segmentation.js';
+export type { SegmentationDataset, SegmentationSample, LabelImage } from './data/segmentation.js';
 export {
   AdamW, Sgd, createOptimizer, ModelEma, weightDecayGroups, noWeightDecay, timmNoDecay, clipGradNorm, globalGradNorm, adaptiveClipGrad, cloneState,
 } from './train/optim.js';

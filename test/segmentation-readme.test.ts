@@ -35,11 +35,11 @@ test('README segmentation example runs and prints what its comments say', async 
   }
 });
 
-test("README segmentation command lines run as written (into a temporary directory)", async () => {
+test("README segmentation command lines run as written (into a temporary directory): segment, export, train, eval", async () => {
   const readme = await readFile(`${ROOT}README.md`, 'utf8');
   const section = readme.slice(readme.indexOf('## Segmentation'), readme.indexOf('## Training'));
   const commands = [...section.matchAll(/^\$ npx swiftformer (.*)$/gm)].map((m) => m[1]!.split(' '));
-  assert.equal(commands.length, 2);
+  assert.equal(commands.length, 4);
   const dir = await mkdtemp(join(tmpdir(), 'swiftformer-readme-seg-'));
   try {
     const retarget = (args: string[]) => args.map((a) => a.replace(/^\/tmp\//, `${dir}/`));
@@ -47,6 +47,10 @@ test("README segmentation command lines run as written (into a temporary directo
     assert.equal(segmented.split('\n')[0], `assets/examples/4-coat.png (28x28) -> ${dir}/masks/4-coat_mask.png, ${dir}/masks/4-coat_overlay.png`);
     await run(['dist/cli/main.js', ...retarget(commands[1]!)]);
     assert.ok((await readFile(join(dir, 'fpn.onnx'))).length > 100_000);
+    // Training on the tests' two scenes, then mmseg's tables of its best checkpoint.
+    await run(['dist/cli/main.js', ...retarget(commands[2]!)]);
+    const tables = await run(['dist/cli/main.js', ...retarget(commands[3]!)]);
+    assert.match(tables, /per class results:[\s\S]*Summary:[\s\S]*aAcc \|\s+mIoU \|\s+mAcc/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -15,7 +15,7 @@ import type { RGBImage } from '../preprocess/resize.js';
 export const IGNORE_INDEX = 255;
 
 /** Class index per pixel, row-major: 8-bit PNGs give a Uint8Array, 16-bit ones a Uint16Array. */
-export interface LabelMap {
+export interface LabelImage {
   width: number;
   height: number;
   data: Uint8Array | Uint16Array;
@@ -24,7 +24,7 @@ export interface LabelMap {
 export interface SegmentationSample {
   image: RGBImage;
   /** In the model's class space (reduce_zero_label applied), the image's size. */
-  label: LabelMap;
+  label: LabelImage;
   /** The label file (or another name for messages). */
   name: string;
 }
@@ -59,7 +59,7 @@ function reducedValue(raw: number): number {
  * values, before reduce_zero_label).
  */
 export function checkSegmentationPair(
-  image: RGBImage, label: LabelMap, options: { numClasses: number; ignoreIndex: number; reduceZeroLabel: boolean; labelFile: string; imageFile: string },
+  image: RGBImage, label: LabelImage, options: { numClasses: number; ignoreIndex: number; reduceZeroLabel: boolean; labelFile: string; imageFile: string },
 ): void {
   const { numClasses, ignoreIndex, reduceZeroLabel: reduce, labelFile, imageFile } = options;
   if (label.width !== image.width || label.height !== image.height) {

@@ -22,7 +22,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import type { LabelMap } from '../data/segmentation.js';
+import type { LabelImage } from '../data/segmentation.js';
 import { cvResizeLinear, rescaleSize } from '../preprocess/cv-resize.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { MMSEG_NORMALIZATION, writeNormalizedPadded } from '../preprocess/segmentation.js';
@@ -46,7 +46,7 @@ export interface SegmentationPipeline {
 }
 
 /** An image and its label map of the same size (the label one value per pixel). */
-export interface Pair { image: RGBImage; label: LabelMap }
+export interface Pair { image: RGBImage; label: LabelImage }
 
 // ---------------------------------------------------------------- numpy's draws
 
@@ -66,7 +66,7 @@ function uniform(rng: Random, low: number, high: number): number {
  * OpenCV's INTER_NEAREST (resizeNN): destination x takes source min(floor(x * sw / dw), sw - 1),
  * the ratio computed as 1 / (dw / sw) in double, as OpenCV does.
  */
-export function resizeLabelNearest(label: LabelMap, width: number, height: number): LabelMap {
+export function resizeLabelNearest(label: LabelImage, width: number, height: number): LabelImage {
   const { width: sw, height: sh, data } = label;
   if (width === sw && height === sh) return { width, height, data: data.slice() };
   const fx = 1 / (width / sw);
@@ -113,7 +113,7 @@ export function cropPair(pair: Pair, x: number, y: number, w: number, h: number)
 }
 
 /** Whether a crop of `label` passes cat_max_ratio: more than one class, none holding `ratio` or more of the labelled pixels. */
-function cropBalanced(label: LabelMap, x: number, y: number, w: number, h: number, ratio: number, ignoreIndex: number): boolean {
+function cropBalanced(label: LabelImage, x: number, y: number, w: number, h: number, ratio: number, ignoreIndex: number): boolean {
   const counts = new Map<number, number>();
   const x1 = Math.min(x + w, label.width);
   const y1 = Math.min(y + h, label.height);
