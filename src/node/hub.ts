@@ -11,14 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SwiftFormerError } from '../core/errors.js';
-import { writeFileAtomic } from './files.js';
+import { makeDirectory, writeFileAtomic } from './files.js';
 import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from '../weights/hf.js';
 import { labelsFromHfConfig } from '../models/labels.js';
 
@@ -196,7 +196,7 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
 async function downloadTarget(t: Target, options: DownloadOptions): Promise<string> {
   try {
     if (await isCacheHit(t)) return t.file;
-    await mkdir(t.dir, { recursive: true });
+    await makeCacheDirectory(t.dir);
     const release = await lock(t);
     try {
       if (await isCacheHit(t)) return t.file; // another process finished it meanwhile
@@ -212,6 +212,15 @@ async function downloadTarget(t: Target, options: DownloadOptions): Promise<stri
     if (err instanceof SwiftFormerError) throw err;
     // File system trouble in the cache (permissions, disk full): still one clear line.
     throw new SwiftFormerError('IO', `cannot download ${t.url} into ${t.dir}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A folder in the cache; one that cannot be made says how to choose another cache. */
+async function makeCacheDirectory(dir: string): Promise<void> {
+  try {
+    await makeDirectory(dir, 'the download cache');
+  } catch (err) {
+    throw new SwiftFormerError('IO', `${(err as Error).message} (set SWIFTFORMER_CACHE to a folder you can write)`, { cause: err });
   }
 }
 
@@ -523,7 +532,7 @@ async function pinRevision(repo: string, revision: string, options: DownloadOpti
   const commit = res.headers['x-repo-commit'];
   if (typeof commit !== 'string' || !COMMIT_ID.test(commit)) return revision;
   if (commit !== (await remembered())) {
-    await mkdir(dirname(ref), { recursive: true });
+    await makeCacheDirectory(dirname(ref));
     await writeFileAtomic(ref, commit);
   }
   return commit;

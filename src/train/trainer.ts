@@ -7,7 +7,7 @@
  * fresh session per evaluation), metrics (metrics.jsonl, chart.svg) and a checkpoint that
  * `resume` continues from exactly: same weights, moments, schedule position and data order.
  */
-import { mkdir } from 'node:fs/promises';
+import { makeDirectory } from '../node/files.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { augmentFor, sampleTransform, type AugmentOptions, type MixupOptions, type SampleTransform } from './augment.js';
@@ -327,7 +327,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let history: EpochMetrics[] = [];
   let resumed: Awaited<ReturnType<typeof readCheckpoint>>;
   if (options.out) {
-    await mkdir(options.out, { recursive: true });
+    await makeDirectory(options.out);
     resumed = await readCheckpoint(options.out);
     if (resumed && !options.resume) throw bad(`${options.out} already holds a training checkpoint (epoch ${resumed.sidecar.epoch}); resume it or choose another output directory`);
     if (!resumed && options.resume) throw bad(`nothing to resume: ${options.out} has no checkpoint.json`);
