@@ -40,3 +40,11 @@ export function assertCleanFailure(r: Result, pattern: RegExp): void {
   assert.match(r.stderr, pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 }
+
+/** A clean failure whose whole stderr is one line. */
+export function assertOneLine(r: Result, pattern: RegExp): void {
+  assertCleanFailure(r, /./);
+  const text = r.stderr.trimEnd();
+  assert.equal(text.split('\n').length, 1, `one line on stderr, got:\n${r.stderr}`);
+  assert.match(text, pattern);
+}

@@ -2,6 +2,7 @@ import { compareLatency, gemmProbe, type Contender } from '../measure/bench.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { writeFileAtomic } from '../node/files.js';
 import { loadModel } from '../models/model.js';
+import { variantConfig } from '../models/swiftformer.js';
 import { lineChart } from '../draw/svg.js';
 import { intOption, parse } from './args.js';
 
@@ -48,6 +49,7 @@ export async function bench(argv: string[]): Promise<void> {
   // With --weights alone the architecture is read off the weights.
   const models = list(values.model, values.weights ? 'weights' : 'xs,s,l1,l3', 'model');
   if (values.weights && models.length > 1) throw new SwiftFormerError('BAD_ARGUMENT', '--weights needs a single --model');
+  if (values.model) for (const id of models) variantConfig(id); // every id is known before anything is timed
   const batches = numbers(values.batch, '1,16,64', 'batch');
   const size = intOption(values.size, 'size') ?? 224;
   const session = { threads: intOption(values.threads, 'threads') ?? 2 };

@@ -10,7 +10,7 @@ import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { recordedLabels, recordedPreprocessing } from '../models/recorded.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
-import { choice, intOption, parse, type Options } from './args.js';
+import { choice, cliMessage, intOption, parse, usageError, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
 
 export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
@@ -181,9 +181,9 @@ type Result = { file: string; predictions: Prediction[] } | { file: string; erro
 const BATCH = 16;
 
 export async function classify(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images given\n\n${usage}`);
+  if (positionals.length === 0) throw usageError(usage, 'no images given');
   const top = intOption(values.top, 'top') ?? 5;
   const json = flags.has('json');
   const c = await loadClassifier(values, 'classify');
@@ -210,7 +210,7 @@ export async function classify(argv: string[]): Promise<void> {
   }
   if (json) console.log(JSON.stringify(results, null, 2));
   const failed = results.filter((r): r is { file: string; error: string } => 'error' in r);
-  for (const f of failed) console.error(`swiftformer classify: ${f.error}`);
+  for (const f of failed) console.error(`swiftformer classify: ${cliMessage(f.error, usage)}`);
   if (failed.length > 0) {
     throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified`);
   }

@@ -3,7 +3,7 @@ import { FASHION_MNIST_CLASSES, limitDataset, type ImageDataset } from '../data/
 import { FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { labelOf } from '../models/labels.js';
-import { intOption, parse } from './args.js';
+import { cliMessage, intOption, parse, usageError } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { ProgressBar } from './progress.js';
@@ -55,9 +55,9 @@ async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier
 interface ClassScore { index: number; name: string; label?: string; images: number; top1: number }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);
+  if (positionals.length !== 1) throw usageError(usage, `eval takes one dataset, got ${positionals.length}`);
   const folder = positionals[0]!;
   const limit = intOption(values.limit, 'limit');
   const batchSize = intOption(values['batch-size'], 'batch-size') ?? 16;
@@ -145,7 +145,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       console.log(`  ${(100 * w.top1).toFixed(1).padStart(5)}%  ${String(Math.round(w.top1 * w.images)).padStart(4)}/${w.images}  ${w.name}${label}`);
     }
   }
-  for (const e of errors) console.error(`swiftformer eval: ${e.error}`);
+  for (const e of errors) console.error(`swiftformer eval: ${cliMessage(e.error, usage)}`);
   if (errors.length > 0) throw new SwiftFormerError('BAD_IMAGE', `${errors.length} of ${samples.length} images could not be read (left out of the accuracy)`);
 }
 

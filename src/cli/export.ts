@@ -8,7 +8,7 @@ import { loadModel, type SwiftFormerModel } from '../models/model.js';
 import { quantizeStatic } from '../graph/quantize.js';
 import { recordedPreprocessing } from '../models/recorded.js';
 import type { RGBImage } from '../preprocess/resize.js';
-import { choice, intOption, parse } from './args.js';
+import { choice, intOption, parse, usageError } from './args.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]
 
@@ -35,7 +35,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
     'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
-  if (!values.onnx) throw new SwiftFormerError('BAD_ARGUMENT', `--onnx <out.onnx> is required\n\n${usage}`);
+  if (!values.onnx) throw usageError(usage, '--onnx <out.onnx> is required');
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
   const numClasses = intOption(values['num-classes'], 'num-classes', 0);

@@ -63,8 +63,8 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   if (limit > 0 && width * height > limit) {
     throw new SwiftFormerError(
       'BAD_IMAGE',
-      `${name} is ${width}x${height} = ${width * height} pixels, over the limit of ${limit} refusing it as a possible decompression bomb ` +
-        '(raise the limit with maxPixels or --max-pixels if the image is genuine)',
+      `${name} is ${width}x${height} = ${width * height} pixels, over the limit of ${limit}: refused as a possible decompression bomb ` +
+        '(raise the limit with maxPixels if the image is genuine)',
     );
   }
   if (width > MAX_IMAGE_DIMENSION || height > MAX_IMAGE_DIMENSION) {
