@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { assertCleanFailure, assertOneLine, cli, cliWith } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
+import { loadModel } from '../src/index.js';
 
 
 
@@ -121,6 +122,28 @@ describe('the command line as a user meets it', () => {
     const r = await cli('bench', '--model', 'xs,zz', '--batch', '1', '--rounds', '1');
     assertOneLine(r, /^swiftformer bench: unknown model 'zz'/);
     assert.equal(r.stdout, '', 'nothing was timed');
+  });
+
+  test('bench --official / --int8: a file that is not an ONNX model, or takes another input size, is one line before any timing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-bench-'));
+    const text = join(dir, 'page.onnx');
+    await writeFile(text, '<!doctype html><title>not a model</title>\n');
+    const small = join(dir, 'small.onnx');
+    const tiny = await loadModel({ weights: fixturePath('tiny/checkpoint_model_only.pth') });
+    await writeFile(small, tiny.toOnnx(64));
+    await tiny.release();
+    const run = (...extra: string[]) => cli('bench', '--model', 'xs', '--batch', '1', '--rounds', '1', ...extra);
+    let r = await run('--official', text);
+    assertOneLine(r, /^swiftformer bench: --official .*page\.onnx is not an ONNX model ONNX Runtime can load \(/);
+    assert.equal(r.stdout, '');
+    r = await run('--official', small);
+    assertOneLine(r, /^swiftformer bench: --official .*small\.onnx does not run on \(1,3,224,224\) images: .*Expected: 64/);
+    assert.equal(r.stdout, '');
+    assertOneLine(await run('--int8', join(dir, 'missing.onnx')), /missing\.onnx: no such file/);
+    // The same file at its own size runs, whatever its input is called.
+    r = await cli('bench', '--model', 'xs', '--batch', '1', '--rounds', '1', '--size', '64', '--int8', small, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).rows[0].int8Ms > 0);
   });
 
   test('library messages name the CLI flags: --no-strict where the command has it, nothing where it does not', async () => {

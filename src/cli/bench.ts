@@ -1,4 +1,6 @@
-import { compareLatency, gemmProbe, type Contender } from '../measure/bench.js';
+import { compareLatency, gemmProbe, syntheticPixels, type Contender } from '../measure/bench.js';
+import { readSource } from '../core/io.js';
+import { getBackend, type SessionOptions } from '../runtime/runtime.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { writeFileAtomic } from '../node/files.js';
 import { loadModel } from '../models/model.js';
@@ -16,8 +18,8 @@ Latency and throughput of our eval graphs, side by side in one process (interlea
   --size         input size (default 224)
   --threads      intra-op threads (default 2)
   --rounds       timed rounds per contender (default 30)
-  --official     an ONNX export of XS to compare against (input 'input'), e.g. the official one
-  --int8         an INT8 ONNX file of the first --model to compare too (input 'pixel_values')
+  --official     an ONNX export of XS to compare against at 224 (one image input), e.g. the official one
+  --int8         an INT8 ONNX file of the first --model to compare too (one image input)
   --resolutions  comma-separated sizes for a latency-vs-resolution sweep at batch 1
   --chart        write the sweep as an SVG chart
   --probe        also measure the machine's GEMM rate and report MACs against it
@@ -31,6 +33,38 @@ function list(value: string | undefined, fallback: string, name: string): string
 
 function numbers(value: string | undefined, fallback: string, name: string): number[] {
   return list(value, fallback, name).map((s) => intOption(s, name)!);
+}
+
+/** ONNX Runtime's message on one line. */
+function oneLine(err: unknown): string {
+  return ((err as Error)?.message ?? String(err)).replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * A user's ONNX file to time beside ours, run once on one image of `size` before anything is
+ * timed, so that a file that is not a model, or takes other inputs, fails with one line.
+ */
+async function userContender(name: string, flag: string, path: string, size: number, session: SessionOptions): Promise<Contender> {
+  const bytes = await readSource(path);
+  const what = `--${flag} ${path}`;
+  let trial;
+  try {
+    trial = await getBackend().createSession(bytes, session);
+  } catch (err) {
+    throw new SwiftFormerError('BAD_ARGUMENT', `${what} is not an ONNX model ONNX Runtime can load (${oneLine(err)})`);
+  }
+  try {
+    const [input, ...others] = trial.inputNames;
+    if (input === undefined || others.length > 0) throw new SwiftFormerError('BAD_ARGUMENT', `${what} has inputs [${trial.inputNames.join(', ')}]: one image input is needed`);
+    try {
+      await trial.run({ [input]: syntheticPixels(1, size) });
+    } catch (err) {
+      throw new SwiftFormerError('BAD_ARGUMENT', `${what} does not run on (1,3,${size},${size}) images: ${oneLine(err)}`);
+    }
+    return { name, model: bytes, input };
+  } finally {
+    await trial.release();
+  }
 }
 
 interface Row {
@@ -55,6 +89,10 @@ export async function bench(argv: string[]): Promise<void> {
   const session = { threads: intOption(values.threads, 'threads') ?? 2 };
   const rounds = intOption(values.rounds, 'rounds') ?? 30;
   const log = (line: string) => { if (!flags.has('json')) console.log(line); };
+  const officialUsed = values.official !== undefined && size === 224 && models.some((id) => id.toLowerCase().endsWith('xs'));
+  if (values.official && !officialUsed) console.error('note: --official is timed beside xs at --size 224 only');
+  const official = officialUsed ? await userContender('official', 'official', values.official!, size, session) : undefined;
+  const int8 = values.int8 ? await userContender('int8', 'int8', values.int8, size, session) : undefined;
 
   const rows: Row[] = [];
   const sweep: Record<string, [number, number][]> = {};
@@ -63,8 +101,8 @@ export async function bench(argv: string[]): Promise<void> {
     const macs = model.info(size).macs;
     for (const batch of batches) {
       const contenders: Contender[] = [{ name: 'ours', model: model.toOnnx(size), input: 'pixel_values' }];
-      if (values.official && id.toLowerCase().endsWith('xs') && size === 224) contenders.push({ name: 'official', model: values.official, input: 'input' });
-      if (values.int8 && index === 0) contenders.push({ name: 'int8', model: values.int8, input: 'pixel_values' });
+      if (official && id.toLowerCase().endsWith('xs')) contenders.push(official);
+      if (int8 && index === 0) contenders.push(int8);
       const timings = await compareLatency(contenders, { batch, size, rounds, session });
       const by = (name: string) => timings.find((t) => t.name === name);
       const ours = by('ours')!;
@@ -72,10 +110,10 @@ export async function bench(argv: string[]): Promise<void> {
         model: id, batch, size, macsPerImage: macs, oursMs: ours.medianMs, imagesPerSecond: ours.throughput,
         gmacPerSecond: (macs * batch) / ours.medianMs / 1e6, rssMB: process.resourceUsage().maxRSS / 1024,
       };
-      const official = by('official');
-      if (official) Object.assign(row, { officialMs: official.medianMs, ratio: ours.medianMs / official.medianMs });
-      const int8 = by('int8');
-      if (int8) Object.assign(row, { int8Ms: int8.medianMs, int8Ratio: int8.medianMs / ours.medianMs });
+      const officialTime = by('official');
+      if (officialTime) Object.assign(row, { officialMs: officialTime.medianMs, ratio: ours.medianMs / officialTime.medianMs });
+      const int8Time = by('int8');
+      if (int8Time) Object.assign(row, { int8Ms: int8Time.medianMs, int8Ratio: int8Time.medianMs / ours.medianMs });
       rows.push(row);
       log(formatRow(row));
     }
