@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, basename, join, normalize } from 'node:path';
-import { SwiftFormerError } from '../core/errors.js';
+import { SwiftFormerError, type ErrorCode } from '../core/errors.js';
 
 const REASONS: Record<string, string> = {
   ENOENT: 'no such file',
@@ -26,6 +26,15 @@ const REASONS: Record<string, string> = {
 export function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return (code && REASONS[code]) ?? (err as Error)?.message ?? String(err);
+}
+
+/**
+ * A "path" that is a URL of a scheme nothing here fetches (ftp://, s3://) is an error saying so,
+ * rather than "no such file". `supported` says what is read instead.
+ */
+export function refuseOtherSchemes(source: string, supported: string, code: ErrorCode = 'UNSUPPORTED'): void {
+  const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(source)?.[1];
+  if (scheme && !/^(https?|file)$/i.test(scheme)) throw new SwiftFormerError(code, `unsupported URL scheme ${scheme.toLowerCase()}: in ${source} (${supported})`);
 }
 
 type Kind = 'directory' | 'other' | 'missing';
