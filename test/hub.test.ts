@@ -493,6 +493,7 @@ describe('hf: repositories', () => {
     const env = { ...process.env, HF_ENDPOINT: `${base}/hf`, SWIFTFORMER_CACHE: join(dir, 'cache') };
     const weightsPath = `/hf/test/tiny/resolve/${TINY_COMMIT}/model.safetensors`;
     const before = hits.get(weightsPath) ?? 0;
+    const headsBefore = heads.get('/hf/test/tiny/resolve/main/config.json') ?? 0;
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, ['--import', 'tsx', MAIN, 'classify', image, '--weights', 'hf:test/tiny', '--json', '--top', '3'], { env }, (err, stdout, stderr) =>
         resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
@@ -503,6 +504,7 @@ describe('hf: repositories', () => {
     for (const p of out[0]!.predictions) assert.equal(p.label, `thing ${p.index}`);
     assert.match(r.stderr, /downloaded .*model\.safetensors/);
     assert.equal(hits.get(weightsPath), before + 1, 'downloaded once: the model then reads the cached file');
+    assert.equal(heads.get('/hf/test/tiny/resolve/main/config.json'), headsBefore + 1, 'one HEAD request per load, as the README says');
     await rm(dir, { recursive: true, force: true });
   });
 });

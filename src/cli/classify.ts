@@ -70,9 +70,14 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     if (bundled.config) bundledConfig = await readJson(bundled.config);
     labelSource ??= bundled.labels;
     if (!labelSource && bundledConfig) labels = labelsFromHfConfig(bundledConfig);
-  } else if (isRemoteSource(weights)) {
+  }
+  // Where the weights are read from: a remote source's cached download, resolved once (one HEAD for hf:).
+  let file = weights;
+  if (isRemoteSource(weights)) {
     try {
-      labels = (await resolveWeights(weights, { onProgress: downloadProgress() })).labels;
+      const resolved = await resolveWeights(weights, { onProgress: downloadProgress() });
+      labels = resolved.labels;
+      file = resolved.path;
     } catch (err) {
       if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // end a progress bar cut short
       throw err;
@@ -84,10 +89,10 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const configAttention = bundledConfig?.attention;
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
-  const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(weights)
+  const model: ImageClassifier = file.toLowerCase().endsWith('.onnx')
+    ? await OnnxClassifier.load(file)
     : await loadModel({
-      weights,
+      weights: file,
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
