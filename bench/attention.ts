@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import '../src/node/platform.js';
 import { efficientAdditiveAttention, fastformerAttention, multiHeadSelfAttention, type AttentionType } from '../src/models/attention.js';
 import { bindParams, GraphBuilder, toOnnx, type Graph } from '../src/graph/graph.js';
+import { toLayout } from '../src/graph/layout.js';
 import { countMacs, optimizeForInference } from '../src/graph/passes.js';
 import { Random } from '../src/core/random.js';
 import { getBackend } from '../src/runtime/runtime.js';
@@ -76,11 +77,11 @@ function randomState(params: Map<string, number[]>, seed: number): StateDict {
 function blockGraph(p: Point): { graph: Graph; input: number[] } {
   const b = new GraphBuilder();
   const input = [1, p.dim, p.size, p.size];
-  const x = b.input('pixel_values', input);
+  const x = toLayout(b, b.input('pixel_values', input), 'nchw');
   const y = p.attention === 'additive'
     ? efficientAdditiveAttention(b, x, 'attn', p.dim, 'l2')
     : (p.attention === 'fastformer' ? fastformerAttention : multiHeadSelfAttention)(b, x, 'attn', p.dim, { heads: p.heads });
-  b.node('Identity', [y], input, {}, 'logits');
+  b.node('Identity', [y.value], input, {}, 'logits');
   b.output('logits');
   return { graph: bindParams(b.graph, randomState(b.graph.params, 1)), input };
 }

@@ -17,7 +17,6 @@ import { writeFileAtomic } from '../src/node/files.js';
 import { toOnnx } from '../src/graph/graph.js';
 import { loadModel } from '../src/models/model.js';
 import { quantizeStatic } from '../src/graph/quantize.js';
-import { recordedPreprocessing } from '../src/models/recorded.js';
 import type { RGBImage } from '../src/preprocess/resize.js';
 import '../src/node/platform.js';
 
@@ -34,7 +33,7 @@ const { values } = parseArgs({
 const session = { threads: 2 };
 
 const model = await loadModel({ weights: values.weights, session });
-const recordedInput = recordedPreprocessing(model.metadata);
+const recordedInput = model.card.preprocessing;
 if (!recordedInput) throw new Error(`${values.weights} has no recorded preprocessing: train it with this library`);
 const preprocessing = recordedInput;
 const { train, test } = await openTrainingData(values.data);

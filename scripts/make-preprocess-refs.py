@@ -7,7 +7,8 @@ Pillow produces for them:
 
   * the official SwiftFormer eval geometry: torchvision Resize(256, BICUBIC) -> CenterCrop(224),
     reimplemented here with torchvision's exact rules so torch/torchvision are not needed;
-  * plain Image.resize outputs for a few explicit target sizes (bicubic and bilinear).
+  * plain Image.resize outputs for a few explicit target sizes (bicubic and bilinear);
+  * convert('L') of every eval source (the luma a model trained on gray images sees).
 
 Everything is raw uint8 RGB (row-major, interleaved); test/data/preprocess/index.json describes
 the files. Usage (needs python3-pil and python3-numpy):
@@ -101,6 +102,8 @@ def eval_case(out_dir, seed, name, width, height):
     cropped, left, top = center_crop(resized, CROP)
     write_raw(out_dir, f"{name}.rgb", src)
     write_raw(out_dir, f"{name}.crop{CROP}.rgb", cropped)
+    with open(os.path.join(out_dir, f"{name}.L.gray"), "wb") as f:
+        f.write(src.convert("L").tobytes())
     return {
         "name": name,
         "width": width,
@@ -110,6 +113,7 @@ def eval_case(out_dir, seed, name, width, height):
         "cropLeft": left,
         "cropTop": top,
         "crop": f"{name}.crop{CROP}.rgb",
+        "luma": f"{name}.L.gray",
     }
 
 

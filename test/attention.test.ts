@@ -15,6 +15,7 @@ import * as ort from 'onnxruntime-node';
 import '../src/node/platform.js';
 import { fastformerAttention, multiHeadSelfAttention } from '../src/models/attention.js';
 import { attr, bindParams, GraphBuilder, toOnnx, type Graph } from '../src/graph/graph.js';
+import { toLayout, toNCHW, type Maps } from '../src/graph/layout.js';
 import { loadModel, modelInfo, SwiftFormerError } from '../src/index.js';
 import { optimizeForInference } from '../src/graph/passes.js';
 import { getBackend, type Session } from '../src/runtime/runtime.js';
@@ -54,9 +55,9 @@ function pixels(shape: number[], seed = 1): FloatTensor {
 
 describe('attention modules match PyTorch (written from the papers), in both layouts', () => {
   const cases = [
-    { name: 'mhsa', emit: (b: GraphBuilder, x: string) => multiHeadSelfAttention(b, x, 'attn', 8, { heads: 2 }) },
-    { name: 'fastformer', emit: (b: GraphBuilder, x: string) => fastformerAttention(b, x, 'attn', 8, { heads: 2 }) },
-    { name: 'fastformer_value', emit: (b: GraphBuilder, x: string) => fastformerAttention(b, x, 'attn', 8, { heads: 2, shareQueryValue: false }) },
+    { name: 'mhsa', emit: (b: GraphBuilder, x: Maps) => multiHeadSelfAttention(b, x, 'attn', 8, { heads: 2 }) },
+    { name: 'fastformer', emit: (b: GraphBuilder, x: Maps) => fastformerAttention(b, x, 'attn', 8, { heads: 2 }) },
+    { name: 'fastformer_value', emit: (b: GraphBuilder, x: Maps) => fastformerAttention(b, x, 'attn', 8, { heads: 2, shareQueryValue: false }) },
   ];
   for (const c of cases) {
     for (const layout of ['nchw', 'cnhw'] as const) {
@@ -65,14 +66,7 @@ describe('attention modules match PyTorch (written from the papers), in both lay
         const input = ref.get('input')!;
         const [n, ch, h, w] = input.shape as [number, number, number, number];
         const b = new GraphBuilder();
-        b.layout = layout;
-        let x = b.input('x', input.shape);
-        if (layout === 'cnhw') {
-          b.grid = [n, h, w];
-          x = b.reshape(b.node('Transpose', [x], [ch, n, h, w], { perm: attr.ints([1, 0, 2, 3]) }), [ch, n * h * w]);
-        }
-        let y = c.emit(b, x);
-        if (layout === 'cnhw') y = b.node('Transpose', [b.reshape(y, [ch, n, h, w])], input.shape, { perm: attr.ints([1, 0, 2, 3]) });
+        const y = toNCHW(b, c.emit(b, toLayout(b, b.input('x', input.shape), layout)));
         b.node('Identity', [y], input.shape, {}, 'y');
         b.output('y');
         const out = await (await session(toOnnx(bindParams(b.graph, ref)))).run({ x: input });

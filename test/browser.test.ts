@@ -82,9 +82,9 @@ else describe('browser (Chromium)', () => {
    */
   async function nodeLogits(weights: string, image: string, options: { attention?: 'l2' | 'softmax'; size?: number } = {}): Promise<Float32Array> {
     const model = await nodeModel(weights, options.attention);
-    const recorded = model.metadata?.['swiftformer.preprocessing'];
+    const recorded = model.card.preprocessing;
     const pixels = recorded
-      ? await preprocess(image, { preprocessing: JSON.parse(recorded) as Preprocessing })
+      ? await preprocess(image, { preprocessing: recorded })
       : evalTransform(await decodeImage(image), options.size ? { size: options.size } : {});
     return (await model.logits(pixels)).data;
   }
@@ -277,11 +277,11 @@ else describe('browser (Chromium)', () => {
       }
       const expected = await nodeLogits(bundled.weights, image, { ...(config.attention ? { attention: config.attention } : {}), ...(config.size ? { size: config.size } : {}) });
       assertClose(t, result.logits, expected, 'default model');
-      const recorded = (await nodeModel(bundled.weights, config.attention)).metadata?.['swiftformer.labels'];
-      const labels = bundled.labels ? await loadLabels(bundled.labels) : recorded ? (JSON.parse(recorded) as string[]) : undefined;
+      const recorded = (await nodeModel(bundled.weights, config.attention)).card.labels;
+      const labels = bundled.labels ? await loadLabels(bundled.labels) : recorded;
       if (labels) assert.deepEqual(result.top5.map((r) => r.label), result.top5.map((r) => labels[r.index]));
-      const recordedSize = (await nodeModel(bundled.weights, config.attention)).metadata?.['swiftformer.preprocessing'];
-      const [h, w] = recordedSize ? (JSON.parse(recordedSize) as Preprocessing).inputSize : [config.size ?? 224, config.size ?? 224];
+      const recordedSize = (await nodeModel(bundled.weights, config.attention)).card.preprocessing;
+      const [h, w] = recordedSize ? recordedSize.inputSize : [config.size ?? 224, config.size ?? 224];
       assert.match((await p.textContent('#input-size')) ?? '', new RegExp(`→ ${w}×${h}$`));
       await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
       await p.screenshot({ path: SCREENSHOT });

@@ -579,6 +579,48 @@ test('eval on the test split of an IDX directory (the MNIST format), with a mode
   assert.match(r.stderr, /3 classes and the model 1000/);
 });
 
+describe('a size that contradicts what the model records, and weights that cannot score', () => {
+  const bundled = new URL('../assets/default/model.safetensors', import.meta.url).pathname;
+  const coat = new URL('../assets/examples/4-coat.png', import.meta.url).pathname;
+
+  test('classify --size 224 and eval --size 64 on the bundled 32x32 model are refused, naming the recorded pipeline', async () => {
+    assertCleanFailure(await cli('classify', coat, '--weights', bundled, '--size', '224'), /records its input pipeline \(32x32, gray, zero padding 2, mean 0\.286 \/ std 0\.353\).*leave out --size/);
+    const idxDir = join(dir, 'idx-size');
+    await mkdir(idxDir, { recursive: true });
+    for (const split of ['train', 't10k']) {
+      await writeFile(join(idxDir, `${split}-images-idx3-ubyte`), idxBytes(0x08, [2, 28, 28], new Uint8Array(2 * 28 * 28)));
+      await writeFile(join(idxDir, `${split}-labels-idx1-ubyte`), idxBytes(0x08, [2], [0, 1]));
+    }
+    assertCleanFailure(await cli('eval', idxDir, '--weights', bundled, '--size', '64'), /records its input pipeline \(32x32/);
+    // The recorded size itself is fine, and so is leaving it out.
+    const r = await cli('classify', coat, '--weights', bundled, '--size', '32', '--json', '--top', '1');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout)[0].predictions[0].label, 'Coat');
+  });
+
+  test('NaN weights: refused at load naming the tensor and the flag; with --allow-non-finite, classify and eval fail instead of scoring', async () => {
+    const state = await readStateDict(await readFile(TINY));
+    const bias = state.get('head.bias')!;
+    state.set('head.bias', { ...bias, data: (bias.data as Float32Array).map((v, i) => (i === 7 ? NaN : v)) } as typeof bias);
+    const weights = join(dir, 'nan.safetensors');
+    await writeFile(weights, writeSafetensors(state));
+    const image = join(dir, 'nan-input.png');
+    await raw(pattern(64, 48), 64, 48, 3).png().toFile(image);
+    assertCleanFailure(await cli('classify', image, '--weights', weights, '--json'), /non-finite values \(NaN or infinity\) in 1 tensor: head\.bias; --allow-non-finite loads them/);
+    const r = await cli('classify', image, '--weights', weights, '--json', '--allow-non-finite');
+    assert.notEqual(r.code, 0);
+    assert.doesNotMatch(r.stdout, /"score": null/);
+    assert.match(r.stderr, /logits for .*hold NaN/);
+    const folder = join(dir, 'nan-folder');
+    await mkdir(join(folder, 'a'), { recursive: true });
+    await raw(pattern(64, 64), 64, 64, 3).png().toFile(join(folder, 'a', 'x.png'));
+    const e = await cli('eval', folder, '--weights', weights, '--allow-non-finite');
+    assert.notEqual(e.code, 0);
+    assert.doesNotMatch(e.stdout, /100\.00%/);
+    assert.match(e.stderr, /logits for .*x\.png hold NaN/);
+  });
+});
+
 test('an IDX directory with only the t10k files: eval reads it, training names the missing train files', async () => {
   const idxDir = join(dir, 'idx-t10k');
   await mkdir(idxDir, { recursive: true });

@@ -5,7 +5,7 @@ import '../src/node/platform.js';
 import { backward, GRADIENTS } from '../src/graph/grad.js';
 import { fastformerAttention, multiHeadSelfAttention } from '../src/models/attention.js';
 import { attr, GraphBuilder, toOnnx } from '../src/graph/graph.js';
-import { spatialConv } from '../src/graph/layout.js';
+import { spatialConv, toLayout, toNCHW, type Maps } from '../src/graph/layout.js';
 import { Random } from '../src/core/random.js';
 import { TrainStep, updateRunningStats } from '../src/train/step.js';
 import type { FloatTensor, StateDict } from '../src/core/tensor.js';
@@ -99,7 +99,7 @@ const CASES: Case[] = [
   { name: 'Exp', inputs: { a: [4] }, build: (b, x) => b.unary('Exp', x.a!) },
   { name: 'Relu', inputs: { a: [12] }, build: (b, x) => b.unary('Relu', x.a!) },
   { name: 'Erf (GELU)', inputs: { a: [12] }, build: (b, x) => b.gelu(x.a!) },
-  { name: 'Gelu (train composite)', inputs: { a: [3, 12] }, build: (b, x) => { b.training = true; return b.gelu(x.a!); } },
+  { name: 'Gelu (train composite)', inputs: { a: [3, 12] }, build: (b, x) => b.gelu(x.a!, { composite: true }) },
   { name: 'ReduceMean keepdims', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [0, 2, 3], true) },
   { name: 'ReduceMean drop', inputs: { a: [2, 3, 4, 4] }, build: (b, x) => b.reduce('ReduceMean', x.a!, [2, 3], false) },
   { name: 'ReduceSum', inputs: { a: [2, 3, 4] }, build: (b, x) => b.reduce('ReduceSum', x.a!, [1], true) },
@@ -120,11 +120,11 @@ const CASES: Case[] = [
   { name: 'Conv depthwise stride 2', inputs: { x: [2, 3, 6, 6], w: [3, 1, 3, 3] }, build: (b, x) => b.conv(x.x!, x.w!, undefined, { pad: 1, stride: 2, groups: 3 }) },
   {
     name: 'BatchNorm (train, batch statistics)', inputs: { x: [3, 2, 3, 3], g: [2], beta: [2] },
-    build: (b, x) => b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!),
+    build: (b, x) => b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!, { channelAxis: 1 }),
   },
   {
     name: 'BatchNorm (train, channels-first matrix)', inputs: { x: [3, 10], g: [3], beta: [3] },
-    build: (b, x) => { b.layout = 'cnhw'; return b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!); },
+    build: (b, x) => b.batchNormTrain(x.x!, 'bn', x.g!, x.beta!, { channelAxis: 0 }),
   },
   { name: 'MatMul batched', inputs: { a: [2, 3, 4], b: [2, 4, 5] }, build: (b, x) => b.node('MatMul', [x.a!, x.b!], [2, 3, 5]) },
   { name: 'MatMul broadcast', inputs: { a: [2, 3, 4], b: [4, 2] }, build: (b, x) => b.node('MatMul', [x.a!, x.b!], [2, 3, 2]) },
@@ -137,47 +137,39 @@ const CASES: Case[] = [
   { name: 'Softmax (middle axis)', inputs: { a: [2, 4, 3] }, build: (b, x) => b.softmax(x.a!, 1) },
   {
     name: 'LayerNorm (eval primitives, NCHW)', inputs: { x: [2, 5, 3, 1], g: [5], beta: [5] },
-    build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!),
+    build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!, { axis: 1 }),
   },
   {
     name: 'LayerNorm (train composite, NCHW)', inputs: { x: [2, 5, 3, 1], g: [5], beta: [5] },
-    build: (b, x) => { b.training = true; return b.layerNorm(x.x!, x.g!, x.beta!); },
+    build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!, { axis: 1, composite: true }),
   },
   {
     name: 'LayerNorm (train composite, channels-first matrix)', inputs: { x: [6, 4], g: [6], beta: [6] },
-    build: (b, x) => { b.training = true; b.layout = 'cnhw'; return b.layerNorm(x.x!, x.g!, x.beta!); },
+    build: (b, x) => b.layerNorm(x.x!, x.g!, x.beta!, { axis: 0, composite: true }),
   },
   ...(['nchw', 'cnhw'] as const).flatMap((layout): Case[] => {
     // The attention modules end to end, 2 images of 2x3 tokens, 8 channels in 2 heads.
-    const setup = (b: GraphBuilder, x: string): string => {
-      if (layout === 'nchw') return b.reshape(x, [2, 8, 2, 3]);
-      b.layout = 'cnhw';
-      b.grid = [2, 2, 3];
-      return b.reshape(x, [8, 12]);
-    };
+    const setup = (b: GraphBuilder, x: string): Maps =>
+      ({ value: b.reshape(x, layout === 'nchw' ? [2, 8, 2, 3] : [8, 12]), layout, grid: [2, 2, 3] });
     const params = (names: string[], shapes: number[][]) => Object.fromEntries(names.map((n, i) => [n, shapes[i]!]));
     const linear = (key: string) => ({ [`${key}.weight`]: [8, 8], [`${key}.bias`]: [8] });
     return [
       {
         name: `Fastformer attention (${layout})`, std: 0.5,
         inputs: { x: [96], ...linear('a.query'), ...linear('a.key'), ...linear('a.transform'), ...params(['a.w_q', 'a.w_k'], [[2, 4], [2, 4]]) },
-        build: (b, x) => { b.training = true; return fastformerAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }); },
+        build: (b, x) => fastformerAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }).value,
       },
       {
         name: `multi-head self-attention (${layout})`, std: 0.5,
         inputs: { x: [96], 'a.qkv.weight': [24, 8], 'a.qkv.bias': [24], ...linear('a.proj') },
-        build: (b, x) => { b.training = true; return multiHeadSelfAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }); },
+        build: (b, x) => multiHeadSelfAttention(b, setup(b, x.x!), 'a', 8, { heads: 2 }).value,
       },
     ];
   }),
   ...[1, 2, 3, 8, 9].map((size): Case => ({
     // The training layout's depthwise conv: centre tap (1x1), tap matrices (up to 8x8), grouped Conv.
     name: `depthwise conv, channels-first matrix, ${size}x${size} map`, inputs: { x: [3, 2 * size * size], w: [3, 1, 3, 3], bias: [3] },
-    build: (b, x) => {
-      b.layout = 'cnhw';
-      b.grid = [2, size, size];
-      return spatialConv(b, x.x!, x.w!, x.bias!, { stride: 1, pad: 1, groups: 3 });
-    },
+    build: (b, x) => spatialConv(b, { value: x.x!, layout: 'cnhw', grid: [2, size, size] }, x.w!, x.bias!, { stride: 1, pad: 1, groups: 3 }).value,
   })),
 ];
 
@@ -253,18 +245,9 @@ describe("the training layout computes what the inference layout computes", () =
       const w = Float32Array.from({ length: c * 9 }, () => rng.normal());
       const run = async (layout: 'nchw' | 'cnhw') => {
         const b = new GraphBuilder();
-        b.layout = layout;
-        const input = b.input('x', [n, c, size, size]);
+        const input = toLayout(b, b.input('x', [n, c, size, size]), layout);
         const weight = b.param('w', [c, 1, 3, 3]);
-        let y: string;
-        if (layout === 'nchw') {
-          y = spatialConv(b, input, weight, undefined, { stride: 1, pad: 1, groups: c });
-        } else {
-          b.grid = [n, size, size];
-          const rows = b.reshape(b.node('Transpose', [input], [c, n, size, size], { perm: attr.ints([1, 0, 2, 3]) }), [c, n * size * size]);
-          const out = b.reshape(spatialConv(b, rows, weight, undefined, { stride: 1, pad: 1, groups: c }), [c, n, size, size]);
-          y = b.node('Transpose', [out], [n, c, size, size], { perm: attr.ints([1, 0, 2, 3]) });
-        }
+        const y = toNCHW(b, spatialConv(b, input, weight, undefined, { stride: 1, pad: 1, groups: c }));
         b.node('Identity', [y], [n, c, size, size], {}, 'y');
         b.output('y');
         const session = await ort.InferenceSession.create(toOnnx(b.graph, {}, { paramsAsInputs: true }));

@@ -7,9 +7,9 @@
  */
 import defaultModel from 'virtual:default-model';
 import {
-  configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, inputFor, labelOf, labelsFromHfConfig,
-  loadLabels, loadModel, recordedLabels, recordedPreprocessing, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
-  type RGBImage, type RuntimeInfo, type SwiftFormerModel,
+  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadModel,
+  predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage, type RuntimeInfo,
+  type SwiftFormerModel,
 } from 'swiftformer';
 import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
 
@@ -19,14 +19,13 @@ interface Loaded {
   key: string;
   name: string;
   labels: string[] | undefined;
-  /** A trained model's recorded preprocessing; else the official eval transform at `size`. */
-  preprocessing: Preprocessing | undefined;
-  size: number;
+  /** A trained model's recorded preprocessing, else the official eval transform at a size (inputOptions). */
+  input: InputOptions;
 }
 
 /** Model input height and width. */
-const inputSize = (m: Loaded): [number, number] => m.preprocessing?.inputSize ?? [m.size, m.size];
-const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, { size: m.size, preprocessing: m.preprocessing });
+const inputSize = (m: Loaded): [number, number] => m.input.preprocessing?.inputSize ?? [m.input.size ?? 224, m.input.size ?? 224];
+const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, m.input);
 
 export interface Result {
   seq: number;
@@ -73,18 +72,21 @@ function describe(model: SwiftFormerModel): string {
 }
 
 
-/** As the CLI picks them: a label file, a config's id2label, the names the weights recorded, ImageNet's for 1000 classes. */
+/** As the CLI picks them (resolveLabels): a label file, a config's id2label, the names the weights recorded, the defaults. */
 async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
-  if (labelsUrl) return loadLabels(labelsUrl);
   const fromConfig = configJson ? labelsFromHfConfig(configJson) : undefined;
-  return fromConfig ?? recordedLabels(model.metadata) ?? defaultLabels(model.config.numClasses);
+  return resolveLabels({
+    ...(labelsUrl ? { explicit: { labels: await loadLabels(labelsUrl), name: labelsUrl } } : {}),
+    ...(fromConfig ? { repository: { labels: fromConfig, name: 'config.json' } } : {}),
+    ...(model.card.labels ? { recorded: model.card.labels } : {}),
+  }, model.config.numClasses);
 }
 
 /** Everything a model needs besides its weights, from its weights and (for the default) its config.json. */
 async function prepare(model: SwiftFormerModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
   const configSize = config.size ?? config.image_size;
-  const size = typeof configSize === 'number' ? configSize : 224;
-  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), preprocessing: recordedPreprocessing(model.metadata), size };
+  const input = inputOptions(model.card, typeof configSize === 'number' ? configSize : undefined);
+  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), input };
 }
 
 /** Model runs and releases, one at a time (the camera loop, image drops and model changes interleave). */
@@ -184,16 +186,6 @@ async function refreshPicker(): Promise<void> {
 
 // ---------------------------------------------------------------- classification
 
-function softmax(logits: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
-  return out;
-}
-
 function render(result: Result): void {
   ui.top5.replaceChildren(...result.top5.map((p) => {
     const li = document.createElement('li');
@@ -220,12 +212,10 @@ async function classifyImage(image: RGBImage, source: string, started = performa
   const t0 = performance.now();
   const logits = (await serial(() => model.logits(pixels))).data;
   const inferenceMs = performance.now() - t0;
-  const probs = softmax(logits);
-  const order = [...probs.keys()].sort((a, b) => probs[b]! - probs[a]!).slice(0, 5);
   last = {
     seq: ++seq,
     logits: Array.from(logits),
-    top5: order.map((index) => ({ index, label: labelOf(labels, index), score: probs[index]! })),
+    top5: predictions(logits, labels, 5, source),
     latencyMs: performance.now() - started,
     inferenceMs,
     source,

@@ -3,7 +3,7 @@
  * Hugging Face or timm keys) is stored once as safetensors under official key names, with the
  * model config beside it, so the next visit loads it without the network and without re-parsing.
  */
-import { writeSafetensors, type SwiftFormerConfig, type SwiftFormerModel } from 'swiftformer';
+import { cardMetadata, writeSafetensors, type SwiftFormerConfig, type SwiftFormerModel } from 'swiftformer';
 
 const CACHE = 'swiftformer-weights-v1';
 const META_HEADER = 'x-swiftformer-meta';
@@ -54,9 +54,8 @@ export async function saveCached(key: string, name: string, model: SwiftFormerMo
   if (!available()) return undefined;
   const meta: CachedWeights = { key, name, config: model.config, head: model.head, savedAt: Date.now() };
   if (model.report?.format) meta.format = model.report.format;
-  // Keep what a trained model recorded (labels, preprocessing) along with the weights.
-  const recorded = (model as { metadata?: Readonly<Record<string, string>> }).metadata ?? {};
-  const bytes = writeSafetensors(model.state, { ...recorded, source: name });
+  // Keep what the model knows of itself (labels, preprocessing) along with the weights.
+  const bytes = writeSafetensors(model.state, { ...cardMetadata(model.card), source: name });
   const response = new Response(bytes as Uint8Array<ArrayBuffer>, {
     headers: { 'content-type': 'application/octet-stream', [META_HEADER]: encodeURIComponent(JSON.stringify(meta)) },
   });

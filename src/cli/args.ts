@@ -50,6 +50,8 @@ export function parse(argv: string[], options: Options, usage: string, { positio
 const FLAG_WORDING: { library: RegExp; flag: string; cli: string; without: string }[] = [
   { library: /, or strict: false to load what fits\./, flag: '--no-strict', cli: ', or --no-strict to load what fits.', without: '.' },
   { library: / \(raise the limit with maxPixels if the image is genuine\)/, flag: '--max-pixels', cli: ' (raise the limit with --max-pixels if the image is genuine)', without: '' },
+  { library: /; allowNonFinite: true loads them anyway/, flag: '--allow-non-finite', cli: '; --allow-non-finite loads them anyway', without: '' },
+  { library: / \(leave the size out to use it\)/, flag: '--size', cli: ' (leave out --size to use it)', without: '' },
 ];
 
 /** An error message as the CLI shows it: one line, in the flags of the command `usage` describes. */

@@ -3,6 +3,7 @@ import { FASHION_MNIST_CLASSES, limitDataset, type ImageDataset } from '../data/
 import { FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { labelOf } from '../models/labels.js';
+import { checkFiniteLogits } from '../models/classify.js';
 import { cliMessage, intOption, parse, usageError } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import type { FloatTensor } from '../core/tensor.js';
@@ -19,7 +20,7 @@ Top-1 and top-5 accuracy, and the 5 worst classes, on
   --limit       evaluate N images, spread evenly over the dataset (default: all)
   --batch-size  images per forward pass (default 16)
   --json        one JSON object: { images, top1, top5, worst, errors, ... } (fractions in [0, 1])
-  --model, --labels, --size, --entry, --attention, --max-pixels: as for classify`;
+  --model, --labels, --size, --entry, --attention, --max-pixels, --allow-non-finite: as for classify`;
 
 /** The evaluation set a command-line source names. */
 async function openEvalSet(source: string, maxPixels: number): Promise<ImageDataset> {
@@ -63,7 +64,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const batchSize = intOption(values['batch-size'], 'batch-size') ?? 16;
   const json = flags.has('json');
 
-  const c = await loadClassifier(values, 'eval');
+  const c = await loadClassifier(values, 'eval', flags);
   let data: ImageDataset;
   try {
     data = await openEvalSet(folder, c.maxPixels);
@@ -105,6 +106,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       for (const p of prepared) if ('error' in p) errors.push({ file: sampleName(samples, p.index), error: p.error });
       const rows = await logitRows(c.model, ok.map((o) => o.pixels));
       rows.forEach((row, i) => {
+        checkFiniteLogits(row, sampleName(samples, ok[i]!.index));
         const target = samples.label(ok[i]!.index);
         const rank = rankOf(row, target);
         perClass[target]!.images++;

@@ -6,7 +6,7 @@ import { inputFor } from '../preprocess/transforms.js';
 import { toOnnx } from '../graph/graph.js';
 import { loadModel, type SwiftFormerModel } from '../models/model.js';
 import { quantizeStatic } from '../graph/quantize.js';
-import { recordedPreprocessing } from '../models/recorded.js';
+import { describePreprocessing, inputOptions } from '../models/card.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { choice, intOption, parse, usageError } from './args.js';
 
@@ -51,7 +51,12 @@ export async function exportCommand(argv: string[]): Promise<void> {
     ...(numClasses !== undefined ? { numClasses } : {}),
     strict: !flags.has('no-strict'),
   });
-  const size = explicitSize ?? model.defaultInputSize()[0];
+  const recorded = model.card.preprocessing;
+  const size = explicitSize ?? model.inputSize[0];
+  if (recorded && explicitSize !== undefined && explicitSize !== recorded.inputSize[0]) {
+    if (flags.has('int8')) throw new SwiftFormerError('BAD_ARGUMENT', `the model records its input pipeline (${describePreprocessing(recorded)}): --int8 calibrates with it, so leave out --size`);
+    console.error(`note: the model records ${describePreprocessing(recorded)} inputs; this export takes ${size}x${size}`);
+  }
   const bytes = flags.has('int8')
     ? await int8Onnx(model, size, values.calibrate!, intOption(values['calibration-images'], 'calibration-images') ?? 512)
     : model.toOnnx(size);
@@ -64,8 +69,8 @@ export async function exportCommand(argv: string[]): Promise<void> {
 async function int8Onnx(model: SwiftFormerModel, size: number, data: string, count: number): Promise<Uint8Array> {
   const { train } = await openTrainingData(data);
   const images = limitDataset(train, count);
-  const preprocessing = recordedPreprocessing(model.metadata);
-  const transform = (image: RGBImage) => inputFor(image, { size, preprocessing });
+  const input = inputOptions(model.card, size);
+  const transform = (image: RGBImage) => inputFor(image, input);
   console.error(`calibrating on ${images.length} images of ${train.name}`);
   const { graph } = await quantizeStatic(model.graph(size), inputBatches(images, transform, 32));
   return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': 'qdq' });

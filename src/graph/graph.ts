@@ -87,15 +87,6 @@ export class GraphBuilder {
     this.graph = graph ?? emptyGraph();
   }
 
-  /** Emit train-mode semantics (BatchNorm on batch statistics, heads kept apart). */
-  training = false;
-
-  /** Layout of feature maps (see layout.ts). */
-  layout: 'nchw' | 'cnhw' = 'nchw';
-
-  /** 'cnhw' only: (N, H, W) of the feature maps being emitted, which are stored as (C, N*H*W). */
-  grid: [number, number, number] = [0, 0, 0];
-
   /** Registers a graph input. */
   input(name: string, shape: Shape): string {
     this.graph.inputs.push({ name, shape });
@@ -188,11 +179,11 @@ export class GraphBuilder {
    * BatchNorm on the statistics of the batch: one composite node (expanded into ONNX primitives
    * by `expandComposites`) so that its gradient can be the closed form rather than the chain rule
    * through six primitives. Records the batch mean and biased variance for the running statistics.
-   * x: feature maps, scale/bias: (C) -> same as x.
+   * x: feature maps with their channels on `channelAxis`, scale/bias: (C) -> same as x.
    */
-  batchNormTrain(x: string, key: string, scale: string, bias: string, epsilon = 1e-5): string {
+  batchNormTrain(x: string, key: string, scale: string, bias: string, opts: { channelAxis: number; epsilon?: number }): string {
     const shape = this.shape(x) as number[];
-    const channelAxis = this.layout === 'cnhw' ? 0 : 1;
+    const { channelAxis, epsilon = 1e-5 } = opts;
     const c = shape[channelAxis]!;
     const axes = shape.map((_, a) => a).filter((a) => a !== channelAxis);
     const count = axes.reduce((n, a) => n * shape[a]!, 1);
@@ -219,12 +210,12 @@ export class GraphBuilder {
   }
 
   /**
-   * GELU with erf. Eval: the primitives ONNX Runtime fuses into one kernel. Train: one composite
-   * node, expanded to the same primitives, whose gradient rule recomputes from x alone, so that
-   * the fused forward keeps no intermediates alive.
+   * GELU with erf. Default: the primitives ONNX Runtime fuses into one kernel. `composite`
+   * (training graphs): one node, expanded to the same primitives, whose gradient rule recomputes
+   * from x alone, so that the fused forward keeps no intermediates alive.
    */
-  gelu(x: string): string {
-    if (this.training) return this.node('Gelu', [x], this.shape(x), {}, undefined, COMPOSITE);
+  gelu(x: string, opts: { composite?: boolean } = {}): string {
+    if (opts.composite) return this.node('Gelu', [x], this.shape(x), {}, undefined, COMPOSITE);
     return geluPrimitives(this, x);
   }
 
@@ -234,19 +225,19 @@ export class GraphBuilder {
   }
 
   /**
-   * torch's LayerNorm over features: normalizes every token over the channel axis of the current
-   * layout (1 in 'nchw', 0 in 'cnhw'), then scale and bias (C values each). Eval: primitives.
-   * Train: one composite node (outputs y, the normalized x and the inverse std) whose gradient is
-   * the closed form. x: feature maps or tokens -> same.
+   * torch's LayerNorm over features: normalizes every token over `axis` (the channel axis of the
+   * maps), then scale and bias (C values each). Default: primitives. `composite` (training
+   * graphs): one node (outputs y, the normalized x and the inverse std) whose gradient is the
+   * closed form. x: feature maps or tokens -> same.
    */
-  layerNorm(x: string, scale: string, bias: string, epsilon = 1e-6): string {
+  layerNorm(x: string, scale: string, bias: string, opts: { axis: number; epsilon?: number; composite?: boolean }): string {
     const shape = this.shape(x);
-    const axis = this.layout === 'cnhw' ? 0 : 1;
+    const { axis, epsilon = 1e-6 } = opts;
     const c = shape[axis] as number;
     const kept = shape.map((d, a) => (a === axis ? c : 1)).slice(axis) as number[];
     const [s, t] = [this.reshape(scale, kept), this.reshape(bias, kept)];
     const statShape = shape.map((d, a) => (a === axis ? 1 : d));
-    if (!this.training) return layerNormPrimitives(this, x, s, t, axis, epsilon, statShape);
+    if (!opts.composite) return layerNormPrimitives(this, x, s, t, axis, epsilon, statShape);
     const id = this.counter++;
     const [y, normalized, inv] = ['y', 'xhat', 'inv'].map((n) => `${this.prefix}ln_${id}_${n}`) as [string, string, string];
     this.graph.nodes.push({

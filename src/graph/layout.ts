@@ -9,28 +9,56 @@
  *   Training graphs feed weights as inputs (NCHWc needs constants) and run at small resolutions,
  *   where per-image GEMMs are tiny, and where 4-D maps of 2x2 or 1x1 pixels would put ONNX
  *   Runtime's broadcasting on its per-element path (measured: 50x slower on (C,N,1,1) than on
- *   (C,N)). The spatial view (N,H,W) exists only inside convolutions and token reductions; the
- *   builder's `grid` says what it is for the maps currently being emitted.
+ *   (C,N)). The spatial view (N,H,W) exists only inside convolutions and token reductions.
+ *
+ * A value of feature maps travels as `Maps`: its name, its layout and its grid (N, H, W), so an
+ * op never depends on what the builder last emitted, and a new head can mix layouts freely.
  */
-import { attr, type GraphBuilder } from './graph.js';
+import { attr, type Dim, type GraphBuilder } from './graph.js';
 
 export type Layout = 'nchw' | 'cnhw';
 
-export function channelAxis(b: GraphBuilder): number {
-  return b.layout === 'cnhw' ? 0 : 1;
+/** Feature maps: the value, its layout, and (N, H, W) (N is symbolic in eval graphs). */
+export interface Maps {
+  readonly value: string;
+  readonly layout: Layout;
+  readonly grid: readonly [Dim, number, number];
 }
 
-/** A per-channel vector (any shape with C values) shaped to broadcast over feature maps. */
-export function perChannel(b: GraphBuilder, v: string, channels: number): string {
-  return b.reshape(v, b.layout === 'cnhw' ? [channels, 1] : [channels, 1, 1]);
+/** The same maps as `like` (layout and grid), holding `value`. */
+export function sameAs(like: Maps, value: string): Maps {
+  return { value, layout: like.layout, grid: like.grid };
 }
 
-/** Pixels arrive as (N,3,H,W); returns them in the builder's layout. */
-export function fromPixels(b: GraphBuilder, pixels: string): string {
-  if (b.layout === 'nchw') return pixels;
-  const [n, c, h, w] = b.shape(pixels) as number[];
-  b.grid = [n!, h!, w!];
-  return toRows(b, pixels);
+export function channelAxis(x: Maps): number {
+  return x.layout === 'cnhw' ? 0 : 1;
+}
+
+export function channelsOf(b: GraphBuilder, x: Maps): number {
+  return b.shape(x.value)[channelAxis(x)] as number;
+}
+
+/** A per-channel vector (any shape with C values) shaped to broadcast over `x`. */
+export function perChannel(b: GraphBuilder, x: Maps, v: string, channels: number): string {
+  return b.reshape(v, x.layout === 'cnhw' ? [channels, 1] : [channels, 1, 1]);
+}
+
+/** Elementwise op of two maps of one layout and grid (or maps and a broadcastable value). */
+export function combine(b: GraphBuilder, op: 'Add' | 'Mul' | 'Sub', x: Maps, y: Maps | string): Maps {
+  return sameAs(x, b.binary(op, x.value, typeof y === 'string' ? y : y.value));
+}
+
+/** An (N,C,H,W) value as maps in `layout`. */
+export function toLayout(b: GraphBuilder, nchw: string, layout: Layout): Maps {
+  const [n, , h, w] = b.shape(nchw);
+  const grid = [n!, h as number, w as number] as const;
+  if (layout === 'nchw') return { value: nchw, layout, grid };
+  return { value: toRows(b, nchw), layout, grid };
+}
+
+/** Maps as an (N,C,H,W) value, whatever their layout. */
+export function toNCHW(b: GraphBuilder, x: Maps): string {
+  return x.layout === 'nchw' ? x.value : fromRows(b, x);
 }
 
 /** (N,C,H,W) -> (C, N*H*W). */
@@ -40,11 +68,11 @@ function toRows(b: GraphBuilder, x: string): string {
   return b.reshape(t, [c!, n! * h! * w!]);
 }
 
-/** (C, N*H*W) -> (N,C,H,W) for the current grid. */
-function fromRows(b: GraphBuilder, x: string): string {
-  const [c] = b.shape(x) as number[];
-  const [n, h, w] = b.grid;
-  const t = b.reshape(x, [c!, n, h, w]);
+/** (C, N*H*W) -> (N,C,H,W). */
+function fromRows(b: GraphBuilder, x: Maps): string {
+  const [c] = b.shape(x.value) as number[];
+  const [n, h, w] = x.grid as [number, number, number];
+  const t = b.reshape(x.value, [c!, n, h, w]);
   return b.node('Transpose', [t], [n, c!, h, w], { perm: attr.ints([1, 0, 2, 3]) });
 }
 
@@ -54,32 +82,33 @@ function fromRows(b: GraphBuilder, x: string): string {
  * the output. In 'cnhw' the scale multiplies the weights and bias instead, which is the same
  * function but touches O*C values rather than a whole feature map (forward and backward).
  */
-export function pointwise(b: GraphBuilder, x: string, weight: string, bias: string | undefined, inC: number, outC: number, scale?: string): string {
-  if (b.layout === 'nchw') {
-    const y = b.conv(x, b.reshape(weight, [outC, inC, 1, 1]), bias);
-    return scale ? b.binary('Mul', y, b.reshape(scale, [outC, 1, 1])) : y;
+export function pointwise(b: GraphBuilder, x: Maps, weight: string, bias: string | undefined, inC: number, outC: number, scale?: string): Maps {
+  if (x.layout === 'nchw') {
+    const y = b.conv(x.value, b.reshape(weight, [outC, inC, 1, 1]), bias);
+    return sameAs(x, scale ? b.binary('Mul', y, b.reshape(scale, [outC, 1, 1])) : y);
   }
-  const [, m] = b.shape(x) as number[];
+  const [, m] = b.shape(x.value) as number[];
   const column = scale ? b.reshape(scale, [outC, 1]) : undefined;
   const scaled = (v: string) => (column ? b.binary('Mul', v, column) : v);
-  const inputs = [scaled(b.reshape(weight, [outC, inC])), x];
+  const inputs = [scaled(b.reshape(weight, [outC, inC])), x.value];
   if (bias) inputs.push(scaled(b.reshape(bias, [outC, 1])));
-  return b.node('Gemm', inputs, [outC, m!]);
+  return sameAs(x, b.node('Gemm', inputs, [outC, m!]));
 }
 
 /** A kxk convolution with same padding: dense (stem, downsampling) or depthwise. */
 export function spatialConv(
-  b: GraphBuilder, x: string, weight: string, bias: string | undefined,
+  b: GraphBuilder, x: Maps, weight: string, bias: string | undefined,
   opts: { stride: number; pad: number; groups: number },
-): string {
-  if (b.layout === 'nchw') return b.conv(x, weight, bias, opts);
-  const [c] = b.shape(x) as number[];
-  if (opts.groups === c && opts.groups > 1 && opts.stride === 1) return depthwise(b, x, weight, bias, opts.pad);
+): Maps {
+  if (x.layout === 'nchw') {
+    const y = b.conv(x.value, weight, bias, opts);
+    const [n, , h, w] = b.shape(y);
+    return { value: y, layout: 'nchw', grid: [n!, h as number, w as number] };
+  }
+  const [c] = b.shape(x.value) as number[];
+  if (opts.groups === c && opts.groups > 1 && opts.stride === 1) return sameAs(x, depthwise(b, x, weight, bias, opts.pad));
   // Dense convolutions are few and small: run them in NCHW between two transposes.
-  const y = b.conv(fromRows(b, x), weight, bias, opts);
-  const [n, , h, w] = b.shape(y) as number[];
-  b.grid = [n!, h!, w!];
-  return toRows(b, y);
+  return toLayout(b, b.conv(fromRows(b, x), weight, bias, opts), 'cnhw');
 }
 
 /**
@@ -91,9 +120,10 @@ export function spatialConv(
  *   (C, N, P) @ (C, P, P); its gradients are MatMuls and GEMMs too;
  * - larger maps: one grouped Conv over (1, C*N, H, W), the weights repeated per image.
  */
-function depthwise(b: GraphBuilder, x: string, weight: string, bias: string | undefined, pad: number): string {
+function depthwise(b: GraphBuilder, maps: Maps, weight: string, bias: string | undefined, pad: number): string {
+  const x = maps.value;
   const [c, m] = b.shape(x) as number[];
-  const [n, h, w] = b.grid;
+  const [n, h, w] = maps.grid as [number, number, number];
   const k = (b.shape(weight) as number[])[2]!;
   if (2 * pad !== k - 1) throw new Error(`depthwise conv of kernel ${k} needs padding ${(k - 1) / 2}, got ${pad}`);
   const p = h * w;
@@ -110,7 +140,7 @@ function depthwise(b: GraphBuilder, x: string, weight: string, bias: string | un
     const flat = b.conv(b.reshape(x, [1, c! * n, h, w]), b.reshape(repeated, [c! * n, 1, k, k]), undefined, { pad, groups: c! * n });
     y = b.reshape(flat, [c!, m!]);
   }
-  return bias ? b.binary('Add', y, perChannel(b, bias, c!)) : y;
+  return bias ? b.binary('Add', y, perChannel(b, maps, bias, c!)) : y;
 }
 
 /**
@@ -131,16 +161,16 @@ function tapExpansion(h: number, w: number, k: number, pad: number): Float32Arra
 }
 
 /** (C, N*H*W) viewed as (C, N, H*W): each image's tokens on the last axis. */
-function perImage(b: GraphBuilder, x: string): string {
-  const [c] = b.shape(x) as number[];
-  const [n, h, w] = b.grid;
-  return b.reshape(x, [c!, n, h * w]);
+function perImage(b: GraphBuilder, x: Maps, value: string = x.value): string {
+  const [c] = b.shape(value) as number[];
+  const [n, h, w] = x.grid as [number, number, number];
+  return b.reshape(value, [c!, n, h * w]);
 }
 
 /** L2-normalizes a one-channel score map over each image's tokens. */
-export function normalizeOverTokens(b: GraphBuilder, score: string): string {
-  if (b.layout === 'nchw') return b.l2Normalize(score, [2, 3]);
-  return b.reshape(b.l2Normalize(perImage(b, score), [2]), b.shape(score) as number[]);
+export function normalizeOverTokens(b: GraphBuilder, score: Maps): Maps {
+  if (score.layout === 'nchw') return sameAs(score, b.l2Normalize(score.value, [2, 3]));
+  return sameAs(score, b.reshape(b.l2Normalize(perImage(b, score), [2]), b.shape(score.value) as number[]));
 }
 
 /**
@@ -148,24 +178,24 @@ export function normalizeOverTokens(b: GraphBuilder, score: string): string {
  * in a shape that broadcasts against the maps: (N,C,1,1) in 'nchw', (C,N,1) in 'cnhw', or on
  * 1x1 maps, where the sum has one term, the product itself.
  */
-export function sumOverTokens(b: GraphBuilder, weights: string | undefined, x: string): string {
-  const weighted = weights ? b.binary('Mul', weights, x) : x;
-  if (b.layout === 'nchw') return b.reduce('ReduceSum', weighted, [2, 3], true);
-  const [, h, w] = b.grid;
-  return h * w === 1 ? weighted : b.reduce('ReduceSum', perImage(b, weighted), [2], true);
+export function sumOverTokens(b: GraphBuilder, weights: Maps | undefined, x: Maps): string {
+  const weighted = weights ? b.binary('Mul', weights.value, x.value) : x.value;
+  if (x.layout === 'nchw') return b.reduce('ReduceSum', weighted, [2, 3], true);
+  const [, h, w] = x.grid;
+  return h * w === 1 ? weighted : b.reduce('ReduceSum', perImage(b, x, weighted), [2], true);
 }
 
 /** x scaled token-wise by a per-image vector from `sumOverTokens`. */
-export function scaleByGlobal(b: GraphBuilder, global: string, x: string): string {
-  if (b.layout === 'nchw' || b.shape(global).length === 2) return b.binary('Mul', global, x);
-  return b.reshape(b.binary('Mul', global, perImage(b, x)), b.shape(x) as number[]);
+export function scaleByGlobal(b: GraphBuilder, global: string, x: Maps): Maps {
+  if (x.layout === 'nchw' || b.shape(global).length === 2) return sameAs(x, b.binary('Mul', global, x.value));
+  return sameAs(x, b.reshape(b.binary('Mul', global, perImage(b, x)), b.shape(x.value) as number[]));
 }
 
 /** Global average pool to (N, C). */
-export function globalPool(b: GraphBuilder, x: string): string {
-  if (b.layout === 'nchw') return b.reduce('ReduceMean', x, [2, 3], false);
-  const [, h, w] = b.grid;
-  const pooled = h * w === 1 ? x : b.reduce('ReduceMean', perImage(b, x), [2], false);
+export function globalPool(b: GraphBuilder, x: Maps): string {
+  if (x.layout === 'nchw') return b.reduce('ReduceMean', x.value, [2, 3], false);
+  const [, h, w] = x.grid;
+  const pooled = h * w === 1 ? x.value : b.reduce('ReduceMean', perImage(b, x), [2], false);
   const [c, n] = b.shape(pooled);
   return b.node('Transpose', [pooled], [n!, c!], { perm: attr.ints([1, 0]) });
 }

@@ -1,11 +1,13 @@
 /**
- * Attention modules, emitted on feature maps in the builder's layout (a token is a pixel, its
+ * Attention modules, emitted on feature maps in their layout (a token is a pixel, its
  * features the channels): SwiftFormer's efficient additive attention, Fastformer's additive
  * attention and multi-head self-attention. The multi-head ones work on a per-head view of the maps
  * (reshapes, and in 'cnhw' one transpose each way), so one implementation serves both layouts.
  */
 import { attr, type GraphBuilder } from '../graph/graph.js';
-import { channelAxis, normalizeOverTokens, perChannel, pointwise, scaleByGlobal, sumOverTokens } from '../graph/layout.js';
+import {
+  channelAxis, combine, normalizeOverTokens, perChannel, pointwise, sameAs, scaleByGlobal, sumOverTokens, type Maps,
+} from '../graph/layout.js';
 
 /**
  * How the per-token attention scores are normalized:
@@ -16,7 +18,7 @@ import { channelAxis, normalizeOverTokens, perChannel, pointwise, scaleByGlobal,
 export type TokenNorm = 'l2' | 'softmax';
 
 /** torch Linear(in, out) applied to every pixel: a 1x1 convolution, its output times `scale`. */
-export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: number, outDim: number, scale?: string): string {
+export function pointwiseLinear(b: GraphBuilder, x: Maps, key: string, inDim: number, outDim: number, scale?: string): Maps {
   return pointwise(b, x, b.param(`${key}.weight`, [outDim, inDim]), b.param(`${key}.bias`, [outDim]), inDim, outDim, scale);
 }
 
@@ -30,20 +32,21 @@ export function pointwiseLinear(b: GraphBuilder, x: string, key: string, inDim: 
  *   G = sum over tokens of A q                       (N,D,1,1)
  *   out = final(Proj(G * k) + q)
  */
-export function efficientAdditiveAttention(b: GraphBuilder, x: string, key: string, dim: number, norm: TokenNorm, outputScale?: string): string {
-  const channels = [channelAxis(b)];
-  const q = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_query`, dim, dim), channels);
-  const k = b.l2Normalize(pointwiseLinear(b, x, `${key}.to_key`, dim, dim), channels);
+export function efficientAdditiveAttention(b: GraphBuilder, x: Maps, key: string, dim: number, norm: TokenNorm, outputScale?: string): Maps {
+  const channels = [channelAxis(x)];
+  const normalize = (y: Maps) => sameAs(y, b.l2Normalize(y.value, channels));
+  const q = normalize(pointwiseLinear(b, x, `${key}.to_query`, dim, dim));
+  const k = normalize(pointwiseLinear(b, x, `${key}.to_key`, dim, dim));
   const wg = b.param(`${key}.w_g`, [dim, 1]);
   let global: string;
   if (norm === 'l2') {
-    const score = b.binary('Mul', pointwise(b, q, wg, undefined, dim, 1), b.constant([dim ** -0.5]));
+    const score = combine(b, 'Mul', pointwise(b, q, wg, undefined, dim, 1), b.constant([dim ** -0.5]));
     global = sumOverTokens(b, normalizeOverTokens(b, score), q);
   } else {
     global = sumOverTokens(b, undefined, q);
   }
   const mixed = pointwiseLinear(b, scaleByGlobal(b, global, k), `${key}.Proj`, dim, dim);
-  return pointwiseLinear(b, b.binary('Add', mixed, q), `${key}.final`, dim, dim, outputScale);
+  return pointwiseLinear(b, combine(b, 'Add', mixed, q), `${key}.final`, dim, dim, outputScale);
 }
 
 // ---------------------------------------------------------------- heads view
@@ -64,46 +67,42 @@ export const ATTENTION_TYPES: readonly AttentionType[] = ['additive', 'fastforme
  */
 interface HeadsView { heads: number; headDim: number; tokens: number; batch: [string | number, string | number] }
 
-function headsOf(b: GraphBuilder, x: string, heads: number): HeadsView {
-  const shape = b.shape(x);
-  const channels = shape[channelAxis(b)] as number;
+function headsOf(b: GraphBuilder, x: Maps, heads: number): HeadsView {
+  const shape = b.shape(x.value);
+  const channels = shape[channelAxis(x)] as number;
   if (!Number.isInteger(channels / heads)) throw new Error(`${channels} channels do not split into ${heads} heads`);
-  if (b.layout === 'cnhw') {
-    const [n, h, w] = b.grid;
-    return { heads, headDim: channels / heads, tokens: h * w, batch: [heads, n] };
-  }
-  const tokens = (shape.slice(2) as number[]).reduce((p, d) => p * d, 1);
-  return { heads, headDim: channels / heads, tokens, batch: [shape[0]!, heads] };
+  const [n, h, w] = x.grid;
+  return { heads, headDim: channels / heads, tokens: h * w, batch: x.layout === 'cnhw' ? [heads, n] : [n, heads] };
 }
 
 /** Feature maps (layout) -> per-head view (B0, B1, d, T). */
-function toHeads(b: GraphBuilder, x: string, v: HeadsView): string {
+function toHeads(b: GraphBuilder, x: Maps, v: HeadsView): string {
   const { heads, headDim: d, tokens } = v;
-  if (b.layout === 'nchw') return b.reshape(x, [0, heads, d, tokens], [...v.batch, d, tokens]);
-  const n = b.grid[0];
-  const split = b.reshape(x, [heads, d, n, tokens]);
+  if (x.layout === 'nchw') return b.reshape(x.value, [0, heads, d, tokens], [...v.batch, d, tokens]);
+  const n = x.grid[0] as number;
+  const split = b.reshape(x.value, [heads, d, n, tokens]);
   return b.node('Transpose', [split], [heads, n, d, tokens], { perm: attr.ints([0, 2, 1, 3]) });
 }
 
 /** Per-head view (B0, B1, d, T) -> feature maps shaped as `like`. */
-function fromHeads(b: GraphBuilder, y: string, like: string, v: HeadsView): string {
-  const shape = b.shape(like);
-  if (b.layout === 'nchw') return b.reshape(y, [0, ...(shape.slice(1) as number[])], shape);
-  const merged = b.node('Transpose', [y], [v.heads, v.headDim, b.grid[0], v.tokens], { perm: attr.ints([0, 2, 1, 3]) });
-  return b.reshape(merged, shape as number[]);
+function fromHeads(b: GraphBuilder, y: string, like: Maps, v: HeadsView): Maps {
+  const shape = b.shape(like.value);
+  if (like.layout === 'nchw') return sameAs(like, b.reshape(y, [0, ...(shape.slice(1) as number[])], shape));
+  const merged = b.node('Transpose', [y], [v.heads, v.headDim, like.grid[0], v.tokens], { perm: attr.ints([0, 2, 1, 3]) });
+  return sameAs(like, b.reshape(merged, shape as number[]));
 }
 
 /** A per-head vector parameter (heads, d) shaped to left-multiply a heads view: w (.., 1, d) @ (B0, B1, d, T). */
-function perHeadRow(b: GraphBuilder, w: string, v: HeadsView): string {
-  return b.reshape(w, b.layout === 'nchw' ? [v.heads, 1, v.headDim] : [v.heads, 1, 1, v.headDim]);
+function perHeadRow(b: GraphBuilder, w: string, v: HeadsView, x: Maps): string {
+  return b.reshape(w, x.layout === 'nchw' ? [v.heads, 1, v.headDim] : [v.heads, 1, 1, v.headDim]);
 }
 
 /**
  * Additive pooling over tokens, per head: softmax_t((w . x_t) / sqrt d), then sum_t weight_t x_t.
  * x: heads view (B0,B1,d,T), w: (heads, d) -> (B0,B1,d,1).
  */
-function additivePool(b: GraphBuilder, x: string, w: string, v: HeadsView): string {
-  const score = b.node('MatMul', [perHeadRow(b, w, v), x], [...v.batch, 1, v.tokens]);
+function additivePool(b: GraphBuilder, x: string, w: string, v: HeadsView, layout: Maps): string {
+  const score = b.node('MatMul', [perHeadRow(b, w, v, layout), x], [...v.batch, 1, v.tokens]);
   const weights = b.softmax(b.binary('Mul', score, b.constant([v.headDim ** -0.5])), 3);
   const column = b.reshape(weights, [0, 0, v.tokens, 1], [...v.batch, v.tokens, 1]);
   return b.node('MatMul', [x, column], [...v.batch, v.headDim, 1]);
@@ -133,11 +132,11 @@ export interface MultiHeadOptions {
  *
  * Keys: query, key, (value when `shareQueryValue` is false), w_q (heads, d), w_k (heads, d),
  * transform. Linear in tokens: every step is per token or a sum over tokens.
- * Feature maps in the builder's layout (N,D,H,W) / (D, N*H*W) -> same.
+ * Feature maps (N,D,H,W) / (D, N*H*W) -> same.
  */
 export function fastformerAttention(
-  b: GraphBuilder, x: string, key: string, dim: number, opts: MultiHeadOptions & { shareQueryValue?: boolean },
-): string {
+  b: GraphBuilder, x: Maps, key: string, dim: number, opts: MultiHeadOptions & { shareQueryValue?: boolean },
+): Maps {
   const view = headsOf(b, x, opts.heads);
   const query = pointwiseLinear(b, x, `${key}.query`, dim, dim);
   const keys = pointwiseLinear(b, x, `${key}.key`, dim, dim);
@@ -146,20 +145,20 @@ export function fastformerAttention(
   const v = opts.shareQueryValue === false ? toHeads(b, pointwiseLinear(b, x, `${key}.value`, dim, dim), view) : q;
   const wq = b.param(`${key}.w_q`, [view.heads, view.headDim]);
   const wk = b.param(`${key}.w_k`, [view.heads, view.headDim]);
-  const globalQuery = additivePool(b, q, wq, view);
+  const globalQuery = additivePool(b, q, wq, view, x);
   const p = b.binary('Mul', globalQuery, k);
-  const globalKey = additivePool(b, p, wk, view);
+  const globalKey = additivePool(b, p, wk, view, x);
   const u = fromHeads(b, b.binary('Mul', globalKey, v), query, view);
-  const out = b.binary('Add', pointwiseLinear(b, u, `${key}.transform`, dim, dim), query);
-  return opts.outputScale ? b.binary('Mul', out, perChannel(b, opts.outputScale, dim)) : out;
+  const out = combine(b, 'Add', pointwiseLinear(b, u, `${key}.transform`, dim, dim), query);
+  return opts.outputScale ? combine(b, 'Mul', out, perChannel(b, x, opts.outputScale, dim)) : out;
 }
 
 /**
  * Multi-head self-attention (Vaswani et al. 2017; ViT's, timm's key names): qkv = Linear(dim, 3 dim),
  * per head softmax(q k^T / sqrt d) v, then proj. Quadratic in tokens: the (T, T) weights per head.
- * Feature maps in the builder's layout -> same.
+ * Feature maps -> same.
  */
-export function multiHeadSelfAttention(b: GraphBuilder, x: string, key: string, dim: number, opts: MultiHeadOptions): string {
+export function multiHeadSelfAttention(b: GraphBuilder, x: Maps, key: string, dim: number, opts: MultiHeadOptions): Maps {
   const view = headsOf(b, x, opts.heads);
   const { headDim: d, tokens: t, batch } = view;
   const weight = b.param(`${key}.qkv.weight`, [3 * dim, dim]);

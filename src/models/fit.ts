@@ -4,7 +4,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import {
-  attentionFor, emitSwiftFormer, remapKeys, validateConfig,
+  attentionFor, paramShapes, remapKeys, validateConfig,
   type Head, type KeyFormat, type SwiftFormerConfig,
 } from './swiftformer.js';
 import type { TokenNorm } from './attention.js';
@@ -74,6 +74,8 @@ export interface FitOptions {
   strict?: boolean;
   head?: Head;
   name?: string;
+  /** Load weights that hold NaN or infinity (refused by default). */
+  allowNonFinite?: boolean;
 }
 
 /** Shapes equal up to size-1 axes ((C,1,1) vs (C)), as torch's layouts differ only there. */
@@ -83,9 +85,25 @@ function shapesFit(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** num_batches_tracked is bookkeeping: accepted beside a known BatchNorm, never required. */
-function isOptionalKey(key: string, params: Map<string, number[]>): boolean {
+function isOptionalKey(key: string, params: ReadonlyMap<string, number[]>): boolean {
   const m = /^(.*)\.num_batches_tracked$/.exec(key);
   return !!m && params.has(`${m[1]}.running_mean`);
+}
+
+/** A state dict renamed to official keys, once: what config inference and fitting both read. */
+export interface Renamed {
+  format: KeyFormat;
+  /** The source's tensors under official keys. */
+  state: StateDict;
+  /** Source keys no rule of the format matched. */
+  unmatched: string[];
+}
+
+/** Renames a state dict in any supported key format to the official names (see remapKeys). */
+export function toOfficialKeys(source: StateDict, cfg?: SwiftFormerConfig): Renamed {
+  const remap = remapKeys(source.keys(), cfg);
+  const state: StateDict = new Map([...remap.mapped].map(([from, to]) => [to, source.get(from)!]));
+  return { format: remap.format, state, unmatched: remap.unmatched };
 }
 
 /**
@@ -93,24 +111,49 @@ function isOptionalKey(key: string, params: Map<string, number[]>): boolean {
  * Strict (default): any missing, unexpected or mis-shaped key is one error listing them by name.
  */
 export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: FitOptions = {}): { state: StateDict; config: SwiftFormerConfig; report: FitReport } {
-  const remap = remapKeys(source.keys(), cfg);
-  const config = { ...cfg, attention: options.attention ?? attentionFor(remap.format) };
-  const params = emitSwiftFormer(config, { head: options.head ?? 'classifier' }).params;
+  return fitRenamed(toOfficialKeys(source, cfg), cfg, options);
+}
+
+/** `fitWeights` for weights already renamed by `toOfficialKeys`. */
+export function fitRenamed(renamed: Renamed, cfg: SwiftFormerConfig, options: FitOptions = {}): { state: StateDict; config: SwiftFormerConfig; report: FitReport } {
+  const config = { ...cfg, attention: options.attention ?? attentionFor(renamed.format) };
+  const params = paramShapes(config, options.head ?? 'classifier');
   const state: StateDict = new Map();
-  const report: FitReport = { format: remap.format, attention: config.attention, missing: [], unexpected: [...remap.unmatched], mismatched: [] };
-  for (const [from, to] of remap.mapped) {
-    const t = source.get(from)!;
-    const expected = params.get(to);
+  const report: FitReport = { format: renamed.format, attention: config.attention, missing: [], unexpected: [...renamed.unmatched], mismatched: [] };
+  for (const [key, t] of renamed.state) {
+    const expected = params.get(key);
     if (!expected) {
-      if (!isOptionalKey(to, params)) report.unexpected.push(to);
+      if (!isOptionalKey(key, params)) report.unexpected.push(key);
       continue;
     }
-    if (!shapesFit(t.shape, expected)) report.mismatched.push({ key: to, checkpoint: t.shape, model: expected });
-    else state.set(to, { ...t, shape: expected } as Tensor);
+    if (!shapesFit(t.shape, expected)) report.mismatched.push({ key, checkpoint: t.shape, model: expected });
+    else state.set(key, { ...t, shape: expected } as Tensor);
   }
   for (const key of params.keys()) if (!state.has(key) && !report.mismatched.some((m) => m.key === key)) report.missing.push(key);
   if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
+  if (!options.allowNonFinite) checkFinite(state, options.name ?? 'weights');
   return { state, config, report };
+}
+
+/**
+ * Refuses weights holding NaN or infinity, naming the tensors: a model built on them answers
+ * anything with full confidence (NaN logits compare as "correct").
+ */
+export function checkFinite(state: StateDict, name: string): void {
+  const bad: string[] = [];
+  for (const [key, t] of state) {
+    if (t.dtype !== 'float32') continue;
+    const data = t.data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) {
+        bad.push(key);
+        break;
+      }
+    }
+  }
+  if (bad.length > 0) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `${name} holds non-finite values (NaN or infinity) in ${bad.length} tensor${bad.length === 1 ? '' : 's'}: ${listKeys(bad)}; allowNonFinite: true loads them anyway`);
+  }
 }
 
 function listKeys(keys: string[], limit = 6): string {

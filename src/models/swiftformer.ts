@@ -8,11 +8,12 @@
  * convolution, so the graph needs no transposes at all.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import { GraphBuilder, type Graph } from '../graph/graph.js';
+import type { Graph } from '../graph/graph.js';
 import {
   ATTENTION_TYPES, efficientAdditiveAttention, fastformerAttention, multiHeadSelfAttention, type AttentionType, type TokenNorm,
 } from './attention.js';
-import { fromPixels, globalPool, pointwise, spatialConv, type Layout } from '../graph/layout.js';
+import { combine, globalPool, toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';
+import { batchNorm, conv, emitContext, gelu, relu, type Emit } from './modules.js';
 import { Random } from '../core/random.js';
 import { float32, numel, type StateDict } from '../core/tensor.js';
 
@@ -58,57 +59,30 @@ export interface EmitOptions {
   intermediates?: boolean;
 }
 
-type B = GraphBuilder;
-
 // ---------------------------------------------------------------- small modules
 
-function batchNorm(b: B, x: string, key: string, channels: number): string {
-  if (b.training) {
-    // Running statistics are state, not inputs of the train graph, but they stay declared
-    // so that the model's key set is the same in both modes.
-    b.param(`${key}.running_mean`, [channels]);
-    b.param(`${key}.running_var`, [channels]);
-    return b.batchNormTrain(x, key, b.param(`${key}.weight`, [channels]), b.param(`${key}.bias`, [channels]));
-  }
-  return b.batchNorm(
-    x,
-    b.param(`${key}.weight`, [channels]),
-    b.param(`${key}.bias`, [channels]),
-    b.param(`${key}.running_mean`, [channels]),
-    b.param(`${key}.running_var`, [channels]),
-  );
-}
-
-function conv(b: B, x: string, key: string, inC: number, outC: number, k: number, opts: { stride?: number; groups?: number; scale?: string } = {}): string {
-  const groups = opts.groups ?? 1;
-  const w = b.param(`${key}.weight`, [outC, inC / groups, k, k]);
-  const bias = b.param(`${key}.bias`, [outC]);
-  if (k === 1 && groups === 1) return pointwise(b, x, w, bias, inC, outC, opts.scale);
-  return spatialConv(b, x, w, bias, { stride: opts.stride ?? 1, pad: Math.floor(k / 2), groups });
-}
-
 /** A layer scale, stored (C,1,1) as the official parameters are; it multiplies a 1x1 conv's output. */
-function layerScale(b: B, key: string, channels: number): string {
-  return b.param(key, [channels, 1, 1]);
+function layerScale(e: Emit, key: string, channels: number): string {
+  return e.b.param(key, [channels, 1, 1]);
 }
 
 /** Stem: two 3x3 stride-2 convs, each + BN + ReLU. (N,3,H,W) -> (N,C,H/4,W/4). */
-function stem(b: B, x: string, outC: number): string {
-  let y = conv(b, x, 'patch_embed.0', 3, outC / 2, 3, { stride: 2 });
-  y = b.unary('Relu', batchNorm(b, y, 'patch_embed.1', outC / 2));
-  y = conv(b, y, 'patch_embed.3', outC / 2, outC, 3, { stride: 2 });
-  return b.unary('Relu', batchNorm(b, y, 'patch_embed.4', outC));
+function stem(e: Emit, x: Maps, key: string, outC: number): Maps {
+  let y = conv(e, x, `${key}.0`, 3, outC / 2, 3, { stride: 2 });
+  y = relu(e, batchNorm(e, y, `${key}.1`, outC / 2));
+  y = conv(e, y, `${key}.3`, outC / 2, outC, 3, { stride: 2 });
+  return relu(e, batchNorm(e, y, `${key}.4`, outC));
 }
 
 /** Downsampling between stages: 3x3 stride-2 conv + BN. (N,C,H,W) -> (N,C',H/2,W/2). */
-function embedding(b: B, x: string, key: string, inC: number, outC: number): string {
-  return batchNorm(b, conv(b, x, `${key}.proj`, inC, outC, 3, { stride: 2 }), `${key}.norm`, outC);
+function embedding(e: Emit, x: Maps, key: string, inC: number, outC: number): Maps {
+  return batchNorm(e, conv(e, x, `${key}.proj`, inC, outC, 3, { stride: 2 }), `${key}.norm`, outC);
 }
 
 /** BN -> 1x1 -> GELU -> 1x1 (official Mlp), times `scale`. (N,C,H,W) -> same. */
-function mlp(b: B, x: string, key: string, dim: number, hidden: number, scale: string): string {
-  const y = batchNorm(b, x, `${key}.norm1`, dim);
-  return conv(b, b.gelu(conv(b, y, `${key}.fc1`, dim, hidden, 1)), `${key}.fc2`, hidden, dim, 1, { scale });
+function mlp(e: Emit, x: Maps, key: string, dim: number, hidden: number, scale: string): Maps {
+  const y = batchNorm(e, x, `${key}.norm1`, dim);
+  return conv(e, gelu(e, conv(e, y, `${key}.fc1`, dim, hidden, 1)), `${key}.fc2`, hidden, dim, 1, { scale });
 }
 
 // ---------------------------------------------------------------- blocks
@@ -117,43 +91,42 @@ function mlp(b: B, x: string, key: string, dim: number, hidden: number, scale: s
  * ConvEncoder, and with hidden = dim the SwiftFormerLocalRepresentation:
  * x + layer_scale * pw2(GELU(pw1(BN(dw3x3(x))))). (N,C,H,W) -> same.
  */
-function convEncoder(b: B, x: string, key: string, dim: number, hidden: number): string {
-  let y = conv(b, x, `${key}.dwconv`, dim, dim, 3, { groups: dim });
-  y = batchNorm(b, y, `${key}.norm`, dim);
-  y = b.gelu(conv(b, y, `${key}.pwconv1`, dim, hidden, 1));
-  y = conv(b, y, `${key}.pwconv2`, hidden, dim, 1, { scale: layerScale(b, `${key}.layer_scale`, dim) });
-  return b.binary('Add', x, y);
+function convEncoder(e: Emit, x: Maps, key: string, dim: number, hidden: number): Maps {
+  let y = conv(e, x, `${key}.dwconv`, dim, dim, 3, { groups: dim });
+  y = batchNorm(e, y, `${key}.norm`, dim);
+  y = gelu(e, conv(e, y, `${key}.pwconv1`, dim, hidden, 1));
+  y = conv(e, y, `${key}.pwconv2`, hidden, dim, 1, { scale: layerScale(e, `${key}.layer_scale`, dim) });
+  return combine(e.b, 'Add', x, y);
 }
 
 /** The encoder's token mixer, times the layer scale `scale`: the config's attention type. */
-function attention(b: B, x: string, key: string, dim: number, cfg: SwiftFormerConfig, scale: string): string {
+function attention(e: Emit, x: Maps, key: string, dim: number, cfg: SwiftFormerConfig, scale: string): Maps {
   const heads = cfg.attentionHeads ?? 1;
   switch (cfg.attentionType ?? 'additive') {
-    case 'additive': return efficientAdditiveAttention(b, x, key, dim, cfg.attention, scale);
-    case 'fastformer': return fastformerAttention(b, x, key, dim, { heads, outputScale: scale });
-    case 'mhsa': return multiHeadSelfAttention(b, x, key, dim, { heads, outputScale: scale });
+    case 'additive': return efficientAdditiveAttention(e.b, x, key, dim, cfg.attention, scale);
+    case 'fastformer': return fastformerAttention(e.b, x, key, dim, { heads, outputScale: scale });
+    case 'mhsa': return multiHeadSelfAttention(e.b, x, key, dim, { heads, outputScale: scale });
   }
 }
 
 /** SwiftFormerEncoder: local representation, then attention and MLP residuals with layer scales. */
-function swiftFormerEncoder(b: B, x: string, key: string, dim: number, hidden: number, cfg: SwiftFormerConfig): string {
-  const local = convEncoder(b, x, `${key}.local_representation`, dim, dim);
-  const attn = attention(b, local, `${key}.attn`, dim, cfg, layerScale(b, `${key}.layer_scale_1`, dim));
-  const y = b.binary('Add', local, attn);
-  return b.binary('Add', y, mlp(b, y, `${key}.linear`, dim, hidden, layerScale(b, `${key}.layer_scale_2`, dim)));
+function swiftFormerEncoder(e: Emit, x: Maps, key: string, dim: number, hidden: number, cfg: SwiftFormerConfig): Maps {
+  const local = convEncoder(e, x, `${key}.local_representation`, dim, dim);
+  const attn = attention(e, local, `${key}.attn`, dim, cfg, layerScale(e, `${key}.layer_scale_1`, dim));
+  const y = combine(e.b, 'Add', local, attn);
+  return combine(e.b, 'Add', y, mlp(e, y, `${key}.linear`, dim, hidden, layerScale(e, `${key}.layer_scale_2`, dim)));
 }
 
 // ---------------------------------------------------------------- stage
 
-/** One stage: ConvEncoders, then `vitNum` SwiftFormer encoders. Key `network.<index>.<block>`. */
-function stage(b: B, x: string, index: number, dim: number, depth: number, cfg: SwiftFormerConfig): string {
+/** One stage: ConvEncoders, then `vitNum` SwiftFormer encoders. Key `<network>.<block>`. */
+function stage(e: Emit, x: Maps, key: string, dim: number, depth: number, cfg: SwiftFormerConfig): Maps {
   const hidden = Math.floor(cfg.mlpRatio * dim);
   let y = x;
   for (let block = 0; block < depth; block++) {
-    const key = `network.${index}.${block}`;
     y = depth - block <= cfg.vitNum
-      ? swiftFormerEncoder(b, y, key, dim, hidden, cfg)
-      : convEncoder(b, y, key, dim, hidden);
+      ? swiftFormerEncoder(e, y, `${key}.${block}`, dim, hidden, cfg)
+      : convEncoder(e, y, `${key}.${block}`, dim, hidden);
   }
   return y;
 }
@@ -185,16 +158,53 @@ export function inputHW(size: EmitOptions['inputSize']): [number, number] {
   return [h, w];
 }
 
-function classifierHead(b: B, x: string, cfg: SwiftFormerConfig): string {
+/** What the network gives before any head: every stage's raw output, and the last one's input to the head. */
+interface Trunk { stages: Maps[]; last: Maps }
+
+/** Stem, stages and the Embeddings between them, keys under `prefix`. Pixels (N,3,H,W) in the maps' layout. */
+function trunk(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix: string): Trunk {
+  let x = stem(e, pixels, `${prefix}patch_embed`, cfg.embedDims[0]!);
+  const netIndex = stageNetworkIndices(cfg);
+  const stages: Maps[] = [];
+  cfg.depths.forEach((depth, i) => {
+    const dim = cfg.embedDims[i]!;
+    x = stage(e, x, `${prefix}network.${netIndex[i]}`, dim, depth, cfg);
+    stages.push(x);
+    if (i < cfg.depths.length - 1 && hasEmbedding(cfg, i)) {
+      x = embedding(e, x, `${prefix}network.${netIndex[i]! + 1}`, dim, cfg.embedDims[i + 1]!);
+    }
+  });
+  return { stages, last: x };
+}
+
+/**
+ * The official `fork_feat` backbone inside a larger model: the four stage outputs after their
+ * BatchNorms `norm0`, `norm2`, ... (the `network` indices), every key under `prefix`
+ * (`backbone.` in mmsegmentation, `backbone.body.` in torchvision). Strides 4, 8, 16, 32.
+ */
+export function swiftFormerFeatures(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix = ''): Maps[] {
+  validateConfig(cfg);
+  const netIndex = stageNetworkIndices(cfg);
+  return trunk(e, pixels, cfg, prefix).stages.map((s, i) => batchNorm(e, s, `${prefix}norm${netIndex[i]}`, cfg.embedDims[i]!));
+}
+
+/** A graph output `name` holding the maps as (N,C,H,W). */
+function outputMaps(b: Emit['b'], x: Maps, name: string): void {
+  const nchw = toNCHW(b, x);
+  b.output(b.node('Identity', [nchw], b.shape(nchw), {}, name));
+}
+
+function classifierHead(e: Emit, x: Maps, cfg: SwiftFormerConfig): string {
+  const { b } = e;
   const dim = cfg.embedDims.at(-1)!;
-  const pooled = globalPool(b, batchNorm(b, x, 'norm', dim));
+  const pooled = globalPool(b, batchNorm(e, x, 'norm', dim));
   if (cfg.numClasses === 0) return b.unary('Identity', pooled);
   const linear = (key: string) =>
     b.linear(pooled, b.param(`${key}.weight`, [cfg.numClasses, dim]), b.param(`${key}.bias`, [cfg.numClasses]));
   const head = linear('head');
   if (!cfg.distillation) return head;
   // Training keeps the two heads apart (the distillation loss needs both).
-  if (b.training) {
+  if (e.train) {
     b.output(b.node('Identity', [linear('dist_head')], b.shape(head), {}, 'dist_logits'));
     return head;
   }
@@ -209,36 +219,24 @@ function classifierHead(b: B, x: string, cfg: SwiftFormerConfig): string {
 export function emitSwiftFormer(cfg: SwiftFormerConfig, opts: EmitOptions = {}): Graph {
   validateConfig(cfg);
   const [h, w] = inputHW(opts.inputSize);
-  const b = new GraphBuilder();
-  b.training = opts.mode === 'train';
-  if (b.training && !(Number.isInteger(opts.batch) && opts.batch! > 1)) {
+  const train = opts.mode === 'train';
+  if (train && !(Number.isInteger(opts.batch) && opts.batch! > 1)) {
     throw new SwiftFormerError('BAD_ARGUMENT', `a train graph needs a fixed batch size of at least 2 (BatchNorm statistics), got ${opts.batch}`);
   }
-  b.layout = opts.layout ?? (b.training ? 'cnhw' : 'nchw');
-  let x = stem(b, fromPixels(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w])), cfg.embedDims[0]!);
-  const netIndex = stageNetworkIndices(cfg);
-  const stageOutputs: string[] = [];
-  cfg.depths.forEach((depth, i) => {
-    const dim = cfg.embedDims[i]!;
-    x = stage(b, x, netIndex[i]!, dim, depth, cfg);
-    stageOutputs.push(x);
-    if (i < cfg.depths.length - 1 && hasEmbedding(cfg, i)) {
-      x = embedding(b, x, `network.${netIndex[i]! + 1}`, dim, cfg.embedDims[i + 1]!);
-    }
-  });
+  const e = emitContext(train);
+  const { b } = e;
+  const layout = opts.layout ?? (train ? 'cnhw' : 'nchw');
+  const pixels = toLayout(b, b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w]), layout);
+  const { stages, last } = trunk(e, pixels, cfg, '');
   if ((opts.head ?? 'classifier') === 'classifier') {
-    const logits = classifierHead(b, x, cfg);
+    const logits = classifierHead(e, last, cfg);
     b.node('Identity', [logits], b.shape(logits), {}, 'logits');
     b.output('logits');
   } else {
-    stageOutputs.forEach((s, i) => {
-      const normed = batchNorm(b, s, `norm${netIndex[i]}`, cfg.embedDims[i]!);
-      b.output(b.node('Identity', [normed], b.shape(s), {}, `features${i}`));
-    });
+    const netIndex = stageNetworkIndices(cfg);
+    stages.forEach((s, i) => outputMaps(b, batchNorm(e, s, `norm${netIndex[i]}`, cfg.embedDims[i]!), `features${i}`));
   }
-  if (opts.intermediates) {
-    stageOutputs.forEach((s, i) => b.output(b.node('Identity', [s], b.shape(s), {}, `stage${i}`)));
-  }
+  if (opts.intermediates) stages.forEach((s, i) => outputMaps(b, s, `stage${i}`));
   return b.graph;
 }
 
@@ -271,13 +269,31 @@ export function validateConfig(cfg: SwiftFormerConfig): void {
  */
 export function initialWeights(cfg: SwiftFormerConfig, head: Head, seed: number): StateDict {
   const rng = new Random(seed);
-  const params = emitSwiftFormer(cfg, { head }).params;
+  const params = paramShapes(cfg, head);
   const state: StateDict = new Map();
   for (const [key, shape] of params) state.set(key, float32(shape, initialValues(key, shape, params, rng)));
   return state;
 }
 
-function initialValues(key: string, shape: number[], params: Map<string, number[]>, rng: Random): Float32Array {
+const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
+
+/**
+ * Every parameter and buffer of a model by official key, with its shape: what fitting and
+ * initialization check against. Emitted once per (config, head) and kept (shapes do not depend
+ * on the input size), so loading and fine-tuning never emit a graph just to learn shapes again.
+ */
+export function paramShapes(cfg: SwiftFormerConfig, head: Head = 'classifier'): ReadonlyMap<string, number[]> {
+  const key = JSON.stringify([cfg, head]);
+  let shapes = shapeCache.get(key);
+  if (!shapes) {
+    shapes = emitSwiftFormer(cfg, { head }).params;
+    if (shapeCache.size >= 16) shapeCache.delete(shapeCache.keys().next().value!);
+    shapeCache.set(key, shapes);
+  }
+  return shapes;
+}
+
+function initialValues(key: string, shape: number[], params: ReadonlyMap<string, number[]>, rng: Random): Float32Array {
   const n = numel(shape);
   const fill = (v: number) => new Float32Array(n).fill(v);
   const draw = (f: () => number) => Float32Array.from({ length: n }, f);
@@ -351,13 +367,33 @@ function fromTimm(key: string, stageIndex: number[]): string | undefined {
 }
 
 /**
- * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
- * that the result fits a model (that is `matchState`'s job).
+ * Official `network` indices of timm's stages, read off timm's own keys: stage N > 0 starts with
+ * an Embedding exactly when it has `stages.N.downsample.*` keys.
  */
-export function remapKeys(source: Iterable<string>, cfg: SwiftFormerConfig, format?: KeyFormat): Remap {
+function timmStageIndices(keys: readonly string[]): number[] {
+  const stages = new Set<number>();
+  const downsampled = new Set<number>();
+  for (const k of keys) {
+    const m = /^stages\.(\d+)\.(blocks|downsample)\./.exec(k);
+    if (!m) continue;
+    stages.add(Number(m[1]));
+    if (m[2] === 'downsample') downsampled.add(Number(m[1]));
+  }
+  const indices: number[] = [];
+  for (let n = 0; n <= Math.max(-1, ...stages); n++) indices.push(n === 0 ? 0 : indices[n - 1]! + 1 + (downsampled.has(n) ? 1 : 0));
+  return indices;
+}
+
+/**
+ * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
+ * that the result fits a model (that is `fitWeights`' job). timm's stage numbering is resolved
+ * with `cfg` when given, else from the keys themselves, so a checkpoint is renamed once, before
+ * its architecture is known.
+ */
+export function remapKeys(source: Iterable<string>, cfg?: SwiftFormerConfig, format?: KeyFormat): Remap {
   const keys = [...source];
   format ??= detectKeyFormat(keys);
-  const stageIndex = stageNetworkIndices(cfg);
+  const stageIndex = format !== 'timm' ? [] : cfg ? stageNetworkIndices(cfg) : timmStageIndices(keys);
   const mapped = new Map<string, string>();
   const unmatched: string[] = [];
   for (const key of keys) {

@@ -11,8 +11,9 @@
  */
 import { fastformerAttention, multiHeadSelfAttention, pointwiseLinear } from './attention.js';
 import { SwiftFormerError } from '../core/errors.js';
-import { attr, countParams, GraphBuilder, type Graph } from '../graph/graph.js';
-import type { Layout } from '../graph/layout.js';
+import { attr, countParams, type Graph } from '../graph/graph.js';
+import { combine, sameAs, type Layout, type Maps } from '../graph/layout.js';
+import { emitContext, gelu, layerNorm, type Emit } from './modules.js';
 import { countMacs } from '../graph/passes.js';
 import { Random } from '../core/random.js';
 import { float32, numel, type StateDict } from '../core/tensor.js';
@@ -49,18 +50,11 @@ export interface VitEmitOptions {
   inputSize?: number | [number, number];
 }
 
-type B = GraphBuilder;
-
 // ---------------------------------------------------------------- modules
 
-/** timm's LayerNorm(D, eps 1e-6) over every token's features. */
-function layerNorm(b: B, x: string, key: string, dim: number): string {
-  return b.layerNorm(x, b.param(`${key}.weight`, [dim]), b.param(`${key}.bias`, [dim]), 1e-6);
-}
-
 /** fc1 -> GELU -> fc2 (timm's Mlp). Tokens -> same. */
-function mlp(b: B, x: string, key: string, dim: number, hidden: number): string {
-  return pointwiseLinear(b, b.gelu(pointwiseLinear(b, x, `${key}.fc1`, dim, hidden)), `${key}.fc2`, hidden, dim);
+function mlp(e: Emit, x: Maps, key: string, dim: number, hidden: number): Maps {
+  return pointwiseLinear(e.b, gelu(e, pointwiseLinear(e.b, x, `${key}.fc1`, dim, hidden)), `${key}.fc2`, hidden, dim);
 }
 
 /**
@@ -69,7 +63,8 @@ function mlp(b: B, x: string, key: string, dim: number, hidden: number): string 
  * with a zero token in front and `pos_embed` gets `cls_token` added to its row 0: the same sum,
  * with shapes that do not depend on the batch.
  */
-function embed(b: B, pixels: string, cfg: VitConfig, grid: [number, number]): string {
+function embed(e: Emit, pixels: string, cfg: VitConfig, grid: [number, number], layout: Layout): Maps {
+  const { b } = e;
   const { embedDim: d, patchSize: p } = cfg;
   const t = grid[0] * grid[1];
   const patches = b.conv(pixels, b.param('patch_embed.proj.weight', [d, 3, p, p]), b.param('patch_embed.proj.bias', [d]), { stride: p });
@@ -79,46 +74,47 @@ function embed(b: B, pixels: string, cfg: VitConfig, grid: [number, number]): st
   const pad = (x: string, shape: (number | string)[], before: number[]) =>
     b.node('Pad', [x, b.ints([...before, ...before.map(() => 0)])], shape, { mode: attr.string('constant') });
   const n = b.shape(pixels)[0]!;
-  if (b.layout === 'nchw') {
+  if (layout === 'nchw') {
     const tokens = b.reshape(patches, [0, d, t, 1], [n, d, t, 1]);
-    return b.binary('Add', pad(tokens, [n, d, t + 1, 1], [0, 0, 1, 0]), b.reshape(perToken, [1, d, t + 1, 1]));
+    return { value: b.binary('Add', pad(tokens, [n, d, t + 1, 1], [0, 0, 1, 0]), b.reshape(perToken, [1, d, t + 1, 1])), layout, grid: [n, t + 1, 1] };
   }
   const batch = n as number;
   const channelsFirst = b.node('Transpose', [patches], [d, batch, grid[0], grid[1]], { perm: attr.ints([1, 0, 2, 3]) });
   const tokens = pad(b.reshape(channelsFirst, [d, batch, t]), [d, batch, t + 1], [0, 0, 1]);
-  b.grid = [batch, t + 1, 1];
-  return b.reshape(b.binary('Add', tokens, b.reshape(perToken, [d, 1, t + 1])), [d, batch * (t + 1)]);
+  return { value: b.reshape(b.binary('Add', tokens, b.reshape(perToken, [d, 1, t + 1])), [d, batch * (t + 1)]), layout, grid: [batch, t + 1, 1] };
 }
 
-function attention(b: B, x: string, key: string, cfg: VitConfig): string {
+function attention(e: Emit, x: Maps, key: string, cfg: VitConfig): Maps {
   const opts = { heads: cfg.numHeads };
   return cfg.attention === 'fastformer'
-    ? fastformerAttention(b, x, key, cfg.embedDim, opts)
-    : multiHeadSelfAttention(b, x, key, cfg.embedDim, opts);
+    ? fastformerAttention(e.b, x, key, cfg.embedDim, opts)
+    : multiHeadSelfAttention(e.b, x, key, cfg.embedDim, opts);
 }
 
 // ---------------------------------------------------------------- block
 
 /** Pre-LN transformer block: x + attn(norm1(x)), then + mlp(norm2(.)). Tokens -> same. */
-function block(b: B, x: string, key: string, cfg: VitConfig): string {
+function block(e: Emit, x: Maps, key: string, cfg: VitConfig): Maps {
   const d = cfg.embedDim;
-  const y = b.binary('Add', x, attention(b, layerNorm(b, x, `${key}.norm1`, d), `${key}.attn`, cfg));
-  return b.binary('Add', y, mlp(b, layerNorm(b, y, `${key}.norm2`, d), `${key}.mlp`, d, Math.floor(d * cfg.mlpRatio)));
+  const y = combine(e.b, 'Add', x, attention(e, layerNorm(e, x, `${key}.norm1`, d), `${key}.attn`, cfg));
+  return combine(e.b, 'Add', y, mlp(e, layerNorm(e, y, `${key}.norm2`, d), `${key}.mlp`, d, Math.floor(d * cfg.mlpRatio)));
 }
 
 // ---------------------------------------------------------------- model
 
 /** The class token after the final norm (timm's global_pool 'token'), (N, D). */
-function classToken(b: B, x: string, dim: number): string {
+function classToken(e: Emit, x: Maps, dim: number): string {
+  const { b } = e;
   const first = (v: string, axis: number, shape: (number | string)[]) =>
     b.node('Slice', [v, b.ints([0]), b.ints([1]), b.ints([axis])], shape);
-  if (b.layout === 'nchw') {
-    const n = b.shape(x)[0]!;
-    const normed = layerNorm(b, first(x, 2, [n, dim, 1, 1]), 'norm', dim);
+  if (x.layout === 'nchw') {
+    const n = b.shape(x.value)[0]!;
+    const normed = layerNorm(e, sameAs(x, first(x.value, 2, [n, dim, 1, 1])), 'norm', dim).value;
     return b.reshape(normed, [0, dim], [n, dim]);
   }
-  const [n, t] = b.grid;
-  const normed = layerNorm(b, first(b.reshape(x, [dim, n, t]), 2, [dim, n, 1]), 'norm', dim);
+  const [n, t] = x.grid as [number, number, number];
+  // (D, N, 1) rows: LayerNorm's axis is 0, as for 'cnhw' maps.
+  const normed = layerNorm(e, sameAs(x, first(b.reshape(x.value, [dim, n, t]), 2, [dim, n, 1])), 'norm', dim).value;
   return b.node('Transpose', [b.reshape(normed, [dim, n])], [n, dim], { perm: attr.ints([1, 0]) });
 }
 
@@ -139,16 +135,17 @@ export function vitInputHW(cfg: VitConfig, size: VitEmitOptions['inputSize']): [
 export function emitVit(cfg: VitConfig, opts: VitEmitOptions = {}): Graph {
   validateVitConfig(cfg);
   const [h, w] = vitInputHW(cfg, opts.inputSize);
-  const b = new GraphBuilder();
-  b.training = opts.mode === 'train';
-  if (b.training && !(Number.isInteger(opts.batch) && opts.batch! >= 1)) {
+  const train = opts.mode === 'train';
+  if (train && !(Number.isInteger(opts.batch) && opts.batch! >= 1)) {
     throw new SwiftFormerError('BAD_ARGUMENT', `a train graph needs a fixed batch size, got ${opts.batch}`);
   }
-  b.layout = opts.layout ?? (b.training ? 'cnhw' : 'nchw');
+  const e = emitContext(train);
+  const { b } = e;
+  const layout = opts.layout ?? (train ? 'cnhw' : 'nchw');
   const pixels = b.input('pixel_values', [opts.batch ?? 'batch', 3, h, w]);
-  let x = embed(b, pixels, cfg, [h / cfg.patchSize, w / cfg.patchSize]);
-  for (let i = 0; i < cfg.depth; i++) x = block(b, x, `blocks.${i}`, cfg);
-  const pooled = classToken(b, x, cfg.embedDim);
+  let x = embed(e, pixels, cfg, [h / cfg.patchSize, w / cfg.patchSize], layout);
+  for (let i = 0; i < cfg.depth; i++) x = block(e, x, `blocks.${i}`, cfg);
+  const pooled = classToken(e, x, cfg.embedDim);
   const logits = cfg.numClasses === 0
     ? b.unary('Identity', pooled)
     : b.linear(pooled, b.param('head.weight', [cfg.numClasses, cfg.embedDim]), b.param('head.bias', [cfg.numClasses]));

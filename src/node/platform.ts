@@ -3,8 +3,9 @@ import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { SwiftFormerError } from '../core/errors.js';
 import { fsReason, refuseOtherSchemes } from './files.js';
-import { isRemoteSource, readRemoteSource } from './hub.js';
-import { registerSourceReader } from '../core/io.js';
+import { isRemoteSource, readRemoteSource, resolveWeights } from './hub.js';
+import { readSource, registerImageDecoder, registerSourceReader, registerWeightsReader } from '../core/io.js';
+import { decodeImage } from './decode.js';
 import { ortBackend } from '../runtime/ort.js';
 import { registerBackend } from '../runtime/runtime.js';
 
@@ -19,4 +20,17 @@ registerSourceReader(async (source) => {
   } catch (err) {
     throw new SwiftFormerError('IO', `cannot read ${source}: ${fsReason(err)}`, { cause: err });
   }
+});
+
+// `model.preprocess(image)`, `model.classify(image)`: file paths and encoded bytes, decoded as Pillow does.
+registerImageDecoder((input) => {
+  if (typeof input === 'string' || input instanceof Uint8Array) return decodeImage(input);
+  throw new SwiftFormerError('BAD_ARGUMENT', `expected an image file path, encoded bytes (Uint8Array) or RGB pixels { width, height, data }, got ${input === null ? 'null' : typeof input}`);
+});
+
+// Remote weights are downloaded into the cache once; an hf: repository's config.json gives the labels.
+registerWeightsReader(async (source) => {
+  if (!isRemoteSource(source)) return { bytes: await readSource(source) };
+  const { path, labels } = await resolveWeights(source);
+  return { bytes: await readSource(path), ...(labels ? { labels } : {}) };
 });
