@@ -27,6 +27,15 @@ function bad(name: string, why: string): SwiftFormerError {
   return new SwiftFormerError('BAD_IMAGE', `cannot decode ${name}: ${why}`);
 }
 
+const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
+
+/** 'bmp' for a file that starts 'BM', 'pnm' for 'P1'..'P6' and a whitespace, else undefined. */
+export function bitmapFormat(bytes: Uint8Array): 'bmp' | 'pnm' | undefined {
+  if (bytes[0] === 0x42 && bytes[1] === 0x4d) return 'bmp';
+  if (bytes[0] === 0x50 && bytes[1]! >= 0x31 && bytes[1]! <= 0x36 && WHITESPACE.has(bytes[2]!)) return 'pnm';
+  return undefined;
+}
+
 // ---------------------------------------------------------------- BMP
 
 interface BmpLayout {
@@ -156,8 +165,6 @@ export function readBmp(bytes: Uint8Array, name: string): Bitmap {
 
 // ---------------------------------------------------------------- PNM
 
-const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
-
 /** Python's round(): halves go to the even neighbour. */
 function roundHalfEven(x: number): number {
   const f = Math.floor(x);
@@ -192,7 +199,6 @@ export function readPnm(bytes: Uint8Array, name: string): Bitmap {
   const magic = String.fromCharCode(bytes[0]!, bytes[1] ?? 0);
   if (magic === 'P1' || magic === 'P2' || magic === 'P3') throw bad(name, `plain (ASCII) ${magic} PNM is not supported (binary P5 and P6 are)`);
   if (magic !== 'P5' && magic !== 'P6') throw bad(name, `${magic} PNM is not supported (binary P5 and P6 are)`);
-  if (!WHITESPACE.has(bytes[2]!)) throw bad(name, 'PNM header has no whitespace after its magic number');
   const { values: [width, height, maxval], data } = pnmHeader(bytes, name) as { values: [number, number, number]; data: number };
   if (width < 1 || height < 1) throw bad(name, `PNM header has no valid size (${width}x${height})`);
   if (!(maxval > 0 && maxval < 65536)) throw bad(name, `PNM maxval ${maxval} is outside 1..65535`);

@@ -21,7 +21,7 @@ import { SwiftFormerError } from '../core/errors.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from '../preprocess/resize.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { inputFor, type InputOptions } from '../preprocess/transforms.js';
-import { readBmp, readPnm } from './bitmap.js';
+import { bitmapFormat, readBmp, readPnm } from './bitmap.js';
 import { fsReason, refuseOtherSchemes } from './files.js';
 
 /** PIL's `Image.MAX_IMAGE_PIXELS`: int(1024 * 1024 * 1024 // 4 // 3). */
@@ -119,9 +119,7 @@ export function imageFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (at(0, 'RIFF') && at(8, 'WEBP')) return 'webp';
   if (at(0, 'GIF87a') || at(0, 'GIF89a')) return 'gif';
   if (at(0, 'II*\0') || at(0, 'MM\0*')) return 'tiff';
-  if (at(0, 'BM')) return 'bmp';
-  if (bytes[0] === 0x50 && bytes[1]! >= 0x31 && bytes[1]! <= 0x36 && [0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d].includes(bytes[2]!)) return 'pnm'; // P1..P6
-  return undefined;
+  return bitmapFormat(bytes);
 }
 
 const FORMAT_NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', pnm: 'PNM' };
