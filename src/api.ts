@@ -41,3 +41,4 @@ export type { Backend, Session, SessionOptions } from './runtime/runtime.js';
 export { SwiftFormerError } from './core/errors.js';
 export type { ErrorCode } from './core/errors.js';
 export type { FloatTensor, StateDict, Tensor } from './core/tensor.js';
+export * from './metrics/index.js';

@@ -107,7 +107,7 @@ describe('the command line as a user meets it', () => {
     assertOneLine(await cli('classify', '--model', 'xs'), /^swiftformer classify: no images given; see swiftformer classify --help$/);
     assertOneLine(await cli('eval'), /^swiftformer eval: eval takes one dataset, got 0; see swiftformer eval --help$/);
     assertOneLine(await cli('train', '--epochs', '1'), /^swiftformer train: --data <dir\|fashion-mnist> is required; see swiftformer train --help$/);
-    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, eval, bench\); see swiftformer --help$/);
+    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, eval, bench, score\); see swiftformer --help$/);
   });
 
   test('stray positional arguments are refused', async () => {
@@ -115,6 +115,7 @@ describe('the command line as a user meets it', () => {
     assertOneLine(await cli('export', 'xs.onnx', '--model', 'xs'), /unexpected argument 'xs\.onnx'/);
     assertOneLine(await cli('bench', 'xs'), /unexpected argument 'xs'/);
     assertOneLine(await cli('train', 'fashion-mnist'), /unexpected argument 'fashion-mnist'/);
+    assertOneLine(await cli('score', 'segmentation', 'extra'), /score takes 'segmentation' or 'detection', got 'segmentation extra'; see swiftformer score --help/);
     assertOneLine(await cli('eval', 'a', 'b'), /eval takes one dataset, got 2/);
   });
 

@@ -49,16 +49,15 @@ describe('makeDirectory', () => {
   });
 
   test('/proc paths are refused at once, not looped on', async () => {
-    await failsQuickly(makeDirectory('/proc/run'), /^cannot create directory \/proc\/run: .*\/proc/);
-    await failsQuickly(makeDirectory('/proc/x/y/z'), /^cannot create directory \/proc\/x\/y\/z: /);
+    await failsQuickly(makeDirectory('/proc/run'), /^directory \/proc\/run cannot be created: \/proc does not accept new folders$/);
+    await failsQuickly(makeDirectory('/proc/x/y/z', 'output directory'), /^output directory \/proc\/x\/y\/z cannot be created: \/proc does not accept new folders$/);
   });
 
   test('a file in the way, and a purpose for the message', async () => {
     const file = join(dir, 'f');
     await writeFile(file, 'x');
-    await failsQuickly(makeDirectory(file), new RegExp(`^cannot create directory ${file}: it exists and is not a directory$`));
-    await failsQuickly(makeDirectory(join(file, 'run')), new RegExp(`${file} is not a directory`));
-    await failsQuickly(makeDirectory('/proc/x', 'the download cache'), /^cannot create the download cache \/proc\/x: /);
+    await failsQuickly(makeDirectory(file), new RegExp(`^directory ${file} exists and is not a directory$`));
+    await failsQuickly(makeDirectory(join(file, 'run', 'deeper'), 'output directory'), new RegExp(`^output directory ${file}/run/deeper cannot be created: ${file} is a file, not a directory$`));
   });
 });
 
@@ -66,7 +65,7 @@ describe('writeFileAtomic', () => {
   test('a missing or non-directory parent is one IO error, and nothing is left behind', async () => {
     const file = join(dir, 'plain');
     await writeFile(file, 'x');
-    await failsQuickly(writeFileAtomic(join(file, 'xs.onnx'), 'data'), new RegExp(`^cannot write ${file}/xs\\.onnx: ${file} is not a directory$`));
+    await failsQuickly(writeFileAtomic(join(file, 'xs.onnx'), 'data'), new RegExp(`^cannot write ${file}/xs\\.onnx: ${file} is a file, not a directory$`));
     await failsQuickly(writeFileAtomic(join(dir, 'nope', 'xs.onnx'), 'data'), /nope\/xs\.onnx: the folder .*nope does not exist$/);
     assert.ok(!(await readdir(dir)).some((f) => f.endsWith('.tmp')));
   });
@@ -76,7 +75,7 @@ describe('the CLI on paths it cannot create or write', () => {
   test('export --onnx under a file: one line, no stack trace', async () => {
     const file = join(dir, 'notadir');
     await writeFile(file, 'x');
-    assertCleanFailure(await cli('export', '--model', 'xs', '--size', '32', '--onnx', join(file, 'xs.onnx')), /^swiftformer export: cannot write .*notadir\/xs\.onnx: .*notadir is not a directory\n$/);
+    assertCleanFailure(await cli('export', '--model', 'xs', '--size', '32', '--onnx', join(file, 'xs.onnx')), /^swiftformer export: cannot write .*notadir\/xs\.onnx: .*notadir is a file, not a directory\n$/);
   });
 
   test('train --out /proc/run and SWIFTFORMER_CACHE=/proc/x fail with one line instead of hanging', async () => {
@@ -86,9 +85,9 @@ describe('the CLI on paths it cannot create or write', () => {
     await writeFile(join(data, 'train-images-idx3-ubyte'), idxBytes(8, [n, 28, 28], new Uint8Array(n * 28 * 28)));
     await writeFile(join(data, 'train-labels-idx1-ubyte'), idxBytes(8, [n], Array.from({ length: n }, (_, i) => i % 2)));
     const train = await cliWith({ timeout: 60_000 }, 'train', '--data', data, '--out', '/proc/run', '--epochs', '1', '--batch-size', '8', '--threads', '1');
-    assertCleanFailure(train, /cannot create directory \/proc\/run: /);
+    assertCleanFailure(train, /output directory \/proc\/run cannot be created: \/proc does not accept new folders/);
     const env = { ...process.env, SWIFTFORMER_CACHE: '/proc/x' };
     const classify = await cliWith({ env, timeout: 60_000 }, 'classify', 'img.png', '--weights', 'http://127.0.0.1:9/w.pth');
-    assertCleanFailure(classify, /cannot create the download cache \/proc\/x\/[0-9a-f]+: .*SWIFTFORMER_CACHE/);
+    assertCleanFailure(classify, /download cache folder \/proc\/x\/[0-9a-f]+ cannot be created: \/proc does not accept new folders \(set SWIFTFORMER_CACHE/);
   });
 });

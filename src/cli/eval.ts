@@ -1,6 +1,6 @@
 import { decodeImage } from '../node/decode.js';
 import { FASHION_MNIST_CLASSES, limitDataset, type ImageDataset } from '../data/dataset.js';
-import { FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
+import { fashionMnistDir, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { labelOf } from '../models/labels.js';
 import { checkFiniteLogits } from '../models/classify.js';
@@ -24,12 +24,7 @@ Top-1 and top-5 accuracy, and the 5 worst classes, on
 
 /** The evaluation set a command-line source names. */
 async function openEvalSet(source: string, maxPixels: number): Promise<ImageDataset> {
-  if (source === 'fashion-mnist') {
-    if (!(await hasIdxFiles(FASHION_MNIST_DIR))) {
-      throw new SwiftFormerError('BAD_ARGUMENT', `Fashion-MNIST is not installed in ${FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist`);
-    }
-    return loadIdxDataset(FASHION_MNIST_DIR, 'test', { classes: FASHION_MNIST_CLASSES });
-  }
+  if (source === 'fashion-mnist') return loadIdxDataset(await fashionMnistDir(), 'test', { classes: FASHION_MNIST_CLASSES });
   if (await hasIdxFiles(source)) return loadIdxDataset(source, 'test');
   return loadImageFolder(source, { decode: (path) => decodeImage(path, { maxPixels }) });
 }

@@ -10,6 +10,7 @@ import { classify, usage as classifyUsage } from './classify.js';
 import { evalCommand, usage as evalUsage } from './eval.js';
 import { exportCommand, usage as exportUsage } from './export.js';
 import { info, usage as infoUsage } from './info.js';
+import { scoreCommand, usage as scoreUsage } from './score.js';
 import { trainCommand, usage as trainUsage } from './train.js';
 
 interface Command { run: (argv: string[]) => Promise<void>; summary: string; usage: string }
@@ -21,6 +22,7 @@ const commands: Record<string, Command> = {
   classify: { run: classify, usage: classifyUsage, summary: 'top classes of image files' },
   eval: { run: evalCommand, usage: evalUsage, summary: 'top-1/top-5 accuracy on an ImageFolder' },
   bench: { run: bench, usage: benchUsage, summary: 'latency and throughput, side by side with another export' },
+  score: { run: scoreCommand, usage: scoreUsage, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
 };
 
 const usage = `Usage: swiftformer <command> [options]

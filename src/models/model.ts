@@ -12,7 +12,7 @@ import { readImage, readWeightsSource, type ImageInput } from '../core/io.js';
 import { countMacs, optimizeForInference } from '../graph/passes.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import {
-  VARIANTS, emitSwiftFormer, initialWeights, inputHW, validateConfig, variantConfig,
+  VARIANTS, emitSwiftFormer, evalGraph, initialWeights, inputHW, validateConfig, variantConfig,
   type Head, type SwiftFormerConfig,
 } from './swiftformer.js';
 import { formatShape, isBuffer, type FloatTensor, type StateDict } from '../core/tensor.js';
@@ -191,6 +191,14 @@ export class SwiftFormerModel {
     return SwiftFormerModel.fromSource(source, options);
   }
 
+  /**
+   * A model from weights that already fit `config` under official keys (the trainer's, every
+   * epoch): no renaming, no refit, no checks; the emitted graph of each size is shared.
+   */
+  static fromFitted(config: SwiftFormerConfig, state: StateDict, options: Pick<ModelOptions, 'session' | 'backend'> = {}): SwiftFormerModel {
+    return new SwiftFormerModel(config, 'classifier', state, undefined, { task: 'classification' }, options);
+  }
+
   /** Builds the model from weights already read (or none: the official initialization). */
   static fromSource(source: Source | undefined, options: ModelOptions): SwiftFormerModel {
     const renamed = source ? toOfficialKeys(source.state) : undefined;
@@ -235,7 +243,7 @@ export class SwiftFormerModel {
     const key = `${h}x${w}`;
     let graph = this.graphs.get(key);
     if (!graph) {
-      graph = optimizeForInference(bindParams(emitSwiftFormer(this.config, { head: this.head, inputSize: [h, w] }), this.state));
+      graph = optimizeForInference(bindParams(evalGraph(this.config, this.head, [h, w]), this.state));
       this.graphs.set(key, graph);
     }
     return graph;

@@ -276,6 +276,27 @@ export function initialWeights(cfg: SwiftFormerConfig, head: Head, seed: number)
 }
 
 const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
+const graphCache = new Map<string, Graph>();
+
+/** A bounded memo: the oldest entry goes when it is full. */
+function memo<T>(cache: Map<string, T>, key: string, make: () => T, limit = 16): T {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    if (cache.size >= limit) cache.delete(cache.keys().next().value!);
+    cache.set(key, value);
+  }
+  return value;
+}
+
+/**
+ * The unbound eval graph of a (config, head, size), emitted once and shared: binding weights
+ * (bindParams) and folding (optimizeForInference) return new graphs and leave it intact, so an
+ * evaluation every epoch or a model per checkpoint costs no emission.
+ */
+export function evalGraph(cfg: SwiftFormerConfig, head: Head, [h, w]: [number, number]): Graph {
+  return memo(graphCache, JSON.stringify([cfg, head, h, w]), () => emitSwiftFormer(cfg, { head, inputSize: [h, w] }), 8);
+}
 
 /**
  * Every parameter and buffer of a model by official key, with its shape: what fitting and
@@ -283,14 +304,7 @@ const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
  * on the input size), so loading and fine-tuning never emit a graph just to learn shapes again.
  */
 export function paramShapes(cfg: SwiftFormerConfig, head: Head = 'classifier'): ReadonlyMap<string, number[]> {
-  const key = JSON.stringify([cfg, head]);
-  let shapes = shapeCache.get(key);
-  if (!shapes) {
-    shapes = emitSwiftFormer(cfg, { head }).params;
-    if (shapeCache.size >= 16) shapeCache.delete(shapeCache.keys().next().value!);
-    shapeCache.set(key, shapes);
-  }
-  return shapes;
+  return memo(shapeCache, JSON.stringify([cfg, head]), () => emitSwiftFormer(cfg, { head }).params);
 }
 
 function initialValues(key: string, shape: number[], params: ReadonlyMap<string, number[]>, rng: Random): Float32Array {

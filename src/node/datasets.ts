@@ -10,7 +10,7 @@ import { SwiftFormerError } from '../core/errors.js';
 import { fsReason, refuseOtherSchemes } from './files.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import {
-  FASHION_MNIST_CLASSES, IdxDataset, limitDataset, type IdxArray, type ImageDataset,
+  FASHION_MNIST_CLASSES, IdxDataset, idxClassCount, limitDataset, type IdxArray, type ImageDataset,
 } from '../data/dataset.js';
 
 // ---------------------------------------------------------------- IDX
@@ -118,9 +118,18 @@ export async function hasIdxFiles(dir: string): Promise<boolean> {
   return false;
 }
 
+/** Debian's Fashion-MNIST directory, or the one IO error every command gives when it is not installed. */
+export async function fashionMnistDir(dir = FASHION_MNIST_DIR): Promise<string> {
+  if (!(await hasIdxFiles(dir))) {
+    throw new SwiftFormerError('IO', `Fashion-MNIST is not installed in ${dir}: install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist) or name a directory of IDX files instead`);
+  }
+  return dir;
+}
+
 /**
- * The train or test split of an MNIST-family directory. Class names default to Fashion-MNIST's
- * when the directory is Debian's Fashion-MNIST, else to the digits '0' .. 'K-1'.
+ * The train or test split of an MNIST-family directory. Without `classes`, the labels must cover
+ * 0 .. K-1 without a gap (idxClassCount: a stray label is an error naming its record); the names
+ * are Fashion-MNIST's for a Fashion-MNIST directory of up to 10 classes, else the digits '0' .. 'K-1'.
  */
 export async function loadIdxDataset(dir: string, split: 'train' | 'test', options: { classes?: readonly string[] } = {}): Promise<IdxDataset> {
   const imagesPath = await findIdxFile(dir, split, 'images');
@@ -132,9 +141,8 @@ export async function loadIdxDataset(dir: string, split: 'train' | 'test', optio
   const [images, labels] = await Promise.all([readIdx(imagesPath), readIdx(labelsPath)]);
   let classes = options.classes;
   if (!classes) {
-    let max = 0;
-    for (const l of labels.data) max = Math.max(max, l);
-    classes = /fashion/i.test(dir) && max < 10 ? FASHION_MNIST_CLASSES : Array.from({ length: max + 1 }, (_, i) => String(i));
+    const k = idxClassCount(labels, labelsPath);
+    classes = /fashion/i.test(dir) && k <= 10 ? FASHION_MNIST_CLASSES : Array.from({ length: k }, (_, i) => String(i));
   }
   return new IdxDataset(`${dir} (${split})`, images, labels, classes);
 }
@@ -281,12 +289,7 @@ export interface TrainingData {
 export async function openTrainingData(source: string, options: { limit?: number; decode?: DecodeFn } = {}): Promise<TrainingData> {
   refuseOtherSchemes(source, 'training data is read from disk', 'IO');
   let dir = source;
-  if (source === 'fashion-mnist') {
-    dir = FASHION_MNIST_DIR;
-    if (!(await hasIdxFiles(dir))) {
-      throw new SwiftFormerError('IO', `Fashion-MNIST is not installed in ${dir}: install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist) or pass --data <directory>`);
-    }
-  }
+  if (source === 'fashion-mnist') dir = await fashionMnistDir();
   if (!(await isDirectory(dir))) throw new SwiftFormerError('IO', `data directory ${dir} does not exist or is not a directory`);
   const limit = (d: ImageDataset) => (options.limit === undefined ? d : limitDataset(d, options.limit));
   if (await hasIdxFiles(dir)) {

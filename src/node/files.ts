@@ -69,17 +69,20 @@ async function missingLevels(path: string): Promise<{ missing: string[]; at: str
 /**
  * Creates `path` and its missing parents (as `mkdir -p`), without Node's recursive mkdir, which
  * in Node 20 loops forever where the file system answers ENOENT for a parent that exists (/proc).
- * `what` names the folder in errors ('the download cache', default 'directory').
+ * A failure is one line naming the folder by its role (`what`: 'output directory', ...): a file
+ * where it should be, a file among its parents, no permission, a read-only or full file system.
  */
 export async function makeDirectory(path: string, what = 'directory'): Promise<void> {
-  const fail = (why: string, cause?: unknown) => new SwiftFormerError('IO', `cannot create ${what} ${path}: ${why}`, cause === undefined ? undefined : { cause });
+  const fail = (why: string, cause?: unknown) => new SwiftFormerError('IO', `${what} ${path} ${why}`, cause === undefined ? undefined : { cause });
   let levels: Awaited<ReturnType<typeof missingLevels>>;
   try {
     levels = await missingLevels(path);
   } catch (err) {
-    throw fail(fsReason(err), err);
+    throw fail(`cannot be created: ${fsReason(err)}`, err);
   }
-  if (levels.kind === 'other') throw fail(levels.missing.length === 0 ? 'it exists and is not a directory' : `${levels.at} is not a directory`);
+  if (levels.kind === 'other') {
+    throw fail(levels.missing.length === 0 ? 'exists and is not a directory' : `cannot be created: ${levels.at} is a file, not a directory`);
+  }
   for (const level of levels.missing) {
     try {
       await mkdir(level);
@@ -87,8 +90,7 @@ export async function makeDirectory(path: string, what = 'directory'): Promise<v
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST' && (await kindOf(level).catch(() => 'other')) === 'directory') continue; // made meanwhile
       // The parent exists (it was just checked or made), so ENOENT means the file system refuses.
-      if (code === 'ENOENT') throw fail(`${dirname(level)} does not accept new folders`, err);
-      throw fail(fsReason(err), err);
+      throw fail(`cannot be created: ${code === 'ENOENT' ? `${dirname(level)} does not accept new folders` : fsReason(err)}`, err);
     }
   }
 }
@@ -96,7 +98,7 @@ export async function makeDirectory(path: string, what = 'directory'): Promise<v
 /** Why a file cannot be created in `dir`: the first ancestor that is not a folder, or the folder that is missing. */
 async function parentProblem(dir: string): Promise<string | undefined> {
   const { missing, at, kind } = await missingLevels(dir).catch(() => ({ missing: [], at: dir, kind: 'directory' as Kind }));
-  if (kind === 'other') return `${at} is not a directory`;
+  if (kind === 'other') return `${at} is a file, not a directory`;
   if (missing.length > 0) return `the folder ${dir} does not exist`;
   return undefined;
 }

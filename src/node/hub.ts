@@ -242,7 +242,7 @@ async function downloadTarget(t: Target, options: DownloadOptions): Promise<stri
 /** A folder in the cache; one that cannot be made says how to choose another cache. */
 async function makeCacheDirectory(dir: string): Promise<void> {
   try {
-    await makeDirectory(dir, 'the download cache');
+    await makeDirectory(dir, 'download cache folder');
   } catch (err) {
     throw new SwiftFormerError('IO', `${(err as Error).message} (set SWIFTFORMER_CACHE to a folder you can write)`, { cause: err });
   }

@@ -4,6 +4,7 @@
  * statistics. ONNX Runtime runs it; the optimizer and running statistics live in JS.
  */
 import { SwiftFormerError } from '../core/errors.js';
+import { DEFAULTS } from './config.js';
 import { backward } from '../graph/grad.js';
 import { GraphBuilder, toOnnx, type BatchStat, type Graph } from '../graph/graph.js';
 import type { Layout } from '../graph/layout.js';
@@ -49,7 +50,7 @@ export function buildStepGraph(cfg: SwiftFormerConfig, options: StepGraphOptions
   const k = cfg.numClasses;
   let loss = crossEntropy(b, 'logits', b.input('targets', [options.batch, k]));
   if (options.distill && cfg.distillation) {
-    const weight = options.distillWeight ?? 0.5;
+    const weight = options.distillWeight ?? DEFAULTS.distillWeight;
     const distLoss = crossEntropy(b, 'dist_logits', b.input('dist_targets', [options.batch, k]));
     loss = b.binary('Add', b.binary('Mul', loss, b.constant([1 - weight])), b.binary('Mul', distLoss, b.constant([weight])));
   }
