@@ -1,13 +1,14 @@
 /**
  * The README runs as written. Its library example is run against the built package (imported by its
  * own name, as a user would) and checked against what its comments say; every other ```ts block
- * (except the one for browsers) and every `npx swiftformer` command of its ```sh blocks is run in a
- * sandbox folder that holds the files the examples name: `SwiftFormer_XS_ckpt.pth` is the official
- * code's XS checkpoint from the fixtures (same layout as the release's file, random weights),
- * `hf:MBZUAI/swiftformer-xs` and the `https://example.org/xs.pth#sha256=<hex>` placeholder are
- * served by a local server on 127.0.0.1, and photos are generated. Trainings run with a few images
- * and epochs appended (`SHORTER`); nothing else is changed. Paths, scripts and npm scripts the text
- * names must exist.
+ * (except the one for browsers, and the scoring one, which test/score.test.ts runs) and every
+ * `npx swiftformer` command of its ```sh blocks is run in a sandbox folder that holds the files the
+ * examples name: `SwiftFormer_XS_ckpt.pth` is the official code's XS checkpoint from the fixtures
+ * (same layout as the release's file, random weights), `hf:MBZUAI/swiftformer-xs` and the
+ * `https://example.org/xs.pth#sha256=<hex>` placeholder are served by a local server on 127.0.0.1,
+ * photos and label maps are generated, COCO files come from test/data/coco (pycocotools' reference
+ * runs). Trainings get a few images and one epoch appended (`SHORTER`, the fine-tuning also 64 px);
+ * nothing else is changed. Paths, scripts and npm scripts the text names must exist.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -20,6 +21,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { writeGrayPng } from '../src/node/png.js';
 import { readStateDict } from '../src/weights/read.js';
 import { writeSafetensors } from '../src/weights/safetensors.js';
 import { fixtureBytes, fixturePath } from './fixtures.js';
@@ -35,8 +37,8 @@ const BLOCKS: Block[] = [...README.matchAll(/^```(\S*(?: \S+)?)\n([\s\S]*?)^```$
 
 /** Commands the test shortens: a few images and epochs, appended after the README's own flags (the last value wins). */
 const SHORTER: { command: RegExp; append: string }[] = [
-  { command: /^train --data fashion-mnist /, append: ' --limit 256 --epochs 2 --batch-size 64' },
-  { command: /^train --data photos /, append: ' --epochs 1 --batch-size 2' },
+  { command: /^train --data fashion-mnist /, append: ' --limit 128 --epochs 1 --batch-size 64' },
+  { command: /^train --data photos /, append: ' --epochs 1 --batch-size 2 --input-size 64' },
 ];
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -54,6 +56,12 @@ let base = '';
 let env: NodeJS.ProcessEnv = {};
 const checkpoint = fixtureBytes('xs/checkpoint_model_only.pth');
 const checkpointSha = createHash('sha256').update(checkpoint).digest('hex');
+
+/** A folder in the sandbox, made if missing. */
+async function dir(path: string): Promise<string> {
+  await mkdir(join(SANDBOX, path), { recursive: true });
+  return join(SANDBOX, path);
+}
 
 /** An image of a flat colour with a gradient, so each photo is different. */
 async function photo(path: string, r: number, g: number, b: number): Promise<void> {
@@ -80,6 +88,19 @@ before(async () => {
     }
     await photo(join(SANDBOX, 'imagenet', 'val', `n0${c}`, 'x.png'), c, 100, 100);
   }
+  // Label maps for `score segmentation` (ADE20K's 150 classes with 0 = other, and a 21-class set),
+  // predictions beside them, and a COCO segm run for `score detection`.
+  const labels = (f: (i: number) => number) => Uint8Array.from({ length: 8 * 6 }, (_, i) => f(i));
+  for (const stem of ['a', 'b']) {
+    const k = stem === 'a' ? 1 : 2;
+    await writeGrayPng(join(await dir('ADEChallengeData2016/annotations/validation'), `${stem}.png`), labels((i) => (i * k) % 151), 8, 6);
+    await writeGrayPng(join(await dir('ann_dir/val'), `${stem}.png`), labels((i) => (i * k) % 21), 8, 6);
+    await writeGrayPng(join(await dir('masks'), `${stem}.png`), labels((i) => (i * k + (i % 3)) % 21), 8, 6);
+  }
+  const coco = JSON.parse(await readFile(new URL('./data/coco/eval-2.json', import.meta.url), 'utf8')) as { iouType: string; gt: unknown; results: unknown };
+  assert.equal(coco.iouType, 'segm');
+  await writeFile(join(await dir('annotations'), 'instances_val2017.json'), JSON.stringify(coco.gt));
+  await writeFile(join(SANDBOX, 'results.json'), JSON.stringify(coco.results));
   // A Hugging Face mirror with MBZUAI/swiftformer-xs, and the placeholder URL's checkpoint.
   const hfWeights = writeSafetensors(await readStateDict(checkpoint));
   const config = JSON.stringify({ model_type: 'swiftformer', id2label: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `class ${i}`])) });
@@ -151,7 +172,7 @@ describe('every other README example runs as written', () => {
 
   test('the `npx swiftformer` commands', async () => {
     const commands = BLOCKS.filter((b) => b.info === 'sh')
-      .flatMap((b) => b.body.split('\n'))
+      .flatMap((b) => b.body.replace(/\\\n\s*/g, ' ').split('\n')) // a trailing backslash continues the line
       .filter((line) => line.startsWith('npx swiftformer '))
       .map((line) => line.slice('npx swiftformer '.length).replace(/\s+# .*$/, '').trim());
     assert.ok(commands.length >= 10, `${commands.length} commands`);
