@@ -15,7 +15,7 @@ import { modelTransform } from '../src/preprocess/transforms.js';
 import { OnnxClassifier, type ImageClassifier } from '../src/models/exported.js';
 import { writeFileAtomic } from '../src/node/files.js';
 import { toOnnx } from '../src/graph/graph.js';
-import { loadModel } from '../src/models/model.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 import { quantizeStatic } from '../src/graph/quantize.js';
 import type { RGBImage } from '../src/preprocess/resize.js';
 import '../src/node/platform.js';
@@ -32,7 +32,7 @@ const { values } = parseArgs({
 });
 const session = { threads: 2 };
 
-const model = await loadModel({ weights: values.weights, session });
+const model = await loadSwiftFormer({ weights: values.weights, session });
 const recordedInput = model.card.preprocessing;
 if (!recordedInput) throw new Error(`${values.weights} has no recorded preprocessing: train it with this library`);
 const preprocessing = recordedInput;

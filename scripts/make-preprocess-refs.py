@@ -128,6 +128,14 @@ def resize_case(out_dir, seed, name, width, height, targets):
     return {"name": name, "width": width, "height": height, "source": f"{name}.rgb", "outputs": outputs}
 
 
+def write_index(out_dir, generator, indent=2, **fields):
+    """index.json: the generator and the versions of Pillow and numpy, then the script's fields."""
+    index = {"generator": generator, "pillow": PIL.__version__, "numpy": np.__version__, **fields}
+    with open(os.path.join(out_dir, "index.json"), "w") as f:
+        json.dump(index, f, indent=indent)
+        f.write("\n")
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "test", "data", "preprocess")
@@ -141,19 +149,10 @@ def main():
     for name, w, h, targets in RESIZE_CASES:
         seed += 1
         resizes.append(resize_case(out_dir, seed, name, w, h, targets))
-    index = {
-        "generator": "scripts/make-preprocess-refs.py",
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-        "format": "raw uint8 RGB, row-major, channels interleaved",
-        "resizeShorter": RESIZE_SHORTER,
-        "crop": CROP,
-        "evalCases": evals,
-        "resizeCases": resizes,
-    }
-    with open(os.path.join(out_dir, "index.json"), "w") as f:
-        json.dump(index, f, indent=2)
-        f.write("\n")
+    write_index(
+        out_dir, "scripts/make-preprocess-refs.py", format="raw uint8 RGB, row-major, channels interleaved",
+        resizeShorter=RESIZE_SHORTER, crop=CROP, evalCases=evals, resizeCases=resizes,
+    )
     total = sum(os.path.getsize(os.path.join(out_dir, n)) for n in os.listdir(out_dir))
     print(f"wrote {len(os.listdir(out_dir))} files, {total} bytes, to {out_dir} (Pillow {PIL.__version__})")
 

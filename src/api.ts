@@ -2,12 +2,30 @@
  * The platform-neutral API: everything both entries (index.ts for Node, browser.ts) export.
  * Nothing here imports a node: module or a particular ONNX Runtime build.
  */
-export { loadModel, modelInfo, SwiftFormerModel } from './models/model.js';
+export { loadSwiftFormer, modelInfo, SwiftFormerModel, checkModelOptions } from './models/model.js';
+export { loadModel } from './models/load.js';
+export type { Model, LoadOptions } from './models/load.js';
+export { denseTaskOf } from './models/families.js';
+export { readModelSource } from './models/source.js';
+export type { ModelSource } from './models/source.js';
 export type { ModelInfo, ModelOptions, StageInfo, SwiftFormerId, VitId } from './models/model.js';
 export {
   VARIANTS, variantConfig, emitSwiftFormer, initialWeights, remapKeys, detectKeyFormat, stageNetworkIndices,
 } from './models/swiftformer.js';
 export type { EmitOptions, Head, KeyFormat, SwiftFormerConfig } from './models/swiftformer.js';
+export {
+  SegmentationModel, loadSemanticFpn, isSemanticFpnState, mmsegMeta, readSegmentationWeights, defaultPalette, classAreas,
+} from './models/segmentation.js';
+export type { Segmentation, SegmentationMeta, SegmentationOptions, SegmentationOutput, ClassArea, ClassMask } from './models/segmentation.js';
+export {
+  emitSemanticFpn, semanticFpnConfig, inferSemanticFpnConfig, initialSemanticFpnWeights, remapSemanticFpnKeys, DEFAULT_SCALE, IGNORE_INDEX,
+} from './models/semfpn.js';
+export type { SemanticFpnConfig, SemanticFpnEmitOptions } from './models/semfpn.js';
+export { segmentationInput, MMSEG_NORMALIZATION } from './preprocess/segmentation.js';
+export type { SegmentationInput } from './preprocess/segmentation.js';
+export { cvResizeLinear, rescaleSize } from './preprocess/cv-resize.js';
+export { overlay, colorize } from './draw/overlay.js';
+export type { OverlayOptions } from './draw/overlay.js';
 export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './models/attention.js';
 export type { AttentionType, TokenNorm } from './models/attention.js';
 export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights } from './models/vit.js';

@@ -25,6 +25,8 @@ export type { TrainConfig, TrainTask, ClipConfig, ClassificationSettings, Reques
 export type { TrainOptions, TrainProgress, TrainResult, Teacher, DistillOptions } from './train/trainer.js';
 export { TrainStep, updateRunningStats, buildVitStepGraph } from './train/step.js';
 export type { StepGraphOptions, StepResult } from './train/step.js';
+export { SegmentationTrainStep, buildSegmentationStepGraph, dropoutMask } from './train/segmentation-step.js';
+export type { SegmentationStepOptions } from './train/segmentation-step.js';
 export {
   AdamW, Sgd, createOptimizer, ModelEma, weightDecayGroups, noWeightDecay, timmNoDecay, clipGradNorm, globalGradNorm, adaptiveClipGrad, cloneState,
 } from './train/optim.js';
@@ -38,7 +40,11 @@ export { ImageFolderDataset, parseIdx, readIdx, loadIdxDataset, loadImageFolder,
 export type { ImageDataset, IdxArray } from './data/dataset.js';
 export type { Batch, LoaderOptions } from './train/loader.js';
 export type { TrainingData, DecodeFn } from './node/datasets.js';
-export { sampleTransform, mixBatch, randomResizedCropBox, colorJitter, randomErase, flipHorizontal, DEFAULT_AUGMENT, augmentFor, smallImageAugment, SMALL_IMAGE_SIZE } from './train/augment.js';
+export {
+  sampleTransform, mixBatch, randomResizedCropBox, colorJitter, drawColorJitter, applyColorJitter, randomErase, flipHorizontal, DEFAULT_AUGMENT,
+  DEFAULT_COLOR_JITTER, augmentFor, smallImageAugment, withRandAugment, checkAugment, SMALL_IMAGE_SIZE,
+} from './train/augment.js';
+export { randAugment, parseRandAugment, OFFICIAL_RAND_AUGMENT } from './train/randaugment.js';
 export { padImage, cropImage } from './preprocess/transforms.js';
 export type { AugmentOptions, MixupOptions, RandomErasing, ColorJitter, SampleTransform, TransformOptions } from './train/augment.js';
 export { readCheckpoint, readSidecar, writeCheckpoint, officialPth, moduleOrder } from './train/checkpoint.js';

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import {
-  decodeImage, defaultWeights, evalTransform, loadLabels, loadModel, preprocess, readSafetensors, writeSafetensors, type Preprocessing,
+  decodeImage, defaultWeights, evalTransform, loadLabels, loadSwiftFormer, preprocess, readSafetensors, writeSafetensors, type Preprocessing,
   type SwiftFormerModel,
 } from '../src/index.js';
 import { NODE_ONLY } from '../scripts/check-boundaries.js';
@@ -70,7 +70,7 @@ else describe('browser (Chromium)', () => {
   function nodeModel(weights: string, attention?: 'l2' | 'softmax'): Promise<SwiftFormerModel> {
     let model = nodeModels.get(weights);
     if (!model) {
-      model = loadModel({ weights, ...(attention ? { attention } : {}) });
+      model = loadSwiftFormer({ weights, ...(attention ? { attention } : {}) });
       nodeModels.set(weights, model);
     }
     return model;

@@ -103,11 +103,11 @@ describe('the command line as a user meets it', () => {
   test('option errors are one line pointing at --help, not the whole usage', async () => {
     assertOneLine(await cli('info', '--bogus'), /^swiftformer info: unknown option '--bogus'; see swiftformer info --help$/);
     assertOneLine(await cli('info', '--size'), /^swiftformer info: option '--size <value>' argument missing; see swiftformer info --help$/i);
-    assertOneLine(await cli('export', '--model', 'xs'), /^swiftformer export: --onnx <out\.onnx> is required; see swiftformer export --help$/);
+    assertOneLine(await cli('export', '--model', 'xs'), /^swiftformer export: --onnx <out\.onnx> is required \(or --triton <dir>\); see swiftformer export --help$/);
     assertOneLine(await cli('classify', '--model', 'xs'), /^swiftformer classify: no images given; see swiftformer classify --help$/);
     assertOneLine(await cli('eval'), /^swiftformer eval: eval takes one dataset, got 0; see swiftformer eval --help$/);
     assertOneLine(await cli('train', '--epochs', '1'), /^swiftformer train: --data <dir\|fashion-mnist> is required; see swiftformer train --help$/);
-    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, eval, bench, score\); see swiftformer --help$/);
+    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, segment, eval, bench, score, serve\); see swiftformer --help$/);
   });
 
   test('stray positional arguments are refused', async () => {

@@ -467,7 +467,7 @@ describe('hf: repositories', () => {
   });
 
   test('loadModel({ weights: "hf:..." }) reads Hugging Face keys and runs them with softmax attention', async () => {
-    const fromHub = await loadModel({ weights: 'hf:test/tiny' });
+    const fromHub = await loadModel({ weights: 'hf:test/tiny', task: 'classification' });
     assert.equal(fromHub.report?.format, 'huggingface');
     assert.equal(fromHub.config.attention, 'softmax');
     assert.ok(listFiles(envCache).some((f) => f.endsWith('model.safetensors')), 'downloaded into $SWIFTFORMER_CACHE');

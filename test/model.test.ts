@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { loadModel, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
+import { loadModel, loadSwiftFormer, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
 import { bindParams, toOnnx } from '../src/graph/graph.js';
 import { emitSwiftFormer, initialWeights, stageNetworkIndices } from '../src/models/swiftformer.js';
 import { optimizeForInference } from '../src/graph/passes.js';
@@ -13,7 +13,7 @@ const TOLERANCE = 1e-4;
 
 const open: SwiftFormerModel[] = [];
 async function load(options: Parameters<typeof loadModel>[0]): Promise<SwiftFormerModel> {
-  const model = await loadModel({ session: { threads: 2 }, ...options });
+  const model = await loadSwiftFormer({ session: { threads: 2 }, ...options });
   open.push(model);
   return model;
 }
@@ -354,7 +354,7 @@ describe('every public entry validates its arguments', () => {
   });
 
   test('release: calls pending at release and every later call fail with RELEASED', async () => {
-    const model = await loadModel({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 } });
+    const model = await loadModel({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 }, task: 'classification' });
     const pixels = fixtureTensor('tiny', 'input.bin');
     const pending = model.logits(pixels);
     const released = model.release();
@@ -363,5 +363,37 @@ describe('every public entry validates its arguments', () => {
     await assert.rejects(model.logits(pixels), (e: unknown) => code('RELEASED')(e) && /was released/.test((e as Error).message));
     await assert.rejects(model.classify({ width: 8, height: 8, data: new Uint8Array(192) }), code('RELEASED'));
     await model.release(); // twice is fine
+  });
+});
+
+describe('loadModel: one entry, the family read off the weights', () => {
+  test('mmsegmentation weights give a segmentation model; SwiftFormer weights a classifier or backbone', async () => {
+    const seg = await loadModel({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), session: { threads: 1 } });
+    open.push(seg as never);
+    assert.equal(seg.task, 'segmentation');
+    assert.equal(seg.card.task, 'segmentation');
+    const cls = await loadModel({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 } });
+    open.push(cls as never);
+    assert.equal(cls.card.task, 'classification');
+    const backbone = await loadModel({ weights: fixturePath('tiny/fork_feat_weights.safetensors'), session: { threads: 1 } });
+    open.push(backbone as never);
+    assert.equal(backbone.card.task, 'features');
+  });
+
+  test('a task that the weights are not is refused, naming what they are', async () => {
+    await assert.rejects(loadModel({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), task: 'classification' }),
+      /holds a Semantic FPN segmentation model \(mmsegmentation keys\): it cannot be loaded for classification/);
+    await assert.rejects(loadSwiftFormer({ weights: fixturePath('semfpn-tiny/weights.safetensors') }),
+      /holds a Semantic FPN segmentation model .*not a SwiftFormer classifier or backbone/);
+    await assert.rejects(loadModel({ task: 'bogus' as never }), /task must be one of/);
+  });
+
+  test("task 'segmentation' with a classifier's weights starts a new model from its backbone", async () => {
+    const seg = await loadModel({ task: 'segmentation', weights: fixturePath('tiny/weights.safetensors'), numClasses: 4, session: { threads: 1 } });
+    open.push(seg as never);
+    const classifier = await stateOf('tiny/weights.safetensors');
+    const key = 'network.0.0.local_representation.dwconv.weight';
+    assert.deepEqual([...(seg.state.get(`backbone.${key}`)!.data as Float32Array)], [...(classifier.get(key)!.data as Float32Array)]);
+    assert.equal(seg.numClasses, 4);
   });
 });

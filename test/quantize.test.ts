@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import '../src/node/platform.js';
 import { toOnnx, type Graph } from '../src/graph/graph.js';
-import { loadModel } from '../src/models/model.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 import { calibrate, quantizeGraph } from '../src/graph/quantize.js';
 import { preprocess } from '../src/node/decode.js';
 import { OnnxClassifier } from '../src/models/exported.js';
@@ -32,7 +32,7 @@ function argmaxRows(data: Float32Array, classes: number): number[] {
 }
 
 describe('INT8 static quantization (QDQ)', async () => {
-  const model = await loadModel({ weights: fixturePath('tiny/weights.safetensors') });
+  const model = await loadSwiftFormer({ weights: fixturePath('tiny/weights.safetensors') });
   const graph = model.graph(224);
   const input = fixtureTensor('tiny', 'input.bin');
   const ranges = await calibrate(graph, [input]);
@@ -99,7 +99,7 @@ describe('swiftformer export --int8, and classify with the INT8 file', () => {
     assert.ok((await stat(int8)).size < 0.5 * (await stat(float)).size);
     const classified = await cli('classify', ...images, '--weights', int8, '--json', '--top', '1');
     assert.equal(classified.code, 0, classified.stderr);
-    const model = await loadModel({ weights });
+    const model = await loadSwiftFormer({ weights });
     const quantized = await OnnxClassifier.load(int8);
     assert.deepEqual(quantized.inputSize, [64, 64]);
     for (const file of images) {

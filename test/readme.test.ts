@@ -11,7 +11,7 @@
  * nothing else is changed. Paths, scripts and npm scripts the text names must exist.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +22,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { writeGrayPng } from '../src/node/png.js';
+import { initialWeights, variantConfig } from '../src/models/swiftformer.js';
+import { writePth } from '../src/weights/pth.js';
 import { readStateDict } from '../src/weights/read.js';
 import { writeSafetensors } from '../src/weights/safetensors.js';
 import { fixtureBytes, fixturePath } from './fixtures.js';
@@ -39,6 +41,8 @@ const BLOCKS: Block[] = [...README.matchAll(/^```(\S*(?: \S+)?)\n([\s\S]*?)^```$
 const SHORTER: { command: RegExp; append: string }[] = [
   { command: /^train --data fashion-mnist /, append: ' --limit 128 --epochs 1 --batch-size 64' },
   { command: /^train --data photos /, append: ' --epochs 1 --batch-size 2 --input-size 64' },
+  { command: /^train --resume runs\/fmnist --epochs/, append: ' --epochs 2' },
+  { command: /^serve/, append: ' --port 0' }, // any free port: the README's 8000 and 8080 may be taken
 ];
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -79,6 +83,11 @@ before(async () => {
   await mkdir(SANDBOX, { recursive: true });
   await copyFile(fixturePath('xs/checkpoint_model_only.pth'), join(SANDBOX, 'SwiftFormer_XS_ckpt.pth'));
   await copyFile(fixturePath('xs/fork_feat_weights.safetensors'), join(SANDBOX, 'fork_feat_weights.safetensors'));
+  // The official L1 checkpoint's layout ({'model': state_dict}) and shapes, random weights.
+  await writeFile(join(SANDBOX, 'SwiftFormer_L1.pth'), writePth({ model: initialWeights(variantConfig('l1'), 'classifier', 0) } as never, { folder: 'SwiftFormer_L1' }));
+  // fmnist.onnx, which the serve example names: the bundled model exported.
+  const exported = await run(process.execPath, [MAIN, 'export', '--weights', join(ROOT, 'assets/default/model.safetensors'), '--onnx', join(SANDBOX, 'fmnist.onnx')], SANDBOX, process.env);
+  assert.equal(exported.code, 0, exported.stderr);
   await photo(join(SANDBOX, 'cat.jpg'), 200, 120, 40);
   await photo(join(SANDBOX, 'dog.png'), 90, 60, 30);
   for (const [i, c] of [[1, 10], [2, 200]] as const) await photo(join(SANDBOX, 'photos', `p${i}.jpg`), c, 50, 200 - c);
@@ -154,6 +163,7 @@ describe('every other README example runs as written', () => {
     { marker: 'fork_feat_weights', output: /^\[ 1, 48, 56, 56 \] \[ 1, 220, 7, 7 \]$/m },
     { marker: "hf:MBZUAI/swiftformer-xs'", output: /^5 \[ 1, 3, 224, 224 \] \[ 1, 1000 \]$/m },
     { marker: "attentionType: 'mhsa'", output: /^3474924$/m },
+    { marker: "'SwiftFormer_L1.pth'", output: /^150$/m },
     { marker: "openTrainingData('fashion-mnist'", output: /epoch: 2,/ },
   ];
 
@@ -170,21 +180,63 @@ describe('every other README example runs as written', () => {
     assert.ok(BLOCKS.some((b) => b.info === 'ts browser'), 'the browser block is marked as such (test/browser.test.ts drives the page)');
   });
 
-  test('the `npx swiftformer` commands', async () => {
-    const commands = BLOCKS.filter((b) => b.info === 'sh')
-      .flatMap((b) => b.body.replace(/\\\n\s*/g, ' ').split('\n')) // a trailing backslash continues the line
-      .filter((line) => line.startsWith('npx swiftformer '))
-      .map((line) => line.slice('npx swiftformer '.length).replace(/\s+# .*$/, '').trim());
+  /** The README's sh lines (a trailing backslash continues a line), comments dropped. */
+  const shLines = BLOCKS.filter((b) => b.info === 'sh')
+    .flatMap((b) => b.body.replace(/\\\n\s*/g, ' ').split('\n'))
+    .map((line) => line.replace(/\s+# .*$/, '').trim());
+
+  /** A README command line with the test's substitutions: the placeholder URL served here, shorter runs. */
+  function asRun(command: string): string {
+    const shorter = SHORTER.find((s) => s.command.test(command))?.append ?? '';
+    return command.replace('https://example.org/xs.pth#sha256=<hex>', `${base}/xs.pth#sha256=${checkpointSha}`) + shorter;
+  }
+
+  test('the `npx swiftformer` commands (servers apart)', async () => {
+    const commands = shLines.filter((l) => l.startsWith('npx swiftformer ') && !l.startsWith('npx swiftformer serve')).map((l) => l.slice('npx swiftformer '.length));
     assert.ok(commands.length >= 10, `${commands.length} commands`);
     for (const command of commands) {
-      const shorter = SHORTER.find((s) => s.command.test(command))?.append ?? '';
-      const line = command.replace('https://example.org/xs.pth#sha256=<hex>', `${base}/xs.pth#sha256=${checkpointSha}`) + shorter;
+      const line = asRun(command);
       const cwd = command.includes('assets/') ? ROOT : SANDBOX; // the bundled examples are in the package
       const r = await run('/bin/sh', ['-c', `exec "${process.execPath}" "${MAIN}" ${line}`], cwd, env);
       assert.equal(r.code, 0, `npx swiftformer ${line}\n${r.stderr}`);
       if (command.includes('--json')) JSON.parse(r.stdout);
     }
     assert.ok(existsSync(join(SANDBOX, 'runs', 'photos', 'checkpoint.safetensors')), 'the fine-tuning example wrote its run');
+  });
+
+  test('`npx swiftformer serve`: each server starts, answers the curl lines after it, and stops on SIGTERM', async () => {
+    const servers: { command: string; curls: string[] }[] = [];
+    for (const l of shLines) {
+      if (l.startsWith('npx swiftformer serve')) servers.push({ command: l.slice('npx swiftformer '.length), curls: [] });
+      else if (l.startsWith('curl ')) servers.at(-1)!.curls.push(l);
+    }
+    assert.ok(servers.length >= 3 && servers.some((s) => s.curls.length > 0));
+    for (const { command, curls } of servers) {
+      // The curl lines read assets/ from the package; models/ is what export --triton wrote above.
+      const child = spawn('/bin/sh', ['-c', `exec "${process.execPath}" "${MAIN}" ${asRun(command)}`], { cwd: SANDBOX, env });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+      const address = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+          const m = /^listening on http:\/\/(\S+)\n/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        void exited.then((code) => reject(new Error(`${command} exited with ${code} before listening:\n${stderr}`)));
+      });
+      for (const curl of curls) {
+        const r = await run('/bin/sh', ['-c', curl.replace(/localhost:\d+/g, address)], ROOT, env);
+        assert.equal(r.code, 0, `${curl}\n${r.stderr}`);
+        const body = JSON.parse(r.stdout) as { ready?: boolean; predictions?: { index: number; label: string }[] };
+        const predictions = body.predictions ?? [];
+        if (curl.includes('classify')) assert.deepEqual([predictions.length, predictions[0]?.index, predictions[0]?.label], [3, 4, 'Coat'], r.stdout);
+        else assert.equal(body.ready, true, r.stdout);
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, `${command}: exit after SIGTERM\n${stderr}`);
+    }
   });
 
   test('the files, scripts and npm scripts the text names exist', async () => {

@@ -22,7 +22,7 @@ import { inputBatches, limitDataset, type ImageDataset } from '../src/data/datas
 import { Loader } from '../src/train/loader.js';
 import { fashionMnistDir, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx } from '../src/node/datasets.js';
 import { SwiftFormerError } from '../src/core/errors.js';
-import { loadModel } from '../src/models/model.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 import {
   AdamW, ModelEma, Sgd, adaptiveClipGrad, clipGradNorm, noWeightDecay, timmNoDecay, weightDecayGroups,
 } from '../src/train/optim.js';
@@ -578,7 +578,7 @@ describe('train', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     assert.deepEqual(config.preprocessing, { inputSize: [32, 32], normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, pad: 2, cropPct: 0.875 });
     // The inference weights load as a model and classify like the trainer's evaluation.
-    const model = await loadModel({ weights: join(out, 'checkpoint.safetensors') });
+    const model = await loadSwiftFormer({ weights: join(out, 'checkpoint.safetensors') });
     assert.deepEqual(model.config.embedDims, TINY.embedDims);
     assert.equal(model.config.numClasses, 2);
     const meta = readSafetensors(new Uint8Array(await readFile(join(out, 'checkpoint.safetensors')))).metadata;
@@ -639,7 +639,7 @@ describe('train', () => {
     assert.ok(before.length > 0);
   });
 
-  test('checkpoint.pth: the official training-checkpoint layout, readable by readPth and loadModel', async () => {
+  test('checkpoint.pth: the official training-checkpoint layout, readable by readPth and loadSwiftFormer', async () => {
     const out = await tempDir();
     const result = await train(baseOptions({ epochs: 1, out, savePth: true, ema: true }));
     const pth = await readPth(new Uint8Array(await readFile(join(out, 'checkpoint.pth'))));
@@ -657,13 +657,13 @@ describe('train', () => {
     const trainable = [...result.state.keys()].filter((k) => !/running_|num_batches/.test(k));
     assert.equal(state.size, trainable.length);
     assert.deepEqual(state.get(0)!.get('step')!.data[0], 4);
-    const ema = await loadModel({ weights: join(out, 'checkpoint.pth'), entry: 'model_ema' });
+    const ema = await loadSwiftFormer({ weights: join(out, 'checkpoint.pth'), entry: 'model_ema' });
     assert.equal(ema.config.numClasses, 2);
     await ema.release();
   });
 
   test('fine-tuning: the head is re-initialized for a new class count; distillation from a teacher model', async () => {
-    const teacher = await loadModel({ model: TINY, seed: 5 });
+    const teacher = await loadSwiftFormer({ model: TINY, seed: 5 });
     const result = await train(baseOptions({
       model: undefined, weights: fixturePath('tiny/checkpoint_model_only.pth'), epochs: 1, test: undefined,
       distill: { teacher: modelTeacher(teacher), type: 'hard' },
@@ -677,7 +677,7 @@ describe('train', () => {
   });
 
   test('an ONNX teacher gives the same logits as the model it was exported from', async () => {
-    const model = await loadModel({ model: TINY, seed: 3 });
+    const model = await loadSwiftFormer({ model: TINY, seed: 3 });
     const teacher = await onnxTeacher(model.toOnnx(32), { session: { threads: 1 } });
     const pixels: FloatTensor = { dtype: 'float32', shape: [2, 3, 32, 32], data: Float32Array.from({ length: 6144 }, (_, i) => Math.sin(i)) };
     const [a, b] = [await teacher.logits(pixels), await model.logits(pixels)];
@@ -743,6 +743,17 @@ describe('swiftformer train (CLI)', () => {
     assertCleanFailure(other, /cannot resume .* lr 0\.5 vs 0\.001 \(given vs checkpoint\)/);
   });
 
+  test('--rand-augment lays a policy over the --augment preset; the checkpoint records it and resume holds it', async () => {
+    const data = await idxDir();
+    const out = join(await tempDir(), 'run');
+    const r = await cli('train', '--data', data, '--finetune', fixturePath('tiny/checkpoint_model_only.pth'), '--epochs', '1', '--batch-size', '8', '--out', out, '--threads', '1', '--rand-augment', 'rand-m9-n3-mstd0.5-inc1');
+    assert.equal(r.code, 0, r.stderr);
+    const augment = JSON.parse(await readFile(join(out, 'checkpoint.json'), 'utf8')).train.classification.augment;
+    assert.deepEqual(augment, { ...augmentFor([32, 32]), colorJitter: false, randAugment: 'rand-m9-n3-mstd0.5-inc1', interpolation: 'bicubic' });
+    const other = await cli('train', '--resume', out, '--rand-augment', 'rand-m5', '--threads', '1');
+    assertCleanFailure(other, /cannot resume .*classification\.augment .*rand-m5.* vs .*rand-m9-n3-mstd0\.5-inc1/);
+  });
+
   test('bad input: missing data, corrupt IDX, unknown model, impossible batch size: one line, non-zero exit', async () => {
     const data = await idxDir();
     const corrupt = await tempDir();
@@ -755,6 +766,8 @@ describe('swiftformer train (CLI)', () => {
       [['--data', data, '--model', 'xxl'], /unknown model 'xxl'/],
       [['--data', data, '--batch-size', '64'], /batch size 64 is larger than the 24 training images/],
       [['--data', data, '--lr', 'fast'], /--lr must be a number > 0/],
+      [['--data', data, '--rand-augment', 'rand-m9-inc0'], /RandAugment policy 'rand-m9-inc0': 'inc0': timm reads any inc<digits> as inc1/],
+      [['--data', data, '--rand-augment', 'auto-v0'], /RandAugment policy 'auto-v0': a RandAugment policy starts with 'rand'/],
     ];
     for (const [args, pattern] of cases) {
       const r = await cli('train', ...args, '--out', join(await tempDir(), 'x'));
@@ -1127,7 +1140,7 @@ describe('bad data and bad paths: one clear error', () => {
     await writeFile(file, 'not a directory');
     const junk = join(dir, 'junk.onnx');
     await writeFile(junk, 'not a model');
-    const model = await loadModel({ model: TINY, seed: 1 });
+    const model = await loadSwiftFormer({ model: TINY, seed: 1 });
     const at224 = join(dir, 'teacher224.onnx');
     await writeFile(at224, model.toOnnx(224));
     await model.release();

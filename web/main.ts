@@ -7,11 +7,12 @@
  */
 import defaultModel from 'virtual:default-model';
 import {
-  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadModel,
+  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadSwiftFormer,
   predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage, type RuntimeInfo,
   type SwiftFormerModel,
 } from 'swiftformer';
 import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
+import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation, usePainter } from './segmentation.js';
 
 interface Loaded {
   model: SwiftFormerModel;
@@ -99,6 +100,7 @@ function serial<T>(job: () => Promise<T>): Promise<T> {
 
 /** Installs a loaded model: creates its session (a first run), swaps it in, classifies the last image again. */
 async function install(next: Loaded): Promise<void> {
+  leaveSegmentation();
   const [h, w] = inputSize(next);
   await serial(() => next.model.logits({ dtype: 'float32', shape: [1, 3, h, w], data: new Float32Array(3 * h * w) }));
   const previous = current;
@@ -136,7 +138,7 @@ async function loadDefault(): Promise<void> {
   let config: Record<string, unknown> = {};
   if (defaultModel.config) config = (await (await fetch(defaultModel.config)).json()) as Record<string, unknown>;
   const attention = config.attention === 'softmax' || config.attention === 'l2' ? config.attention : undefined;
-  const model = await loadModel({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
+  const model = await loadSwiftFormer({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
   await install(await prepare(model, 'default', 'default', defaultModel.labels, config));
 }
 
@@ -144,19 +146,29 @@ async function loadDefault(): Promise<void> {
 async function loadFromUrl(url: string): Promise<void> {
   const key = `url:${url}`;
   if (await loadCachedEntry(key)) return;
-  const model = await loadModel({ weights: url });
   const name = url.split(/[/?#]/).filter(Boolean).at(-1) ?? url;
+  // Fetched once: Semantic FPN weights switch the page to segmentation, anything else loads as a classifier.
+  const bytes = url.startsWith('hf:') ? undefined : await fetchWeights(url);
+  if (bytes && await trySegmentation(bytes, name)) return;
+  const model = await loadSwiftFormer({ weights: bytes ?? url });
   await install(await prepare(model, key, name));
   await remember(key, name, model);
 }
 
 async function loadFromFile(file: File): Promise<void> {
   const bytes = new Uint8Array(await file.arrayBuffer());
+  if (await trySegmentation(bytes, file.name)) return;
   const key = `file:${await sha256Hex(bytes)}`;
   if (await loadCachedEntry(key)) return;
-  const model = await loadModel({ weights: bytes });
+  const model = await loadSwiftFormer({ weights: bytes });
   await install(await prepare(model, key, file.name));
   await remember(key, file.name, model);
+}
+
+async function fetchWeights(url: string): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`HTTP ${response.status} from ${url}`);
+  return new Uint8Array(await response.arrayBuffer());
 }
 
 async function remember(key: string, name: string, model: SwiftFormerModel): Promise<void> {
@@ -168,7 +180,7 @@ async function loadCachedEntry(key: string): Promise<boolean> {
   const hit = await readCached(key);
   if (!hit) return false;
   const { meta, bytes } = hit;
-  const model = await loadModel({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
+  const model = await loadSwiftFormer({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
   await install(await prepare(model, key, meta.name));
   await refreshPicker();
   return true;
@@ -202,6 +214,10 @@ function render(result: Result): void {
 }
 
 async function classifyImage(image: RGBImage, source: string, started = performance.now()): Promise<Result | undefined> {
+  if (segmentationActive()) {
+    await serial(() => segmentImage(image, source, started));
+    return undefined;
+  }
   if (!current) {
     setStatus('Load a model first', 'error');
     return undefined;
@@ -274,7 +290,7 @@ async function startCamera(): Promise<void> {
   const loop = ++cameraLoop;
   const times: number[] = [];
   while (loop === cameraLoop) {
-    if (!current || ui.video.readyState < 2) {
+    if ((!current && !segmentationActive()) || ui.video.readyState < 2) {
       await new Promise((r) => setTimeout(r, 50));
       continue;
     }
@@ -400,6 +416,8 @@ const demo = {
     return times;
   },
 };
+Object.defineProperties(demo, Object.getOwnPropertyDescriptors(segmentationDemo));
+usePainter(showPreview);
 (window as unknown as { demo: typeof demo }).demo = demo;
 
 async function main(): Promise<void> {

@@ -9,17 +9,20 @@ export interface Parsed {
   values: Record<string, string | undefined>;
   /** Boolean options that were given. */
   flags: Set<string>;
+  /** Options declared `multiple: true`, each value in order. */
+  lists: Record<string, string[]>;
   positionals: string[];
 }
 
-/** The command a usage text is for: 'Usage: swiftformer info ...' gives 'info'. */
-function commandOf(usage: string): string {
-  return /^Usage: swiftformer (\S+)/.exec(usage)?.[1] ?? '<command>';
+/** Where a usage text's --help is: 'Usage: swiftformer info ...' gives 'swiftformer info --help'. */
+function helpOf(usage: string): string {
+  const command = /^Usage: swiftformer (\S+)/.exec(usage)?.[1];
+  return command ? `swiftformer ${command} --help` : '--help';
 }
 
 /** A usage error: one line that points at the command's --help (the usage itself is not repeated). */
 export function usageError(usage: string, message: string): SwiftFormerError {
-  return new SwiftFormerError('BAD_ARGUMENT', `${message}; see swiftformer ${commandOf(usage)} --help`);
+  return new SwiftFormerError('BAD_ARGUMENT', `${message}; see ${helpOf(usage)}`);
 }
 
 /**
@@ -31,11 +34,13 @@ export function parse(argv: string[], options: Options, usage: string, { positio
     const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
     const strings: Record<string, string | undefined> = {};
     const flags = new Set<string>();
+    const lists: Record<string, string[]> = {};
     for (const [name, value] of Object.entries(values)) {
       if (typeof value === 'string') strings[name] = value;
       else if (value === true) flags.add(name);
+      else if (Array.isArray(value)) lists[name] = value.filter((v): v is string => typeof v === 'string');
     }
-    return { values: strings, flags, positionals };
+    return { values: strings, flags, lists, positionals };
   } catch (err) {
     // parseArgs' first sentence says it ("Unknown option '--x'"); the rest is advice about '--'.
     const first = (err as Error).message.split(/\. (?=[A-Z])/)[0]!.replace(/\.$/, '');
@@ -60,7 +65,7 @@ export function cliMessage(message: string, usage: string): string {
   for (const { library, flag, cli, without } of FLAG_WORDING) text = text.replace(library, usage.includes(flag) ? cli : without);
   // A message that carries the whole usage text keeps its first part and points at --help.
   const cut = text.indexOf('\n\nUsage: ');
-  return cut < 0 ? text : `${text.slice(0, cut)}; see swiftformer ${commandOf(usage)} --help`;
+  return cut < 0 ? text : `${text.slice(0, cut)}; see ${helpOf(usage)}`;
 }
 
 /** A positive integer option, or undefined when absent. */

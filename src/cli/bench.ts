@@ -3,7 +3,7 @@ import { readSource } from '../core/io.js';
 import { getBackend, type SessionOptions } from '../runtime/runtime.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { writeFileAtomic } from '../node/files.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
 import { variantConfig } from '../models/swiftformer.js';
 import { lineChart } from '../draw/svg.js';
 import { intOption, parse } from './args.js';
@@ -97,7 +97,7 @@ export async function bench(argv: string[]): Promise<void> {
   const rows: Row[] = [];
   const sweep: Record<string, [number, number][]> = {};
   for (const [index, id] of models.entries()) {
-    const model = await loadModel({ ...(values.model || !values.weights ? { model: id } : {}), ...(values.weights ? { weights: values.weights } : {}) });
+    const model = await loadSwiftFormer({ ...(values.model || !values.weights ? { model: id } : {}), ...(values.weights ? { weights: values.weights } : {}) });
     const macs = model.info(size).macs;
     for (const batch of batches) {
       const contenders: Contender[] = [{ name: 'ours', model: model.toOnnx(size), input: 'pixel_values' }];

@@ -7,7 +7,8 @@ import { labelsFromHfConfig, loadLabels, resolveLabels, type LabelSources } from
 import { predictions, type Prediction } from '../models/classify.js';
 import { inputOptions } from '../models/card.js';
 import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
+import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
@@ -51,7 +52,7 @@ export interface Classifier {
 }
 
 /** Model, labels and input pipeline from the command-line options (downloads show a progress bar). */
-export async function loadClassifier(values: Record<string, string | undefined>, command: string, flags: ReadonlySet<string> = new Set()): Promise<Classifier> {
+export async function loadClassifier(values: Record<string, string | undefined>, command: string, flags: ReadonlySet<string> = new Set(), session?: SessionOptions): Promise<Classifier> {
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
   const requestedSize = intOption(values.size, 'size');
@@ -92,14 +93,20 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
   const model: ImageClassifier = file.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(file)
-    : await loadModel({
+    ? await OnnxClassifier.load(file, session ? { session } : {})
+    : await loadSwiftFormer({
       weights: file,
+      ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
       ...(flags.has('allow-non-finite') ? { allowNonFinite: true } : {}),
-    }); // its messages name library options; the CLI shows them as flags (cliMessage)
+    }).catch((err: unknown) => {
+      // Weights of a dense-prediction model: name the command that takes them (flags: cliMessage).
+      const dense = err instanceof SwiftFormerError && /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
+      if (dense) throw new SwiftFormerError(err.code, `${err.message}: use swiftformer ${dense === 'segmentation' ? 'segment' : 'detect'}`);
+      throw err;
+    });
   try {
     if (model.head !== 'classifier') throw new SwiftFormerError('BAD_ARGUMENT', `${weights} is a feature backbone (fork_feat weights, no classifier head): it cannot classify`);
     const numClasses = model.config.numClasses;

@@ -1,16 +1,21 @@
+import { basename } from 'node:path';
 import { writeFileAtomic } from '../node/files.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { inputBatches, limitDataset } from '../data/dataset.js';
 import { openTrainingData } from '../node/datasets.js';
 import { inputFor } from '../preprocess/transforms.js';
 import { toOnnx } from '../graph/graph.js';
-import { loadModel, type SwiftFormerModel } from '../models/model.js';
+import { loadSwiftFormer, type SwiftFormerModel } from '../models/model.js';
 import { quantizeStatic } from '../graph/quantize.js';
 import { describePreprocessing, inputOptions } from '../models/card.js';
 import type { RGBImage } from '../preprocess/resize.js';
+import { readSource } from '../core/io.js';
+import { onnxSignature } from '../serve/onnx.js';
+import { writeTritonModel } from '../serve/triton.js';
 import { choice, intOption, parse, usageError } from './args.js';
+import { segmentationUsage, trySegmentationExport } from './export-segmentation.js';
 
-export const usage = `Usage: swiftformer export --onnx <out.onnx> [--model <id>] [--weights <file>] [options]
+export const usage = `Usage: swiftformer export --onnx <out.onnx> | --triton <dir> [--model <id>] [--weights <file>] [options]
 
 Writes the eval graph (BatchNorm and layer scales folded, dynamic batch) as ONNX.
 Input 'pixel_values' (N,3,H,W) float32; output 'logits' (head and dist_head averaged),
@@ -26,23 +31,39 @@ or 'features0'..'features3' with --head features.
   --int8         static INT8 quantization (QDQ: int8 per-channel weights, uint8 activations)
   --calibrate    with --int8: images to calibrate activation ranges on: fashion-mnist, an IDX
                  directory or an ImageFolder (its train split); preprocessed as the model expects
-  --calibration-images  how many images, spread over the set (default 512)`;
+  --calibration-images  how many images, spread over the set (default 512)
+
+Triton / KServe model repository (both --onnx and --triton may be given):
+  --triton       write DIR/NAME/config.pbtxt (platform onnxruntime_onnx, inputs and outputs read
+                 off the ONNX graph) and DIR/NAME/1/model.onnx; with --weights file.onnx, that
+                 exported file as it is (e.g. an INT8 export)
+  --name         the model's name in the repository (default: the weights' file name, else the model id)
+  --max-batch    max_batch_size (default 16; 0: no batch axis)
+  --max-delay-ms dynamic_batching's max_queue_delay_microseconds, in ms (default 5)
+
+${segmentationUsage}`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
     onnx: { type: 'string' }, model: { type: 'string' }, weights: { type: 'string' }, entry: { type: 'string' },
     attention: { type: 'string' }, head: { type: 'string' }, size: { type: 'string' }, 'num-classes': { type: 'string' },
     'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
+    triton: { type: 'string' }, name: { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
+    output: { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
-  if (!values.onnx) throw usageError(usage, '--onnx <out.onnx> is required');
+  if (!values.onnx && !values.triton) throw usageError(usage, '--onnx <out.onnx> is required (or --triton <dir>)');
+  if (values.triton && values.weights?.toLowerCase().endsWith('.onnx')) return tritonRepository(values, await readSource(values.weights));
+  const segmentation = await trySegmentationExport(values, flags);
+  if (segmentation) return values.triton ? tritonRepository(values, segmentation) : undefined;
+  if (values.output !== undefined) throw new SwiftFormerError('BAD_ARGUMENT', '--output goes with Semantic FPN (segmentation) weights');
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);
   const numClasses = intOption(values['num-classes'], 'num-classes', 0);
   const explicitSize = intOption(values.size, 'size');
   if (flags.has('int8') && !values.calibrate) throw new SwiftFormerError('BAD_ARGUMENT', '--int8 needs --calibrate <data>: activation ranges come from real images');
   if (values.calibrate && !flags.has('int8')) throw new SwiftFormerError('BAD_ARGUMENT', '--calibrate goes with --int8');
-  const model = await loadModel({
+  const model = await loadSwiftFormer({
     ...(values.model ? { model: values.model } : {}),
     ...(values.weights ? { weights: values.weights } : {}),
     ...(values.entry ? { entry: values.entry } : {}),
@@ -60,9 +81,22 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const bytes = flags.has('int8')
     ? await int8Onnx(model, size, values.calibrate!, intOption(values['calibration-images'], 'calibration-images') ?? 512)
     : model.toOnnx(size);
-  await writeFileAtomic(values.onnx, bytes);
   const source = values.weights ? `${values.weights} (${model.report?.format} keys, ${model.config.attention} attention)` : 'random initialization';
-  console.error(`wrote ${values.onnx} (${(bytes.length / 1e6).toFixed(1)} MB) from ${source}`);
+  if (values.onnx) {
+    await writeFileAtomic(values.onnx, bytes);
+    console.error(`wrote ${values.onnx} (${(bytes.length / 1e6).toFixed(1)} MB) from ${source}`);
+  }
+  if (values.triton) await tritonRepository(values, bytes);
+}
+
+/** export --triton: the model as a Triton repository entry, its config derived from the ONNX graph. */
+async function tritonRepository(values: Record<string, string | undefined>, onnx: Uint8Array): Promise<void> {
+  const stem = values.weights ? basename(values.weights).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[_.-]+/, '') : '';
+  const name = values.name ?? (stem || values.model || 'xs');
+  const maxBatch = intOption(values['max-batch'], 'max-batch', 0) ?? 16;
+  const maxDelayMicroseconds = Math.round((intOption(values['max-delay-ms'], 'max-delay-ms', 0) ?? 5) * 1000);
+  const files = await writeTritonModel(values.triton!, name, onnx, onnxSignature(onnx, values.weights ?? 'the model'), { maxBatch, maxDelayMicroseconds });
+  console.error(`wrote the Triton model '${name}': ${files.join(', ')}`);
 }
 
 /** Calibrates on `count` images of `data` (train split, evenly spread) and quantizes. */

@@ -11,6 +11,8 @@ import { evalCommand, usage as evalUsage } from './eval.js';
 import { exportCommand, usage as exportUsage } from './export.js';
 import { info, usage as infoUsage } from './info.js';
 import { scoreCommand, usage as scoreUsage } from './score.js';
+import { segmentCommand, usage as segmentUsage } from './segment.js';
+import { serveCommand, usage as serveUsage } from './serve.js';
 import { trainCommand, usage as trainUsage } from './train.js';
 
 interface Command { run: (argv: string[]) => Promise<void>; summary: string; usage: string }
@@ -20,9 +22,11 @@ const commands: Record<string, Command> = {
   export: { run: exportCommand, usage: exportUsage, summary: 'write a model (with weights) as ONNX' },
   train: { run: trainCommand, usage: trainUsage, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders)' },
   classify: { run: classify, usage: classifyUsage, summary: 'top classes of image files' },
+  segment: { run: segmentCommand, usage: segmentUsage, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
   eval: { run: evalCommand, usage: evalUsage, summary: 'top-1/top-5 accuracy on an ImageFolder' },
   bench: { run: bench, usage: benchUsage, summary: 'latency and throughput, side by side with another export' },
   score: { run: scoreCommand, usage: scoreUsage, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
+  serve: { run: serveCommand, usage: serveUsage, summary: 'an HTTP inference server (Open Inference Protocol / KServe v2, Triton clients)' },
 };
 
 const usage = `Usage: swiftformer <command> [options]

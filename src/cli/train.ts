@@ -2,9 +2,11 @@ import { readSidecar, type EpochMetrics } from '../train/checkpoint.js';
 import { DEFAULTS } from '../train/config.js';
 import { openTrainingData } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
 import { variantConfig } from '../models/swiftformer.js';
-import { modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
+import { defaultPreprocessing, modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
+import { augmentFor, withRandAugment } from '../train/augment.js';
+import { OFFICIAL_RAND_AUGMENT, parseRandAugment } from '../train/randaugment.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]
@@ -28,8 +30,12 @@ metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-p
   --min-lr           floor of the cosine (default ${DEFAULTS.minLr})
   --label-smoothing  default ${DEFAULTS.labelSmoothing}
   --input-size       default: IDX images zero-padded to a multiple of 32 (28 -> 32), else 224
-  --augment          random resized crop, flip, color jitter, random erasing (timm's); inputs up to
-                     64 px: shifts of up to 1/16 of the size, flip, random erasing
+  --augment          the official recipe's augmentation (timm 0.5.4): random resized crop (bicubic),
+                     flip, RandAugment ${OFFICIAL_RAND_AUGMENT}, random erasing 0.25; inputs up
+                     to 64 px: shifts of up to 1/16 of the size, flip, random erasing
+  --rand-augment     a timm RandAugment policy in place of the preset's (implies --augment), e.g.
+                     rand-m7-n2-mstd0.5; none: no RandAugment (photos: color jitter 0.4 instead,
+                     main.py's --aa '' as the official XS run used)
   --mixup, --cutmix  mixup / cutmix alphas (official recipe: 0.8 and 1.0; default off)
   --clip-mode        none | norm | agc (default none)   --clip-grad  max norm (${DEFAULTS.clipNorm}), or AGC factor (${DEFAULTS.clipAgc})
   --ema              also keep and evaluate an EMA of the weights (--ema-decay, default ${DEFAULTS.emaDecay})
@@ -113,6 +119,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },
     'batch-size': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, 'warmup-epochs': { type: 'string' },
     'min-lr': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'input-size': { type: 'string' }, augment: { type: 'boolean' },
+    'rand-augment': { type: 'string' },
     mixup: { type: 'string' }, cutmix: { type: 'string' }, 'clip-mode': { type: 'string' }, 'clip-grad': { type: 'string' },
     ema: { type: 'boolean' }, 'ema-decay': { type: 'string' }, teacher: { type: 'string' }, distill: { type: 'string' },
     temperature: { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, 'save-pth': { type: 'boolean' },
@@ -153,7 +160,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
     seed: intOption(values.seed, 'seed', 0),
     inputSize,
     threads,
-    augment: flags.has('augment') ? true : undefined,
     mixup: mixupAlpha !== undefined || cutmixAlpha !== undefined ? { mixupAlpha: mixupAlpha ?? 0, cutmixAlpha: cutmixAlpha ?? 0 } : undefined,
     clip: clipMode !== undefined ? { mode: clipMode, ...(clipValue !== undefined ? { value: clipValue } : {}) }
       : clipValue !== undefined ? { mode: 'norm' as const, value: clipValue } : undefined,
@@ -162,8 +168,14 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (distillType && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', '--distill needs --teacher <weights or .onnx>');
   if (saved?.train.classification?.distill && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', `the run in ${values.resume} distills from a teacher: pass --teacher again to resume it`);
 
+  const randAugmentPolicy = values['rand-augment'];
+  if (randAugmentPolicy !== undefined && randAugmentPolicy !== 'none') parseRandAugment(randAugmentPolicy); // fails before any data is read
   if (values.model) variantConfig(values.model); // an unknown id fails before any data is read
   const data = await openTrainingData(source, limit === undefined ? {} : { limit });
+  // --augment alone is resolved by the trainer (augmentFor at the run's input size); a policy is laid over that preset here.
+  const augment = randAugmentPolicy !== undefined
+    ? withRandAugment(augmentFor(inputSize ? [inputSize, inputSize] : saved?.train.preprocessing.inputSize ?? defaultPreprocessing(data.train).inputSize), randAugmentPolicy)
+    : flags.has('augment') || undefined;
   if (!data.test) process.stderr.write(`note: ${source} has no test split (val/ or test/ beside train/, or t10k-* IDX files): no evaluation\n`);
 
   let teacher: Teacher | undefined;
@@ -174,7 +186,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       teacher = await onnxTeacher(values.teacher, { session });
       release = teacher.release;
     } else {
-      const model = await loadModel({ weights: values.teacher, session });
+      const model = await loadSwiftFormer({ weights: values.teacher, session });
       teacher = modelTeacher(model);
       release = () => model.release();
     }
@@ -182,6 +194,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
 
   const options: TrainOptions = {
     ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+    ...(augment ? { augment } : {}),
     train: data.train,
     out,
     dataSource: { source, ...(limit !== undefined ? { limit } : {}) },

@@ -34,7 +34,8 @@ export interface Node {
 export interface Graph {
   nodes: Node[];
   inputs: { name: string; shape: Shape }[];
-  outputs: { name: string; shape: Shape }[];
+  /** Graph outputs; float32 unless `dtype` says otherwise (an argmax mask). */
+  outputs: { name: string; shape: Shape; dtype?: OutputType }[];
   /** Shape of every value the builder created. */
   shapes: Map<string, Shape>;
   /** Model parameters and buffers by official key: shape now, data once bound. */
@@ -52,6 +53,9 @@ export type QuantTensor =
   | { dtype: 'int32'; shape: number[]; data: Int32Array };
 
 export type GraphTensor = Tensor | QuantTensor;
+
+/** Element types a graph output may have besides float32. */
+export type OutputType = 'int64' | 'uint8' | 'uint16';
 
 export interface BatchStat { key: string; mean: string; variance: string; count: number }
 
@@ -94,8 +98,8 @@ export class GraphBuilder {
     return name;
   }
 
-  output(name: string): void {
-    this.graph.outputs.push({ name, shape: this.shape(name) });
+  output(name: string, dtype?: OutputType): void {
+    this.graph.outputs.push(dtype ? { name, shape: this.shape(name), dtype } : { name, shape: this.shape(name) });
   }
 
   /** Declares a parameter by its state_dict key; its data is bound later. */
@@ -269,6 +273,41 @@ export class GraphBuilder {
     return this.node('Reshape', [x, this.ints(shape)], outShape ?? shape);
   }
 
+  /**
+   * torch's F.interpolate of (N,C,H,W) maps to (outH, outW): 'nearest' (floor of dst * in / out)
+   * or 'bilinear' with align_corners=False (see interpolate.ts for why these attributes). The
+   * scales input carries out / in, which must be exact in float32 (the ratios here are powers of
+   * two), so that a symbolic batch axis needs no runtime shape arithmetic.
+   */
+  resize(x: string, mode: 'nearest' | 'bilinear', outH: number, outW: number): string {
+    const [n, c, h, w] = this.shape(x);
+    const scales = [outH / (h as number), outW / (w as number)];
+    if (scales.some((r) => Math.fround(r) !== r || !(r > 0))) {
+      throw new SwiftFormerError('BAD_SHAPE', `resize of ${h}x${w} to ${outH}x${outW}: the scale is not exact in float32`);
+    }
+    const attrs: Record<string, Attr> = mode === 'nearest'
+      ? { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') }
+      : { mode: attr.string('linear'), coordinate_transformation_mode: attr.string('half_pixel') };
+    return this.node('Resize', [x, '', this.constant([1, 1, ...scales], [4])], [n!, c!, outH, outW], attrs);
+  }
+
+  /**
+   * Per-pixel softmax cross-entropy summed over the pixels whose label is not `ignoreIndex`
+   * (ONNX SoftmaxCrossEntropyLoss, reduction 'sum'). scores (N,K,H,W), labels (N,H,W) int64 ->
+   * scalar. Its second output, the log-probabilities, serves the gradient rule.
+   */
+  softmaxCrossEntropySum(scores: string, labels: string, ignoreIndex: number): string {
+    const id = this.counter++;
+    const [loss, logProb] = [`${this.prefix}sce_${id}_loss`, `${this.prefix}sce_${id}_logprob`];
+    this.graph.nodes.push({
+      op: 'SoftmaxCrossEntropyLoss', inputs: [scores, labels], outputs: [loss, logProb],
+      attrs: { reduction: attr.string('sum'), ignore_index: attr.int(ignoreIndex) },
+    });
+    this.graph.shapes.set(loss, []);
+    this.graph.shapes.set(logProb, this.shape(scores));
+    return loss;
+  }
+
   /** Gemm with transB=1: x (N,K) @ weight(M,K)^T + bias -> (N,M), the layout of torch's Linear. */
   linear(x: string, weight: string, bias: string): string {
     const [n] = this.shape(x);
@@ -314,8 +353,10 @@ function dimsMessage(shape: Shape): Message {
   return { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
 }
 
-function valueInfo(name: string, shape: Shape): Message {
-  return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: dimsMessage(shape) } } };
+const OUTPUT_TYPES: Record<OutputType, number> = { int64: DataType.INT64, uint8: DataType.UINT8, uint16: DataType.UINT16 };
+
+function valueInfo(name: string, shape: Shape, dtype?: OutputType): Message {
+  return { name, type: { tensorType: { elemType: dtype ? OUTPUT_TYPES[dtype] : DataType.FLOAT, shape: dimsMessage(shape) } } };
 }
 
 const DATA_TYPES: Record<GraphTensor['dtype'], number> = {
@@ -384,7 +425,7 @@ export function toOnnx(source: Graph, meta: Record<string, string> = {}, options
       })),
       initializer: usedInitializers(graph).map(([name, t]) => tensorMessage(name, t)),
       input: inputs.map((v) => valueInfo(v.name, v.shape)),
-      output: graph.outputs.map((v) => valueInfo(v.name, v.shape)),
+      output: graph.outputs.map((v) => valueInfo(v.name, v.shape, v.dtype)),
     },
   });
 }

@@ -117,9 +117,21 @@ export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: F
 /** `fitWeights` for weights already renamed by `toOfficialKeys`. */
 export function fitRenamed(renamed: Renamed, cfg: SwiftFormerConfig, options: FitOptions = {}): { state: StateDict; config: SwiftFormerConfig; report: FitReport } {
   const config = { ...cfg, attention: options.attention ?? attentionFor(renamed.format) };
-  const params = paramShapes(config, options.head ?? 'classifier');
+  const { state, report } = fitToParams(renamed, paramShapes(config, options.head ?? 'classifier'), config.attention, options);
+  return { state, config, report };
+}
+
+/**
+ * The check behind fitRenamed, for any model: the renamed tensors that match `params` (the
+ * model's keys and shapes), and a report of the missing, unexpected and mis-shaped ones. Strict
+ * (default): any of those is one error listing them; non-finite values are refused unless allowed.
+ */
+export function fitToParams(
+  renamed: Renamed, params: ReadonlyMap<string, number[]>, attention: TokenNorm,
+  options: Pick<FitOptions, 'strict' | 'name' | 'allowNonFinite'> = {},
+): { state: StateDict; report: FitReport } {
   const state: StateDict = new Map();
-  const report: FitReport = { format: renamed.format, attention: config.attention, missing: [], unexpected: [...renamed.unmatched], mismatched: [] };
+  const report: FitReport = { format: renamed.format, attention, missing: [], unexpected: [...renamed.unmatched], mismatched: [] };
   for (const [key, t] of renamed.state) {
     const expected = params.get(key);
     if (!expected) {
@@ -132,7 +144,7 @@ export function fitRenamed(renamed: Renamed, cfg: SwiftFormerConfig, options: Fi
   for (const key of params.keys()) if (!state.has(key) && !report.mismatched.some((m) => m.key === key)) report.missing.push(key);
   if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
   if (!options.allowNonFinite) checkFinite(state, options.name ?? 'weights');
-  return { state, config, report };
+  return { state, report };
 }
 
 /**

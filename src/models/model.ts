@@ -8,7 +8,9 @@
 import type { TokenNorm } from './attention.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { bindParams, countParams, toOnnx, type Graph } from '../graph/graph.js';
-import { readImage, readWeightsSource, type ImageInput } from '../core/io.js';
+import { readImage, type ImageInput } from '../core/io.js';
+import { readModelSource, type ModelSource } from './source.js';
+import { refuseOtherFamily } from './families.js';
 import { countMacs, optimizeForInference } from '../graph/passes.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import {
@@ -18,7 +20,6 @@ import {
 import { formatShape, isBuffer, type FloatTensor, type StateDict } from '../core/tensor.js';
 import { VIT_VARIANTS, isVitId, vitConfig, vitInfo, type VitConfig, type VitInfo } from './vit.js';
 import { fitRenamed, headOf, inferConfig, toOfficialKeys, type FitReport } from './fit.js';
-import { readWeights } from '../weights/read.js';
 import { cardMetadata, inputOptions, readCard, type ModelCard } from './card.js';
 import { predictions, type Prediction } from './classify.js';
 import { defaultLabels } from './labels.js';
@@ -154,15 +155,6 @@ function userConfig(model: string | SwiftFormerConfig): SwiftFormerConfig {
 
 // ---------------------------------------------------------------- loading
 
-interface Source { state: StateDict; metadata: Record<string, string>; name: string; labels?: string[] }
-
-async function readModelSource(weights: NonNullable<ModelOptions['weights']>, entry: string | undefined): Promise<Source> {
-  if (weights instanceof Map) return { state: weights, metadata: {}, name: 'weights' };
-  const name = typeof weights === 'string' ? weights : 'weights';
-  const { bytes, labels } = typeof weights === 'string' ? await readWeightsSource(weights) : { bytes: weights, labels: undefined };
-  return { ...(await readWeights(bytes, entry === undefined ? { name } : { entry, name })), name, ...(labels ? { labels } : {}) };
-}
-
 function taskOf(head: Head): ModelCard['task'] {
   return head === 'features' ? 'features' : 'classification';
 }
@@ -185,6 +177,7 @@ export class SwiftFormerModel {
     this.sessions = new Sessions('this model', options.backend, options.session);
   }
 
+  /** A classifier or fork_feat backbone; weights of a dense-prediction model are refused, naming what they are (see loadModel). */
   static async load(options: ModelOptions = {}): Promise<SwiftFormerModel> {
     checkModelOptions(options);
     const source = options.weights === undefined ? undefined : await readModelSource(options.weights, options.entry);
@@ -200,7 +193,8 @@ export class SwiftFormerModel {
   }
 
   /** Builds the model from weights already read (or none: the official initialization). */
-  static fromSource(source: Source | undefined, options: ModelOptions): SwiftFormerModel {
+  static fromSource(source: ModelSource | undefined, options: ModelOptions): SwiftFormerModel {
+    if (source) refuseOtherFamily(source, 'a SwiftFormer classifier or backbone');
     const renamed = source ? toOfficialKeys(source.state) : undefined;
     const config = options.model !== undefined ? userConfig(options.model) : renamed ? inferConfig(renamed.state) : variantConfig('xs');
     if (options.numClasses !== undefined) config.numClasses = options.numClasses;
@@ -221,6 +215,11 @@ export class SwiftFormerModel {
     // A repository's names (hf: id2label) come before what the weights record, as resolveLabels orders them.
     const labels = source.labels ?? card.labels;
     return new SwiftFormerModel(fit.config, head, state, fit.report, { ...card, ...(labels ? { labels } : {}) }, options);
+  }
+
+  /** 'classification', or 'features' for a fork_feat backbone: the discriminant of loadModel's result. */
+  get task(): 'classification' | 'features' {
+    return this.head === 'features' ? 'features' : 'classification';
   }
 
   /** The input size the model's recorded pipeline takes, else the official 224. */
@@ -324,7 +323,7 @@ function fillMissing(state: StateDict, config: SwiftFormerConfig, head: Head, se
   return state;
 }
 
-/** Loads a model: `await loadModel({ model: 'xs', weights: 'SwiftFormer_XS_ckpt.pth' })`. */
-export function loadModel(options: ModelOptions = {}): Promise<SwiftFormerModel> {
+/** Loads a SwiftFormer classifier or backbone: `await loadSwiftFormer({ model: 'xs', weights: 'SwiftFormer_XS_ckpt.pth' })`. */
+export function loadSwiftFormer(options: ModelOptions = {}): Promise<SwiftFormerModel> {
   return SwiftFormerModel.load(options);
 }

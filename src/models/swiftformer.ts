@@ -183,9 +183,19 @@ function trunk(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix: string): T
  * (`backbone.` in mmsegmentation, `backbone.body.` in torchvision). Strides 4, 8, 16, 32.
  */
 export function swiftFormerFeatures(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix = ''): Maps[] {
+  return featureNorms(e, swiftFormerStages(e, pixels, cfg, prefix), cfg, prefix);
+}
+
+/** The four stage outputs before the fork_feat BatchNorms (a consumer may fold those itself). */
+export function swiftFormerStages(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix = ''): Maps[] {
   validateConfig(cfg);
+  return trunk(e, pixels, cfg, prefix).stages;
+}
+
+/** The fork_feat BatchNorms `norm0`, `norm2`, ... on the stage outputs. */
+export function featureNorms(e: Emit, stages: Maps[], cfg: SwiftFormerConfig, prefix = ''): Maps[] {
   const netIndex = stageNetworkIndices(cfg);
-  return trunk(e, pixels, cfg, prefix).stages.map((s, i) => batchNorm(e, s, `${prefix}norm${netIndex[i]}`, cfg.embedDims[i]!));
+  return stages.map((s, i) => batchNorm(e, s, `${prefix}norm${netIndex[i]}`, cfg.embedDims[i]!));
 }
 
 /** A graph output `name` holding the maps as (N,C,H,W). */

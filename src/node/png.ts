@@ -210,8 +210,8 @@ function checkSize(width: number, height: number, length: number): void {
 }
 
 /** Scanlines with filter type 0; label maps are runs of equal values, which deflate compresses well unfiltered. */
-function encode(width: number, height: number, bitDepth: number, colorType: number, rows: (y: number, line: Uint8Array) => void, extra: Uint8Array[] = []): Uint8Array {
-  const stride = (width * bitDepth) / 8;
+function encode(width: number, height: number, bitDepth: number, colorType: number, rows: (y: number, line: Uint8Array) => void, extra: Uint8Array[] = [], channels = 1): Uint8Array {
+  const stride = (width * channels * bitDepth) / 8;
   const raw = new Uint8Array(height * (1 + stride));
   for (let y = 0; y < height; y++) rows(y, raw.subarray(y * (1 + stride) + 1, (y + 1) * (1 + stride)));
   const ihdr = new Uint8Array(13);
@@ -250,6 +250,12 @@ export function encodeGrayPng(values: Uint8Array | Uint16Array, width: number, h
       line[2 * x + 1] = v & 0xff;
     }
   });
+}
+
+/** An 8-bit RGB PNG of interleaved pixels (pictures such as segmentation overlays). */
+export function encodeRgbPng(data: Uint8Array, width: number, height: number): Uint8Array {
+  checkSize(width, height, data.length / 3);
+  return encode(width, height, 8, 2, (y, line) => line.set(data.subarray(y * width * 3, (y + 1) * width * 3)), [], 3);
 }
 
 /** Writes a palette PNG atomically. */

@@ -10,7 +10,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import type { Preprocessing } from '../preprocess/transforms.js';
-import type { AugmentOptions, MixupOptions } from './augment.js';
+import { checkAugment, type AugmentOptions, type MixupOptions } from './augment.js';
 import type { OptimizerConfig } from './optim.js';
 import type { ScheduleConfig } from './schedule.js';
 
@@ -24,7 +24,10 @@ export type ClipConfig = { mode: 'none' } | { mode: 'norm' | 'agc'; value: numbe
 export interface ClassificationSettings {
   labelSmoothing: number;
   mixup: MixupOptions | null;
-  /** The resolved augmentation (`augment: true` is recorded as what it meant at this input size). */
+  /**
+   * The resolved augmentation (`augment: true` is recorded as what it meant at this input size:
+   * for photos the official recipe, RandAugment's policy string and the interpolation included).
+   */
   augment: AugmentOptions | null;
   /** Distillation into dist_head; the teacher itself is given to every run, never stored. */
   distill: { type: 'hard' | 'soft'; temperature: number; weight: number } | null;
@@ -197,4 +200,5 @@ export function checkConfig(c: TrainConfig): void {
   if (c.clip.mode !== 'none' && !(c.clip.value > 0)) throw bad(`clipping '${c.clip.mode}' needs a value > 0, got ${c.clip.value}`);
   if (c.ema && !(c.ema.decay > 0 && c.ema.decay < 1)) throw bad(`EMA decay must be in (0, 1), got ${c.ema.decay}`);
   if (!(c.schedule.warmupEpochs >= 0)) throw bad(`warm-up epochs must be >= 0, got ${c.schedule.warmupEpochs}`);
+  if (c.classification?.augment) checkAugment(c.classification.augment);
 }

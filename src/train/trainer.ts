@@ -147,9 +147,9 @@ export interface TrainOptions {
   ema?: boolean | { decay?: number };
   mixup?: MixupOptions;
   /**
-   * true: `augmentFor(inputSize)`, i.e. timm's DEFAULT_AUGMENT (random resized crop, flip, color
-   * jitter, random erasing), or for inputs up to 64 px the small-image preset (shifts, flip, random
-   * erasing); or chosen parts.
+   * true: `augmentFor(inputSize)`, i.e. the official recipe's DEFAULT_AUGMENT (bicubic random
+   * resized crop, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing), or for inputs up to
+   * 64 px the small-image preset (shifts, flip, random erasing); or chosen parts.
    */
   augment?: boolean | AugmentOptions;
   distill?: DistillOptions;
