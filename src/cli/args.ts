@@ -1,4 +1,5 @@
 /** Argument parsing shared by the commands: node's parseArgs with errors a user can act on. */
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SwiftFormerError } from '../core/errors.js';
 
@@ -84,4 +85,9 @@ export function choice<T extends string>(value: unknown, name: string, allowed: 
 
 export function formatCount(n: number, unit: 'M' | 'G'): string {
   return `${(n / (unit === 'M' ? 1e6 : 1e9)).toFixed(unit === 'M' ? 2 : 3)} ${unit}`;
+}
+
+/** package.json's version (the file sits two levels above both src/cli and dist/cli). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }

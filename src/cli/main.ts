@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 /** `swiftformer <command>`: one small module per command; errors are one line and exit 1 (usage errors 2). */
 import '../node/platform.js';
-import { readFileSync } from 'node:fs';
 import { SwiftFormerError } from '../core/errors.js';
 import { fsReason } from '../node/files.js';
-import { cliMessage } from './args.js';
+import { cliMessage, packageVersion } from './args.js';
 import { bench, usage as benchUsage } from './bench.js';
 import { classify, usage as classifyUsage } from './classify.js';
 import { evalCommand, usage as evalUsage } from './eval.js';
@@ -36,11 +35,6 @@ ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`
 
 Run 'swiftformer <command> --help' for a command's options; 'swiftformer --version' for the version.`;
 
-/** package.json's version (the file sits two levels above both src/cli and dist/cli). */
-function version(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
-
 /** A failed write to stdout (a full disk, a closed pipe) rather than an error of the command. */
 function isOutputError(err: unknown): err is NodeJS.ErrnoException {
   const e = err as NodeJS.ErrnoException | undefined;
@@ -57,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === '--version' || name === '-v') {
-    console.log(version());
+    console.log(packageVersion());
     return 0;
   }
   const command = commands[name];
