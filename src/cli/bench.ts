@@ -1,4 +1,6 @@
-import { compareLatency, gemmProbe, type Contender } from '../measure/bench.js';
+import { compareLatency, gemmProbe, pairedRatio, type Contender } from '../measure/bench.js';
+import { describeCpu } from '../measure/cpu.js';
+import { localCpu, machineRecord } from './machine.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { writeFileAtomic } from '../node/files.js';
 import { loadModel } from '../models/model.js';
@@ -7,7 +9,8 @@ import { intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer bench [options]
 
-Latency and throughput of our eval graphs, side by side in one process (interleaved rounds).
+Latency and throughput of our eval graphs, side by side in one process (interleaved rounds;
+ratios are medians of the per-round ratios). Prints the processor and its integer instructions.
   --model        comma-separated ids (default xs,s,l1,l3)
   --weights      weights to time (architecture read off them unless --model is given;
                  default: random init, latency does not depend on the values)
@@ -20,7 +23,8 @@ Latency and throughput of our eval graphs, side by side in one process (interlea
   --resolutions  comma-separated sizes for a latency-vs-resolution sweep at batch 1
   --chart        write the sweep as an SVG chart
   --probe        also measure the machine's GEMM rate and report MACs against it
-  --json         print one JSON object`;
+  --json         print one JSON object
+  --out          also write that JSON object (with the machine's CPU model and flags) to a file`;
 
 function list(value: string | undefined, fallback: string, name: string): string[] {
   const items = (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
@@ -36,13 +40,15 @@ interface Row {
   model: string; batch: number; size: number; macsPerImage: number;
   oursMs: number; imagesPerSecond: number; officialMs?: number; ratio?: number; int8Ms?: number; int8Ratio?: number;
   gmacPerSecond: number; rssMB: number;
+  /** Share of the GEMM probe's rate (with --probe). */
+  probeShare?: number;
 }
 
 export async function bench(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
     model: { type: 'string' }, weights: { type: 'string' }, batch: { type: 'string' }, size: { type: 'string' },
     threads: { type: 'string' }, rounds: { type: 'string' }, official: { type: 'string' }, int8: { type: 'string' },
-    resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' },
+    resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   // With --weights alone the architecture is read off the weights.
@@ -53,6 +59,8 @@ export async function bench(argv: string[]): Promise<void> {
   const session = { threads: intOption(values.threads, 'threads') ?? 2 };
   const rounds = intOption(values.rounds, 'rounds') ?? 30;
   const log = (line: string) => { if (!flags.has('json')) console.log(line); };
+  log(`CPU: ${describeCpu(localCpu())}`);
+  const loadBefore = machineRecord().loadavg;
 
   const rows: Row[] = [];
   const sweep: Record<string, [number, number][]> = {};
@@ -71,9 +79,9 @@ export async function bench(argv: string[]): Promise<void> {
         gmacPerSecond: (macs * batch) / ours.medianMs / 1e6, rssMB: process.resourceUsage().maxRSS / 1024,
       };
       const official = by('official');
-      if (official) Object.assign(row, { officialMs: official.medianMs, ratio: ours.medianMs / official.medianMs });
+      if (official) Object.assign(row, { officialMs: official.medianMs, ratio: pairedRatio(ours, official) });
       const int8 = by('int8');
-      if (int8) Object.assign(row, { int8Ms: int8.medianMs, int8Ratio: int8.medianMs / ours.medianMs });
+      if (int8) Object.assign(row, { int8Ms: int8.medianMs, int8Ratio: pairedRatio(int8, ours) });
       rows.push(row);
       log(formatRow(row));
     }
@@ -88,6 +96,7 @@ export async function bench(argv: string[]): Promise<void> {
     await model.release();
   }
   const probe = flags.has('probe') ? await gemmProbe({ session }) : undefined;
+  for (const r of rows) if (probe) r.probeShare = (r.gmacPerSecond * 1e9) / probe;
   if (probe) log(`GEMM probe: ${(probe / 1e9).toFixed(1)} GMAC/s attainable; models reach ${rows.map((r) => `${r.model}/b${r.batch} ${(100 * r.gmacPerSecond * 1e9 / probe).toFixed(0)}%`).join(', ')}`);
   if (values.chart && Object.keys(sweep).length > 0) {
     await writeFileAtomic(values.chart, lineChart([{
@@ -96,7 +105,9 @@ export async function bench(argv: string[]): Promise<void> {
     }]));
     log(`wrote ${values.chart}`);
   }
-  if (flags.has('json')) console.log(JSON.stringify({ threads: session.threads, rounds, rows, sweep, gemmProbeMacsPerSecond: probe }, null, 2));
+  const result = { threads: session.threads, rounds, rows, sweep, gemmProbeMacsPerSecond: probe, machine: { ...machineRecord(), loadavgBefore: loadBefore } };
+  if (flags.has('json')) console.log(JSON.stringify(result, null, 2));
+  if (values.out) await writeFileAtomic(values.out, `${JSON.stringify(result, null, 2)}\n`);
 }
 
 function formatRow(r: Row): string {
