@@ -18,7 +18,7 @@ import { loadModel, type SwiftFormerModel } from '../src/models/model.js';
 import { preprocess } from '../src/node/decode.js';
 import { getBackend, type SessionOptions } from '../src/runtime/runtime.js';
 import type { ProfileEvent } from '../src/measure/profile.js';
-import type { IntegerOp, QuantizeOptions } from '../src/graph/quantize.js';
+import { INTEGER_OPS, type IntegerOp, type QuantizeOptions } from '../src/graph/quantize.js';
 import { fixtureTensor, FIXTURES } from '../test/fixtures.js';
 import '../src/node/platform.js';
 
@@ -57,22 +57,25 @@ export async function profileRuns(models: (Uint8Array | string)[], feeds: Record
   }
 }
 
-const ALL: readonly IntegerOp[] = ['conv1x1', 'conv', 'depthwise', 'gemm', 'add', 'gelu'];
-const without = (...ops: IntegerOp[]) => ALL.filter((o) => !ops.includes(o));
+const without = (...ops: IntegerOp[]) => INTEGER_OPS.filter((o) => !ops.includes(o));
 
-/** The quantization choices the INT8 benchmarks compare, by name. */
+/** The quantization choices the INT8 benchmarks compare, by name: each differs from `default` in one thing. */
 export const VARIANTS: Record<string, QuantizeOptions> = {
+  /** What export --int8 writes: every conv, Gemm, residual add and GELU on integers, QDQ, per-channel +-63 weights. */
   default: {},
   /** As the first INT8 export: Q/DQ around every conv and Gemm, GELU's erf pattern and the adds in float. */
   main: { ops: ['conv1x1', 'conv', 'depthwise', 'gemm'], fuseGelu: false },
-  'all-integer': { ops: ALL },
+  /** GELU in float (one Gelu node between a DequantizeLinear and a QuantizeLinear). */
   'float-gelu': { ops: without('gelu') },
+  /** GELU in float as the erf pattern (ONNX Runtime duplicates the DequantizeLinear, fuses nothing). */
   'erf-gelu': { ops: without('gelu'), fuseGelu: false },
   'float-adds': { ops: without('add') },
   'float-depthwise': { ops: without('depthwise') },
   'float-3x3': { ops: without('conv') },
+  /** Only the 1x1 convolutions and linear layers on integers. */
   'only-1x1': { ops: ['conv1x1', 'gemm'] },
   'per-tensor': { perChannel: false },
+  /** Weights in +-127: for VNNI / AMX / ARM dot products (AVX2 kernels saturate). */
   'full-range': { weightMax: 127 },
   qoperator: { format: 'qoperator' },
 };

@@ -5,7 +5,8 @@ import { openTrainingData } from '../node/datasets.js';
 import { inputFor } from '../preprocess/transforms.js';
 import { toOnnx } from '../graph/graph.js';
 import { loadModel, type SwiftFormerModel } from '../models/model.js';
-import { quantizeStatic } from '../graph/quantize.js';
+import { quantizeStatic, type QuantizeOptions } from '../graph/quantize.js';
+import type { FloatTensor } from '../core/tensor.js';
 import { describeCpu, fullRangeWeights, int8Outlook } from '../measure/cpu.js';
 import { localCpu } from './machine.js';
 import { recordedPreprocessing } from '../models/recorded.js';
@@ -59,9 +60,9 @@ export async function exportCommand(argv: string[]): Promise<void> {
     strict: !flags.has('no-strict'),
   });
   const size = explicitSize ?? model.defaultInputSize()[0];
-  const weightMax = flags.has('full-range-weights') ? 127 : 63;
+  const weightMax: 63 | 127 = flags.has('full-range-weights') ? 127 : 63;
   const bytes = flags.has('int8')
-    ? await int8Onnx(model, size, values.calibrate!, intOption(values['calibration-images'], 'calibration-images') ?? 512, weightMax)
+    ? await int8Onnx(model, size, await calibrationBatches(model, size, values.calibrate!, intOption(values['calibration-images'], 'calibration-images') ?? 512), { weightMax })
     : model.toOnnx(size);
   await writeFileAtomic(values.onnx, bytes);
   const source = values.weights ? `${values.weights} (${model.report?.format} keys, ${model.config.attention} attention)` : 'random initialization';
@@ -78,13 +79,20 @@ function int8Advice(size: number, weightMax: number): void {
   }
 }
 
-/** Calibrates on `count` images of `data` (train split, evenly spread) and quantizes. */
-async function int8Onnx(model: SwiftFormerModel, size: number, data: string, count: number, weightMax: 63 | 127): Promise<Uint8Array> {
+/** `count` images of `data` (train split, evenly spread) as model inputs, in batches of 32. */
+async function calibrationBatches(model: SwiftFormerModel, size: number, data: string, count: number): Promise<AsyncIterable<FloatTensor>> {
   const { train } = await openTrainingData(data);
   const images = limitDataset(train, count);
   const preprocessing = recordedPreprocessing(model.metadata);
   const transform = (image: RGBImage) => inputFor(image, { size, preprocessing });
   console.error(`calibrating on ${images.length} images of ${train.name}`);
-  const { graph } = await quantizeStatic(model.graph(size), inputBatches(images, transform, 32), { weightMax });
-  return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': 'qdq', 'swiftformer.int8.weight_max': String(weightMax) });
+  return inputBatches(images, transform, 32);
+}
+
+/** The INT8 ONNX file of `model` at `size`, calibrated on `batches` (model inputs), with the model's metadata. */
+export async function int8Onnx(
+  model: SwiftFormerModel, size: number, batches: Iterable<FloatTensor> | AsyncIterable<FloatTensor>, options: QuantizeOptions = {},
+): Promise<Uint8Array> {
+  const { graph } = await quantizeStatic(model.graph(size), batches, options);
+  return toOnnx(graph, { ...model.onnxMetadata(), 'swiftformer.int8': options.format ?? 'qdq', 'swiftformer.int8.weight_max': String(options.weightMax ?? 63) });
 }
