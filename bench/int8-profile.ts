@@ -76,9 +76,20 @@ function report(rows: Result[]): string {
     parts.push(`## ${r.name}, batch ${r.batch}: ${r.kernelMs.toFixed(1)} ms of kernels per run\n\n${groups}\n`);
     if (r.fusion) {
       const fused = Object.entries(r.fusion.fused).map(([k, n]) => `${n} ${k}`).join(', ');
-      parts.push(`QDQ node units: ${r.fusion.expected}; fused into integer kernels: ${fused || 'none'}; not fused: ${r.fusion.notFused.length ? r.fusion.notFused.join('; ') : 'none'}\n`);
+      parts.push(`QDQ node units: ${r.fusion.expected}; fused into integer kernels: ${fused || 'none'}; not fused: ${notFused(r.fusion.notFused)}\n`);
     }
     parts.push(`${markdownTable(r.table)}\n`);
   }
   return parts.join('\n');
+}
+
+/** 'Gelu_24 (Gelu) ran as Gelu', ... -> '20 Gelu ran as Gelu (Gelu_24, ...)'. */
+function notFused(list: string[]): string {
+  if (list.length === 0) return 'none';
+  const groups = new Map<string, string[]>();
+  for (const item of list) {
+    const [, name, rest] = /^(\S+) \((.*)$/.exec(item) ?? [item, item, ''];
+    groups.set(rest!, [...(groups.get(rest!) ?? []), name!]);
+  }
+  return [...groups].map(([what, names]) => `${names.length} ${what.replace(')', '')} (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''})`).join('; ');
 }
