@@ -3,15 +3,19 @@
  * calibrated on real data), weights int8 per output channel or per tensor (symmetric), biases
  * int32 at scale input_scale * weight_scale.
  *
- * Which operators run on integers is a policy (`ops`): every chosen node reads dequantized inputs
- * and its output is quantized right after it (QDQ form, which ONNX Runtime fuses into QLinearConv,
- * QLinearAdd, QGemm), or the node is written as that integer operator directly (QOperator form).
+ * Which operators run on integers is a policy (`ops`; by default every conv, linear layer,
+ * residual add and GELU): every chosen node reads dequantized inputs and its output is quantized
+ * right after it (QDQ form, which ONNX Runtime fuses into QLinearConv, QLinearAdd, QLinearSigmoid,
+ * QLinearMul, QGemm), or the node is written as that integer operator directly (QOperator form).
  * A value goes through QuantizeLinear only where a float op hands it to an integer one, and
  * through DequantizeLinear only where an integer op hands it to a float one: consecutive integer
- * ops (a residual stream, a depthwise conv feeding a 1x1 conv) pass uint8 between them. A Relu
- * right after an integer op is absorbed into the output's quantization (its zero point is 0).
- * GELUs become one com.microsoft Gelu node, so the DequantizeLinear in front of one has one reader
- * (ONNX Runtime would duplicate it for each reader of the erf pattern, and then not fuse it).
+ * ops (a residual stream, a depthwise conv feeding a 1x1 conv, a GELU between two convs) pass
+ * uint8 between them. A Relu right after an integer op is absorbed into the output's quantization
+ * (its zero point is 0). GELUs first become one com.microsoft Gelu node each: left in float, its
+ * DequantizeLinear then has one reader (ONNX Runtime duplicates it for each reader of the erf
+ * pattern, and then cannot fuse the pattern). A linear layer whose input is float anyway (the
+ * classifier after the pooling) keeps int8 weights and computes in float.
+ * Measured choices: bench/int8-variants.ts; where the time goes: bench/int8-profile.ts.
  */
 import { SwiftFormerError } from '../core/errors.js';
 import { attr, floatInit, GraphBuilder, MS_DOMAIN, toOnnx, type Graph, type Node } from './graph.js';
@@ -48,7 +52,7 @@ export interface QuantizeOptions {
    * measuring what that costs: ONNX Runtime then duplicates its DequantizeLinear and runs five ops.
    */
   fuseGelu?: boolean;
-  /** 'qdq' (default): QuantizeLinear/DequantizeLinear pairs; 'qoperator': QLinearConv, QLinearAdd, QGemm nodes. */
+  /** 'qdq' (default): QuantizeLinear/DequantizeLinear pairs; 'qoperator': QLinearConv, QLinearAdd, ... nodes. */
   format?: 'qdq' | 'qoperator';
   /** Clip activation ranges to this percentile of |values| (1 = plain min/max). */
   percentile?: number;
