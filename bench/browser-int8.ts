@@ -111,7 +111,7 @@ async function coldLoad(modelParam: string): Promise<{ seconds: number; megabyte
     let bytes = 0;
     cdp.on('Network.loadingFinished', (e: { encodedDataLength: number }) => { bytes += e.encodedDataLength; });
     const start = Date.now();
-    await page.goto(pageUrl(modelParam));
+    await page.goto(pageUrl(modelParam), { waitUntil: 'commit', timeout: 600_000 });
     await ready(page);
     return { seconds: (Date.now() - start) / 1000, megabytes: bytes / 1e6 };
   } finally {
