@@ -1,4 +1,6 @@
-import { compareLatency, gemmProbe, syntheticPixels, type Contender } from '../measure/bench.js';
+import { compareLatency, gemmProbe, pairedRatio, syntheticPixels, type Contender } from '../measure/bench.js';
+import { describeCpu } from '../measure/cpu.js';
+import { localCpu, machineRecord } from './machine.js';
 import { readSource } from '../core/io.js';
 import { getBackend, type SessionOptions } from '../runtime/runtime.js';
 import { SwiftFormerError } from '../core/errors.js';
@@ -10,7 +12,8 @@ import { intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer bench [options]
 
-Latency and throughput of our eval graphs, side by side in one process (interleaved rounds).
+Latency and throughput of our eval graphs, side by side in one process (interleaved rounds;
+ratios are medians of the per-round ratios). Prints the processor and its integer instructions.
   --model        comma-separated ids (default xs,s,l1,l3)
   --weights      weights to time (architecture read off them unless --model is given;
                  default: random init, latency does not depend on the values)
@@ -23,7 +26,8 @@ Latency and throughput of our eval graphs, side by side in one process (interlea
   --resolutions  comma-separated sizes for a latency-vs-resolution sweep at batch 1
   --chart        write the sweep as an SVG chart
   --probe        also measure the machine's GEMM rate and report MACs against it
-  --json         print one JSON object`;
+  --json         print one JSON object
+  --out          also write that JSON object (with the machine's CPU model and flags) to a file`;
 
 function list(value: string | undefined, fallback: string, name: string): string[] {
   const items = (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
@@ -71,13 +75,15 @@ interface Row {
   model: string; batch: number; size: number; macsPerImage: number;
   oursMs: number; imagesPerSecond: number; officialMs?: number; ratio?: number; int8Ms?: number; int8Ratio?: number;
   gmacPerSecond: number; rssMB: number;
+  /** Share of the GEMM probe's rate (with --probe). */
+  probeShare?: number;
 }
 
 export async function bench(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
     model: { type: 'string' }, weights: { type: 'string' }, batch: { type: 'string' }, size: { type: 'string' },
     threads: { type: 'string' }, rounds: { type: 'string' }, official: { type: 'string' }, int8: { type: 'string' },
-    resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' },
+    resolutions: { type: 'string' }, chart: { type: 'string' }, probe: { type: 'boolean' }, json: { type: 'boolean' }, out: { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   // With --weights alone the architecture is read off the weights.
@@ -89,6 +95,8 @@ export async function bench(argv: string[]): Promise<void> {
   const session = { threads: intOption(values.threads, 'threads') ?? 2 };
   const rounds = intOption(values.rounds, 'rounds') ?? 30;
   const log = (line: string) => { if (!flags.has('json')) console.log(line); };
+  log(`CPU: ${describeCpu(localCpu())}`);
+  const loadBefore = machineRecord().loadavg;
   const officialUsed = values.official !== undefined && size === 224 && models.some((id) => id.toLowerCase().endsWith('xs'));
   if (values.official && !officialUsed) console.error('note: --official is timed beside xs at --size 224 only');
   const official = officialUsed ? await userContender('official', 'official', values.official!, size, session) : undefined;
@@ -111,9 +119,9 @@ export async function bench(argv: string[]): Promise<void> {
         gmacPerSecond: (macs * batch) / ours.medianMs / 1e6, rssMB: process.resourceUsage().maxRSS / 1024,
       };
       const officialTime = by('official');
-      if (officialTime) Object.assign(row, { officialMs: officialTime.medianMs, ratio: ours.medianMs / officialTime.medianMs });
+      if (officialTime) Object.assign(row, { officialMs: officialTime.medianMs, ratio: pairedRatio(ours, officialTime) });
       const int8Time = by('int8');
-      if (int8Time) Object.assign(row, { int8Ms: int8Time.medianMs, int8Ratio: int8Time.medianMs / ours.medianMs });
+      if (int8Time) Object.assign(row, { int8Ms: int8Time.medianMs, int8Ratio: pairedRatio(int8Time, ours) });
       rows.push(row);
       log(formatRow(row));
     }
@@ -128,6 +136,7 @@ export async function bench(argv: string[]): Promise<void> {
     await model.release();
   }
   const probe = flags.has('probe') ? await gemmProbe({ session }) : undefined;
+  for (const r of rows) if (probe) r.probeShare = (r.gmacPerSecond * 1e9) / probe;
   if (probe) log(`GEMM probe: ${(probe / 1e9).toFixed(1)} GMAC/s attainable; models reach ${rows.map((r) => `${r.model}/b${r.batch} ${(100 * r.gmacPerSecond * 1e9 / probe).toFixed(0)}%`).join(', ')}`);
   if (values.chart && Object.keys(sweep).length > 0) {
     await writeFileAtomic(values.chart, lineChart([{
@@ -136,7 +145,9 @@ export async function bench(argv: string[]): Promise<void> {
     }]));
     log(`wrote ${values.chart}`);
   }
-  if (flags.has('json')) console.log(JSON.stringify({ threads: session.threads, rounds, rows, sweep, gemmProbeMacsPerSecond: probe }, null, 2));
+  const result = { threads: session.threads, rounds, rows, sweep, gemmProbeMacsPerSecond: probe, machine: { ...machineRecord(), loadavgBefore: loadBefore } };
+  if (flags.has('json')) console.log(JSON.stringify(result, null, 2));
+  if (values.out) await writeFileAtomic(values.out, `${JSON.stringify(result, null, 2)}\n`);
 }
 
 function formatRow(r: Row): string {
