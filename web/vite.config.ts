@@ -20,8 +20,7 @@ import { defaultClientConditions, defineConfig, type Connect, type Plugin } from
 import '../src/node/platform.js';
 import { int8Onnx } from '../src/cli/export.js';
 import { concatBatch } from '../src/core/tensor.js';
-import { loadModel } from '../src/models/model.js';
-import { recordedPreprocessing } from '../src/models/recorded.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 import { decodeImage } from '../src/node/decode.js';
 import { inputFor } from '../src/preprocess/transforms.js';
 
@@ -86,9 +85,9 @@ function defaultInt8(): Promise<Uint8Array | undefined> {
     if (examples.length === 0) return undefined;
     const configFile = join(DEFAULT_DIR, 'config.json');
     const config = (existsSync(configFile) ? JSON.parse(readFileSync(configFile, 'utf8')) : {}) as { attention?: 'l2' | 'softmax'; size?: number };
-    const model = await loadModel({ weights: join(DEFAULT_DIR, 'model.safetensors'), ...(config.attention ? { attention: config.attention } : {}) });
+    const model = await loadSwiftFormer({ weights: join(DEFAULT_DIR, 'model.safetensors'), ...(config.attention ? { attention: config.attention } : {}) });
     try {
-      const preprocessing = recordedPreprocessing(model.metadata);
+      const preprocessing = model.card.preprocessing;
       const size = preprocessing?.inputSize[0] ?? config.size ?? 224;
       const images = await Promise.all(examples.map(async (f) => inputFor(await decodeImage(join(EXAMPLES_DIR, f)), { size, preprocessing })));
       return await int8Onnx(model, size, [concatBatch(images)]);

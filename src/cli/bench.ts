@@ -95,12 +95,12 @@ export async function bench(argv: string[]): Promise<void> {
   const session = { threads: intOption(values.threads, 'threads') ?? 2 };
   const rounds = intOption(values.rounds, 'rounds') ?? 30;
   const log = (line: string) => { if (!flags.has('json')) console.log(line); };
-  log(`CPU: ${describeCpu(localCpu())}`);
-  const loadBefore = machineRecord().loadavg;
   const officialUsed = values.official !== undefined && size === 224 && models.some((id) => id.toLowerCase().endsWith('xs'));
   if (values.official && !officialUsed) console.error('note: --official is timed beside xs at --size 224 only');
   const official = officialUsed ? await userContender('official', 'official', values.official!, size, session) : undefined;
   const int8 = values.int8 ? await userContender('int8', 'int8', values.int8, size, session) : undefined;
+  log(`CPU: ${describeCpu(localCpu())}`);
+  const loadBefore = machineRecord().loadavg;
 
   const rows: Row[] = [];
   const sweep: Record<string, [number, number][]> = {};
