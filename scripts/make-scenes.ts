@@ -30,7 +30,6 @@
  *                                        area = visible pixels, iscrowd 0
  *   dataset.json                         the arguments, seed, class names, palette and these rules
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
@@ -39,7 +38,7 @@ import { Random } from '../src/core/random.js';
 import { FASHION_MNIST_CLASSES } from '../src/data/dataset.js';
 import { intOption, parse } from '../src/cli/args.js';
 import { FASHION_MNIST_DIR, loadIdxDataset } from '../src/node/datasets.js';
-import { writeFileAtomic } from '../src/node/files.js';
+import { makeDirectory, writeFileAtomic } from '../src/node/files.js';
 
 export interface SceneOptions {
   out: string;
@@ -412,8 +411,8 @@ async function writeSplit(options: SceneOptions, split: Split, onProgress: (line
   const source = await loadSource(options.data, split);
   const imgDir = join(options.out, 'img_dir', split);
   const annDir = join(options.out, 'ann_dir', split);
-  await mkdir(imgDir, { recursive: true });
-  await mkdir(annDir, { recursive: true });
+  await makeDirectory(imgDir);
+  await makeDirectory(annDir);
   const images: object[] = [];
   const annotations: CocoAnnotation[] = [];
   for (let i = 0; i < count; i++) {
@@ -432,7 +431,7 @@ async function writeSplit(options: SceneOptions, split: Split, onProgress: (line
     annotations,
     categories: FASHION_MNIST_CLASSES.map((name, k) => ({ id: k + 1, name, supercategory: 'garment' })),
   };
-  await mkdir(join(options.out, 'annotations'), { recursive: true });
+  await makeDirectory(join(options.out, 'annotations'));
   await writeFileAtomic(join(options.out, 'annotations', `instances_${split}.json`), JSON.stringify(coco));
   return { images: count, instances: annotations.length };
 }

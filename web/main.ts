@@ -2,20 +2,24 @@
  * The SwiftFormer demo page: webcam and image classification in the browser.
  *
  * Query parameters: `backend=auto|webgpu|wasm`, `threads=N` (WebAssembly threads; needs a
- * cross-origin isolated page), `model=<url>` (weights to load instead of the default).
+ * cross-origin isolated page), `model=<url>` (weights or an exported .onnx file, INT8 or float, to
+ * load instead of the default; `model=default-int8`: the build's INT8 export of the default).
  * `window.demo` exposes the state for tests and benchmarks (test/browser.test.ts, bench/browser.ts).
  */
 import defaultModel from 'virtual:default-model';
 import {
   configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadSwiftFormer,
-  predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage, type RuntimeInfo,
-  type SwiftFormerModel,
+  OnnxClassifier, predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage,
+  type RuntimeInfo, type SwiftFormerModel,
 } from 'swiftformer';
-import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
+import { listCached, readCached, saveCached, saveCachedOnnx, sha256Hex, type CachedWeights } from './weights-cache.js';
 import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation, usePainter } from './segmentation.js';
 
+/** What the page runs: weights made into the library's graph, or an exported ONNX file (INT8 or float). */
+type PageModel = SwiftFormerModel | OnnxClassifier;
+
 interface Loaded {
-  model: SwiftFormerModel;
+  model: PageModel;
   /** 'default', or the weights cache key. */
   key: string;
   name: string;
@@ -65,16 +69,22 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 
 // ---------------------------------------------------------------- models
 
-function describe(model: SwiftFormerModel): string {
-  const c = model.config;
-  const variant = c.embedDims.join('/') === '48/56/112/220' ? 'XS' : c.embedDims.join('/') === '48/64/168/224' ? 'S'
-    : c.embedDims.join('/') === '48/96/192/384' ? 'L1' : c.embedDims.join('/') === '64/128/320/512' ? 'L3' : `dims ${c.embedDims.join('/')}`;
-  return `${variant}, ${c.numClasses} classes`;
+const VARIANT_DIMS: Record<string, string> = { '48/56/112/220': 'XS', '48/64/168/224': 'S', '48/96/192/384': 'L1', '64/128/320/512': 'L3' };
+
+const isInt8 = (model: PageModel): boolean => model instanceof OnnxClassifier && model.metadata['swiftformer.int8'] !== undefined;
+
+function describe(model: PageModel): string {
+  const dims = model.config.embedDims?.join('/');
+  const variant = dims ? VARIANT_DIMS[dims] ?? `dims ${dims}` : 'ONNX';
+  return `${variant}, ${model.config.numClasses} classes${isInt8(model) ? ', INT8' : ''}`;
 }
+
+const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+const isOnnx = (name: string): boolean => /\.onnx([?#]|$)/i.test(name);
 
 
 /** As the CLI picks them (resolveLabels): a label file, a config's id2label, the names the weights recorded, the defaults. */
-async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
+async function labelsFor(model: PageModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
   const fromConfig = configJson ? labelsFromHfConfig(configJson) : undefined;
   return resolveLabels({
     ...(labelsUrl ? { explicit: { labels: await loadLabels(labelsUrl), name: labelsUrl } } : {}),
@@ -84,9 +94,11 @@ async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson
 }
 
 /** Everything a model needs besides its weights, from its weights and (for the default) its config.json. */
-async function prepare(model: SwiftFormerModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
+async function prepare(model: PageModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
   const configSize = config.size ?? config.image_size;
-  const input = inputOptions(model.card, typeof configSize === 'number' ? configSize : undefined);
+  // An exported ONNX file may fix its input size; a trained model's card records its pipeline.
+  const fixed = model instanceof OnnxClassifier ? model.inputSize?.[0] : undefined;
+  const input = inputOptions(model.card, typeof configSize === 'number' ? configSize : fixed);
   return { model, key, name, labels: await labelsFor(model, labelsUrl, config), input };
 }
 
@@ -133,22 +145,42 @@ function run<T>(what: string, task: () => Promise<T>): Promise<T | undefined> {
   return done;
 }
 
+async function defaultConfig(): Promise<Record<string, unknown>> {
+  return defaultModel?.config ? (await (await fetch(defaultModel.config)).json()) as Record<string, unknown> : {};
+}
+
 async function loadDefault(): Promise<void> {
   if (!defaultModel) throw new Error('this build has no default model');
-  let config: Record<string, unknown> = {};
-  if (defaultModel.config) config = (await (await fetch(defaultModel.config)).json()) as Record<string, unknown>;
+  const config = await defaultConfig();
   const attention = config.attention === 'softmax' || config.attention === 'l2' ? config.attention : undefined;
   const model = await loadSwiftFormer({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
   await install(await prepare(model, 'default', 'default', defaultModel.labels, config));
 }
 
-/** Weights from a URL (or hf:): from the cache when they were converted before, else fetched and parsed here. */
+/** The build's INT8 export of the default model: a quarter of the download, integer kernels. */
+async function loadDefaultInt8(): Promise<void> {
+  if (!defaultModel?.int8) throw new Error('this build has no INT8 default model');
+  const model = await OnnxClassifier.load(defaultModel.int8);
+  await install(await prepare(model, 'default-int8', 'default (INT8)', defaultModel.labels, await defaultConfig()));
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/**
+ * Weights from a URL (or hf:), or an exported .onnx file (INT8 or float): from the cache when
+ * they were loaded before, else fetched and parsed here.
+ */
 async function loadFromUrl(url: string): Promise<void> {
   const key = `url:${url}`;
   if (await loadCachedEntry(key)) return;
   const name = url.split(/[/?#]/).filter(Boolean).at(-1) ?? url;
+  if (isOnnx(url)) return loadOnnx(await fetchBytes(url), key, name);
   // Fetched once: Semantic FPN weights switch the page to segmentation, anything else loads as a classifier.
-  const bytes = url.startsWith('hf:') ? undefined : await fetchWeights(url);
+  const bytes = url.startsWith('hf:') ? undefined : await fetchBytes(url);
   if (bytes && await trySegmentation(bytes, name)) return;
   const model = await loadSwiftFormer({ weights: bytes ?? url });
   await install(await prepare(model, key, name));
@@ -160,15 +192,16 @@ async function loadFromFile(file: File): Promise<void> {
   if (await trySegmentation(bytes, file.name)) return;
   const key = `file:${await sha256Hex(bytes)}`;
   if (await loadCachedEntry(key)) return;
+  if (isOnnx(file.name)) return loadOnnx(bytes, key, file.name);
   const model = await loadSwiftFormer({ weights: bytes });
   await install(await prepare(model, key, file.name));
   await remember(key, file.name, model);
 }
 
-async function fetchWeights(url: string): Promise<Uint8Array> {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`HTTP ${response.status} from ${url}`);
-  return new Uint8Array(await response.arrayBuffer());
+/** An exported ONNX classifier, kept in the cache as it is. */
+async function loadOnnx(bytes: Uint8Array, key: string, name: string): Promise<void> {
+  await install(await prepare(await OnnxClassifier.load(bytes), key, name));
+  if (await saveCachedOnnx(key, name, bytes)) await refreshPicker();
 }
 
 async function remember(key: string, name: string, model: SwiftFormerModel): Promise<void> {
@@ -180,7 +213,9 @@ async function loadCachedEntry(key: string): Promise<boolean> {
   const hit = await readCached(key);
   if (!hit) return false;
   const { meta, bytes } = hit;
-  const model = await loadSwiftFormer({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
+  const model = meta.kind === 'onnx'
+    ? await OnnxClassifier.load(bytes)
+    : await loadSwiftFormer({ weights: bytes, model: meta.config, attention: meta.config!.attention, head: meta.head });
   await install(await prepare(model, key, meta.name));
   await refreshPicker();
   return true;
@@ -188,7 +223,8 @@ async function loadCachedEntry(key: string): Promise<boolean> {
 
 async function refreshPicker(): Promise<void> {
   const options: [string, string][] = [];
-  if (defaultModel) options.push(['default', 'Built-in model']);
+  if (defaultModel) options.push(['default', `Built-in model (fp32, ${megabytes(defaultModel.bytes.weights)})`]);
+  if (defaultModel?.int8) options.push(['default-int8', `Built-in model (INT8, ${megabytes(defaultModel.bytes.int8!)})`]);
   const cached: CachedWeights[] = await listCached();
   for (const c of cached) options.push([c.key, `${c.name} (cached)`]);
   if (options.length === 0) options.push(['', 'No model yet: load weights below']);
@@ -325,7 +361,7 @@ function renderEngine(): void {
   ui.engine.title = engine.note ?? '';
 }
 
-const isWeightsFile = (name: string): boolean => /\.(pth|pt|bin|safetensors)$/i.test(name);
+const isWeightsFile = (name: string): boolean => /\.(pth|pt|bin|safetensors|onnx)$/i.test(name);
 
 /** Thumbnails of the default model's example images: a click classifies one. */
 function showExamples(): void {
@@ -359,6 +395,7 @@ function wire(): void {
   ui.select.addEventListener('change', () => {
     const key = ui.select.value;
     if (key === 'default') void run('Loading the built-in model', loadDefault);
+    else if (key === 'default-int8') void run('Loading the built-in INT8 model', loadDefaultInt8);
     else if (key) void run('Loading cached weights', async () => void (await loadCachedEntry(key)));
   });
   ui.imageFile.addEventListener('change', () => {
@@ -392,7 +429,11 @@ function wire(): void {
 const demo = {
   get engine() { return engine; },
   get last() { return last; },
-  get model() { return current && { name: current.name, config: current.model.config, format: current.model.report?.format }; },
+  get model() {
+    if (!current) return undefined;
+    const { model } = current;
+    return { name: current.name, config: model.config, format: model instanceof OnnxClassifier ? 'onnx' : model.report?.format, int8: isInt8(model) };
+  },
   hasDefaultModel: defaultModel !== null,
   /** Waits for the model loads started so far. */
   idle: () => loading,
@@ -401,11 +442,12 @@ const demo = {
     const blob = await (await fetch(url)).blob();
     return classifyBlob(blob, url);
   },
-  /** Median-free raw timings of `rounds` runs of the current model on one 224x224 input (ms each). */
+  /** Median-free raw timings of `rounds` runs of the current model on one input of its size (ms each). */
   async benchmark(rounds: number, warmup = 5): Promise<number[]> {
     if (!current) throw new Error('no model');
-    const data = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i * 12.9898) * 2);
-    const pixels: FloatTensor = { dtype: 'float32', shape: [1, 3, 224, 224], data };
+    const [h, w] = inputSize(current);
+    const data = new Float32Array(3 * h * w).map((_, i) => Math.sin(i * 12.9898) * 2);
+    const pixels: FloatTensor = { dtype: 'float32', shape: [1, 3, h, w], data };
     for (let i = 0; i < warmup; i++) await current.model.logits(pixels);
     const times: number[] = [];
     for (let i = 0; i < rounds; i++) {
@@ -438,14 +480,15 @@ async function main(): Promise<void> {
   await imagenetLabels().catch(() => undefined); // warm the label list (and the offline cache)
   const wanted = params.get('model');
   await refreshPicker();
-  if (wanted) await run(`Loading ${wanted}`, () => loadFromUrl(wanted));
+  if (wanted === 'default-int8') await run('Loading the built-in INT8 model', loadDefaultInt8);
+  else if (wanted) await run(`Loading ${wanted}`, () => loadFromUrl(wanted));
   else if (defaultModel) await run('Loading the built-in model', loadDefault);
   else {
     const cached = (await listCached())[0];
     if (cached) await run(`Loading ${cached.name}`, () => loadCachedEntry(cached.key).then(() => undefined));
     else {
       document.body.dataset.status = 'ready';
-      setStatus('No model loaded yet: give a weights URL or open a .pth / .safetensors file.');
+      setStatus('No model loaded yet: give a weights URL or open a .pth / .safetensors / .onnx file.');
     }
   }
 }

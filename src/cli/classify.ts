@@ -12,7 +12,7 @@ import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
-import { choice, intOption, parse, type Options } from './args.js';
+import { choice, cliMessage, intOption, parse, usageError, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
 
 export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
@@ -75,10 +75,14 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     labelFile ??= bundled.labels;
     const configLabels = bundledConfig ? labelsFromHfConfig(bundledConfig) : undefined;
     if (configLabels) repository = { labels: configLabels, name: bundled.config! };
-  } else if (isRemoteSource(weights)) {
+  }
+  // Where the weights are read from: a remote source's cached download, resolved once (one HEAD for hf:).
+  let file = weights;
+  if (isRemoteSource(weights)) {
     try {
       const resolved = await resolveWeights(weights, { onProgress: downloadProgress() });
       if (resolved.labels) repository = { labels: resolved.labels, name: `${weights}'s id2label` };
+      file = resolved.path;
     } catch (err) {
       if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // end a progress bar cut short
       throw err;
@@ -88,23 +92,20 @@ export async function loadClassifier(values: Record<string, string | undefined>,
   const configAttention = bundledConfig?.attention;
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
-  const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(weights, session ? { session } : {})
+  const model: ImageClassifier = file.toLowerCase().endsWith('.onnx')
+    ? await OnnxClassifier.load(file, session ? { session } : {})
     : await loadSwiftFormer({
-      weights,
+      weights: file,
       ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
       ...(flags.has('allow-non-finite') ? { allowNonFinite: true } : {}),
     }).catch((err: unknown) => {
-      // The library names its option; the command line its flag.
-      if (err instanceof SwiftFormerError) {
-        const dense = /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
-        const other = command === 'eval' ? ', or eval on a segmentation dataset (img_dir/ + ann_dir/, or ADE20K\'s images/ + annotations/)' : '';
-        const hint = dense ? `: use swiftformer ${dense === 'segmentation' ? `segment${other}` : 'detect'}` : '';
-        throw new SwiftFormerError(err.code, err.message.replace('allowNonFinite: true', '--allow-non-finite') + hint);
-      }
+      // Weights of a dense-prediction model: name the command that takes them (flags: cliMessage).
+      const dense = err instanceof SwiftFormerError && /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
+      const other = command === 'eval' ? ', or eval on a segmentation dataset (img_dir/ + ann_dir/, or ADE20K\'s images/ + annotations/)' : '';
+      if (dense) throw new SwiftFormerError(err.code, `${err.message}: use swiftformer ${dense === 'segmentation' ? `segment${other}` : 'detect'}`);
       throw err;
     });
   try {
@@ -113,22 +114,12 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     if (numClasses < 1) throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
     const fixedSize = model instanceof OnnxClassifier ? model.inputSize?.[0] : undefined;
     const size = requestedSize ?? fixedSize ?? (typeof configSize === 'number' ? configSize : undefined);
-    const input = withSizeFlag(() => inputOptions(model.card, size));
+    const input = inputOptions(model.card, size);
     const explicit = labelFile ? { labels: await loadLabels(labelFile), name: labelFile } : undefined;
     const labels = await resolveLabels({ ...(explicit ? { explicit } : {}), ...(repository ? { repository } : {}), ...(model.card.labels ? { recorded: model.card.labels } : {}) }, numClasses);
     return { model, labels, input, numClasses, maxPixels };
   } catch (err) {
     await model.release();
-    throw err;
-  }
-}
-
-/** The library speaks of an input size; the command line of --size. */
-function withSizeFlag<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    if (err instanceof SwiftFormerError && err.code === 'BAD_ARGUMENT') throw new SwiftFormerError('BAD_ARGUMENT', err.message.replace('leave the size out', 'leave out --size'));
     throw err;
   }
 }
@@ -182,9 +173,9 @@ type Result = { file: string; predictions: Prediction[] } | { file: string; erro
 const BATCH = 16;
 
 export async function classify(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images given\n\n${usage}`);
+  if (positionals.length === 0) throw usageError(usage, 'no images given');
   const top = intOption(values.top, 'top') ?? 5;
   const json = flags.has('json');
   const c = await loadClassifier(values, 'classify', flags);
@@ -210,7 +201,7 @@ export async function classify(argv: string[]): Promise<void> {
   }
   if (json) console.log(JSON.stringify(results, null, 2));
   const failed = results.filter((r): r is { file: string; error: string } => 'error' in r);
-  for (const f of failed) console.error(`swiftformer classify: ${f.error}`);
+  for (const f of failed) console.error(`swiftformer classify: ${cliMessage(f.error, usage)}`);
   if (failed.length > 0) {
     throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified`);
   }

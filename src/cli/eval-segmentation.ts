@@ -31,7 +31,7 @@ export const OPTIONS: Options = {
 };
 
 export async function evalSegmentationCommand(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, OPTIONS, usage);
+  const { values, flags, positionals } = parse(argv, OPTIONS, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
   if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);
   const root = positionals[0]!;
@@ -39,6 +39,7 @@ export async function evalSegmentationCommand(argv: string[]): Promise<void> {
   const scale = parseScale(values.size);
   const limit = intOption(values.limit, 'limit');
   const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
+  if (values.weights === undefined) throw new SwiftFormerError('BAD_ARGUMENT', `eval on a segmentation dataset needs --weights (Semantic FPN weights, e.g. a training run's best_mIoU.pth)`);
   const model = await loadSegmenter(values, scale);
   try {
     const data = await openSegmentationData(root, { splits: [split], numClasses: model.numClasses, maxPixels, ...(limit !== undefined ? { limit } : {}) });

@@ -4,7 +4,7 @@ import { fashionMnistDir, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loa
 import { SwiftFormerError } from '../core/errors.js';
 import { labelOf } from '../models/labels.js';
 import { checkFiniteLogits } from '../models/classify.js';
-import { intOption, parse } from './args.js';
+import { cliMessage, intOption, parse, usageError } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { ProgressBar } from './progress.js';
@@ -67,9 +67,9 @@ function datasetArgument(argv: string[]): string | undefined {
 export async function evalCommand(argv: string[]): Promise<void> {
   const dataset = datasetArgument(argv);
   if (dataset !== undefined && dataset !== 'fashion-mnist' && (await segmentationLayout(dataset))) return evalSegmentationCommand(argv);
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);
+  if (positionals.length !== 1) throw usageError(usage, `eval takes one dataset, got ${positionals.length}`);
   const folder = positionals[0]!;
   const limit = intOption(values.limit, 'limit');
   const batchSize = intOption(values['batch-size'], 'batch-size') ?? 16;
@@ -158,7 +158,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       console.log(`  ${(100 * w.top1).toFixed(1).padStart(5)}%  ${String(Math.round(w.top1 * w.images)).padStart(4)}/${w.images}  ${w.name}${label}`);
     }
   }
-  for (const e of errors) console.error(`swiftformer eval: ${e.error}`);
+  for (const e of errors) console.error(`swiftformer eval: ${cliMessage(e.error, usage)}`);
   if (errors.length > 0) throw new SwiftFormerError('BAD_IMAGE', `${errors.length} of ${samples.length} images could not be read (left out of the accuracy)`);
 }
 

@@ -39,7 +39,7 @@ export async function scoreCommand(argv: string[]): Promise<void> {
   const { values, flags, positionals } = parse(argv, {
     gt: { type: 'string' }, pred: { type: 'string' }, 'num-classes': { type: 'string' }, 'ignore-index': { type: 'string' },
     'reduce-zero-label': { type: 'boolean' }, classes: { type: 'string' }, 'iou-type': { type: 'string' }, json: { type: 'boolean' },
-  }, usage);
+  }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
   const [task, ...rest] = positionals;
   if (rest.length > 0 || (task !== 'segmentation' && task !== 'detection')) {

@@ -1,14 +1,13 @@
 import { basename, extname, join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import { SwiftFormerError } from '../core/errors.js';
 import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
-import { writeFileAtomic } from '../node/files.js';
+import { makeDirectory, writeFileAtomic } from '../node/files.js';
 import { isRemoteSource, resolveWeights } from '../node/hub.js';
 import { encodeGrayPng, encodePalettePng, encodeRgbPng } from '../node/png.js';
 import { loadLabels } from '../models/labels.js';
 import { classAreas, SegmentationModel, type Segmentation } from '../models/segmentation.js';
 import { overlay } from '../draw/overlay.js';
-import { intOption, parse } from './args.js';
+import { intOption, parse, usageError } from './args.js';
 import { downloadProgress } from './progress.js';
 
 export const usage = `Usage: swiftformer segment <images...> --weights <src> [options]
@@ -80,9 +79,9 @@ export async function segmentCommand(argv: string[]): Promise<void> {
   const { values, flags, positionals } = parse(argv, {
     weights: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, size: { type: 'string' },
     labels: { type: 'string' }, opacity: { type: 'string' }, 'no-overlay': { type: 'boolean' }, 'max-pixels': { type: 'string' },
-  }, usage);
+  }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images given\n\n${usage}`);
+  if (positionals.length === 0) throw usageError(usage, 'no images given');
   const scale = parseScale(values.size);
   const opacity = values.opacity === undefined ? 0.5 : Number(values.opacity);
   if (!(opacity >= 0 && opacity <= 1)) throw new SwiftFormerError('BAD_ARGUMENT', `--opacity must be in [0, 1], got '${values.opacity}'`);
@@ -92,7 +91,7 @@ export async function segmentCommand(argv: string[]): Promise<void> {
   const model = await loadSegmenter(values, scale);
   const outcomes: Outcome[] = [];
   try {
-    await mkdir(outDir, { recursive: true });
+    await makeDirectory(outDir, 'output directory');
     const used = new Set<string>();
     for (const file of positionals) {
       try {

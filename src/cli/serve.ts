@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
@@ -8,7 +7,7 @@ import { classifierModel, onnxModel, type Batching, type ServedModel } from '../
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
 import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
-import { intOption, parse } from './args.js';
+import { intOption, packageVersion, parse } from './args.js';
 import { loadClassifier } from './classify.js';
 
 export const usage = `Usage: swiftformer serve [--model NAME=WEIGHTS ...] [--repository DIR] [options]
@@ -120,14 +119,6 @@ function describe(m: ServedModel): string {
   return `model '${m.name}'${m.version ? ` version ${m.version}` : ''}: ${io}; ${batching}${tasks.length > 0 ? `; /v1 ${tasks.join(', ')}` : ''}`;
 }
 
-async function packageVersion(): Promise<string> {
-  try {
-    return (JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0';
-  }
-}
-
 /** Resolves with the first of SIGTERM and SIGINT; a second one exits at once. */
 function nextSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -172,7 +163,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     timeoutMs: intOption(values['timeout-ms'], 'timeout-ms') ?? 30_000,
     maxBodyBytes: (intOption(values['max-body-mb'], 'max-body-mb') ?? 64) * 1024 * 1024,
     maxPixels: intOption(values['max-pixels'], 'max-pixels', 0) ?? undefined,
-    version: await packageVersion(),
+    version: packageVersion(),
   });
   const signal = nextSignal();
   let url: string;

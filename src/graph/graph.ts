@@ -12,6 +12,9 @@ export const OPSET = 17;
 /** Domain of this library's composite ops: they have gradient rules and expand into ONNX ops. */
 export const COMPOSITE = 'swiftformer';
 
+/** ONNX Runtime's contrib-op domain (Gelu, QLinearAdd, QGemm of INT8 graphs). */
+export const MS_DOMAIN = 'com.microsoft';
+
 /** A dimension is a number or a symbolic name (the batch axis is 'batch'). */
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -394,7 +397,11 @@ function usedInitializers(graph: Graph): [string, GraphTensor][] {
   return used;
 }
 
-/** Lowers a bound graph to ONNX bytes. */
+/** The name `toOnnx` gives the node at `index` (of a graph without composites): what profiles report. */
+export function onnxNodeName(node: Node, index: number): string {
+  return `${node.op}_${index}`;
+}
+
 /**
  * Lowers a graph to ONNX bytes. Parameters without data are an error, or, with
  * `paramsAsInputs` (training graphs, whose weights change every step), extra graph inputs.
@@ -407,18 +414,17 @@ export function toOnnx(source: Graph, meta: Record<string, string> = {}, options
     throw new Error(`graph has unbound parameters: ${unbound.slice(0, 5).join(', ')}`);
   }
   const inputs = graph.inputs.concat(unbound.map((name) => ({ name, shape: graph.params.get(name)! })));
-  let counter = 0;
   return encodeModel({
     irVersion: 8,
     producerName: 'swiftformer',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...(graph.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
     graph: {
       name: 'swiftformer',
-      node: graph.nodes.map((n) => ({
+      node: graph.nodes.map((n, i) => ({
         input: n.inputs,
         output: n.outputs,
-        name: `${n.op}_${counter++}`,
+        name: onnxNodeName(n, i),
         opType: n.op,
         domain: n.domain ?? '',
         attribute: Object.entries(n.attrs).map(([k, a]) => attributeMessage(k, a)),

@@ -56,6 +56,8 @@ export class OnnxClassifier implements ImageClassifier {
     private readonly io: GraphIO,
     readonly config: ImageClassifier['config'],
     readonly card: ModelCard,
+    /** The file's own metadata, beyond the card: what exported it (config, head, INT8 settings). */
+    readonly metadata: Readonly<Record<string, string>>,
     private readonly name: string,
     options: { session?: SessionOptions; backend?: string },
   ) {
@@ -69,7 +71,7 @@ export class OnnxClassifier implements ImageClassifier {
     let config: ImageClassifier['config'] = { numClasses: io.classes };
     if (metadata['swiftformer.config']) config = { ...JSON.parse(metadata['swiftformer.config']) as SwiftFormerConfig, numClasses: io.classes };
     if (metadata['swiftformer.head'] === 'features') throw new SwiftFormerError('BAD_ARGUMENT', `${name} is a feature backbone: it has no logits`);
-    const model = new OnnxClassifier(bytes, io, config, readCard(metadata, 'classification'), name, options);
+    const model = new OnnxClassifier(bytes, io, config, readCard(metadata, 'classification'), metadata, name, options);
     // The session is created now, so that a file ONNX Runtime cannot load fails at load time.
     await model.sessions.open('model', () => bytes);
     return model;

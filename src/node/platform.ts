@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { SwiftFormerError } from '../core/errors.js';
+import { fsReason, refuseOtherSchemes } from './files.js';
 import { isRemoteSource, readRemoteSource, resolveWeights } from './hub.js';
 import { readSource, registerImageDecoder, registerSourceReader, registerWeightsReader } from '../core/io.js';
 import { decodeImage } from './decode.js';
@@ -12,13 +13,12 @@ registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true 
 
 registerSourceReader(async (source) => {
   if (isRemoteSource(source)) return readRemoteSource(source);
+  refuseOtherSchemes(source, 'weights and labels come from files, http(s):// URLs and hf:ORG/NAME');
   try {
     const buf = await readFile(source.startsWith('file:') ? new URL(source) : source);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new SwiftFormerError('IO', `cannot read ${source}: ${why}`, { cause: err });
+    throw new SwiftFormerError('IO', `cannot read ${source}: ${fsReason(err)}`, { cause: err });
   }
 });
 

@@ -5,11 +5,11 @@
  * agrees with it; Triton's onnxruntime backend (and KServe with `modelFormat: onnx`,
  * `protocolVersion: v2`) then serve the same directory.
  */
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { readCard } from '../models/card.js';
-import { writeFileAtomic } from '../node/files.js';
+import { makeDirectory, writeFileAtomic } from '../node/files.js';
 import type { Datatype, OnnxSignature, TensorSpec } from './onnx.js';
 import { formatPbtxt, parsePbtxt, PbEnum, type PbMessage, type PbObject, type PbScalar } from './pbtxt.js';
 
@@ -199,7 +199,7 @@ export async function writeTritonModel(dir: string, name: string, onnx: Uint8Arr
   checkModelName(name);
   const config = tritonConfigFor(signature, { name, ...options });
   const modelDir = join(dir, name);
-  await mkdir(join(modelDir, '1'), { recursive: true });
+  await makeDirectory(join(modelDir, '1'), 'Triton model folder');
   const written = [join(modelDir, '1', MODEL_FILE), join(modelDir, 'config.pbtxt')];
   await writeFileAtomic(written[0]!, onnx);
   const labels = readCard(signature.metadata, 'classification').labels;

@@ -22,12 +22,11 @@
  * from the TrainConfig; progress, the stop, exact resume, checkpoints, metrics and the chart from
  * here.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
 import type { FloatTensor, StateDict } from '../core/tensor.js';
-import { directoryError, writeFileAtomic } from '../node/files.js';
+import { makeDirectory, writeFileAtomic } from '../node/files.js';
 import type { FitReport } from '../models/fit.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
 import { trainingChart } from './chart.js';
@@ -134,11 +133,7 @@ export interface PlanOptions {
 
 /** Creates the output directory, one line on failure (a file in the way, a file as a parent, no permission). */
 async function prepareOutput(out: string): Promise<void> {
-  try {
-    await mkdir(out, { recursive: true });
-  } catch (err) {
-    throw await directoryError(out, err, 'output directory');
-  }
+  await makeDirectory(out, 'output directory');
 }
 
 /** The configuration, schedule and checkpoint a run starts from. */

@@ -48,7 +48,7 @@ export async function readWeights(bytes: Uint8Array, options: ReadOptions = {}):
   throw new SwiftFormerError('BAD_CHECKPOINT', `${name} is neither a PyTorch checkpoint (.pth, zip) nor a safetensors file (${bytes.length} bytes)`);
 }
 
-function looksLikeSafetensors(bytes: Uint8Array): boolean {
+export function looksLikeSafetensors(bytes: Uint8Array): boolean {
   if (bytes.length < 10) return false;
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   return headerLength > 1n && bytes[8] === 0x7b; // '{'
