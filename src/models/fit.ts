@@ -88,6 +88,36 @@ function isOptionalKey(key: string, params: Map<string, number[]>): boolean {
   return !!m && params.has(`${m[1]}.running_mean`);
 }
 
+/** What `matchState` found: the tensors that fit, and what did not. */
+export interface StateMatch {
+  state: StateDict;
+  missing: string[];
+  unexpected: string[];
+  mismatched: FitReport['mismatched'];
+}
+
+/**
+ * Checks renamed weights against a model's parameters (`params`, key -> shape): `renamed` pairs
+ * each source key with its model key. Shapes may differ in size-1 axes only; num_batches_tracked
+ * beside a known BatchNorm is accepted and dropped.
+ */
+export function matchState(source: StateDict, renamed: Iterable<[string, string]>, params: Map<string, number[]>): StateMatch {
+  const state: StateDict = new Map();
+  const match: StateMatch = { state, missing: [], unexpected: [], mismatched: [] };
+  for (const [from, to] of renamed) {
+    const t = source.get(from)!;
+    const expected = params.get(to);
+    if (!expected) {
+      if (!isOptionalKey(to, params)) match.unexpected.push(to);
+      continue;
+    }
+    if (!shapesFit(t.shape, expected)) match.mismatched.push({ key: to, checkpoint: t.shape, model: expected });
+    else state.set(to, { ...t, shape: expected } as Tensor);
+  }
+  for (const key of params.keys()) if (!state.has(key) && !match.mismatched.some((m) => m.key === key)) match.missing.push(key);
+  return match;
+}
+
 /**
  * Renames a state dict to official keys and checks it against the model `cfg` describes.
  * Strict (default): any missing, unexpected or mis-shaped key is one error listing them by name.
@@ -96,19 +126,8 @@ export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: F
   const remap = remapKeys(source.keys(), cfg);
   const config = { ...cfg, attention: options.attention ?? attentionFor(remap.format) };
   const params = emitSwiftFormer(config, { head: options.head ?? 'classifier' }).params;
-  const state: StateDict = new Map();
-  const report: FitReport = { format: remap.format, attention: config.attention, missing: [], unexpected: [...remap.unmatched], mismatched: [] };
-  for (const [from, to] of remap.mapped) {
-    const t = source.get(from)!;
-    const expected = params.get(to);
-    if (!expected) {
-      if (!isOptionalKey(to, params)) report.unexpected.push(to);
-      continue;
-    }
-    if (!shapesFit(t.shape, expected)) report.mismatched.push({ key: to, checkpoint: t.shape, model: expected });
-    else state.set(to, { ...t, shape: expected } as Tensor);
-  }
-  for (const key of params.keys()) if (!state.has(key) && !report.mismatched.some((m) => m.key === key)) report.missing.push(key);
+  const { state, missing, unexpected, mismatched } = matchState(source, remap.mapped, params);
+  const report: FitReport = { format: remap.format, attention: config.attention, missing, unexpected: [...remap.unmatched, ...unexpected], mismatched };
   if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
   return { state, config, report };
 }
@@ -118,7 +137,8 @@ function listKeys(keys: string[], limit = 6): string {
   return keys.length > limit ? `${shown}, ... (${keys.length - limit} more)` : shown;
 }
 
-function throwIfUnfit(report: FitReport, name: string): void {
+/** The problems of a fit, one phrase per kind (mis-shaped, missing, unexpected); empty when everything fits. */
+export function unfitProblems(report: Pick<FitReport, 'missing' | 'unexpected' | 'mismatched'>): string[] {
   const parts: string[] = [];
   if (report.mismatched.length > 0) {
     const items = report.mismatched.map((m) => `${m.key}: checkpoint ${formatShape(m.checkpoint)} vs model ${formatShape(m.model)}`);
@@ -126,6 +146,11 @@ function throwIfUnfit(report: FitReport, name: string): void {
   }
   if (report.missing.length > 0) parts.push(`${report.missing.length} missing (${listKeys(report.missing)})`);
   if (report.unexpected.length > 0) parts.push(`${report.unexpected.length} unexpected (${listKeys(report.unexpected)})`);
+  return parts;
+}
+
+function throwIfUnfit(report: FitReport, name: string): void {
+  const parts = unfitProblems(report);
   if (parts.length === 0) return;
   throw new SwiftFormerError('KEY_MISMATCH', `${name} do not fit the model (${report.format} keys): ${parts.join('; ')}. Is it another variant? Pass the matching --model, or strict: false to load what fits.`);
 }
