@@ -14,6 +14,15 @@ export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights } from './
 export type { VitConfig, VitInfo, VitAttention } from './models/vit.js';
 export { fitWeights, inferConfig } from './models/fit.js';
 export type { FitOptions, FitReport } from './models/fit.js';
+export { DetectionModel, loadDetectionModel, binaryMask } from './models/detector.js';
+export type { Detection, DetectionMask, DetectOptions, DetectionModelOptions, RawDetections } from './models/detector.js';
+export {
+  isMaskRcnnState, emitMaskRcnn, maskRcnnConfig, inferMaskRcnnConfig, remapDetectionKeys, fitMaskRcnnWeights, initialMaskRcnnWeights,
+} from './models/maskrcnn.js';
+export type { MaskRcnnConfig, MaskRcnnEmitOptions } from './models/maskrcnn.js';
+export { defaultSettings as defaultDetectionSettings, resolveSettings as resolveDetectionSettings } from './models/detection/settings.js';
+export type { DetectionSettings, SettingsOverrides as DetectionSettingsOverrides } from './models/detection/settings.js';
+export { resizedSize as detectionInputSize } from './models/detection/transform.js';
 export { readStateDict, readWeights } from './weights/read.js';
 export type { ReadOptions } from './weights/read.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
@@ -31,7 +40,7 @@ export { inputFor, modelTransform } from './preprocess/transforms.js';
 export type { InputOptions, Normalization, Preprocessing } from './preprocess/transforms.js';
 export { recordedLabels, recordedPreprocessing } from './models/recorded.js';
 export type { RGBImage } from './preprocess/resize.js';
-export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf } from './models/labels.js';
+export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, cocoLabels, defaultLabels, labelOf } from './models/labels.js';
 export { getBackend, registerBackend } from './runtime/runtime.js';
 export type { Backend, Session, SessionOptions } from './runtime/runtime.js';
 export { SwiftFormerError } from './core/errors.js';

@@ -15,12 +15,12 @@ export function fixtureBytes(rel: string): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-export function manifest(dir: 'tiny' | 'xs'): Record<string, any> {
+export function manifest(dir: string): Record<string, any> {
   return JSON.parse(readFileSync(fixturePath(`${dir}/manifest.json`), 'utf8'));
 }
 
 /** A raw little-endian float32 .bin file with its shape from the manifest. */
-export function fixtureTensor(dir: 'tiny' | 'xs', file: string): FloatTensor {
+export function fixtureTensor(dir: string, file: string): FloatTensor {
   const bytes = fixtureBytes(`${dir}/${file}`);
   const data = new Float32Array(bytes.slice().buffer);
   return { dtype: 'float32', shape: manifest(dir).files[file].shape, data };

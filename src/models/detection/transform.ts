@@ -2,13 +2,15 @@
  * torchvision's GeneralizedRCNNTransform in the graph: normalize, resize, pad into a batch
  * (before the network) and back to the input image (after it: boxes rescaled, masks pasted).
  *
- * The resize is torch's `interpolate(bilinear, align_corners=False)` as the CPU kernel computes it,
- * composed from Gather and arithmetic rather than ONNX Resize, whose source coordinates are
- * (x + 0.5) / scale - 0.5 with scale = out / in in float32 and differ from torch's
- * (in / out) * (x + 0.5) - 0.5 in double by up to 1e-5 pixels: torch's float32 ratio in / out,
- * source positions in double, float32 weights, the width interpolated first and each two-tap sum
- * evaluated as torch's compiled kernel does, w0 * v0 + round(w1 * v1) in one rounding (a fused
- * multiply-add, emulated in double).
+ * The resize is torch's `interpolate(bilinear, align_corners=False)` as its CPU kernel computes
+ * it, composed from Gather and arithmetic rather than ONNX Resize, whose source coordinates
+ * ((x + 0.5) / scale - 0.5, scale = out / in in float32) put it up to 1e-3 off torch's on
+ * detailed images: torch's float32 ratio in / out, source positions in double, the same two taps
+ * and float32 weights, the width interpolated first. The one difference left: torch's AVX2 kernel
+ * evaluates w0 * v0 + w1 * v1 as a fused multiply-add, here it is two products and a sum, so
+ * values differ by at most 2 units in the last place (4.8e-7 on normalized pixels), as torch's
+ * own builds for CPUs with and without FMA do; emulating the fusion in double would triple the
+ * resize's time.
  */
 import type { GraphBuilder } from '../../graph/graph.js';
 import {
@@ -22,11 +24,13 @@ import { SwiftFormerError } from '../../core/errors.js';
 
 /**
  * The size torchvision resizes an h x w image to: scale = min(min_size / short side, max_size /
- * long side) in float32, each side floor(side * scale) in double (recompute_scale_factor=True).
+ * long side) in float32, where `number / tensor` is torch's reciprocal-then-multiply
+ * (480 x 640 -> 800 x 1066, not 799), and each side floor(side * scale) in double
+ * (recompute_scale_factor=True).
  */
 export function resizedSize(height: number, width: number, t: Pick<TransformSettings, 'minSize' | 'maxSize'>): [number, number] {
   const f = Math.fround;
-  const scale = Math.min(f(t.minSize / f(Math.min(height, width))), f(t.maxSize / f(Math.max(height, width))));
+  const scale = Math.min(f(f(1 / Math.min(height, width)) * t.minSize), f(f(1 / Math.max(height, width)) * t.maxSize));
   return [Math.floor(height * scale), Math.floor(width * scale)];
 }
 
@@ -70,22 +74,26 @@ function linearTaps(b: GraphBuilder, inSize: string, outSize: string, positions:
   return { i0, i1, w0: arith(b, 'Sub', scalar(b, 1), w1), w1 };
 }
 
-/** w0 * v0 + round(w1 * v1) rounded once, as torch's fused kernel: the first product is exact in double. */
+/** w0 * v0 + w1 * v1 in float32. */
 function twoTap(b: GraphBuilder, w0: string, v0: string, w1: string, v1: string): string {
-  const first = arith(b, 'Mul', cast(b, w0, 'float64'), cast(b, v0, 'float64'));
-  return cast(b, arith(b, 'Add', first, cast(b, arith(b, 'Mul', w1, v1), 'float64')), 'float32');
+  return arith(b, 'Add', arith(b, 'Mul', w0, v0), arith(b, 'Mul', w1, v1));
 }
 
-/** torch's bilinear resize of (N, C, H, W) to (outH, outW) (int64 scalars). */
+/**
+ * torch's bilinear resize of (N, C, H, W) to (outH, outW) (int64 scalars). Taps are gathered
+ * along the second-to-last axis, where a Gather copies whole rows: the width pass works on the
+ * transposed maps.
+ */
 export function bilinearResize(b: GraphBuilder, x: string, outH: string, outW: string, channels: number): string {
   const axis = (inDim: string, out: string) => linearTaps(
     b, cast(b, inDim, 'float32'), cast(b, out, 'float32'), range(b, 0, out), arith(b, 'Sub', inDim, intScalar(b, 1)),
   );
-  const [n, h] = [b.shape(x)[0]!, dimOf(b, x, 2)];
+  const n = b.shape(x)[0]!;
   const cols = axis(dimOf(b, x, 3), outW);
-  const rows = axis(h, outH);
-  const widthDone = twoTap(b, cols.w0, gather(b, x, cols.i0, 3), cols.w1, gather(b, x, cols.i1, 3));
+  const rows = axis(dimOf(b, x, 2), outH);
   const column = (v: string) => unsqueeze(b, v, [1]);
+  const t = transpose(b, x, [0, 1, 3, 2]);
+  const widthDone = transpose(b, twoTap(b, column(cols.w0), gather(b, t, cols.i0, 2), column(cols.w1), gather(b, t, cols.i1, 2)), [0, 1, 3, 2]);
   const out = twoTap(b, column(rows.w0), gather(b, widthDone, rows.i0, 2), column(rows.w1), gather(b, widthDone, rows.i1, 2));
   b.graph.shapes.set(out, [n, channels, symbolic('resized_height'), symbolic('resized_width')]);
   return out;
@@ -116,7 +124,9 @@ export function transformImages(b: GraphBuilder, pixels: string, t: TransformSet
   const normalized = arith(b, 'Div', arith(b, 'Sub', pixels, b.constant(t.mean, [1, 3, 1, 1])), b.constant(t.std, [1, 3, 1, 1]));
   const [h, w] = [dimOf(b, pixels, 2), dimOf(b, pixels, 3)];
   const [hf, wf] = [cast(b, h, 'float32'), cast(b, w, 'float32')];
-  const scale = minimum(b, arith(b, 'Div', scalar(b, t.minSize), minimum(b, hf, wf)), arith(b, 'Div', scalar(b, t.maxSize), maximum(b, hf, wf)));
+  // torch evaluates `python number / tensor` as reciprocal(tensor) * number.
+  const ratio = (size: number, side: string) => arith(b, 'Mul', b.node('Reciprocal', [side], []), scalar(b, size));
+  const scale = minimum(b, ratio(t.minSize, minimum(b, hf, wf)), ratio(t.maxSize, maximum(b, hf, wf)));
   const side = (d: string) => cast(b, unary(b, 'Floor', arith(b, 'Mul', cast(b, d, 'float64'), cast(b, scale, 'float64'))), 'int64');
   const [rh, rw] = [side(h), side(w)];
   const resized = bilinearResize(b, normalized, rh, rw, 3);
