@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """The Fashion-MNIST recipe of bench/train-fmnist.ts in PyTorch, for a side-by-side throughput number.
 
-SwiftFormer-XS is defined here from the paper's description (not the official code): stem of two
-3x3 stride-2 conv+BN+ReLU (24, 48), stages [48, 56, 112, 220] x [3, 3, 6, 4] of ConvEncoders with
-a SwiftFormer encoder (efficient additive attention) last in each stage, 3x3 stride-2 conv+BN
-between stages, head BN -> global mean -> Linear. Recipe: 10 classes, 28x28 zero-padded to 32x32,
+SwiftFormer-XS comes from bench/torchref/swiftformer.py (written from the paper's description,
+with the official key names; checked against ../shared/fixtures by bench/torchref/check_fixtures.py):
+stem of two 3x3 stride-2 conv+BN+ReLU (24, 48), stages [48, 56, 112, 220] x [3, 3, 6, 4] of
+ConvEncoders with a SwiftFormer encoder (efficient additive attention) last in each stage, 3x3
+stride-2 conv+BN between stages, head BN -> global mean -> Linear, initialized as the TypeScript
+trainer does (torchref.swiftformer.init_weights). Recipe: 10 classes, 28x28 zero-padded to 32x32,
 gray to 3 channels, normalized (0.2860/0.3530), batch 128 (drop last), AdamW lr 1e-3 wd 0.025
 (no decay on 1-d params, biases, layer scales), cosine per step to 0, label smoothing 0.1.
 
@@ -19,8 +21,8 @@ import gzip
 import json
 import math
 import os
-import platform
 import struct
+import sys
 import time
 
 import numpy as np
@@ -28,97 +30,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-# ------------------------------------------------------------------ model
-
-class ConvEncoder(nn.Module):
-    """x + ls * pw2(GELU(pw1(BN(dw3x3(x))))); with hidden == dim it is the local representation."""
-
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.norm = nn.BatchNorm2d(dim)
-        self.pwconv1 = nn.Conv2d(dim, hidden, 1)
-        self.pwconv2 = nn.Conv2d(hidden, dim, 1)
-        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1))
-
-    def forward(self, x):
-        return x + self.layer_scale * self.pwconv2(F.gelu(self.pwconv1(self.norm(self.dwconv(x)))))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(dim)
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(self.norm1(x))))
-
-
-class AdditiveAttention(nn.Module):
-    """Efficient additive attention on tokens (B, N, D)."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.to_query = nn.Linear(dim, dim)
-        self.to_key = nn.Linear(dim, dim)
-        self.w_g = nn.Parameter(torch.randn(dim, 1))
-        self.scale = dim ** -0.5
-        self.proj = nn.Linear(dim, dim)
-        self.final = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        q = F.normalize(self.to_query(x), dim=-1)
-        k = F.normalize(self.to_key(x), dim=-1)
-        a = F.normalize((q @ self.w_g) * self.scale, dim=1)  # (B, N, 1), over the tokens
-        g = torch.sum(a * q, dim=1, keepdim=True)  # (B, 1, D)
-        return self.final(self.proj(g * k) + q)
-
-
-class SwiftFormerEncoder(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.local = ConvEncoder(dim, dim)
-        self.attn = AdditiveAttention(dim)
-        self.mlp = Mlp(dim, hidden)
-        self.layer_scale_1 = nn.Parameter(1e-5 * torch.ones(dim, 1, 1))
-        self.layer_scale_2 = nn.Parameter(1e-5 * torch.ones(dim, 1, 1))
-
-    def forward(self, x):
-        x = self.local(x)
-        b, c, h, w = x.shape
-        tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-        attn = self.attn(tokens).reshape(b, h, w, c).permute(0, 3, 1, 2)
-        x = x + self.layer_scale_1 * attn
-        return x + self.layer_scale_2 * self.mlp(x)
-
-
-class SwiftFormer(nn.Module):
-    def __init__(self, dims=(48, 56, 112, 220), depths=(3, 3, 6, 4), mlp_ratio=4, num_classes=10):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, dims[0] // 2, 3, 2, 1), nn.BatchNorm2d(dims[0] // 2), nn.ReLU(),
-            nn.Conv2d(dims[0] // 2, dims[0], 3, 2, 1), nn.BatchNorm2d(dims[0]), nn.ReLU(),
-        )
-        layers = []
-        for i, (dim, depth) in enumerate(zip(dims, depths)):
-            if i > 0:
-                layers += [nn.Conv2d(dims[i - 1], dim, 3, 2, 1), nn.BatchNorm2d(dim)]
-            layers += [ConvEncoder(dim, mlp_ratio * dim) for _ in range(depth - 1)]
-            layers.append(SwiftFormerEncoder(dim, mlp_ratio * dim))
-        self.network = nn.Sequential(*layers)
-        self.norm = nn.BatchNorm2d(dims[-1])
-        self.head = nn.Linear(dims[-1], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x):
-        x = self.norm(self.network(self.stem(x)))
-        return self.head(x.mean(dim=(2, 3)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torchref import env  # noqa: E402
+from torchref.swiftformer import init_weights, swiftformer  # noqa: E402
 
 
 # ------------------------------------------------------------------ data
@@ -192,11 +106,11 @@ def main():
     ap.add_argument('--seed', type=int, default=0)
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
+    machine = env.setup(args.threads)
     torch.manual_seed(args.seed)
     x_train, y_train = load_split(args.data, 'train', args.limit)
     x_test, y_test = load_split(args.data, 't10k', args.limit)
-    model = SwiftFormer()
+    model = init_weights(swiftformer('XS', num_classes=10, distillation=False))
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(param_groups(model, 0.025), lr=1e-3)
     steps_per_epoch = len(y_train) // args.batch_size
@@ -215,8 +129,7 @@ def main():
         sched.step()
         return loss.item()
 
-    result = {'bench': 'train-fmnist-torch', 'torch': torch.__version__, 'threads': args.threads, 'batch_size': args.batch_size,
-              'params': n_params, 'cpu': platform.processor() or platform.machine()}
+    result = {'bench': 'train-fmnist-torch', **machine, 'batch_size': args.batch_size, 'params': n_params}
     if args.steps is not None:
         warmup = 3
         perm = torch.randperm(len(y_train), generator=gen)

@@ -129,7 +129,7 @@ const result = await train({
       if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
       const m = e.metrics;
       const ema = m.test_acc_ema === undefined ? '' : ` (EMA ${(m.test_acc_ema * 100).toFixed(2)}%)`;
-      console.log(`epoch ${m.epoch}: test acc ${(m.test_acc! * 100).toFixed(2)}%${ema}  train acc ${(m.train_acc * 100).toFixed(2)}%  loss ${m.train_loss.toFixed(4)}  ${m.img_per_s.toFixed(1)} img/s  ${m.seconds.toFixed(0)} s  ${JSON.stringify(m.phase_ms)}`);
+      console.log(`epoch ${m.epoch}: test acc ${(m.test_acc! * 100).toFixed(2)}%${ema}  train acc ${(m.train_acc! * 100).toFixed(2)}%  loss ${m.train_loss.toFixed(4)}  ${m.img_per_s.toFixed(1)} img/s  ${m.seconds.toFixed(0)} s  ${JSON.stringify(m.phase_ms)}`);
     }
   },
 });

@@ -28,7 +28,7 @@ export const ALLOWED: Record<string, readonly string[]> = {
   weights: ['core'],
   preprocess: ['core'],
   data: ['core', 'preprocess'],
-  metrics: ['core'],
+  metrics: ['core', 'data'],
   draw: ['core', 'preprocess'],
   models: ['core', 'runtime', 'graph', 'weights', 'preprocess', 'data', 'metrics', 'draw'],
   measure: ['core', 'runtime', 'graph', 'models'],

@@ -5,14 +5,14 @@
  *
  *   node --import tsx scripts/make-examples.ts
  */
-import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { FASHION_MNIST_CLASSES } from '../src/data/dataset.js';
 import { FASHION_MNIST_DIR, loadIdxDataset } from '../src/node/datasets.js';
+import { makeDirectory } from '../src/node/files.js';
 
 const out = fileURLToPath(new URL('../assets/examples/', import.meta.url));
-await mkdir(out, { recursive: true });
+await makeDirectory(out);
 const test = await loadIdxDataset(FASHION_MNIST_DIR, 'test', { classes: FASHION_MNIST_CLASSES });
 for (let label = 0; label < FASHION_MNIST_CLASSES.length; label++) {
   let i = 0;

@@ -7,7 +7,8 @@ Pillow produces for them:
 
   * the official SwiftFormer eval geometry: torchvision Resize(256, BICUBIC) -> CenterCrop(224),
     reimplemented here with torchvision's exact rules so torch/torchvision are not needed;
-  * plain Image.resize outputs for a few explicit target sizes (bicubic and bilinear).
+  * plain Image.resize outputs for a few explicit target sizes (bicubic and bilinear);
+  * convert('L') of every eval source (the luma a model trained on gray images sees).
 
 Everything is raw uint8 RGB (row-major, interleaved); test/data/preprocess/index.json describes
 the files. Usage (needs python3-pil and python3-numpy):
@@ -101,6 +102,8 @@ def eval_case(out_dir, seed, name, width, height):
     cropped, left, top = center_crop(resized, CROP)
     write_raw(out_dir, f"{name}.rgb", src)
     write_raw(out_dir, f"{name}.crop{CROP}.rgb", cropped)
+    with open(os.path.join(out_dir, f"{name}.L.gray"), "wb") as f:
+        f.write(src.convert("L").tobytes())
     return {
         "name": name,
         "width": width,
@@ -110,6 +113,7 @@ def eval_case(out_dir, seed, name, width, height):
         "cropLeft": left,
         "cropTop": top,
         "crop": f"{name}.crop{CROP}.rgb",
+        "luma": f"{name}.L.gray",
     }
 
 
@@ -122,6 +126,14 @@ def resize_case(out_dir, seed, name, width, height, targets):
         write_raw(out_dir, file_name, src.resize((tw, th), FILTERS[filt]))
         outputs.append({"width": tw, "height": th, "filter": filt, "file": file_name})
     return {"name": name, "width": width, "height": height, "source": f"{name}.rgb", "outputs": outputs}
+
+
+def write_index(out_dir, generator, indent=2, **fields):
+    """index.json: the generator and the versions of Pillow and numpy, then the script's fields."""
+    index = {"generator": generator, "pillow": PIL.__version__, "numpy": np.__version__, **fields}
+    with open(os.path.join(out_dir, "index.json"), "w") as f:
+        json.dump(index, f, indent=indent)
+        f.write("\n")
 
 
 def main():
@@ -137,19 +149,10 @@ def main():
     for name, w, h, targets in RESIZE_CASES:
         seed += 1
         resizes.append(resize_case(out_dir, seed, name, w, h, targets))
-    index = {
-        "generator": "scripts/make-preprocess-refs.py",
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-        "format": "raw uint8 RGB, row-major, channels interleaved",
-        "resizeShorter": RESIZE_SHORTER,
-        "crop": CROP,
-        "evalCases": evals,
-        "resizeCases": resizes,
-    }
-    with open(os.path.join(out_dir, "index.json"), "w") as f:
-        json.dump(index, f, indent=2)
-        f.write("\n")
+    write_index(
+        out_dir, "scripts/make-preprocess-refs.py", format="raw uint8 RGB, row-major, channels interleaved",
+        resizeShorter=RESIZE_SHORTER, crop=CROP, evalCases=evals, resizeCases=resizes,
+    )
     total = sum(os.path.getsize(os.path.join(out_dir, n)) for n in os.listdir(out_dir))
     print(f"wrote {len(os.listdir(out_dir))} files, {total} bytes, to {out_dir} (Pillow {PIL.__version__})")
 

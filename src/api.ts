@@ -2,19 +2,37 @@
  * The platform-neutral API: everything both entries (index.ts for Node, browser.ts) export.
  * Nothing here imports a node: module or a particular ONNX Runtime build.
  */
-export { loadModel, modelInfo, SwiftFormerModel } from './models/model.js';
+export { loadSwiftFormer, modelInfo, SwiftFormerModel, checkModelOptions } from './models/model.js';
+export { loadModel } from './models/load.js';
+export type { Model, LoadOptions } from './models/load.js';
+export { denseTaskOf } from './models/families.js';
+export { readModelSource } from './models/source.js';
+export type { ModelSource } from './models/source.js';
 export type { ModelInfo, ModelOptions, StageInfo, SwiftFormerId, VitId } from './models/model.js';
 export {
   VARIANTS, variantConfig, emitSwiftFormer, initialWeights, remapKeys, detectKeyFormat, stageNetworkIndices,
 } from './models/swiftformer.js';
 export type { EmitOptions, Head, KeyFormat, SwiftFormerConfig } from './models/swiftformer.js';
+export {
+  SegmentationModel, loadSemanticFpn, isSemanticFpnState, mmsegMeta, readSegmentationWeights, defaultPalette, classAreas,
+} from './models/segmentation.js';
+export type { Segmentation, SegmentationMeta, SegmentationOptions, SegmentationOutput, ClassArea, ClassMask } from './models/segmentation.js';
+export {
+  emitSemanticFpn, semanticFpnConfig, inferSemanticFpnConfig, initialSemanticFpnWeights, remapSemanticFpnKeys, DEFAULT_SCALE, IGNORE_INDEX,
+} from './models/semfpn.js';
+export type { SemanticFpnConfig, SemanticFpnEmitOptions } from './models/semfpn.js';
+export { segmentationInput, MMSEG_NORMALIZATION } from './preprocess/segmentation.js';
+export type { SegmentationInput } from './preprocess/segmentation.js';
+export { cvResizeLinear, rescaleSize } from './preprocess/cv-resize.js';
+export { overlay, colorize } from './draw/overlay.js';
+export type { OverlayOptions } from './draw/overlay.js';
 export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './models/attention.js';
 export type { AttentionType, TokenNorm } from './models/attention.js';
 export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights } from './models/vit.js';
 export type { VitConfig, VitInfo, VitAttention } from './models/vit.js';
 export { fitWeights, inferConfig } from './models/fit.js';
 export type { FitOptions, FitReport } from './models/fit.js';
-export { DetectionModel, loadDetectionModel, binaryMask } from './models/detector.js';
+export { DetectionModel, binaryMask } from './models/detector.js';
 export type { Detection, DetectionMask, DetectOptions, DetectionModelOptions, RawDetections } from './models/detector.js';
 export {
   isMaskRcnnState, emitMaskRcnn, maskRcnnConfig, inferMaskRcnnConfig, remapDetectionKeys, fitMaskRcnnWeights, initialMaskRcnnWeights,
@@ -38,11 +56,16 @@ export { evalTransform } from './preprocess/transforms.js';
 export type { EvalTransformOptions } from './preprocess/transforms.js';
 export { inputFor, modelTransform } from './preprocess/transforms.js';
 export type { InputOptions, Normalization, Preprocessing } from './preprocess/transforms.js';
-export { recordedLabels, recordedPreprocessing } from './models/recorded.js';
+export { readCard, cardMetadata, describePreprocessing, inputOptions, CARD_KEYS } from './models/card.js';
+export type { ModelCard, Task, RGB } from './models/card.js';
+export { softmax, topK, predictions, checkFiniteLogits } from './models/classify.js';
+export type { Prediction } from './models/classify.js';
 export type { RGBImage } from './preprocess/resize.js';
-export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, cocoLabels, defaultLabels, labelOf } from './models/labels.js';
+export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, cocoLabels, defaultLabels, labelOf, resolveLabels } from './models/labels.js';
+export type { LabelSources } from './models/labels.js';
 export { getBackend, registerBackend } from './runtime/runtime.js';
 export type { Backend, Session, SessionOptions } from './runtime/runtime.js';
 export { SwiftFormerError } from './core/errors.js';
 export type { ErrorCode } from './core/errors.js';
 export type { FloatTensor, StateDict, Tensor } from './core/tensor.js';
+export * from './metrics/index.js';

@@ -14,7 +14,8 @@ export * from './api.js';
 import { inputFor, type InputOptions } from './preprocess/transforms.js';
 import { SwiftFormerError } from './core/errors.js';
 import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from './weights/hf.js';
-import { registerSourceReader } from './core/io.js';
+import { readSource, registerImageDecoder, registerSourceReader, registerWeightsReader } from './core/io.js';
+import { labelsFromHfConfig } from './models/labels.js';
 import { ortBackend, type OrtModule } from './runtime/ort.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from './preprocess/resize.js';
 import { registerBackend, type Backend } from './runtime/runtime.js';
@@ -184,6 +185,16 @@ registerSourceReader(async (source) => {
   }
 });
 
+/** An hf: repository's config.json names the classes (id2label); a repository without one still loads. */
+registerWeightsReader(async (source) => {
+  const bytes = await readSource(source);
+  if (!source.startsWith('hf:')) return { bytes };
+  const { repo, revision } = parseHfSource(source);
+  const config = await fetchBytes(hfFileUrl(repo, 'config.json', revision)).catch(() => undefined);
+  const labels = config ? labelsFromHfConfig(new TextDecoder().decode(config)) : undefined;
+  return { bytes, ...(labels ? { labels } : {}) };
+});
+
 // ---------------------------------------------------------------- images
 
 /** Anything a canvas can draw, plus raw ImageData. */
@@ -291,6 +302,13 @@ export async function preprocess(
   input: BrowserImageSource | Blob | Uint8Array | string,
   options: PreprocessOptions = {},
 ): Promise<FloatTensor> {
-  const image = typeof input === 'string' || input instanceof Blob || input instanceof Uint8Array ? await decodeImage(input) : imageToRGB(input);
-  return inputFor(image, options);
+  return inputFor(await browserImage(input), options);
 }
+
+/** Any browser image source as RGB8 pixels: encoded sources decoded, drawable ones read through a canvas. */
+function browserImage(input: BrowserImageSource | Blob | Uint8Array | string): Promise<RGBImage> {
+  return typeof input === 'string' || input instanceof Blob || input instanceof Uint8Array ? decodeImage(input) : Promise.resolve(imageToRGB(input));
+}
+
+// `model.preprocess(image)`, `model.classify(image)` take the same sources.
+registerImageDecoder((input) => browserImage(input as BrowserImageSource | Blob | Uint8Array | string));

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import {
-  decodeImage, defaultWeights, evalTransform, loadLabels, loadModel, preprocess, readSafetensors, writeSafetensors, type Preprocessing,
+  decodeImage, defaultWeights, evalTransform, loadLabels, loadSwiftFormer, OnnxClassifier, preprocess, readSafetensors, writeSafetensors, type Preprocessing,
   type SwiftFormerModel,
 } from '../src/index.js';
 import { NODE_ONLY } from '../scripts/check-boundaries.js';
@@ -70,7 +70,7 @@ else describe('browser (Chromium)', () => {
   function nodeModel(weights: string, attention?: 'l2' | 'softmax'): Promise<SwiftFormerModel> {
     let model = nodeModels.get(weights);
     if (!model) {
-      model = loadModel({ weights, ...(attention ? { attention } : {}) });
+      model = loadSwiftFormer({ weights, ...(attention ? { attention } : {}) });
       nodeModels.set(weights, model);
     }
     return model;
@@ -82,9 +82,9 @@ else describe('browser (Chromium)', () => {
    */
   async function nodeLogits(weights: string, image: string, options: { attention?: 'l2' | 'softmax'; size?: number } = {}): Promise<Float32Array> {
     const model = await nodeModel(weights, options.attention);
-    const recorded = model.metadata?.['swiftformer.preprocessing'];
+    const recorded = model.card.preprocessing;
     const pixels = recorded
-      ? await preprocess(image, { preprocessing: JSON.parse(recorded) as Preprocessing })
+      ? await preprocess(image, { preprocessing: recorded })
       : evalTransform(await decodeImage(image), options.size ? { size: options.size } : {});
     return (await model.logits(pixels)).data;
   }
@@ -277,17 +277,44 @@ else describe('browser (Chromium)', () => {
       }
       const expected = await nodeLogits(bundled.weights, image, { ...(config.attention ? { attention: config.attention } : {}), ...(config.size ? { size: config.size } : {}) });
       assertClose(t, result.logits, expected, 'default model');
-      const recorded = (await nodeModel(bundled.weights, config.attention)).metadata?.['swiftformer.labels'];
-      const labels = bundled.labels ? await loadLabels(bundled.labels) : recorded ? (JSON.parse(recorded) as string[]) : undefined;
+      const recorded = (await nodeModel(bundled.weights, config.attention)).card.labels;
+      const labels = bundled.labels ? await loadLabels(bundled.labels) : recorded;
       if (labels) assert.deepEqual(result.top5.map((r) => r.label), result.top5.map((r) => labels[r.index]));
-      const recordedSize = (await nodeModel(bundled.weights, config.attention)).metadata?.['swiftformer.preprocessing'];
-      const [h, w] = recordedSize ? (JSON.parse(recordedSize) as Preprocessing).inputSize : [config.size ?? 224, config.size ?? 224];
+      const recordedSize = (await nodeModel(bundled.weights, config.attention)).card.preprocessing;
+      const [h, w] = recordedSize ? recordedSize.inputSize : [config.size ?? 224, config.size ?? 224];
       assert.match((await p.textContent('#input-size')) ?? '', new RegExp(`→ ${w}×${h}$`));
       await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
       await p.screenshot({ path: SCREENSHOT });
     } finally {
       await p.close();
       await extra?.close();
+    }
+  });
+
+  test('the built-in model\'s INT8 export is offered, a quarter of the download, and runs as in Node; an .onnx URL loads too', { timeout: 180_000 }, async (t) => {
+    if (!site.files.includes('models/default/model.int8.onnx')) return t.skip('this build has no default model (assets/default)');
+    const int8File = join(site.outDir, 'models/default/model.int8.onnx');
+    const int8 = await OnnxClassifier.load(int8File);
+    const p = await browser.context.newPage();
+    try {
+      await p.goto(`${server.url}?nosw&model=default-int8`);
+      await modelReady(p, 'default (INT8)');
+      const options = await p.$$eval('#model-select option', (os) => os.map((o) => [(o as HTMLOptionElement).value, o.textContent ?? '']));
+      const size = (key: string) => Number(/([\d.]+) MB\)$/.exec(options.find(([v]) => v === key)?.[1] ?? '')?.[1]);
+      assert.ok(size('default-int8') < size('default') / 3, `picker: ${JSON.stringify(options)}`);
+      assert.equal(await p.evaluate(() => (window as unknown as { demo: { model: { int8: boolean } } }).demo.model.int8), true);
+      const example = (await p.$eval('#examples button', (b) => b.getAttribute('title')))!;
+      const preprocessing = int8.card.preprocessing!;
+      const expected = (await int8.logits(await preprocess(join(REPO_DIR, 'assets/examples', example), { preprocessing }))).data;
+      assertClose(t, (await classifyUrl(p, `models/default/examples/${example}`)).logits, expected, 'INT8 default model');
+      // Any exported .onnx by URL (here the same file): loaded as an ONNX classifier.
+      await p.goto(`${server.url}?nosw&model=models/default/model.int8.onnx`);
+      await modelReady(p, 'model.int8.onnx');
+      assert.match((await p.textContent('#model-badge')) ?? '', /INT8/);
+      assertClose(t, (await classifyUrl(p, `models/default/examples/${example}`)).logits, expected, '.onnx by URL');
+    } finally {
+      await p.close();
+      await int8.release();
     }
   });
 

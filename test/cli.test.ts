@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { assertCleanFailure, cli } from './cli-runner.js';
+import sharp from 'sharp';
+import { assertCleanFailure, assertOneLine, cli, cliWith } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
+import { loadModel } from '../src/index.js';
 
 
 
@@ -43,7 +45,7 @@ describe('swiftformer info', () => {
   test('bad input: unknown model, bad size, unknown option', async () => {
     assertCleanFailure(await cli('info', '--model', 'xxl'), /unknown model 'xxl'/);
     assertCleanFailure(await cli('info', '--model', 'xs', '--size', '100'), /multiples of 32/);
-    assertCleanFailure(await cli('info', '--bogus'), /Unknown option '--bogus'/);
+    assertCleanFailure(await cli('info', '--bogus'), /unknown option '--bogus'/i);
     assertCleanFailure(await cli('frobnicate'), /unknown command 'frobnicate'/);
   });
 });
@@ -87,5 +89,87 @@ describe('swiftformer export', () => {
     assertCleanFailure(await cli('export', '--weights', join(dir, 'missing.pth'), '--onnx', out), /no such file/);
     assertCleanFailure(await cli('export', '--model', 'xs'), /--onnx <out\.onnx> is required/);
     assert.equal(await readFile(out, 'utf8'), 'precious');
+  });
+});
+
+describe('the command line as a user meets it', () => {
+  test('--version prints the package version', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await cli('--version');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${version}\n`);
+  });
+
+  test('option errors are one line pointing at --help, not the whole usage', async () => {
+    assertOneLine(await cli('info', '--bogus'), /^swiftformer info: unknown option '--bogus'; see swiftformer info --help$/);
+    assertOneLine(await cli('info', '--size'), /^swiftformer info: option '--size <value>' argument missing; see swiftformer info --help$/i);
+    assertOneLine(await cli('export', '--model', 'xs'), /^swiftformer export: --onnx <out\.onnx> is required \(or --triton <dir>\); see swiftformer export --help$/);
+    assertOneLine(await cli('classify', '--model', 'xs'), /^swiftformer classify: no images given; see swiftformer classify --help$/);
+    assertOneLine(await cli('eval'), /^swiftformer eval: eval takes one dataset, got 0; see swiftformer eval --help$/);
+    assertOneLine(await cli('train', '--epochs', '1'), /^swiftformer train: --data <dir\|fashion-mnist> is required; see swiftformer train --help$/);
+    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, segment, eval, bench, score, serve\); see swiftformer --help$/);
+  });
+
+  test('stray positional arguments are refused', async () => {
+    assertOneLine(await cli('info', '--model', 'xs', 'extra'), /^swiftformer info: unexpected argument 'extra'; see swiftformer info --help$/);
+    assertOneLine(await cli('export', 'xs.onnx', '--model', 'xs'), /unexpected argument 'xs\.onnx'/);
+    assertOneLine(await cli('bench', 'xs'), /unexpected argument 'xs'/);
+    assertOneLine(await cli('train', 'fashion-mnist'), /unexpected argument 'fashion-mnist'/);
+    assertOneLine(await cli('score', 'segmentation', 'extra'), /score takes 'segmentation' or 'detection', got 'segmentation extra'; see swiftformer score --help/);
+    assertOneLine(await cli('eval', 'a', 'b'), /eval takes one dataset, got 2/);
+  });
+
+  test('bench checks every --model id before timing any', async () => {
+    const r = await cli('bench', '--model', 'xs,zz', '--batch', '1', '--rounds', '1');
+    assertOneLine(r, /^swiftformer bench: unknown model 'zz'/);
+    assert.equal(r.stdout, '', 'nothing was timed');
+  });
+
+  test('bench --official / --int8: a file that is not an ONNX model, or takes another input size, is one line before any timing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-bench-'));
+    const text = join(dir, 'page.onnx');
+    await writeFile(text, '<!doctype html><title>not a model</title>\n');
+    const small = join(dir, 'small.onnx');
+    const tiny = await loadModel({ weights: fixturePath('tiny/checkpoint_model_only.pth') });
+    await writeFile(small, tiny.toOnnx(64));
+    await tiny.release();
+    const run = (...extra: string[]) => cli('bench', '--model', 'xs', '--batch', '1', '--rounds', '1', ...extra);
+    let r = await run('--official', text);
+    assertOneLine(r, /^swiftformer bench: --official .*page\.onnx is not an ONNX model ONNX Runtime can load \(/);
+    assert.equal(r.stdout, '');
+    r = await run('--official', small);
+    assertOneLine(r, /^swiftformer bench: --official .*small\.onnx does not run on \(1,3,224,224\) images: .*Expected: 64/);
+    assert.equal(r.stdout, '');
+    assertOneLine(await run('--int8', join(dir, 'missing.onnx')), /missing\.onnx: no such file/);
+    // The same file at its own size runs, whatever its input is called.
+    r = await cli('bench', '--model', 'xs', '--batch', '1', '--rounds', '1', '--size', '64', '--int8', small, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).rows[0].int8Ms > 0);
+  });
+
+  test('library messages name the CLI flags: --no-strict where the command has it, nothing where it does not', async () => {
+    const xs = fixturePath('xs/checkpoint_model_only.pth');
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-cli-'));
+    const exported = await cli('export', '--model', 's', '--weights', xs, '--onnx', join(dir, 'x.onnx'));
+    assertOneLine(exported, /Pass the matching --model, or --no-strict to load what fits\.$/);
+    assert.doesNotMatch(exported.stderr, /strict: false/);
+    const image = join(dir, 'img.png');
+    await writeFile(image, await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toBuffer());
+    const classified = await cli('classify', image, '--model', 's', '--weights', xs);
+    assertOneLine(classified, /do not fit the model .*Pass the matching --model\.$/);
+    assert.doesNotMatch(classified.stderr, /strict/);
+    // The decompression-bomb refusal: a colon after the limit, and the CLI's flag.
+    const bomb = await cli('classify', image, '--weights', fixturePath('tiny/checkpoint_model_only.pth'), '--max-pixels', '100');
+    assertCleanFailure(bomb, /img\.png is 64x48 = 3072 pixels, over the limit of 100: refused as a possible decompression bomb \(raise the limit with --max-pixels if the image is genuine\)/);
+    assert.doesNotMatch(bomb.stderr, /maxPixels/);
+  });
+
+  test('a full disk on stdout is one line, not a stack trace', async () => {
+    assertOneLine(await cliWith({ stdoutFile: '/dev/full' }, 'info', '--model', 'xs'), /^swiftformer info: cannot write the output: no space left on device$/);
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-cli-'));
+    const image = join(dir, 'img.png');
+    await writeFile(image, await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toBuffer());
+    const r = await cliWith({ stdoutFile: '/dev/full' }, 'classify', image, '--weights', fixturePath('tiny/checkpoint_model_only.pth'), '--json');
+    assertOneLine(r, /^swiftformer classify: cannot write the output: no space left on device$/);
   });
 });

@@ -204,7 +204,7 @@ describe('Mask R-CNN weights (torchvision layout)', () => {
 
   test('a classification checkpoint initializes the backbone of a new detector', async () => {
     const classifier = await readStateDict(fixtureBytes('tiny/checkpoint_model_only.pth'));
-    const fresh = await DetectionModel.load({ backbone: classifier, numClasses: 3, seed: 1, settings: SETTINGS });
+    const fresh = await DetectionModel.load({ weights: classifier, numClasses: 3, seed: 1, settings: SETTINGS });
     models.push(fresh);
     assert.equal(fresh.numClasses, 3);
     assert.deepEqual(fresh.config.backbone.embedDims, [16, 24, 32, 48]);
@@ -389,7 +389,9 @@ describe('bad input: one clear error each', () => {
   };
 
   test('weights of another architecture', async () => {
-    await fails(DetectionModel.load({ weights: fixturePath('tiny/checkpoint_model_only.pth') }), 'KEY_MISMATCH', /not a Mask R-CNN .*SwiftFormer classifier or backbone: pass it as `backbone`/);
+    await fails(DetectionModel.load({ weights: fixturePath('semfpn-tiny/weights.safetensors') }), 'BAD_ARGUMENT', /holds a Semantic FPN segmentation model \(mmsegmentation keys\), not a Mask R-CNN detector/);
+    const junk: StateDict = new Map([['encoder.layer.0.weight', { dtype: 'float32', shape: [2], data: new Float32Array(2) }]]);
+    await fails(DetectionModel.load({ weights: junk }), 'KEY_MISMATCH', /neither a Mask R-CNN detector .* nor SwiftFormer weights to start one from \(it has encoder.layer.0.weight\)/);
     const resnet: StateDict = new Map<string, Tensor>([...detector.state].filter(([k]) => !k.startsWith('backbone.body.')));
     resnet.set('backbone.body.layer1.0.conv1.weight', { dtype: 'float32', shape: [64, 64, 1, 1], data: new Float32Array(64 * 64) });
     await fails(DetectionModel.load({ weights: resnet }), 'KEY_MISMATCH', /backbone is not a SwiftFormer: backbone.body has layer1.0.conv1.weight/);
@@ -398,7 +400,7 @@ describe('bad input: one clear error each', () => {
   });
 
   test('a class count that does not match the labels', async () => {
-    await fails(DetectionModel.load({ weights: WEIGHTS, labels: ['a', 'b'] }), 'BAD_ARGUMENT', /has 2 names but the detector has 5 classes \(4 and the background\)/);
+    await fails(DetectionModel.load({ weights: WEIGHTS, labels: ['a', 'b'] }), 'BAD_ARGUMENT', /the labels has 2 labels but the model has 5 classes \(4 and the background\)/);
   });
 
   test('images too small or too elongated for the configured sizes, and sizes out of range', async () => {

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { FloatTensor } from '../src/core/tensor.js';
+import type { FloatTensor, StateDict } from '../src/core/tensor.js';
+import { updateRunningStats, type StepResult } from '../src/train/step.js';
+import { readStateDict } from '../src/weights/read.js';
 
 export const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/', import.meta.url));
 
@@ -15,12 +17,15 @@ export function fixtureBytes(rel: string): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-export function manifest(dir: string): Record<string, any> {
+export function manifest(dir: FixtureDir): Record<string, any> {
   return JSON.parse(readFileSync(fixturePath(`${dir}/manifest.json`), 'utf8'));
 }
 
+/** Fixture folders (fixtures README). */
+export type FixtureDir = 'tiny' | 'xs' | 'semfpn-tiny' | 'semfpn-xs' | 'maskrcnn-tiny' | 'maskrcnn-tiny-train';
+
 /** A raw little-endian float32 .bin file with its shape from the manifest. */
-export function fixtureTensor(dir: string, file: string): FloatTensor {
+export function fixtureTensor(dir: FixtureDir, file: string): FloatTensor {
   const bytes = fixtureBytes(`${dir}/${file}`);
   const data = new Float32Array(bytes.slice().buffer);
   return { dtype: 'float32', shape: manifest(dir).files[file].shape, data };
@@ -64,4 +69,28 @@ export function idxBytes(type: number, dims: number[], data: ArrayLike<number>):
   dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
   out.set(data, 4 + 4 * dims.length);
   return out;
+}
+
+/** A training pass's gradients against a fixture's grads.safetensors: one per parameter, 1e-4 * max|ref| + 1e-6 each (README). */
+export async function assertGradients(grads: ReadonlyMap<string, FloatTensor>, rel: string): Promise<void> {
+  const reference = await readStateDict(fixtureBytes(rel));
+  assert.equal(grads.size, reference.size, 'one gradient per parameter');
+  for (const [key, ref] of reference) {
+    const got = grads.get(key);
+    assert.ok(got, `gradient of ${key}`);
+    assert.deepEqual(got.shape, ref.shape, key);
+    assertClose(got.data, ref.data as Float32Array, 1e-4, key, 1e-6);
+  }
+}
+
+/** BatchNorm buffers after a pass (PyTorch's update of a copy of `state`) against a fixture: 1e-5 relative, counters exact. */
+export async function assertRunningStats(state: StateDict, stats: StepResult['stats'], rel: string): Promise<void> {
+  const updated: StateDict = new Map([...state].map(([k, t]) => [k, { ...t, data: t.data.slice() } as typeof t]));
+  updateRunningStats(updated, stats);
+  const reference = await readStateDict(fixtureBytes(rel));
+  for (const [key, ref] of reference) {
+    const got = updated.get(key)!;
+    if (ref.dtype === 'int64') assert.equal(got.data[0], ref.data[0], key);
+    else assert.ok(relativeError(got.data as Float32Array, ref.data) <= 1e-5, key);
+  }
 }

@@ -24,7 +24,9 @@ import { fixtureBytes, fixtureTensor } from './fixtures.js';
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const FILE = fixtureBytes('tiny/weights.safetensors'); // ~800 kB: several network reads
 const FILE_SHA = createHash('sha256').update(FILE).digest('hex');
-const MAX_REQUESTS = 200;
+const MAX_REQUESTS = 300;
+const HTML = new TextEncoder().encode('<!DOCTYPE html>\n<html><head><title>Moved</title></head><body>This file has moved.</body></html>\n');
+const HTML_SHA = createHash('sha256').update(HTML).digest('hex');
 
 /** The tiny fixture's official keys renamed as transformers' convert_swiftformer_original_to_hf does. */
 function toHuggingFaceKey(key: string): string {
@@ -35,6 +37,7 @@ function toHuggingFaceKey(key: string): string {
   return k;
 }
 const OFFICIAL = readSafetensors(FILE).tensors;
+const ONNX = (await loadModel({ weights: OFFICIAL })).toOnnx(32);
 const HF_STATE: StateDict = new Map([...OFFICIAL].map(([k, t]) => [toHuggingFaceKey(k), t]));
 const ID2LABEL = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `thing ${i}`]));
 const HF_CONFIG = JSON.stringify({ model_type: 'swiftformer', id2label: ID2LABEL, label2id: {} });
@@ -67,6 +70,8 @@ function commit(repo: string, files: Record<string, Uint8Array>, plain = false):
 }
 const hfConfig = (label: string) => new TextEncoder().encode(JSON.stringify({ model_type: 'swiftformer', id2label: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), `${label} ${i}`])) }));
 const TINY_COMMIT = commit('test/tiny', { 'config.json': new TextEncoder().encode(HF_CONFIG), 'model.safetensors': writeSafetensors(HF_STATE) });
+commit('test/htmlconfig', { 'config.json': new TextEncoder().encode('<html><body>Sign in</body></html>'), 'model.safetensors': writeSafetensors(HF_STATE) });
+commit('test/htmlweights', { 'config.json': new TextEncoder().encode(HF_CONFIG), 'model.safetensors': new TextEncoder().encode('<!DOCTYPE html><p>gated</p>') });
 commit('test/binonly', { 'config.json': new TextEncoder().encode(HF_CONFIG), 'pytorch_model.bin': writePth(HF_STATE, { folder: 'pytorch_model' }) }, true);
 
 function serveHf(req: IncomingMessage, res: ServerResponse, repo: HfRepo, revision: string, file: string): boolean {
@@ -138,6 +143,17 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     res.write(FILE.subarray(0, 1000));
     return;
   }
+  if (path.startsWith('/html/')) {
+    // A page where a file was expected: a login wall, a "file moved" page, a GitHub blob view.
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': HTML.length });
+    res.end(HTML);
+    return;
+  }
+  if (path.startsWith('/html-once/')) {
+    if (hits.get(path) === 1) return void res.writeHead(200, { 'content-type': 'text/html' }).end(HTML);
+    return sendRange(req, res, FILE);
+  }
+  if (path.startsWith('/onnx/')) return sendRange(req, res, ONNX);
   if (path.startsWith('/redirect/')) {
     res.writeHead(302, { location: `/f/${path.slice('/redirect/'.length)}` }).end();
     return;
@@ -316,6 +332,60 @@ describe('download', () => {
   });
 });
 
+describe('what a download holds is checked before it is cached', () => {
+  test('an HTML page where a checkpoint was expected: one error naming the URL, the content type and the cache; nothing cached', async () => {
+    const dir = await newCache();
+    const url = `${base}/html/w.pth`;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const err = await rejectsWith(resolveWeights(url, { cacheDir: dir }), new RegExp(
+        `^${url} did not answer with a checkpoint \\(PyTorch zip or safetensors\\) but an HTML page \\(content type text/html; charset=utf-8, ${HTML.length} bytes\\); nothing was cached in ${dir}$`));
+      assert.equal(err.code, 'BAD_CHECKPOINT');
+      assert.deepEqual(listFiles(dir), [], 'nothing in the cache, not even meta.json');
+      assert.equal(hits.get('/html/w.pth'), attempt, 'every run asks again');
+    }
+  });
+
+  test('.onnx URLs must hold ONNX, .json JSON; an expected sha256 vouches for any content', async () => {
+    const dir = await newCache();
+    assert.equal(sha(await download(`${base}/onnx/m.onnx`, { cacheDir: dir })), createHash('sha256').update(ONNX).digest('hex'));
+    await rejectsWith(download(`${base}/f/m.onnx`, { cacheDir: dir }), /m\.onnx did not answer with an ONNX model but a safetensors file \(content type not given, \d+ bytes\)/);
+    await rejectsWith(download(`${base}/html/labels.json`, { cacheDir: dir }), /labels\.json did not answer with JSON but an HTML page/);
+    const vouched = await download(`${base}/html/page.bin#sha256=${HTML_SHA}`, { cacheDir: dir });
+    assert.equal(sha(vouched), HTML_SHA);
+    assert.equal(sha(await download(`${base}/html/any.pth`, { cacheDir: dir, expect: 'any' })), HTML_SHA);
+  });
+
+  test('a bad file already in the cache (from an older version) is not a hit: it is fetched again', async () => {
+    const dir = await newCache();
+    const url = `${base}/html-once/w.safetensors`;
+    const poisoned = await download(url, { cacheDir: dir, expect: 'any' });
+    assert.equal(sha(poisoned), HTML_SHA);
+    const path = await download(url, { cacheDir: dir });
+    assert.equal(path, poisoned);
+    assert.equal(sha(path), FILE_SHA);
+    assert.equal(hits.get('/html-once/w.safetensors'), 2);
+  });
+
+  test('hf: a config.json or model file that is an HTML page is refused', async () => {
+    const dir = await newCache();
+    await rejectsWith(resolveWeights('hf:test/htmlconfig', { cacheDir: dir }), /config\.json did not answer with JSON but an HTML page/);
+    await rejectsWith(resolveWeights('hf:test/htmlweights', { cacheDir: dir }), /model\.safetensors did not answer with a checkpoint .* but an HTML page/);
+    assert.ok(!listFiles(dir).some((f) => f.endsWith('model.safetensors')));
+  });
+
+  test('the CLI: one line, exit 1', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'swiftformer-htmlcli-'));
+    const env = { ...process.env, SWIFTFORMER_CACHE: join(dir, 'cache') };
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', MAIN, 'classify', 'x.png', '--weights', `${base}/html/cli.pth`], { env }, (err, _stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }));
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^swiftformer classify: .*cli\.pth did not answer with a checkpoint .* but an HTML page \(content type text\/html; charset=utf-8, \d+ bytes\); nothing was cached in .*cache\n$/);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe('hf: repositories', () => {
   test('parses hf:ORG/NAME[@revision] and refuses anything else', () => {
     assert.deepEqual(parseHfSource('hf:MBZUAI/swiftformer-xs'), { repo: 'MBZUAI/swiftformer-xs', revision: 'main' });
@@ -397,7 +467,7 @@ describe('hf: repositories', () => {
   });
 
   test('loadModel({ weights: "hf:..." }) reads Hugging Face keys and runs them with softmax attention', async () => {
-    const fromHub = await loadModel({ weights: 'hf:test/tiny' });
+    const fromHub = await loadModel({ weights: 'hf:test/tiny', task: 'classification' });
     assert.equal(fromHub.report?.format, 'huggingface');
     assert.equal(fromHub.config.attention, 'softmax');
     assert.ok(listFiles(envCache).some((f) => f.endsWith('model.safetensors')), 'downloaded into $SWIFTFORMER_CACHE');
@@ -423,6 +493,7 @@ describe('hf: repositories', () => {
     const env = { ...process.env, HF_ENDPOINT: `${base}/hf`, SWIFTFORMER_CACHE: join(dir, 'cache') };
     const weightsPath = `/hf/test/tiny/resolve/${TINY_COMMIT}/model.safetensors`;
     const before = hits.get(weightsPath) ?? 0;
+    const headsBefore = heads.get('/hf/test/tiny/resolve/main/config.json') ?? 0;
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, ['--import', 'tsx', MAIN, 'classify', image, '--weights', 'hf:test/tiny', '--json', '--top', '3'], { env }, (err, stdout, stderr) =>
         resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
@@ -433,6 +504,7 @@ describe('hf: repositories', () => {
     for (const p of out[0]!.predictions) assert.equal(p.label, `thing ${p.index}`);
     assert.match(r.stderr, /downloaded .*model\.safetensors/);
     assert.equal(hits.get(weightsPath), before + 1, 'downloaded once: the model then reads the cached file');
+    assert.equal(heads.get('/hf/test/tiny/resolve/main/config.json'), headsBefore + 1, 'one HEAD request per load, as the README says');
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { loadModel, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
+import { loadModel, loadSwiftFormer, modelInfo, SwiftFormerError, type SwiftFormerModel, type StateDict } from '../src/index.js';
 import { bindParams, toOnnx } from '../src/graph/graph.js';
-import { emitSwiftFormer } from '../src/models/swiftformer.js';
+import { emitSwiftFormer, initialWeights, stageNetworkIndices } from '../src/models/swiftformer.js';
 import { optimizeForInference } from '../src/graph/passes.js';
 import { readStateDict } from '../src/weights/read.js';
 import { fixtureBytes, fixturePath, fixtureTensor, manifest, relativeError, TINY_CONFIG } from './fixtures.js';
@@ -13,7 +13,7 @@ const TOLERANCE = 1e-4;
 
 const open: SwiftFormerModel[] = [];
 async function load(options: Parameters<typeof loadModel>[0]): Promise<SwiftFormerModel> {
-  const model = await loadModel({ session: { threads: 2 }, ...options });
+  const model = await loadSwiftFormer({ session: { threads: 2 }, ...options });
   open.push(model);
   return model;
 }
@@ -245,4 +245,155 @@ test('optimizeForInference leaves the graph it is given intact', async () => {
   const before = JSON.stringify(graph.nodes);
   optimizeForInference(graph);
   assert.equal(JSON.stringify(graph.nodes), before);
+});
+
+describe('loading in one pass', () => {
+  test('timm keys are renamed before the architecture is known: a config without an Embedding between two stages is inferred', async () => {
+    const cfg = { ...TINY_CONFIG, embedDims: [16, 24, 24, 48], downsamples: [true, false, true, true], numClasses: 7, distillation: false };
+    const official = initialWeights(cfg, 'classifier', 3);
+    // timm's layout: stage i's blocks are stages.i.blocks, the Embedding before stage i is stages.i.downsample.
+    const netIndex = stageNetworkIndices(cfg);
+    const timm: StateDict = new Map();
+    for (const [key, t] of official) {
+      let k = key.replace(/^patch_embed\./, 'stem.').replace('.attn.Proj.', '.attn.proj.').replace(/\.layer_scale(_1|_2)?$/, '.layer_scale$1.gamma');
+      k = k.replace(/^network\.(\d+)\.(.*)$/, (_, n: string, rest: string) => {
+        const stage = netIndex.indexOf(Number(n));
+        return stage >= 0 ? `stages.${stage}.blocks.${rest}` : `stages.${netIndex.indexOf(Number(n) + 1)}.downsample.${rest}`;
+      });
+      timm.set(k, t);
+    }
+    assert.ok(!timm.has('stages.2.downsample.proj.weight') && timm.has('stages.3.downsample.proj.weight'));
+    const fromTimm = await load({ weights: timm });
+    assert.deepEqual(fromTimm.config.downsamples.slice(0, 3), [true, false, true]);
+    assert.deepEqual(fromTimm.config.embedDims, cfg.embedDims);
+    const pixels = { dtype: 'float32' as const, shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i)) };
+    const reference = await (await load({ weights: official, model: cfg })).logits(pixels);
+    assert.ok(relativeError((await fromTimm.logits(pixels)).data, reference.data) < 1e-6);
+  });
+
+  test('the eval graph is emitted once per input size and shared by the session and toOnnx', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    assert.equal(model.graph(64), model.graph(64));
+    assert.notEqual(model.graph(64), model.graph(96));
+  });
+});
+
+describe('a loaded model knows itself', () => {
+  const example = (name: string) => new URL(`../assets/examples/${name}`, import.meta.url).pathname;
+
+  test('the bundled Fashion-MNIST model: task, labels and its recorded pipeline, applied by preprocess and classify', async () => {
+    const model = await load({ weights: new URL('../assets/default/model.safetensors', import.meta.url).pathname });
+    assert.equal(model.card.task, 'classification');
+    assert.equal(model.card.labels?.[4], 'Coat');
+    assert.deepEqual(model.inputSize, [32, 32]);
+    const pixels = await model.preprocess(example('4-coat.png'));
+    assert.deepEqual(pixels.shape, [1, 3, 32, 32]);
+    const [best] = await model.classify(example('4-coat.png'), { top: 1 });
+    assert.equal(best!.label, 'Coat');
+    // The ImageNet transform at 224 is what the model did NOT see: asking for it is refused, naming the pipeline.
+    await assert.rejects(model.preprocess(example('4-coat.png'), { size: 224 }), (e: unknown) =>
+      e instanceof SwiftFormerError && e.code === 'BAD_ARGUMENT' && /records its input pipeline \(32x32, gray, zero padding 2/.test(e.message));
+  });
+
+  test('weights from elsewhere get the official eval transform and no recorded labels', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    assert.equal(model.card.task, 'classification');
+    assert.equal(model.card.labels, undefined);
+    assert.deepEqual((await model.preprocess(example('1-trouser.png'))).shape, [1, 3, 224, 224]);
+    assert.deepEqual((await model.preprocess(example('1-trouser.png'), { size: 96 })).shape, [1, 3, 96, 96]);
+    const backbone = await load({ weights: fixturePath('tiny/fork_feat_weights.safetensors') });
+    assert.equal(backbone.card.task, 'features');
+  });
+});
+
+describe('non-finite weights and logits', () => {
+  async function poisoned(): Promise<StateDict> {
+    const state = await stateOf('tiny/weights.safetensors');
+    const t = state.get('network.4.0.pwconv1.weight')!;
+    const data = (t.data as Float32Array).slice();
+    data[3] = NaN;
+    state.set('network.4.0.pwconv1.weight', { ...t, data } as typeof t);
+    const bias = state.get('head.bias')!;
+    state.set('head.bias', { ...bias, data: (bias.data as Float32Array).map((v, i) => (i === 0 ? Infinity : v)) } as typeof bias);
+    return state;
+  }
+
+  test('are refused at load, naming the tensors; allowNonFinite loads them', async () => {
+    await assert.rejects(load({ weights: await poisoned() }), (e: unknown) =>
+      e instanceof SwiftFormerError && e.code === 'BAD_CHECKPOINT' && /non-finite values \(NaN or infinity\) in 2 tensors: network\.4\.0\.pwconv1\.weight, head\.bias/.test(e.message));
+    const model = await load({ weights: await poisoned(), allowNonFinite: true });
+    const logits = await model.logits(fixtureTensor('tiny', 'input.bin'));
+    assert.ok(logits.data.some((v) => !Number.isFinite(v)));
+  });
+
+  test('NaN logits are never ranked: classify is an error naming the image', async () => {
+    const model = await load({ weights: await poisoned(), allowNonFinite: true });
+    const image = { width: 40, height: 40, data: new Uint8Array(40 * 40 * 3).fill(128) };
+    await assert.rejects(model.classify(image), /logits for the image hold NaN/);
+  });
+});
+
+describe('every public entry validates its arguments', () => {
+  const code = (c: string) => (e: unknown) => e instanceof SwiftFormerError && e.code === c;
+
+  test('loadModel options', async () => {
+    await assert.rejects(loadModel({ model: { embedDims: [16, 24, 32, 48] } as never }), (e: unknown) => code('BAD_ARGUMENT')(e) && /model\.depths must be an array/.test((e as Error).message));
+    await assert.rejects(loadModel({ weights: 42 as never }), (e: unknown) => code('BAD_ARGUMENT')(e) && /weights must be a path or URL, bytes/.test((e as Error).message));
+    await assert.rejects(loadModel({ head: 'bogus' as never }), (e: unknown) => code('BAD_ARGUMENT')(e) && /head must be 'classifier' or 'features'/.test((e as Error).message));
+    await assert.rejects(loadModel({ session: { threads: -1 } }), (e: unknown) => code('BAD_ARGUMENT')(e) && /session\.threads/.test((e as Error).message));
+    await assert.rejects(loadModel(null as never), code('BAD_ARGUMENT'));
+    // A partial config takes the defaults for what it leaves out.
+    const partial = await load({ model: { embedDims: [16, 24, 32, 48], depths: [1, 1, 2, 1] } as never });
+    assert.equal(partial.config.mlpRatio, 4);
+  });
+
+  test('logits(null) and other non-tensors', async () => {
+    const model = await load({ weights: fixturePath('tiny/weights.safetensors') });
+    await assert.rejects(model.logits(null as never), (e: unknown) => code('BAD_ARGUMENT')(e) && /expected a float32 pixel batch/.test((e as Error).message));
+    await assert.rejects(model.logits({ shape: [1, 3, 32, 32], data: [1, 2] } as never), code('BAD_ARGUMENT'));
+  });
+
+  test('release: calls pending at release and every later call fail with RELEASED', async () => {
+    const model = await loadModel({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 }, task: 'classification' });
+    const pixels = fixtureTensor('tiny', 'input.bin');
+    const pending = model.logits(pixels);
+    const released = model.release();
+    await assert.rejects(pending, code('RELEASED'));
+    await released;
+    await assert.rejects(model.logits(pixels), (e: unknown) => code('RELEASED')(e) && /was released/.test((e as Error).message));
+    await assert.rejects(model.classify({ width: 8, height: 8, data: new Uint8Array(192) }), code('RELEASED'));
+    await model.release(); // twice is fine
+  });
+});
+
+describe('loadModel: one entry, the family read off the weights', () => {
+  test('mmsegmentation weights give a segmentation model; SwiftFormer weights a classifier or backbone', async () => {
+    const seg = await loadModel({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), session: { threads: 1 } });
+    open.push(seg as never);
+    assert.equal(seg.task, 'segmentation');
+    assert.equal(seg.card.task, 'segmentation');
+    const cls = await loadModel({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 } });
+    open.push(cls as never);
+    assert.equal(cls.card.task, 'classification');
+    const backbone = await loadModel({ weights: fixturePath('tiny/fork_feat_weights.safetensors'), session: { threads: 1 } });
+    open.push(backbone as never);
+    assert.equal(backbone.card.task, 'features');
+  });
+
+  test('a task that the weights are not is refused, naming what they are', async () => {
+    await assert.rejects(loadModel({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), task: 'classification' }),
+      /holds a Semantic FPN segmentation model \(mmsegmentation keys\): it cannot be loaded for classification/);
+    await assert.rejects(loadSwiftFormer({ weights: fixturePath('semfpn-tiny/weights.safetensors') }),
+      /holds a Semantic FPN segmentation model .*not a SwiftFormer classifier or backbone/);
+    await assert.rejects(loadModel({ task: 'bogus' as never }), /task must be one of/);
+  });
+
+  test("task 'segmentation' with a classifier's weights starts a new model from its backbone", async () => {
+    const seg = await loadModel({ task: 'segmentation', weights: fixturePath('tiny/weights.safetensors'), numClasses: 4, session: { threads: 1 } });
+    open.push(seg as never);
+    const classifier = await stateOf('tiny/weights.safetensors');
+    const key = 'network.0.0.local_representation.dwconv.weight';
+    assert.deepEqual([...(seg.state.get(`backbone.${key}`)!.data as Float32Array)], [...(classifier.get(key)!.data as Float32Array)]);
+    assert.equal(seg.numClasses, 4);
+  });
 });

@@ -19,6 +19,7 @@ import {
   resizeShorterSide,
   resizeTargetFor,
   shorterSideSize,
+  toGrayscale,
   toNormalizedCHW,
 } from '../src/preprocess/transforms.js';
 
@@ -29,6 +30,8 @@ interface EvalCase {
   source: string;
   resized: { width: number; height: number };
   crop: string;
+  /** Pillow's convert('L') of the source, one byte per pixel. */
+  luma: string;
 }
 
 interface ResizeCase {
@@ -110,6 +113,19 @@ describe('resizeRGB8 vs Pillow Image.resize', () => {
         assertMatchesPillow(t, label, actual, readRGB(o.file, o.width, o.height));
       });
     }
+  }
+});
+
+describe("toGrayscale: Pillow's convert('L')", () => {
+  for (const c of index.evalCases) {
+    it(`${c.name}: every pixel's luma, replicated to three channels, exactly`, () => {
+      const gray = toGrayscale(readRGB(c.source, c.width, c.height));
+      const expected = readFileSync(new URL(c.luma, DATA_DIR));
+      for (let i = 0; i < c.width * c.height; i++) {
+        const [r, g, b] = [gray.data[3 * i]!, gray.data[3 * i + 1]!, gray.data[3 * i + 2]!];
+        if (r !== expected[i] || g !== r || b !== r) assert.fail(`${c.name} pixel ${i}: got (${r}, ${g}, ${b}), Pillow ${expected[i]}`);
+      }
+    });
   }
 });
 

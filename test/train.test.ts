@@ -5,6 +5,7 @@
  * takes a second or two.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,27 +15,29 @@ import { gzipSync } from 'node:zlib';
 import '../src/node/platform.js';
 import { augmentFor, DEFAULT_AUGMENT, deriveSeed, flipHorizontal, mixBatch, randomResizedCropBox, sampleBeta, sampleTransform, type SampleTransform } from '../src/train/augment.js';
 import { cropImage, padImage } from '../src/preprocess/transforms.js';
-import { moduleOrder, readCheckpoint } from '../src/train/checkpoint.js';
+import { moduleOrder, readCheckpoint, SIDECAR } from '../src/train/checkpoint.js';
+import { DEFAULTS, freshConfig, resumedConfig } from '../src/train/config.js';
+import { runEpochs, planRun, type StepOutput, type TaskRun } from '../src/train/run.js';
 import { inputBatches, limitDataset, type ImageDataset } from '../src/data/dataset.js';
 import { Loader } from '../src/train/loader.js';
-import { loadIdxDataset, loadImageFolder, openTrainingData, parseIdx } from '../src/node/datasets.js';
+import { fashionMnistDir, loadIdxDataset, loadImageFolder, openTrainingData, parseIdx } from '../src/node/datasets.js';
 import { SwiftFormerError } from '../src/core/errors.js';
-import { loadModel } from '../src/models/model.js';
+import { loadSwiftFormer } from '../src/models/model.js';
 import {
-  AdamW, ModelEma, adaptiveClipGrad, clipGradNorm, noWeightDecay, weightDecayGroups,
+  AdamW, ModelEma, Sgd, adaptiveClipGrad, clipGradNorm, noWeightDecay, timmNoDecay, weightDecayGroups,
 } from '../src/train/optim.js';
 import { hardDistillTargets, smoothTargets, softDistillTargets } from '../src/train/targets.js';
 import { readPth } from '../src/weights/pth.js';
 import { Random } from '../src/core/random.js';
 import { readSafetensors } from '../src/weights/safetensors.js';
-import { cosineLr, CosineSchedule } from '../src/train/schedule.js';
+import { cosineLr, CosineSchedule, lrAt, planSchedule } from '../src/train/schedule.js';
 import { simdAvailable } from '../src/train/simd.js';
 import { initialWeights } from '../src/models/swiftformer.js';
 import { concatBatch, float32, type FloatTensor, type StateDict, type Tensor } from '../src/core/tensor.js';
 import type { RGBImage } from '../src/preprocess/resize.js';
 import { modelTeacher, onnxTeacher, train, type TrainOptions } from '../src/train/trainer.js';
-import { cli } from './cli-runner.js';
-import { fixturePath, idxBytes, TINY_CONFIG } from './fixtures.js';
+import { assertCleanFailure, cli } from './cli-runner.js';
+import { fixtureBytes, fixturePath, idxBytes, TINY_CONFIG } from './fixtures.js';
 
 const f32 = (shape: number[], values: number[]): FloatTensor => ({ dtype: 'float32', shape, data: Float32Array.from(values) });
 
@@ -575,7 +578,7 @@ describe('train', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     assert.deepEqual(config.preprocessing, { inputSize: [32, 32], normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, pad: 2, cropPct: 0.875 });
     // The inference weights load as a model and classify like the trainer's evaluation.
-    const model = await loadModel({ weights: join(out, 'checkpoint.safetensors') });
+    const model = await loadSwiftFormer({ weights: join(out, 'checkpoint.safetensors') });
     assert.deepEqual(model.config.embedDims, TINY.embedDims);
     assert.equal(model.config.numClasses, 2);
     const meta = readSafetensors(new Uint8Array(await readFile(join(out, 'checkpoint.safetensors')))).metadata;
@@ -636,7 +639,7 @@ describe('train', () => {
     assert.ok(before.length > 0);
   });
 
-  test('checkpoint.pth: the official training-checkpoint layout, readable by readPth and loadModel', async () => {
+  test('checkpoint.pth: the official training-checkpoint layout, readable by readPth and loadSwiftFormer', async () => {
     const out = await tempDir();
     const result = await train(baseOptions({ epochs: 1, out, savePth: true, ema: true }));
     const pth = await readPth(new Uint8Array(await readFile(join(out, 'checkpoint.pth'))));
@@ -654,13 +657,13 @@ describe('train', () => {
     const trainable = [...result.state.keys()].filter((k) => !/running_|num_batches/.test(k));
     assert.equal(state.size, trainable.length);
     assert.deepEqual(state.get(0)!.get('step')!.data[0], 4);
-    const ema = await loadModel({ weights: join(out, 'checkpoint.pth'), entry: 'model_ema' });
+    const ema = await loadSwiftFormer({ weights: join(out, 'checkpoint.pth'), entry: 'model_ema' });
     assert.equal(ema.config.numClasses, 2);
     await ema.release();
   });
 
   test('fine-tuning: the head is re-initialized for a new class count; distillation from a teacher model', async () => {
-    const teacher = await loadModel({ model: TINY, seed: 5 });
+    const teacher = await loadSwiftFormer({ model: TINY, seed: 5 });
     const result = await train(baseOptions({
       model: undefined, weights: fixturePath('tiny/checkpoint_model_only.pth'), epochs: 1, test: undefined,
       distill: { teacher: modelTeacher(teacher), type: 'hard' },
@@ -674,7 +677,7 @@ describe('train', () => {
   });
 
   test('an ONNX teacher gives the same logits as the model it was exported from', async () => {
-    const model = await loadModel({ model: TINY, seed: 3 });
+    const model = await loadSwiftFormer({ model: TINY, seed: 3 });
     const teacher = await onnxTeacher(model.toOnnx(32), { session: { threads: 1 } });
     const pixels: FloatTensor = { dtype: 'float32', shape: [2, 3, 32, 32], data: Float32Array.from({ length: 6144 }, (_, i) => Math.sin(i)) };
     const [a, b] = [await teacher.logits(pixels), await model.logits(pixels)];
@@ -724,9 +727,31 @@ describe('swiftformer train (CLI)', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     assert.equal(config.preprocessing.pad, 2, '28x28 is padded to 32x32');
     assert.deepEqual(config.labels, ['0', '1']);
+    // --resume --epochs N on a finished run extends it: the schedule is planned again, said and recorded.
     const again = await cli('train', '--resume', out, '--epochs', '2', '--threads', '1');
-    assert.notEqual(again.code, 0);
-    assert.match(again.stderr, /cannot resume .*epochs 2 vs 1/);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /the run's length changes from 1 to 2 epochs: its cosine schedule is planned again over 2 epochs \(lr [\d.e+-]+ at the next step\)/);
+    assert.match(again.stderr, /epoch 2 +loss/);
+    const sidecar = JSON.parse(await readFile(join(out, 'checkpoint.json'), 'utf8'));
+    assert.equal(sidecar.epoch, 2);
+    assert.equal(sidecar.train.epochs, 2);
+    assert.equal(sidecar.schedule.totalSteps, 2 * sidecar.stepsPerEpoch);
+    assert.deepEqual(sidecar.replans, [{ atEpoch: 1, fromEpochs: 1, toEpochs: 2 }]);
+    assert.equal(JSON.parse(await readFile(join(out, 'config.json'), 'utf8')).train.epochs, 2);
+    assert.equal((await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').length, 2);
+    const other = await cli('train', '--resume', out, '--lr', '0.5', '--threads', '1');
+    assertCleanFailure(other, /cannot resume .* lr 0\.5 vs 0\.001 \(given vs checkpoint\)/);
+  });
+
+  test('--rand-augment lays a policy over the --augment preset; the checkpoint records it and resume holds it', async () => {
+    const data = await idxDir();
+    const out = join(await tempDir(), 'run');
+    const r = await cli('train', '--data', data, '--finetune', fixturePath('tiny/checkpoint_model_only.pth'), '--epochs', '1', '--batch-size', '8', '--out', out, '--threads', '1', '--rand-augment', 'rand-m9-n3-mstd0.5-inc1');
+    assert.equal(r.code, 0, r.stderr);
+    const augment = JSON.parse(await readFile(join(out, 'checkpoint.json'), 'utf8')).train.classification.augment;
+    assert.deepEqual(augment, { ...augmentFor([32, 32]), colorJitter: false, randAugment: 'rand-m9-n3-mstd0.5-inc1', interpolation: 'bicubic' });
+    const other = await cli('train', '--resume', out, '--rand-augment', 'rand-m5', '--threads', '1');
+    assertCleanFailure(other, /cannot resume .*classification\.augment .*rand-m5.* vs .*rand-m9-n3-mstd0\.5-inc1/);
   });
 
   test('bad input: missing data, corrupt IDX, unknown model, impossible batch size: one line, non-zero exit', async () => {
@@ -741,6 +766,8 @@ describe('swiftformer train (CLI)', () => {
       [['--data', data, '--model', 'xxl'], /unknown model 'xxl'/],
       [['--data', data, '--batch-size', '64'], /batch size 64 is larger than the 24 training images/],
       [['--data', data, '--lr', 'fast'], /--lr must be a number > 0/],
+      [['--data', data, '--rand-augment', 'rand-m9-inc0'], /RandAugment policy 'rand-m9-inc0': 'inc0': timm reads any inc<digits> as inc1/],
+      [['--data', data, '--rand-augment', 'auto-v0'], /RandAugment policy 'auto-v0': a RandAugment policy starts with 'rand'/],
     ];
     for (const [args, pattern] of cases) {
       const r = await cli('train', ...args, '--out', join(await tempDir(), 'x'));
@@ -752,3 +779,387 @@ describe('swiftformer train (CLI)', () => {
 });
 
 
+
+// ---------------------------------------------------------------- schedules, SGD, the TrainConfig
+
+describe('poly and step schedules (mmcv), planned from epochs', () => {
+  test('poly: minLr + (lr - minLr)(1 - t/T)^power, minLr from T on (mmcv PolyLrUpdaterHook, by iteration)', () => {
+    const s = planSchedule({ kind: 'poly', power: 0.9, warmupEpochs: 0, warmupLr: 0, minLr: 1e-6 }, 2e-4, 4, 25);
+    assert.deepEqual(s, { kind: 'poly', lr: 2e-4, totalSteps: 100, warmupSteps: 0, warmupLr: 0, minLr: 1e-6, power: 0.9 });
+    assert.equal(lrAt(s, 0), 2e-4);
+    close([lrAt(s, 50)], [(2e-4 - 1e-6) * 0.5 ** 0.9 + 1e-6], 1e-12);
+    assert.equal(lrAt(s, 100), 1e-6);
+    assert.equal(lrAt(s, 130), 1e-6);
+  });
+
+  test('steps: lr x gamma at each milestone (epochs 8 and 11 of 12), mmcv linear warm-up from warmupLr / lr', () => {
+    // Mask R-CNN 1x: lr 0.02, step at epochs 8 and 11, warm-up ratio 0.001; here 10 steps per epoch, warm-up 5 steps.
+    const s = planSchedule({ kind: 'steps', milestones: [8, 11], gamma: 0.1, warmupEpochs: 0.5, warmupLr: 0.02 * 0.001, minLr: 0 }, 0.02, 12, 10);
+    assert.deepEqual([s.kind, s.totalSteps, s.warmupSteps, (s as { milestones: number[] }).milestones], ['steps', 120, 5, [80, 110]]);
+    close([lrAt(s, 0), lrAt(s, 2), lrAt(s, 5)], [0.02 * 0.001, 0.02 * (1 - (1 - 2 / 5) * (1 - 0.001)), 0.02], 1e-12);
+    close([lrAt(s, 79), lrAt(s, 80), lrAt(s, 109), lrAt(s, 110), lrAt(s, 119)], [0.02, 0.002, 0.002, 0.0002, 0.0002], 1e-12);
+    // mmcv's warm-up scales the regular lr; under poly that is the decayed value, not the peak.
+    const p = planSchedule({ kind: 'poly', power: 1, warmupEpochs: 1, warmupLr: 0.1, minLr: 0 }, 1, 2, 10);
+    close([lrAt(p, 4)], [(1 - 4 / 20) * (1 - (1 - 4 / 10) * (1 - 0.1))], 1e-12);
+  });
+
+  test('the cosine plan is the cosine of before; impossible schedules are errors', () => {
+    const s = planSchedule({ kind: 'cosine', warmupEpochs: 1.5, warmupLr: 1e-6, minLr: 1e-5 }, 1e-3, 10, 10);
+    assert.deepEqual(s, { kind: 'cosine', lr: 1e-3, totalSteps: 100, warmupSteps: 15, warmupLr: 1e-6, minLr: 1e-5 });
+    for (const t of [0, 7, 15, 60, 99, 100]) assert.equal(lrAt(s, t), cosineLr(t, { lr: 1e-3, totalSteps: 100, warmupSteps: 15, warmupLr: 1e-6, minLr: 1e-5 }));
+    assert.throws(() => planSchedule({ kind: 'steps', milestones: [8, 3], gamma: 0.1, warmupEpochs: 0, warmupLr: 0, minLr: 0 }, 0.02, 12, 10), /milestones must be ascending/);
+    assert.throws(() => planSchedule({ kind: 'poly', power: 0, warmupEpochs: 0, warmupLr: 0, minLr: 0 }, 0.02, 12, 10), /poly power/);
+  });
+});
+
+describe('SGD (torch.optim.SGD arithmetic)', () => {
+  const p0 = [1, -2, 0.5, 3];
+  const grads = [[0.1, -0.2, 0.3, 0], [-0.3, 0.1, 0.2, 0.4], [0.2, 0.2, -0.1, -0.4]];
+
+  /** torch.optim.SGD written out: d = g + wd p; buf = d (first) or m buf + d; d = nesterov ? d + m buf : buf; p -= lr d. */
+  function reference(lr: number, m: number, wd: number, nesterov: boolean): number[] {
+    const p = [...p0];
+    const buf = p0.map(() => 0);
+    grads.forEach((g, step) => {
+      for (let i = 0; i < p.length; i++) {
+        let d = g[i]! + wd * p[i]!;
+        buf[i] = step === 0 ? d : m * buf[i]! + d;
+        d = nesterov ? d + m * buf[i]! : buf[i]!;
+        p[i]! -= lr * d;
+      }
+    });
+    return p;
+  }
+
+  for (const nesterov of [false, true]) {
+    test(`momentum 0.9, coupled weight decay${nesterov ? ', Nesterov' : ''}: three steps match the formula; biases do not decay`, () => {
+      const state: StateDict = new Map([['conv.weight', f32([2, 2], p0)], ['conv.bias', f32([4], p0)]]);
+      const opt = new Sgd(state, ['conv.weight', 'conv.bias'], { momentum: 0.9, weightDecay: 0.1, nesterov });
+      for (const g of grads) opt.step(new Map([['conv.weight', f32([2, 2], g)], ['conv.bias', f32([4], g)]]), 0.05);
+      close(state.get('conv.weight')!.data as Float32Array, reference(0.05, 0.9, 0.1, nesterov), 1e-6, 'weight');
+      close(state.get('conv.bias')!.data as Float32Array, reference(0.05, 0.9, 0, nesterov), 1e-6, 'bias');
+    });
+  }
+
+  test('moments() and loadMoments() continue a run exactly', () => {
+    const make = () => new Map([['w', f32([2, 2], p0)]]) as StateDict;
+    const straight = make();
+    const a = new Sgd(straight, ['w'], { momentum: 0.9 });
+    for (const g of grads) a.step(new Map([['w', f32([2, 2], g)]]), 0.1);
+    const first = make();
+    const b = new Sgd(first, ['w'], { momentum: 0.9 });
+    for (const g of grads.slice(0, 2)) b.step(new Map([['w', f32([2, 2], g)]]), 0.1);
+    const c = new Sgd(first, ['w'], { momentum: 0.9 });
+    c.loadMoments(b.moments(), b.stepCount);
+    c.step(new Map([['w', f32([2, 2], grads[2]!)]]), 0.1);
+    assert.deepEqual([...first.get('w')!.data], [...straight.get('w')!.data]);
+    assert.deepEqual([...b.moments().keys()], ['momentum_buffer.w']);
+  });
+});
+
+describe('TrainConfig: defaults in one place, resuming = stored + what may change', () => {
+  const base = {
+    preprocessing: { inputSize: [32, 32] as [number, number], normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, pad: 2, cropPct: 1 },
+    dataset: { trainImages: 64, numClasses: 2 },
+  };
+
+  test('a new run\'s defaults are the recipe\'s: AdamW 1e-3, wd 0.025, cosine to 0 from warm-up lr 1e-6, smoothing 0.1, 9 epochs of 128', () => {
+    const dataset = { trainImages: 1000, numClasses: 10 };
+    const c = freshConfig('classification', {}, { ...base, dataset });
+    assert.deepEqual(c, {
+      task: 'classification', epochs: 9, batchSize: 128, seed: 0, lr: 1e-3,
+      optimizer: { kind: 'adamw', weightDecay: 0.025, betas: [0.9, 0.999], eps: 1e-8 },
+      schedule: { kind: 'cosine', warmupEpochs: 0, warmupLr: 1e-6, minLr: 0 },
+      clip: { mode: 'none' }, ema: null, preprocessing: base.preprocessing, dataset,
+      classification: { labelSmoothing: 0.1, mixup: null, augment: null, distill: null },
+    } as unknown as ReturnType<typeof freshConfig>);
+  });
+
+  test('sections switch on from their defaults; SGD and poly bring their own', () => {
+    const c = freshConfig('segmentation', {
+      batchSize: 16, optimizer: { kind: 'sgd' }, schedule: { kind: 'poly' }, ema: {}, lr: 0.01,
+    }, base);
+    assert.deepEqual(c.optimizer, { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: 0.9, nesterov: false });
+    assert.deepEqual(c.schedule, { kind: 'poly', power: 0.9, warmupEpochs: 0, warmupLr: 1e-6, minLr: 0 });
+    assert.deepEqual(c.ema, { decay: 0.9996 });
+    assert.equal(c.classification, undefined);
+  });
+
+  test('resuming: every differing setting is listed; epochs may change; not below the completed ones', () => {
+    const stored = freshConfig('classification', { batchSize: 16, epochs: 2 }, base);
+    assert.throws(() => resumedConfig(stored, { lr: 0.5, schedule: { minLr: 1e-5 }, ema: {}, epochs: 3 }, 1, 'runs/x'), (err: Error) => {
+      assert.match(err.message, /^cannot resume runs\/x with other settings: lr 0\.5 vs 0\.001 \(given vs checkpoint\); schedule\.minLr 0\.00001 vs 0 \(given vs checkpoint\); ema on vs off \(given vs checkpoint\)$/);
+      return true;
+    });
+    assert.deepEqual(resumedConfig(stored, { lr: 0.001, batchSize: 16 }, 1, 'runs/x'), { config: stored });
+    const longer = resumedConfig(stored, { epochs: 5 }, 2, 'runs/x');
+    assert.deepEqual(longer.epochsChanged, { from: 2, to: 5 });
+    assert.equal(longer.config.epochs, 5);
+    assert.equal(stored.epochs, 2, 'the stored config is not changed');
+    assert.throws(() => resumedConfig(stored, { epochs: 1 }, 2, 'runs/x'), /runs\/x has completed 2 epochs: the run cannot end after 1/);
+  });
+});
+
+// ---------------------------------------------------------------- run.ts with a task that is not classification
+
+/**
+ * A toy regression task through the generic machinery: loss = |w - t|^2 (part 'fit') + b^2 (part
+ * 'reg') over three steps an epoch with targets that depend on (epoch, step), and an evaluation.
+ */
+function toyTask(stepsPerEpoch = 3, scale = 1): TaskRun {
+  const state: StateDict = new Map([['w', f32([2, 2], [0, 0, 0, 0])], ['b.bias', f32([1], [1])]]);
+  const target = (epoch: number, i: number) => [1, 2, 3, 4].map((v) => v + 0.1 * epoch - 0.2 * i);
+  return {
+    state, params: ['w', 'b.bias'], stepsPerEpoch, model: TINY, labels: ['a', 'b'], title: 'toy',
+    async *steps(epoch: number): AsyncGenerator<StepOutput> {
+      for (let i = 0; i < stepsPerEpoch; i++) {
+        const w = state.get('w')!.data as Float32Array;
+        const b = state.get('b.bias')!.data as Float32Array;
+        const t = target(epoch, i);
+        const fit = t.reduce((sum, v, j) => sum + (w[j]! - v) ** 2, 0);
+        const gw = f32([2, 2], t.map((v, j) => 2 * (w[j]! - v) * scale));
+        yield { index: i, loss: fit + b[0]! ** 2, parts: { fit, reg: b[0]! ** 2 }, grads: new Map([['w', gw], ['b.bias', f32([1], [2 * b[0]!])]]), samples: 2 };
+      }
+    },
+    async evaluate(weights: StateDict) {
+      const w = weights.get('w')!.data as Float32Array;
+      const dist = Math.sqrt(target(0, 0).reduce((sum, v, j) => sum + (w[j]! - v) ** 2, 0));
+      return { loss: dist ** 2, metrics: { dist } };
+    },
+  };
+}
+
+const TOY_BASE = {
+  preprocessing: { inputSize: [32, 32] as [number, number], normalization: { mean: [0, 0, 0], std: [1, 1, 1] }, pad: 0, cropPct: 1 },
+  dataset: { trainImages: 6, numClasses: 2 },
+};
+
+function toyPlan(out: string, resume = false, lr = 0.1) {
+  return planRun({
+    task: 'detection', out, resume, base: () => TOY_BASE, stepsPerEpoch: () => 3,
+    request: () => ({ epochs: 3, batchSize: 2, lr, optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 0 }, schedule: { kind: 'steps', milestones: [1, 2], gamma: 0.5 } }),
+  });
+}
+
+describe('run.ts drives any task (the extension point for segmentation and detection)', () => {
+  test('SGD on a step schedule, loss parts into metrics, test metrics, exact resume of another task', async () => {
+    const straight = await tempDir();
+    const a = toyTask();
+    const result = await runEpochs(a, await toyPlan(straight));
+    // The same trajectory written out: torch SGD (momentum 0.9, no decay) at lr 0.1, 0.05, 0.025 per epoch.
+    const w = [0, 0, 0, 0];
+    const buf = [0, 0, 0, 0];
+    for (let epoch = 0, step = 0; epoch < 3; epoch++) {
+      for (let i = 0; i < 3; i++, step++) {
+        const t = [1, 2, 3, 4].map((v) => v + 0.1 * epoch - 0.2 * i);
+        for (let j = 0; j < 4; j++) {
+          const g = 2 * (Math.fround(w[j]!) - t[j]!);
+          buf[j] = step === 0 ? g : 0.9 * buf[j]! + g;
+          w[j] = Math.fround(w[j]! - 0.1 * 0.5 ** epoch * buf[j]!);
+        }
+      }
+    }
+    close(result.state.get('w')!.data as Float32Array, w, 1e-5, 'w');
+    const lines = (await readFile(join(straight, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((m) => m.lr), [0.1, 0.05, 0.025]);
+    for (const m of lines) for (const k of ['train_loss', 'train_fit', 'train_reg', 'test_loss', 'test_dist']) assert.ok(Number.isFinite(m[k]), `${k} in epoch ${m.epoch}`);
+    assert.ok(!('train_acc' in lines[0]), 'no accuracy for a task without one');
+    close([lines[0].train_loss], [lines[0].train_fit + lines[0].train_reg], 1e-9, 'the parts add up');
+    const sidecar = JSON.parse(await readFile(join(straight, SIDECAR), 'utf8'));
+    assert.equal(sidecar.train.task, 'detection');
+    assert.equal(sidecar.optimizer.keys, 'momentum_buffer.<key>');
+
+    const split = await tempDir();
+    const stop = new AbortController();
+    await assert.rejects(runEpochs(toyTask(), await toyPlan(split), { signal: stop.signal, onProgress: (e) => { if (e.phase === 'epoch' && e.metrics.epoch === 2) stop.abort(); } }), { name: 'AbortError' });
+    const plan = await toyPlan(split, true);
+    assert.equal(plan.startEpoch, 2);
+    const b = toyTask();
+    for (const [k, t] of plan.restored!.state) b.state.set(k, t);
+    await runEpochs(b, plan);
+    for (const file of ['train-state-0003.safetensors', 'checkpoint.safetensors']) {
+      assert.ok((await readFile(join(straight, file))).equals(await readFile(join(split, file))), `${file} identical`);
+    }
+  });
+
+  test('weights that overflow with a finite loss: the epoch is not good, nothing is written, the message says so', async () => {
+    const out = await tempDir();
+    const task = toyTask(1, 1e30); // gradients ~1e30 (finite), times lr 1e10: beyond float32
+    await assert.rejects(runEpochs(task, await planRun({
+      task: 'detection', out, base: () => TOY_BASE, stepsPerEpoch: () => 1,
+      request: () => ({ epochs: 2, batchSize: 2, lr: 1e10, optimizer: { kind: 'sgd', momentum: 0, weightDecay: 0 } }),
+    })), (err: unknown) => {
+      assert.ok(err instanceof SwiftFormerError && err.code === 'DIVERGED');
+      assert.match(err.message, /^training diverged: the weights hold non-finite values \(w\) after epoch 1; stopped before writing its checkpoint, no checkpoint had been written yet\./);
+      return true;
+    });
+    assert.deepEqual((await readdir(out)).filter((f) => !f.startsWith('.')).sort(), ['config.json', 'labels.json']);
+  });
+});
+
+// ---------------------------------------------------------------- classification runs: good epochs, extension, old checkpoints
+
+describe('train: what a checkpoint promises', () => {
+  test('an epoch whose weights give a NaN test loss is not good: stopped before its checkpoint, the message names no good epoch', async () => {
+    // --lr 1e3 --warmup-epochs 2: epoch 1 ends with weights around 1e30 whose logits are NaN (issue 12).
+    const out = await tempDir();
+    await assert.rejects(train(baseOptions({ epochs: 3, lr: 1e3, warmupEpochs: 2, out })), (err: unknown) => {
+      assert.ok(err instanceof SwiftFormerError && err.code === 'DIVERGED', String(err));
+      assert.match(err.message, /^training diverged: the test loss is NaN \(largest weight [\d.]+e\+\d+\) after epoch 1; stopped before writing its checkpoint, no checkpoint had been written yet\./);
+      return true;
+    });
+    assert.equal(await readCheckpoint(out), undefined, 'no checkpoint of the bad epoch');
+    await assert.rejects(readFile(join(out, 'metrics.jsonl')), { code: 'ENOENT' });
+  });
+
+  test('resume with more epochs extends a finished run: the schedule is planned again and recorded, the progress says so', async () => {
+    const out = await tempDir();
+    const options = baseOptions({ epochs: 1, out, warmupLr: 1e-6 });
+    await train(options);
+    const events: Extract<Parameters<NonNullable<TrainOptions['onProgress']>>[0], { phase: 'start' }>[] = [];
+    const again = await train({ ...options, epochs: 2, resume: true, onProgress: (e) => { if (e.phase === 'start') events.push(e); } });
+    assert.deepEqual(again.history.map((m) => m.epoch), [1, 2]);
+    // 64 images in batches of 16: 4 steps an epoch; the cosine now spans 8 steps.
+    const cosine = { lr: 2e-3, totalSteps: 8, warmupSteps: 0, warmupLr: 1e-6, minLr: 0 };
+    assert.deepEqual(events[0]!.rescheduled, { from: 1, to: 2, kind: 'cosine', nextLr: cosineLr(4, cosine) });
+    assert.equal(again.history[0]!.lr, cosineLr(3, { ...cosine, totalSteps: 4 }), 'epoch 1 ran on the first plan');
+    assert.equal(again.history[1]!.lr, cosineLr(7, cosine), 'epoch 2 on the new one');
+    const saved = (await readCheckpoint(out))!.sidecar;
+    assert.deepEqual(saved.schedule, { kind: 'cosine', ...cosine });
+    assert.deepEqual(saved.replans, [{ atEpoch: 1, fromEpochs: 1, toEpochs: 2 }]);
+    assert.equal(saved.train.epochs, 2);
+    const done = await train({ ...options, resume: true, epochs: undefined });
+    assert.deepEqual(done.history.map((m) => m.epoch), [1, 2], 'a finished run with its own length: nothing to do');
+    await assert.rejects(train({ ...options, resume: true, epochs: 1 }), /has completed 2 epochs: the run cannot end after 1/);
+  });
+
+  test('a swiftformer-train/1 checkpoint (settings in `hyper`) resumes bit for bit', async () => {
+    const options = baseOptions({ ema: { decay: 0.99 }, clip: { mode: 'agc', value: 0.01 } });
+    const straight = await tempDir();
+    await train({ ...options, out: straight });
+    const split = await tempDir();
+    const stop = new AbortController();
+    await assert.rejects(train({ ...options, out: split, signal: stop.signal, onProgress: (e) => { if (e.phase === 'epoch') stop.abort(); } }), { name: 'AbortError' });
+    // The sidecar as the trainer wrote it before the TrainConfig (git history: src/train/trainer.ts, `hyper`).
+    const v2 = JSON.parse(await readFile(join(split, SIDECAR), 'utf8'));
+    const t = v2.train;
+    const v1 = {
+      format: 'swiftformer-train/1', epoch: v2.epoch, step: v2.step, stateFile: v2.stateFile,
+      optimizer: { name: 'adamw', step: v2.optimizer.step, lr: t.lr, betas: t.optimizer.betas, eps: t.optimizer.eps, weightDecay: t.optimizer.weightDecay, noDecay: v2.optimizer.noDecay, file: v2.optimizer.file, keys: v2.optimizer.keys },
+      schedule: { ...v2.schedule, stepsPerEpoch: v2.stepsPerEpoch, nextStep: v2.step },
+      rng: v2.rng, ema: v2.ema, config: v2.model, labels: v2.labels, preprocessing: t.preprocessing,
+      hyper: {
+        epochs: t.epochs, batchSize: t.batchSize, lr: t.lr, weightDecay: t.optimizer.weightDecay, warmupEpochs: t.schedule.warmupEpochs,
+        warmupLr: t.schedule.warmupLr, minLr: t.schedule.minLr, labelSmoothing: t.classification.labelSmoothing, clip: t.clip, ema: t.ema.decay,
+        mixup: null, augment: null, seed: t.seed, preprocessing: t.preprocessing, distill: null, trainImages: 64, numClasses: 2,
+      },
+      history: v2.history,
+    };
+    await writeFile(join(split, SIDECAR), JSON.stringify(v1));
+    await train({ ...options, out: split, resume: true });
+    for (const file of ['checkpoint.safetensors', 'checkpoint-ema.safetensors', 'train-state-0002.safetensors']) {
+      assert.ok((await readFile(join(straight, file))).equals(await readFile(join(split, file))), `${file} identical`);
+    }
+    assert.equal(JSON.parse(await readFile(join(split, SIDECAR), 'utf8')).format, 'swiftformer-train/2');
+  });
+
+  test('checkpoint.pth loads into a PyTorch AdamW with the official param groups: moments by position, group lr as timm\'s per-epoch cosine', async (t) => {
+    const python = '/usr/bin/python3';
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) return t.skip('no python3 with torch');
+    const out = await tempDir();
+    await train(baseOptions({ epochs: 2, out, savePth: true }));
+    // timm 0.5.4 add_weight_decay, as the official main.py's create_optimizer(args, model) applies it.
+    const script = `
+import json, sys, torch
+ck = torch.load(sys.argv[1], map_location='cpu')
+named = [(k, torch.nn.Parameter(v.clone())) for k, v in ck['model'].items() if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked'))]
+skip = lambda k, p: len(p.shape) == 1 or k.endswith('.bias')
+groups = [{'params': [p for k, p in named if skip(k, p)], 'weight_decay': 0.0}, {'params': [p for k, p in named if not skip(k, p)], 'weight_decay': 0.025}]
+opt = torch.optim.AdamW(groups, lr=1.0)
+opt.load_state_dict(ck['optimizer'])
+for k, p in named:
+    p.grad = torch.zeros_like(p)
+opt.step()
+by_name = dict(named)
+print(json.dumps({
+    'groups': [[g['lr'], g['weight_decay'], len(g['params'])] for g in opt.param_groups],
+    'layer_scale_decays': [k for k, p in named if 'layer_scale' in k and not skip(k, p)],
+    'head_exp_avg': opt.state[by_name['head.weight']]['exp_avg'].double().sum().item(),
+    'step': float(opt.state[by_name['head.weight']]['step']),
+}))
+`;
+    const run = spawnSync(python, ['-c', script, join(out, 'checkpoint.pth')], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const r = JSON.parse(run.stdout);
+    const saved = (await readCheckpoint(out))!;
+    const trainable = [...saved.state.keys()].filter((k) => !/running_|num_batches/.test(k));
+    const official = trainable.filter((k) => !timmNoDecay(k, saved.state.get(k)!.shape));
+    // After epoch index 1 of 2, timm's cosine per epoch: lr / 2 * (1 + cos(pi / 2)) = lr / 2.
+    assert.deepEqual(r.groups, [[1e-3, 0, trainable.length - official.length], [1e-3, 0.025, official.length]]);
+    assert.ok(r.layer_scale_decays.length >= 3, 'layer scales are in the official decay group');
+    for (const k of r.layer_scale_decays) assert.equal(noWeightDecay(k, saved.state.get(k)!.shape), true, `${k}: exempt in our own training`);
+    const ours = (saved.moments.get('exp_avg.head.weight')!.data as Float32Array).reduce((a, b) => a + b, 0);
+    close([r.head_exp_avg], [ours * 0.9], 1e-5, 'head.weight exp_avg, one zero-gradient step later');
+    assert.equal(r.step, 8 + 1);
+  });
+});
+
+// ---------------------------------------------------------------- bad data and bad paths
+
+describe('bad data and bad paths: one clear error', () => {
+  test('a stray label in an IDX file is an error naming its record, not an extra class', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sf-idx-'));
+    const labels = Array.from({ length: 40 }, (_, i) => i % 10);
+    labels[27] = 200;
+    await writeFile(join(dir, 'train-images-idx3-ubyte'), idxBytes(0x08, [40, 2, 2], new Array(160).fill(7)));
+    await writeFile(join(dir, 'train-labels-idx1-ubyte'), idxBytes(0x08, [40], labels));
+    await assert.rejects(loadIdxDataset(dir, 'train'), (err: unknown) => {
+      assert.ok(err instanceof SwiftFormerError && err.code === 'BAD_DATA');
+      assert.match(err.message, /train-labels-idx1-ubyte: label 200 of record 27 is outside the class set \(the other labels cover the classes 0-9 and no record has label 10-199\)/);
+      return true;
+    });
+    await assert.rejects(loadIdxDataset(dir, 'train', { classes: ['a', 'b', 'c'] }), /label 3 of record 3 is not one of the 3 classes \(0-2\)/);
+    labels[27] = 7;
+    await writeFile(join(dir, 'train-labels-idx1-ubyte'), idxBytes(0x08, [40], labels));
+    assert.equal((await loadIdxDataset(dir, 'train')).classes.length, 10);
+  });
+
+  test('a missing Fashion-MNIST is the same IO error for every command', async () => {
+    await assert.rejects(fashionMnistDir(join(tmpdir(), 'no-such-fashion-mnist')), (err: unknown) => {
+      assert.ok(err instanceof SwiftFormerError && err.code === 'IO');
+      assert.match(err.message, /Fashion-MNIST is not installed in .*no-such-fashion-mnist: install Debian's dataset-fashion-mnist/);
+      return true;
+    });
+  });
+
+  test('CLI: --out a file or under a file, a teacher that is no model or of another input size, a stray label: one line, non-zero exit', async () => {
+    const data = await idxDir();
+    const dir = await tempDir();
+    const file = join(dir, 'f');
+    await writeFile(file, 'not a directory');
+    const junk = join(dir, 'junk.onnx');
+    await writeFile(junk, 'not a model');
+    const model = await loadSwiftFormer({ model: TINY, seed: 1 });
+    const at224 = join(dir, 'teacher224.onnx');
+    await writeFile(at224, model.toOnnx(224));
+    await model.release();
+    const stray = await tempDir();
+    const labels = Array.from({ length: 24 }, (_, i) => i % 2);
+    labels[5] = 200;
+    await writeFile(join(stray, 'train-images-idx3-ubyte'), await readFile(join(data, 'train-images-idx3-ubyte')));
+    await writeFile(join(stray, 'train-labels-idx1-ubyte'), idxBytes(0x08, [24], labels));
+    const cases: [string[], RegExp][] = [
+      [['--data', data, '--out', file], /output directory .*f exists and is not a directory/],
+      [['--data', data, '--out', join(file, 'run')], /output directory .*f\/run cannot be created: .*f is a file, not a directory/],
+      [['--data', data, '--teacher', junk, '--out', join(dir, 'a')], /teacher .*junk\.onnx is not an ONNX model ONNX Runtime can load/],
+      [['--data', data, '--teacher', at224, '--out', join(dir, 'b')], /the teacher does not take the student's input \(8 x 3 x 32 x 32\): .*Expected: 224/],
+      [['--data', stray, '--out', join(dir, 'c')], /label 200 of record 5 is outside the class set/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await cli('train', ...args, '--epochs', '1', '--batch-size', '8', '--threads', '1');
+      assertCleanFailure(r, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    }
+  });
+});

@@ -2,31 +2,35 @@
  * The SwiftFormer demo page: webcam and image classification in the browser.
  *
  * Query parameters: `backend=auto|webgpu|wasm`, `threads=N` (WebAssembly threads; needs a
- * cross-origin isolated page), `model=<url>` (weights to load instead of the default).
+ * cross-origin isolated page), `model=<url>` (weights or an exported .onnx file, INT8 or float, to
+ * load instead of the default; `model=default-int8`: the build's INT8 export of the default).
  * `window.demo` exposes the state for tests and benchmarks (test/browser.test.ts, bench/browser.ts).
  */
 import defaultModel from 'virtual:default-model';
 import {
-  configureRuntime, defaultLabels, imagenetLabels, imageToRGB, decodeImage, inputFor, labelOf, labelsFromHfConfig,
-  loadLabels, loadModel, recordedLabels, recordedPreprocessing, runtimeInfo, type BrowserImageSource, type FloatTensor, type Preprocessing,
-  type RGBImage, type RuntimeInfo, type SwiftFormerModel,
+  configureRuntime, imagenetLabels, imageToRGB, decodeImage, inputFor, inputOptions, labelsFromHfConfig, loadLabels, loadSwiftFormer,
+  OnnxClassifier, predictions, resolveLabels, runtimeInfo, type BrowserImageSource, type FloatTensor, type InputOptions, type RGBImage,
+  type RuntimeInfo, type SwiftFormerModel,
 } from 'swiftformer';
-import { listCached, readCached, saveCached, sha256Hex, type CachedWeights } from './weights-cache.js';
+import { listCached, readCached, saveCached, saveCachedOnnx, sha256Hex, type CachedWeights } from './weights-cache.js';
+import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation, usePainter } from './segmentation.js';
+
+/** What the page runs: weights made into the library's graph, or an exported ONNX file (INT8 or float). */
+type PageModel = SwiftFormerModel | OnnxClassifier;
 
 interface Loaded {
-  model: SwiftFormerModel;
+  model: PageModel;
   /** 'default', or the weights cache key. */
   key: string;
   name: string;
   labels: string[] | undefined;
-  /** A trained model's recorded preprocessing; else the official eval transform at `size`. */
-  preprocessing: Preprocessing | undefined;
-  size: number;
+  /** A trained model's recorded preprocessing, else the official eval transform at a size (inputOptions). */
+  input: InputOptions;
 }
 
 /** Model input height and width. */
-const inputSize = (m: Loaded): [number, number] => m.preprocessing?.inputSize ?? [m.size, m.size];
-const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, { size: m.size, preprocessing: m.preprocessing });
+const inputSize = (m: Loaded): [number, number] => m.input.preprocessing?.inputSize ?? [m.input.size ?? 224, m.input.size ?? 224];
+const pixelsOf = (m: Loaded, image: RGBImage): FloatTensor => inputFor(image, m.input);
 
 export interface Result {
   seq: number;
@@ -65,26 +69,37 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 
 // ---------------------------------------------------------------- models
 
-function describe(model: SwiftFormerModel): string {
-  const c = model.config;
-  const variant = c.embedDims.join('/') === '48/56/112/220' ? 'XS' : c.embedDims.join('/') === '48/64/168/224' ? 'S'
-    : c.embedDims.join('/') === '48/96/192/384' ? 'L1' : c.embedDims.join('/') === '64/128/320/512' ? 'L3' : `dims ${c.embedDims.join('/')}`;
-  return `${variant}, ${c.numClasses} classes`;
+const VARIANT_DIMS: Record<string, string> = { '48/56/112/220': 'XS', '48/64/168/224': 'S', '48/96/192/384': 'L1', '64/128/320/512': 'L3' };
+
+const isInt8 = (model: PageModel): boolean => model instanceof OnnxClassifier && model.metadata['swiftformer.int8'] !== undefined;
+
+function describe(model: PageModel): string {
+  const dims = model.config.embedDims?.join('/');
+  const variant = dims ? VARIANT_DIMS[dims] ?? `dims ${dims}` : 'ONNX';
+  return `${variant}, ${model.config.numClasses} classes${isInt8(model) ? ', INT8' : ''}`;
 }
 
+const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+const isOnnx = (name: string): boolean => /\.onnx([?#]|$)/i.test(name);
 
-/** As the CLI picks them: a label file, a config's id2label, the names the weights recorded, ImageNet's for 1000 classes. */
-async function labelsFor(model: SwiftFormerModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
-  if (labelsUrl) return loadLabels(labelsUrl);
+
+/** As the CLI picks them (resolveLabels): a label file, a config's id2label, the names the weights recorded, the defaults. */
+async function labelsFor(model: PageModel, labelsUrl?: string, configJson?: Record<string, unknown>): Promise<string[] | undefined> {
   const fromConfig = configJson ? labelsFromHfConfig(configJson) : undefined;
-  return fromConfig ?? recordedLabels(model.metadata) ?? defaultLabels(model.config.numClasses);
+  return resolveLabels({
+    ...(labelsUrl ? { explicit: { labels: await loadLabels(labelsUrl), name: labelsUrl } } : {}),
+    ...(fromConfig ? { repository: { labels: fromConfig, name: 'config.json' } } : {}),
+    ...(model.card.labels ? { recorded: model.card.labels } : {}),
+  }, model.config.numClasses);
 }
 
 /** Everything a model needs besides its weights, from its weights and (for the default) its config.json. */
-async function prepare(model: SwiftFormerModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
+async function prepare(model: PageModel, key: string, name: string, labelsUrl?: string, config: Record<string, unknown> = {}): Promise<Loaded> {
   const configSize = config.size ?? config.image_size;
-  const size = typeof configSize === 'number' ? configSize : 224;
-  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), preprocessing: recordedPreprocessing(model.metadata), size };
+  // An exported ONNX file may fix its input size; a trained model's card records its pipeline.
+  const fixed = model instanceof OnnxClassifier ? model.inputSize?.[0] : undefined;
+  const input = inputOptions(model.card, typeof configSize === 'number' ? configSize : fixed);
+  return { model, key, name, labels: await labelsFor(model, labelsUrl, config), input };
 }
 
 /** Model runs and releases, one at a time (the camera loop, image drops and model changes interleave). */
@@ -97,6 +112,7 @@ function serial<T>(job: () => Promise<T>): Promise<T> {
 
 /** Installs a loaded model: creates its session (a first run), swaps it in, classifies the last image again. */
 async function install(next: Loaded): Promise<void> {
+  leaveSegmentation();
   const [h, w] = inputSize(next);
   await serial(() => next.model.logits({ dtype: 'float32', shape: [1, 3, h, w], data: new Float32Array(3 * h * w) }));
   const previous = current;
@@ -129,32 +145,63 @@ function run<T>(what: string, task: () => Promise<T>): Promise<T | undefined> {
   return done;
 }
 
+async function defaultConfig(): Promise<Record<string, unknown>> {
+  return defaultModel?.config ? (await (await fetch(defaultModel.config)).json()) as Record<string, unknown> : {};
+}
+
 async function loadDefault(): Promise<void> {
   if (!defaultModel) throw new Error('this build has no default model');
-  let config: Record<string, unknown> = {};
-  if (defaultModel.config) config = (await (await fetch(defaultModel.config)).json()) as Record<string, unknown>;
+  const config = await defaultConfig();
   const attention = config.attention === 'softmax' || config.attention === 'l2' ? config.attention : undefined;
-  const model = await loadModel({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
+  const model = await loadSwiftFormer({ weights: defaultModel.weights, ...(attention ? { attention } : {}) });
   await install(await prepare(model, 'default', 'default', defaultModel.labels, config));
 }
 
-/** Weights from a URL (or hf:): from the cache when they were converted before, else fetched and parsed here. */
+/** The build's INT8 export of the default model: a quarter of the download, integer kernels. */
+async function loadDefaultInt8(): Promise<void> {
+  if (!defaultModel?.int8) throw new Error('this build has no INT8 default model');
+  const model = await OnnxClassifier.load(defaultModel.int8);
+  await install(await prepare(model, 'default-int8', 'default (INT8)', defaultModel.labels, await defaultConfig()));
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/**
+ * Weights from a URL (or hf:), or an exported .onnx file (INT8 or float): from the cache when
+ * they were loaded before, else fetched and parsed here.
+ */
 async function loadFromUrl(url: string): Promise<void> {
   const key = `url:${url}`;
   if (await loadCachedEntry(key)) return;
-  const model = await loadModel({ weights: url });
   const name = url.split(/[/?#]/).filter(Boolean).at(-1) ?? url;
+  if (isOnnx(url)) return loadOnnx(await fetchBytes(url), key, name);
+  // Fetched once: Semantic FPN weights switch the page to segmentation, anything else loads as a classifier.
+  const bytes = url.startsWith('hf:') ? undefined : await fetchBytes(url);
+  if (bytes && await trySegmentation(bytes, name)) return;
+  const model = await loadSwiftFormer({ weights: bytes ?? url });
   await install(await prepare(model, key, name));
   await remember(key, name, model);
 }
 
 async function loadFromFile(file: File): Promise<void> {
   const bytes = new Uint8Array(await file.arrayBuffer());
+  if (await trySegmentation(bytes, file.name)) return;
   const key = `file:${await sha256Hex(bytes)}`;
   if (await loadCachedEntry(key)) return;
-  const model = await loadModel({ weights: bytes });
+  if (isOnnx(file.name)) return loadOnnx(bytes, key, file.name);
+  const model = await loadSwiftFormer({ weights: bytes });
   await install(await prepare(model, key, file.name));
   await remember(key, file.name, model);
+}
+
+/** An exported ONNX classifier, kept in the cache as it is. */
+async function loadOnnx(bytes: Uint8Array, key: string, name: string): Promise<void> {
+  await install(await prepare(await OnnxClassifier.load(bytes), key, name));
+  if (await saveCachedOnnx(key, name, bytes)) await refreshPicker();
 }
 
 async function remember(key: string, name: string, model: SwiftFormerModel): Promise<void> {
@@ -166,7 +213,9 @@ async function loadCachedEntry(key: string): Promise<boolean> {
   const hit = await readCached(key);
   if (!hit) return false;
   const { meta, bytes } = hit;
-  const model = await loadModel({ weights: bytes, model: meta.config, attention: meta.config.attention, head: meta.head });
+  const model = meta.kind === 'onnx'
+    ? await OnnxClassifier.load(bytes)
+    : await loadSwiftFormer({ weights: bytes, model: meta.config, attention: meta.config!.attention, head: meta.head });
   await install(await prepare(model, key, meta.name));
   await refreshPicker();
   return true;
@@ -174,7 +223,8 @@ async function loadCachedEntry(key: string): Promise<boolean> {
 
 async function refreshPicker(): Promise<void> {
   const options: [string, string][] = [];
-  if (defaultModel) options.push(['default', 'Built-in model']);
+  if (defaultModel) options.push(['default', `Built-in model (fp32, ${megabytes(defaultModel.bytes.weights)})`]);
+  if (defaultModel?.int8) options.push(['default-int8', `Built-in model (INT8, ${megabytes(defaultModel.bytes.int8!)})`]);
   const cached: CachedWeights[] = await listCached();
   for (const c of cached) options.push([c.key, `${c.name} (cached)`]);
   if (options.length === 0) options.push(['', 'No model yet: load weights below']);
@@ -183,16 +233,6 @@ async function refreshPicker(): Promise<void> {
 }
 
 // ---------------------------------------------------------------- classification
-
-function softmax(logits: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
-  return out;
-}
 
 function render(result: Result): void {
   ui.top5.replaceChildren(...result.top5.map((p) => {
@@ -210,6 +250,10 @@ function render(result: Result): void {
 }
 
 async function classifyImage(image: RGBImage, source: string, started = performance.now()): Promise<Result | undefined> {
+  if (segmentationActive()) {
+    await serial(() => segmentImage(image, source, started));
+    return undefined;
+  }
   if (!current) {
     setStatus('Load a model first', 'error');
     return undefined;
@@ -220,12 +264,10 @@ async function classifyImage(image: RGBImage, source: string, started = performa
   const t0 = performance.now();
   const logits = (await serial(() => model.logits(pixels))).data;
   const inferenceMs = performance.now() - t0;
-  const probs = softmax(logits);
-  const order = [...probs.keys()].sort((a, b) => probs[b]! - probs[a]!).slice(0, 5);
   last = {
     seq: ++seq,
     logits: Array.from(logits),
-    top5: order.map((index) => ({ index, label: labelOf(labels, index), score: probs[index]! })),
+    top5: predictions(logits, labels, 5, source),
     latencyMs: performance.now() - started,
     inferenceMs,
     source,
@@ -284,7 +326,7 @@ async function startCamera(): Promise<void> {
   const loop = ++cameraLoop;
   const times: number[] = [];
   while (loop === cameraLoop) {
-    if (!current || ui.video.readyState < 2) {
+    if ((!current && !segmentationActive()) || ui.video.readyState < 2) {
       await new Promise((r) => setTimeout(r, 50));
       continue;
     }
@@ -319,7 +361,7 @@ function renderEngine(): void {
   ui.engine.title = engine.note ?? '';
 }
 
-const isWeightsFile = (name: string): boolean => /\.(pth|pt|bin|safetensors)$/i.test(name);
+const isWeightsFile = (name: string): boolean => /\.(pth|pt|bin|safetensors|onnx)$/i.test(name);
 
 /** Thumbnails of the default model's example images: a click classifies one. */
 function showExamples(): void {
@@ -353,6 +395,7 @@ function wire(): void {
   ui.select.addEventListener('change', () => {
     const key = ui.select.value;
     if (key === 'default') void run('Loading the built-in model', loadDefault);
+    else if (key === 'default-int8') void run('Loading the built-in INT8 model', loadDefaultInt8);
     else if (key) void run('Loading cached weights', async () => void (await loadCachedEntry(key)));
   });
   ui.imageFile.addEventListener('change', () => {
@@ -386,7 +429,11 @@ function wire(): void {
 const demo = {
   get engine() { return engine; },
   get last() { return last; },
-  get model() { return current && { name: current.name, config: current.model.config, format: current.model.report?.format }; },
+  get model() {
+    if (!current) return undefined;
+    const { model } = current;
+    return { name: current.name, config: model.config, format: model instanceof OnnxClassifier ? 'onnx' : model.report?.format, int8: isInt8(model) };
+  },
   hasDefaultModel: defaultModel !== null,
   /** Waits for the model loads started so far. */
   idle: () => loading,
@@ -395,11 +442,12 @@ const demo = {
     const blob = await (await fetch(url)).blob();
     return classifyBlob(blob, url);
   },
-  /** Median-free raw timings of `rounds` runs of the current model on one 224x224 input (ms each). */
+  /** Median-free raw timings of `rounds` runs of the current model on one input of its size (ms each). */
   async benchmark(rounds: number, warmup = 5): Promise<number[]> {
     if (!current) throw new Error('no model');
-    const data = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i * 12.9898) * 2);
-    const pixels: FloatTensor = { dtype: 'float32', shape: [1, 3, 224, 224], data };
+    const [h, w] = inputSize(current);
+    const data = new Float32Array(3 * h * w).map((_, i) => Math.sin(i * 12.9898) * 2);
+    const pixels: FloatTensor = { dtype: 'float32', shape: [1, 3, h, w], data };
     for (let i = 0; i < warmup; i++) await current.model.logits(pixels);
     const times: number[] = [];
     for (let i = 0; i < rounds; i++) {
@@ -410,6 +458,8 @@ const demo = {
     return times;
   },
 };
+Object.defineProperties(demo, Object.getOwnPropertyDescriptors(segmentationDemo));
+usePainter(showPreview);
 (window as unknown as { demo: typeof demo }).demo = demo;
 
 async function main(): Promise<void> {
@@ -430,14 +480,15 @@ async function main(): Promise<void> {
   await imagenetLabels().catch(() => undefined); // warm the label list (and the offline cache)
   const wanted = params.get('model');
   await refreshPicker();
-  if (wanted) await run(`Loading ${wanted}`, () => loadFromUrl(wanted));
+  if (wanted === 'default-int8') await run('Loading the built-in INT8 model', loadDefaultInt8);
+  else if (wanted) await run(`Loading ${wanted}`, () => loadFromUrl(wanted));
   else if (defaultModel) await run('Loading the built-in model', loadDefault);
   else {
     const cached = (await listCached())[0];
     if (cached) await run(`Loading ${cached.name}`, () => loadCachedEntry(cached.key).then(() => undefined));
     else {
       document.body.dataset.status = 'ready';
-      setStatus('No model loaded yet: give a weights URL or open a .pth / .safetensors file.');
+      setStatus('No model loaded yet: give a weights URL or open a .pth / .safetensors / .onnx file.');
     }
   }
 }

@@ -2,8 +2,9 @@
  * Converted weights kept in Cache Storage: whatever the user loaded (.pth, safetensors, official,
  * Hugging Face or timm keys) is stored once as safetensors under official key names, with the
  * model config beside it, so the next visit loads it without the network and without re-parsing.
+ * Exported .onnx files (INT8 or float) are kept as they are.
  */
-import { writeSafetensors, type SwiftFormerConfig, type SwiftFormerModel } from 'swiftformer';
+import { cardMetadata, writeSafetensors, type SwiftFormerConfig, type SwiftFormerModel } from 'swiftformer';
 
 const CACHE = 'swiftformer-weights-v1';
 const META_HEADER = 'x-swiftformer-meta';
@@ -13,7 +14,9 @@ export interface CachedWeights {
   key: string;
   /** What the user sees: the file name or the URL. */
   name: string;
-  config: SwiftFormerConfig;
+  /** 'onnx': the entry is an exported ONNX file; else safetensors weights of `config`. */
+  kind?: 'onnx';
+  config?: SwiftFormerConfig;
   head: 'classifier' | 'features';
   /** The format the weights came in (official, huggingface, timm). */
   format?: string;
@@ -54,14 +57,21 @@ export async function saveCached(key: string, name: string, model: SwiftFormerMo
   if (!available()) return undefined;
   const meta: CachedWeights = { key, name, config: model.config, head: model.head, savedAt: Date.now() };
   if (model.report?.format) meta.format = model.report.format;
-  // Keep what a trained model recorded (labels, preprocessing) along with the weights.
-  const recorded = (model as { metadata?: Readonly<Record<string, string>> }).metadata ?? {};
-  const bytes = writeSafetensors(model.state, { ...recorded, source: name });
+  // Keep what the model knows of itself (labels, preprocessing) along with the weights.
+  return store(meta, writeSafetensors(model.state, { ...cardMetadata(model.card), source: name }));
+}
+
+export async function saveCachedOnnx(key: string, name: string, bytes: Uint8Array): Promise<CachedWeights | undefined> {
+  if (!available()) return undefined;
+  return store({ key, name, kind: 'onnx', head: 'classifier', savedAt: Date.now() }, bytes);
+}
+
+async function store(meta: CachedWeights, bytes: Uint8Array): Promise<CachedWeights | undefined> {
   const response = new Response(bytes as Uint8Array<ArrayBuffer>, {
     headers: { 'content-type': 'application/octet-stream', [META_HEADER]: encodeURIComponent(JSON.stringify(meta)) },
   });
   try {
-    await (await caches.open(CACHE)).put(entryUrl(key), response);
+    await (await caches.open(CACHE)).put(entryUrl(meta.key), response);
   } catch {
     return undefined; // storage full or denied: the model still runs, it just is not kept
   }

@@ -1,16 +1,18 @@
-import { inputFor, type Preprocessing } from '../preprocess/transforms.js';
+import { inputFor, type InputOptions } from '../preprocess/transforms.js';
 import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { defaultWeights, isRemoteSource, resolveWeights } from '../node/hub.js';
-import { defaultLabels, labelOf, labelsFromHfConfig, loadLabels } from '../models/labels.js';
+import { labelsFromHfConfig, loadLabels, resolveLabels, type LabelSources } from '../models/labels.js';
+import { predictions, type Prediction } from '../models/classify.js';
+import { inputOptions } from '../models/card.js';
 import { OnnxClassifier, type ImageClassifier } from '../models/exported.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
+import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
-import { recordedLabels, recordedPreprocessing } from '../models/recorded.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
-import { choice, intOption, parse, type Options } from './args.js';
+import { choice, cliMessage, intOption, parse, usageError, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
 
 export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
@@ -25,10 +27,11 @@ model trained with this library, as its training recorded (e.g. Fashion-MNIST: g
                 (default: the weights' id2label, else ImageNet-1k names for 1000 classes)
   --top         how many classes to print per image (default 5)
   --json        print [{ file, predictions: [{ index, label, score }] }] ({ file, error } on failure)
-  --size        input side, a multiple of 32 (default 224)
+  --size        input side, a multiple of 32 (default 224; a model trained here takes the size it records)
   --entry       model | model_ema, for full training checkpoints
   --attention   l2 | softmax (default: follows the weights' origin)
   --max-pixels  refuse larger images, as decompression bombs (default ${MAX_IMAGE_PIXELS}; 0: no limit)
+  --allow-non-finite  load weights holding NaN or infinity (refused by default; such a model cannot score)
 
 A file that cannot be read is reported at the end; the others are still classified (exit code 1).`;
 
@@ -36,26 +39,27 @@ A file that cannot be read is reported at the end; the others are still classifi
 export const modelOptions: Options = {
   weights: { type: 'string' }, model: { type: 'string' }, labels: { type: 'string' }, size: { type: 'string' },
   entry: { type: 'string' }, attention: { type: 'string' }, json: { type: 'boolean' }, 'max-pixels': { type: 'string' },
+  'allow-non-finite': { type: 'boolean' },
 };
 
 export interface Classifier {
   model: ImageClassifier;
   labels: string[] | undefined;
-  size: number;
-  /** A model trained here: the preprocessing its training recorded (else the official transform at `size`). */
-  preprocessing?: Preprocessing;
+  /** How images become inputs: the model's recorded pipeline, or the official transform at a size. */
+  input: InputOptions;
   numClasses: number;
   maxPixels: number;
 }
 
-/** Model, labels and input size from the command-line options (downloads show a progress bar). */
-export async function loadClassifier(values: Record<string, string | undefined>, command: string): Promise<Classifier> {
+/** Model, labels and input pipeline from the command-line options (downloads show a progress bar). */
+export async function loadClassifier(values: Record<string, string | undefined>, command: string, flags: ReadonlySet<string> = new Set(), session?: SessionOptions): Promise<Classifier> {
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const maxPixels = intOption(values['max-pixels'], 'max-pixels', 0) ?? MAX_IMAGE_PIXELS;
-  let size = intOption(values.size, 'size');
+  const requestedSize = intOption(values.size, 'size');
+  if (requestedSize !== undefined) inputHW(requestedSize);
   let weights = values.weights;
-  let labels: string[] | undefined;
-  let labelSource = values.labels;
+  let repository: LabelSources['repository'];
+  let labelFile = values.labels;
   let bundledConfig: Record<string, unknown> | undefined;
 
   if (weights === undefined) {
@@ -68,54 +72,60 @@ export async function loadClassifier(values: Record<string, string | undefined>,
     }
     weights = bundled.weights;
     if (bundled.config) bundledConfig = await readJson(bundled.config);
-    labelSource ??= bundled.labels;
-    if (!labelSource && bundledConfig) labels = labelsFromHfConfig(bundledConfig);
-  } else if (isRemoteSource(weights)) {
+    labelFile ??= bundled.labels;
+    const configLabels = bundledConfig ? labelsFromHfConfig(bundledConfig) : undefined;
+    if (configLabels) repository = { labels: configLabels, name: bundled.config! };
+  }
+  // Where the weights are read from: a remote source's cached download, resolved once (one HEAD for hf:).
+  let file = weights;
+  if (isRemoteSource(weights)) {
     try {
-      labels = (await resolveWeights(weights, { onProgress: downloadProgress() })).labels;
+      const resolved = await resolveWeights(weights, { onProgress: downloadProgress() });
+      if (resolved.labels) repository = { labels: resolved.labels, name: `${weights}'s id2label` };
+      file = resolved.path;
     } catch (err) {
       if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // end a progress bar cut short
       throw err;
     }
   }
   const configSize = bundledConfig?.size ?? bundledConfig?.image_size;
-  size ??= typeof configSize === 'number' ? configSize : 224;
-  inputHW(size);
   const configAttention = bundledConfig?.attention;
   const bundledAttention = configAttention === 'l2' || configAttention === 'softmax' ? configAttention : undefined;
 
-  const model: ImageClassifier = weights.toLowerCase().endsWith('.onnx')
-    ? await OnnxClassifier.load(weights)
-    : await loadModel({
-      weights,
+  const model: ImageClassifier = file.toLowerCase().endsWith('.onnx')
+    ? await OnnxClassifier.load(file, session ? { session } : {})
+    : await loadSwiftFormer({
+      weights: file,
+      ...(session ? { session } : {}),
       ...(values.model ? { model: values.model } : {}),
       ...(values.entry ? { entry: values.entry } : {}),
       ...((attention ?? bundledAttention) ? { attention: attention ?? bundledAttention } : {}),
+      ...(flags.has('allow-non-finite') ? { allowNonFinite: true } : {}),
+    }).catch((err: unknown) => {
+      // Weights of a dense-prediction model: name the command that takes them (flags: cliMessage).
+      const dense = err instanceof SwiftFormerError && /its task is '(segmentation|detection)'/.exec(err.message)?.[1];
+      if (dense) throw new SwiftFormerError(err.code, `${err.message}: use swiftformer ${dense === 'segmentation' ? 'segment' : 'detect'}`);
+      throw err;
     });
-  if (model instanceof OnnxClassifier && values.size === undefined && model.inputSize) size = model.inputSize[0];
-  if (model.head !== 'classifier') {
+  try {
+    if (model.head !== 'classifier') throw new SwiftFormerError('BAD_ARGUMENT', `${weights} is a feature backbone (fork_feat weights, no classifier head): it cannot classify`);
+    const numClasses = model.config.numClasses;
+    if (numClasses < 1) throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
+    const fixedSize = model instanceof OnnxClassifier ? model.inputSize?.[0] : undefined;
+    const size = requestedSize ?? fixedSize ?? (typeof configSize === 'number' ? configSize : undefined);
+    const input = inputOptions(model.card, size);
+    const explicit = labelFile ? { labels: await loadLabels(labelFile), name: labelFile } : undefined;
+    const labels = await resolveLabels({ ...(explicit ? { explicit } : {}), ...(repository ? { repository } : {}), ...(model.card.labels ? { recorded: model.card.labels } : {}) }, numClasses);
+    return { model, labels, input, numClasses, maxPixels };
+  } catch (err) {
     await model.release();
-    throw new SwiftFormerError('BAD_ARGUMENT', `${weights} is a feature backbone (fork_feat weights, no classifier head): it cannot classify`);
+    throw err;
   }
-  const numClasses = model.config.numClasses;
-  if (numClasses < 1) {
-    await model.release();
-    throw new SwiftFormerError('BAD_ARGUMENT', `${weights} has no classifier head (0 classes)`);
-  }
-  const preprocessing = values.size === undefined ? recordedPreprocessing(model.metadata) : undefined;
-  if (labelSource) labels = await loadLabels(labelSource);
-  labels ??= recordedLabels(model.metadata);
-  labels ??= await defaultLabels(numClasses);
-  if (labels && labels.length !== numClasses) {
-    await model.release();
-    throw new SwiftFormerError('BAD_ARGUMENT', `${labelSource ?? 'the weights\' id2label'} has ${labels.length} labels but the model has ${numClasses} classes`);
-  }
-  return { model, labels, size, numClasses, maxPixels, ...(preprocessing ? { preprocessing } : {}) };
 }
 
 /** One decoded image as the model takes it: its recorded preprocessing, else the official transform. */
 export function pixelsOf(image: RGBImage, c: Classifier): FloatTensor {
-  return inputFor(image, { size: c.size, preprocessing: c.preprocessing });
+  return inputFor(image, c.input);
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
@@ -157,36 +167,17 @@ export async function logitRows(model: ImageClassifier, tensors: FloatTensor[]):
   return tensors.map((_, i) => logits.data.subarray(i * classes, (i + 1) * classes));
 }
 
-/** Softmax in float64 (max subtracted first). */
-export function softmax(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
-  const out = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i]! - max);
-  for (let i = 0; i < out.length; i++) out[i]! /= sum;
-  return out;
-}
-
-/** Indices of the k largest values, largest first (ties: lower index first). */
-export function topK(values: ArrayLike<number>, k: number): number[] {
-  const idx = Array.from({ length: values.length }, (_, i) => i);
-  idx.sort((a, b) => values[b]! - values[a]! || a - b);
-  return idx.slice(0, Math.min(k, idx.length));
-}
-
-interface Prediction { index: number; label: string; score: number }
 type Result = { file: string; predictions: Prediction[] } | { file: string; error: string };
 
 const BATCH = 16;
 
 export async function classify(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, top: { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `no images given\n\n${usage}`);
+  if (positionals.length === 0) throw usageError(usage, 'no images given');
   const top = intOption(values.top, 'top') ?? 5;
   const json = flags.has('json');
-  const c = await loadClassifier(values, 'classify');
+  const c = await loadClassifier(values, 'classify', flags);
   const results: Result[] = [];
   try {
     for (let start = 0; start < positionals.length; start += BATCH) {
@@ -199,10 +190,9 @@ export async function classify(argv: string[]): Promise<void> {
           results.push(p);
           continue;
         }
-        const probs = softmax(byFile.get(p)!);
-        const predictions = topK(probs, top).map((index) => ({ index, label: labelOf(c.labels, index), score: probs[index]! }));
-        results.push({ file: p.file, predictions });
-        if (!json) printPredictions(p.file, predictions);
+        const best = predictions(byFile.get(p)!, c.labels, top, p.file);
+        results.push({ file: p.file, predictions: best });
+        if (!json) printPredictions(p.file, best);
       }
     }
   } finally {
@@ -210,7 +200,7 @@ export async function classify(argv: string[]): Promise<void> {
   }
   if (json) console.log(JSON.stringify(results, null, 2));
   const failed = results.filter((r): r is { file: string; error: string } => 'error' in r);
-  for (const f of failed) console.error(`swiftformer classify: ${f.error}`);
+  for (const f of failed) console.error(`swiftformer classify: ${cliMessage(f.error, usage)}`);
   if (failed.length > 0) {
     throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified`);
   }

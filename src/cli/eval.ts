@@ -1,9 +1,10 @@
 import { decodeImage } from '../node/decode.js';
 import { FASHION_MNIST_CLASSES, limitDataset, type ImageDataset } from '../data/dataset.js';
-import { FASHION_MNIST_DIR, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
+import { fashionMnistDir, hasIdxFiles, IMAGE_EXTENSIONS, ImageFolderDataset, loadIdxDataset, loadImageFolder } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { labelOf } from '../models/labels.js';
-import { intOption, parse } from './args.js';
+import { checkFiniteLogits } from '../models/classify.js';
+import { cliMessage, intOption, parse, usageError } from './args.js';
 import { loadClassifier, logitRows, modelOptions, pixelsOf, type Classifier } from './classify.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { ProgressBar } from './progress.js';
@@ -19,16 +20,11 @@ Top-1 and top-5 accuracy, and the 5 worst classes, on
   --limit       evaluate N images, spread evenly over the dataset (default: all)
   --batch-size  images per forward pass (default 16)
   --json        one JSON object: { images, top1, top5, worst, errors, ... } (fractions in [0, 1])
-  --model, --labels, --size, --entry, --attention, --max-pixels: as for classify`;
+  --model, --labels, --size, --entry, --attention, --max-pixels, --allow-non-finite: as for classify`;
 
 /** The evaluation set a command-line source names. */
 async function openEvalSet(source: string, maxPixels: number): Promise<ImageDataset> {
-  if (source === 'fashion-mnist') {
-    if (!(await hasIdxFiles(FASHION_MNIST_DIR))) {
-      throw new SwiftFormerError('BAD_ARGUMENT', `Fashion-MNIST is not installed in ${FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist`);
-    }
-    return loadIdxDataset(FASHION_MNIST_DIR, 'test', { classes: FASHION_MNIST_CLASSES });
-  }
+  if (source === 'fashion-mnist') return loadIdxDataset(await fashionMnistDir(), 'test', { classes: FASHION_MNIST_CLASSES });
   if (await hasIdxFiles(source)) return loadIdxDataset(source, 'test');
   return loadImageFolder(source, { decode: (path) => decodeImage(path, { maxPixels }) });
 }
@@ -55,15 +51,15 @@ async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier
 interface ClassScore { index: number; name: string; label?: string; images: number; top1: number }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage);
+  const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
-  if (positionals.length !== 1) throw new SwiftFormerError('BAD_ARGUMENT', `eval takes one dataset, got ${positionals.length}\n\n${usage}`);
+  if (positionals.length !== 1) throw usageError(usage, `eval takes one dataset, got ${positionals.length}`);
   const folder = positionals[0]!;
   const limit = intOption(values.limit, 'limit');
   const batchSize = intOption(values['batch-size'], 'batch-size') ?? 16;
   const json = flags.has('json');
 
-  const c = await loadClassifier(values, 'eval');
+  const c = await loadClassifier(values, 'eval', flags);
   let data: ImageDataset;
   try {
     data = await openEvalSet(folder, c.maxPixels);
@@ -105,6 +101,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       for (const p of prepared) if ('error' in p) errors.push({ file: sampleName(samples, p.index), error: p.error });
       const rows = await logitRows(c.model, ok.map((o) => o.pixels));
       rows.forEach((row, i) => {
+        checkFiniteLogits(row, sampleName(samples, ok[i]!.index));
         const target = samples.label(ok[i]!.index);
         const rank = rankOf(row, target);
         perClass[target]!.images++;
@@ -145,7 +142,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       console.log(`  ${(100 * w.top1).toFixed(1).padStart(5)}%  ${String(Math.round(w.top1 * w.images)).padStart(4)}/${w.images}  ${w.name}${label}`);
     }
   }
-  for (const e of errors) console.error(`swiftformer eval: ${e.error}`);
+  for (const e of errors) console.error(`swiftformer eval: ${cliMessage(e.error, usage)}`);
   if (errors.length > 0) throw new SwiftFormerError('BAD_IMAGE', `${errors.length} of ${samples.length} images could not be read (left out of the accuracy)`);
 }
 

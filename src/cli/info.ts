@@ -1,4 +1,4 @@
-import { loadModel, modelInfo } from '../models/model.js';
+import { loadSwiftFormer, modelInfo } from '../models/model.js';
 import { formatShape } from '../core/tensor.js';
 import { formatCount, intOption, parse } from './args.js';
 
@@ -19,7 +19,7 @@ export async function info(argv: string[]): Promise<void> {
   if (flags.has('help')) return void console.log(usage);
   const size = intOption(values.size, 'size') ?? 224;
   const config = values.weights
-    ? (await loadModel({ weights: values.weights, ...(values.model ? { model: values.model } : {}) })).config
+    ? (await loadSwiftFormer({ weights: values.weights, ...(values.model ? { model: values.model } : {}) })).config
     : values.model ?? 'xs';
   const result = modelInfo(config, size);
   const name = values.model ?? (values.weights ? 'custom' : 'xs');

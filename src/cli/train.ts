@@ -1,11 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { SIDECAR, type EpochMetrics, type Sidecar } from '../train/checkpoint.js';
+import { readSidecar, type EpochMetrics } from '../train/checkpoint.js';
+import { DEFAULTS } from '../train/config.js';
 import { openTrainingData } from '../node/datasets.js';
 import { SwiftFormerError } from '../core/errors.js';
-import { loadModel } from '../models/model.js';
+import { loadSwiftFormer } from '../models/model.js';
 import { variantConfig } from '../models/swiftformer.js';
-import { modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
+import { defaultPreprocessing, modelTeacher, onnxTeacher, train, type Teacher, type TrainOptions, type TrainProgress } from '../train/trainer.js';
+import { augmentFor, withRandAugment } from '../train/augment.js';
+import { OFFICIAL_RAND_AUGMENT, parseRandAugment } from '../train/randaugment.js';
 import { choice, intOption, parse } from './args.js';
 
 export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]
@@ -20,46 +21,38 @@ metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-p
   --model            xs | s | l1 | l3 (default xs; with --finetune: read off the weights)
   --finetune         weights to start from (.pth/.safetensors); the head is re-initialized
                      when the class count differs
-  --epochs           default 9
-  --batch-size       default 128 (the last incomplete batch of an epoch is dropped)
-  --lr               peak learning rate, AdamW (default 1e-3)
-  --weight-decay     default 0.025 (not on biases, norms, layer scales)
-  --warmup-epochs    linear warm-up before the cosine (default 0)
-  --min-lr           floor of the cosine (default 0)
-  --label-smoothing  default 0.1
+  --epochs           default ${DEFAULTS.epochs}; with --resume: a new length for the run (a finished
+                     run is extended; the schedule is planned again for it)
+  --batch-size       default ${DEFAULTS.batchSize} (the last incomplete batch of an epoch is dropped)
+  --lr               peak learning rate, AdamW (default ${DEFAULTS.lr})
+  --weight-decay     default ${DEFAULTS.weightDecay} (not on biases, norms, layer scales)
+  --warmup-epochs    linear warm-up before the cosine (default ${DEFAULTS.warmupEpochs}, from ${DEFAULTS.warmupLr})
+  --min-lr           floor of the cosine (default ${DEFAULTS.minLr})
+  --label-smoothing  default ${DEFAULTS.labelSmoothing}
   --input-size       default: IDX images zero-padded to a multiple of 32 (28 -> 32), else 224
-  --augment          random resized crop, flip, color jitter, random erasing (timm's); inputs up to
-                     64 px: shifts of up to 1/16 of the size, flip, random erasing
+  --augment          the official recipe's augmentation (timm 0.5.4): random resized crop (bicubic),
+                     flip, RandAugment ${OFFICIAL_RAND_AUGMENT}, random erasing 0.25; inputs up
+                     to 64 px: shifts of up to 1/16 of the size, flip, random erasing
+  --rand-augment     a timm RandAugment policy in place of the preset's (implies --augment), e.g.
+                     rand-m7-n2-mstd0.5; none: no RandAugment (photos: color jitter 0.4 instead,
+                     main.py's --aa '' as the official XS run used)
   --mixup, --cutmix  mixup / cutmix alphas (official recipe: 0.8 and 1.0; default off)
-  --clip-mode        none | norm | agc (default none)   --clip-grad  max norm, or AGC factor (0.01)
-  --ema              also keep and evaluate an EMA of the weights (--ema-decay, default 0.9996)
+  --clip-mode        none | norm | agc (default none)   --clip-grad  max norm (${DEFAULTS.clipNorm}), or AGC factor (${DEFAULTS.clipAgc})
+  --ema              also keep and evaluate an EMA of the weights (--ema-decay, default ${DEFAULTS.emaDecay})
   --teacher          distill from this model (weights file, or .onnx); --distill hard | soft,
-                     --temperature (soft, default 1)
+                     --temperature (soft, default ${DEFAULTS.distillTemperature})
   --out              output directory (default swiftformer-train)
-  --resume           continue the run in this directory where it stopped
+  --resume           continue the run in this directory where it stopped, with its settings (flags
+                     given again must agree, --epochs aside)
   --save-pth         also write checkpoint.pth in the official training-checkpoint layout
   --limit            use at most N images of each split (quick runs)
-  --seed             default 0      --threads  ONNX Runtime threads`;
+  --seed             default ${DEFAULTS.seed}      --threads  ONNX Runtime threads`;
 
 function numberOption(value: string | undefined, name: string, check: (n: number) => boolean, want: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new SwiftFormerError('BAD_ARGUMENT', `--${name} must be ${want}, got '${value}'`);
   return n;
-}
-
-async function readSidecar(dir: string): Promise<Sidecar> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, SIDECAR), 'utf8');
-  } catch {
-    throw new SwiftFormerError('BAD_ARGUMENT', `nothing to resume: ${join(dir, SIDECAR)} does not exist`);
-  }
-  try {
-    return JSON.parse(text) as Sidecar;
-  } catch (err) {
-    throw new SwiftFormerError('BAD_CHECKPOINT', `${join(dir, SIDECAR)} is not valid JSON: ${(err as Error).message}`);
-  }
 }
 
 function pct(x: number | undefined): string {
@@ -81,13 +74,21 @@ function progressReporter(stream: NodeJS.WriteStream): (e: TrainProgress) => voi
       const { config } = e;
       const from = e.startEpoch > 0 ? `, resuming after epoch ${e.startEpoch}` : '';
       stream.write(`SwiftFormer [${config.embedDims}] x [${config.depths}], ${config.numClasses} classes, ${(e.params / 1e6).toFixed(2)} M trainable parameters; ${e.stepsPerEpoch} steps per epoch${from}\n`);
+      if (e.rescheduled) {
+        const { from: was, to, kind, nextLr } = e.rescheduled;
+        stream.write(`the run's length changes from ${was} to ${to} epochs: its ${kind} schedule is planned again over ${to} epochs (lr ${nextLr.toExponential(2)} at the next step) and recorded in checkpoint.json\n`);
+      } else if (e.startEpoch >= e.epochs) {
+        stream.write(`the run has completed its ${e.epochs} epochs: nothing to do (--epochs N extends it)\n`);
+      }
       if (e.fit) {
         const reinit = [...e.fit.missing, ...e.fit.mismatched.map((m) => m.key)];
         if (reinit.length > 0) stream.write(`fine-tuning: re-initialized ${reinit.join(', ')}\n`);
         if (e.fit.unexpected.length > 0) stream.write(`fine-tuning: dropped ${e.fit.unexpected.join(', ')}\n`);
       }
     } else if (e.phase === 'train') {
-      const text = `epoch ${e.epoch}/${e.epochs}  ${bar(e.step / e.steps)} ${e.step}/${e.steps}  loss ${e.loss.toFixed(4)}  acc ${pct(e.acc)}  lr ${e.lr.toExponential(2)}  ${e.imgPerSec.toFixed(0)} img/s`;
+      const parts = Object.entries(e.parts ?? {}).map(([k, v]) => `  ${k} ${v.toFixed(4)}`).join('');
+      const acc = e.acc === undefined ? '' : `  acc ${pct(e.acc)}`;
+      const text = `epoch ${e.epoch}/${e.epochs}  ${bar(e.step / e.steps)} ${e.step}/${e.steps}  loss ${e.loss.toFixed(4)}${parts}${acc}  lr ${e.lr.toExponential(2)}  ${e.imgPerSec.toFixed(0)} img/s`;
       if (tty ? now - lastDraw >= 100 || e.step === e.steps : now - lastLine >= 30_000 || e.step === e.steps) {
         draw(text, false);
         lastDraw = lastLine = now;
@@ -118,6 +119,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },
     'batch-size': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, 'warmup-epochs': { type: 'string' },
     'min-lr': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'input-size': { type: 'string' }, augment: { type: 'boolean' },
+    'rand-augment': { type: 'string' },
     mixup: { type: 'string' }, cutmix: { type: 'string' }, 'clip-mode': { type: 'string' }, 'clip-grad': { type: 'string' },
     ema: { type: 'boolean' }, 'ema-decay': { type: 'string' }, teacher: { type: 'string' }, distill: { type: 'string' },
     temperature: { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, 'save-pth': { type: 'boolean' },
@@ -125,25 +127,19 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }, usage);
   if (flags.has('help')) return void console.log(usage);
 
-  // A resumed run takes its settings from the checkpoint; flags given again must agree (the trainer checks).
+  // A resumed run is its stored configuration plus what the flags change (the trainer checks that
+  // they may): only flags given are passed on, the rest comes from the checkpoint or the defaults.
   const saved = values.resume ? await readSidecar(values.resume) : undefined;
-  const hyper = (saved?.hyper ?? {}) as Record<string, any>;
+  if (values.resume && !saved) throw new SwiftFormerError('BAD_ARGUMENT', `nothing to resume: ${values.resume} has no checkpoint.json`);
   const source = values.data ?? saved?.data?.source;
   if (!source) throw new SwiftFormerError('BAD_ARGUMENT', `--data <dir|fashion-mnist> is required\n\n${usage}`);
   if (values.resume && values.out && values.out !== values.resume) throw new SwiftFormerError('BAD_ARGUMENT', '--resume continues in its own directory; drop --out or give the same directory');
+  if (saved && (values.model || values.finetune)) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${values.resume}: drop --${values.model ? 'model' : 'finetune'}`);
   const out = values.resume ?? values.out ?? 'swiftformer-train';
 
   const positive = (n: number) => n > 0;
   const nonNegative = (n: number) => n >= 0;
-  const limit = intOption(values.limit, 'limit') ?? (values.resume ? saved?.data?.limit : undefined);
-  const epochs = intOption(values.epochs, 'epochs') ?? hyper.epochs ?? 9;
-  const batchSize = intOption(values['batch-size'], 'batch-size') ?? hyper.batchSize ?? 128;
-  const lr = numberOption(values.lr, 'lr', positive, 'a number > 0') ?? hyper.lr;
-  const weightDecay = numberOption(values['weight-decay'], 'weight-decay', nonNegative, 'a number >= 0') ?? hyper.weightDecay;
-  const warmupEpochs = numberOption(values['warmup-epochs'], 'warmup-epochs', nonNegative, 'a number >= 0') ?? hyper.warmupEpochs;
-  const minLr = numberOption(values['min-lr'], 'min-lr', nonNegative, 'a number >= 0') ?? hyper.minLr;
-  const labelSmoothing = numberOption(values['label-smoothing'], 'label-smoothing', (n) => n >= 0 && n < 1, 'in [0, 1)') ?? hyper.labelSmoothing;
-  const inputSize = intOption(values['input-size'], 'input-size', 32);
+  const limit = intOption(values.limit, 'limit') ?? saved?.data?.limit;
   const mixupAlpha = numberOption(values.mixup, 'mixup', nonNegative, 'a number >= 0');
   const cutmixAlpha = numberOption(values.cutmix, 'cutmix', nonNegative, 'a number >= 0');
   const clipMode = choice(values['clip-mode'], 'clip-mode', ['none', 'norm', 'agc'] as const);
@@ -151,13 +147,35 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const emaDecay = numberOption(values['ema-decay'], 'ema-decay', (n) => n > 0 && n < 1, 'in (0, 1)');
   const distillType = choice(values.distill, 'distill', ['hard', 'soft'] as const);
   const temperature = numberOption(values.temperature, 'temperature', positive, 'a number > 0');
-  const seed = intOption(values.seed, 'seed', 0) ?? hyper.seed;
   const threads = intOption(values.threads, 'threads');
+  const inputSize = intOption(values['input-size'], 'input-size', 32);
+  const given = {
+    epochs: intOption(values.epochs, 'epochs'),
+    batchSize: intOption(values['batch-size'], 'batch-size'),
+    lr: numberOption(values.lr, 'lr', positive, 'a number > 0'),
+    weightDecay: numberOption(values['weight-decay'], 'weight-decay', nonNegative, 'a number >= 0'),
+    warmupEpochs: numberOption(values['warmup-epochs'], 'warmup-epochs', nonNegative, 'a number >= 0'),
+    minLr: numberOption(values['min-lr'], 'min-lr', nonNegative, 'a number >= 0'),
+    labelSmoothing: numberOption(values['label-smoothing'], 'label-smoothing', (n) => n >= 0 && n < 1, 'in [0, 1)'),
+    seed: intOption(values.seed, 'seed', 0),
+    inputSize,
+    threads,
+    mixup: mixupAlpha !== undefined || cutmixAlpha !== undefined ? { mixupAlpha: mixupAlpha ?? 0, cutmixAlpha: cutmixAlpha ?? 0 } : undefined,
+    clip: clipMode !== undefined ? { mode: clipMode, ...(clipValue !== undefined ? { value: clipValue } : {}) }
+      : clipValue !== undefined ? { mode: 'norm' as const, value: clipValue } : undefined,
+    ema: emaDecay !== undefined ? { decay: emaDecay } : flags.has('ema') ? true : undefined,
+  };
   if (distillType && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', '--distill needs --teacher <weights or .onnx>');
-  if (hyper.distill && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', `the run in ${values.resume} distills from a teacher: pass --teacher again to resume it`);
+  if (saved?.train.classification?.distill && !values.teacher) throw new SwiftFormerError('BAD_ARGUMENT', `the run in ${values.resume} distills from a teacher: pass --teacher again to resume it`);
 
-  if (values.model && !saved) variantConfig(values.model); // an unknown id fails before any data is read
+  const randAugmentPolicy = values['rand-augment'];
+  if (randAugmentPolicy !== undefined && randAugmentPolicy !== 'none') parseRandAugment(randAugmentPolicy); // fails before any data is read
+  if (values.model) variantConfig(values.model); // an unknown id fails before any data is read
   const data = await openTrainingData(source, limit === undefined ? {} : { limit });
+  // --augment alone is resolved by the trainer (augmentFor at the run's input size); a policy is laid over that preset here.
+  const augment = randAugmentPolicy !== undefined
+    ? withRandAugment(augmentFor(inputSize ? [inputSize, inputSize] : saved?.train.preprocessing.inputSize ?? defaultPreprocessing(data.train).inputSize), randAugmentPolicy)
+    : flags.has('augment') || undefined;
   if (!data.test) process.stderr.write(`note: ${source} has no test split (val/ or test/ beside train/, or t10k-* IDX files): no evaluation\n`);
 
   let teacher: Teacher | undefined;
@@ -168,60 +186,26 @@ export async function trainCommand(argv: string[]): Promise<void> {
       teacher = await onnxTeacher(values.teacher, { session });
       release = teacher.release;
     } else {
-      const model = await loadModel({ weights: values.teacher, session });
+      const model = await loadSwiftFormer({ weights: values.teacher, session });
       teacher = modelTeacher(model);
       release = () => model.release();
     }
   }
 
   const options: TrainOptions = {
+    ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
+    ...(augment ? { augment } : {}),
     train: data.train,
-    epochs,
-    batchSize,
     out,
     dataSource: { source, ...(limit !== undefined ? { limit } : {}) },
     onProgress: progressReporter(process.stderr),
   };
   if (data.test) options.test = data.test;
-  if (saved) {
-    options.model = saved.config;
-    options.resume = true;
-    const p = saved.preprocessing;
-    options.inputSize = inputSize ?? p.inputSize;
-    options.normalization = p.normalization;
-    options.pad = p.pad;
-    options.evalCropPct = p.cropPct;
-    options.warmupLr = hyper.warmupLr;
-  } else {
-    if (values.model) options.model = values.model;
-    if (values.finetune) options.weights = values.finetune;
-    if (inputSize !== undefined) options.inputSize = inputSize;
-  }
-  if (lr !== undefined) options.lr = lr;
-  if (weightDecay !== undefined) options.weightDecay = weightDecay;
-  if (warmupEpochs !== undefined) options.warmupEpochs = warmupEpochs;
-  if (minLr !== undefined) options.minLr = minLr;
-  if (labelSmoothing !== undefined) options.labelSmoothing = labelSmoothing;
-  if (seed !== undefined) options.seed = seed;
-  if (threads !== undefined) options.threads = threads;
+  if (saved) options.resume = true;
+  if (values.model) options.model = values.model;
+  if (values.finetune) options.weights = values.finetune;
   if (flags.has('save-pth')) options.savePth = true;
-  const augment = flags.has('augment') || (saved ? hyper.augment : undefined);
-  if (augment) options.augment = augment === true ? true : augment;
-  const mixup = mixupAlpha !== undefined || cutmixAlpha !== undefined
-    ? { mixupAlpha: mixupAlpha ?? 0, cutmixAlpha: cutmixAlpha ?? 0 }
-    : saved ? hyper.mixup : undefined;
-  if (mixup) options.mixup = mixup;
-  let clip: TrainOptions['clip'] = saved ? hyper.clip : undefined;
-  if (clipMode !== undefined) clip = clipMode === 'none' ? { mode: 'none' } : { mode: clipMode, value: clipValue ?? (clipMode === 'agc' ? 0.01 : 1) };
-  else if (clipValue !== undefined) clip = { mode: 'norm', value: clipValue };
-  if (clip) options.clip = clip;
-  if (flags.has('ema') || emaDecay !== undefined) options.ema = { decay: emaDecay ?? 0.9996 };
-  else if (saved && hyper.ema !== null && hyper.ema !== undefined) options.ema = { decay: hyper.ema };
-  if (teacher) {
-    options.distill = { teacher, type: distillType ?? hyper.distill?.type ?? 'hard' };
-    const t = temperature ?? hyper.distill?.temperature;
-    if (t !== undefined) options.distill.temperature = t;
-  }
+  if (teacher) options.distill = { teacher, ...(distillType ? { type: distillType } : {}), ...(temperature !== undefined ? { temperature } : {}) };
 
   const controller = new AbortController();
   const onSignal = () => controller.abort();

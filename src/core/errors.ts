@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'BAD_SHAPE'
   | 'DIVERGED'
   | 'KEY_MISMATCH'
+  | 'RELEASED'
   | 'UNKNOWN_MODEL'
   | 'UNSUPPORTED'
   | 'IO';

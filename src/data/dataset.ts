@@ -38,7 +38,7 @@ export class IdxDataset implements ImageDataset {
     }
     [this.length, this.height, this.width] = images.dims as [number, number, number];
     for (let i = 0; i < this.length; i++) {
-      if (labels.data[i]! >= classes.length) throw new SwiftFormerError('BAD_DATA', `${name}: label ${labels.data[i]} of image ${i} is not below the ${classes.length} classes`);
+      if (labels.data[i]! >= classes.length) throw new SwiftFormerError('BAD_DATA', `${name}: label ${labels.data[i]} of record ${i} is not one of the ${classes.length} classes (0-${classes.length - 1})`);
     }
   }
 
@@ -54,6 +54,25 @@ export class IdxDataset implements ImageDataset {
     for (let p = 0, q = 0; p < plane; p++, q += 3) data[q] = data[q + 1] = data[q + 2] = src[p]!;
     return { width: this.width, height: this.height, data };
   }
+}
+
+/**
+ * How many classes an IDX label array covers when nothing declares them: 0 .. K-1, K being the
+ * first label no record has. A label beyond that gap (one stray 200 among the digits 0-9) is a
+ * BAD_DATA error naming the first record that has one, rather than a model with 201 classes.
+ */
+export function idxClassCount(labels: IdxArray, name: string): number {
+  const seen = new Uint8Array(256);
+  for (const l of labels.data) seen[l] = 1;
+  let k = 0;
+  while (k < 256 && seen[k]) k++;
+  const i = labels.data.findIndex((l) => l >= k);
+  if (i >= 0) {
+    const l = labels.data[i]!;
+    const covered = k === 0 ? 'labels are class indices from 0 and no record has label 0' : `the other labels cover the classes 0-${k - 1} and no record has label ${l - 1 > k ? `${k}-${l - 1}` : k}`;
+    throw new SwiftFormerError('BAD_DATA', `${name}: label ${l} of record ${i} is outside the class set (${covered})`);
+  }
+  return k;
 }
 
 export const FASHION_MNIST_CLASSES: readonly string[] = [

@@ -6,6 +6,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import { attr, GraphBuilder, type Graph, type Node, type Shape } from './graph.js';
+import { interpolationMatrix, resizeModeOf, transposedInterpolationMatrix } from './interpolate.js';
 
 interface Ctx {
   b: GraphBuilder;
@@ -148,6 +149,56 @@ function crop(ctx: Ctx, v: string, k: number): string {
   const s = ctx.shape(v);
   if (s[2] === k && s[3] === k) return v;
   return ctx.b.node('Slice', [v, ctx.b.ints([0, 0]), ctx.b.ints([k, k]), ctx.b.ints([2, 3])], [s[0]!, s[1]!, k, k]);
+}
+
+// ---------------------------------------------------------------- resize and loss
+
+/**
+ * Resize is linear in x: y = Ay x Ax^T per image and channel, with Ay, Ax the axis interpolation
+ * matrices (interpolate.ts). Its gradient is the transpose, dx = Ay^T dy Ax: two MatMuls against
+ * constants (an axis whose size does not change is the identity).
+ */
+function resizeGrad(ctx: Ctx, node: Node, dy: string): string {
+  const ctm = node.attrs.coordinate_transformation_mode;
+  const mode = resizeModeOf(node.attrs);
+  const expected = mode === 'nearest' ? 'asymmetric' : 'half_pixel';
+  if (ctm?.kind !== 'string' || ctm.value !== expected || (mode === 'nearest' && node.attrs.nearest_mode?.kind === 'string' && node.attrs.nearest_mode.value !== 'floor')) {
+    throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for Resize with ${JSON.stringify(node.attrs)}: only torch's nearest and bilinear (align_corners=False)`);
+  }
+  const { b } = ctx;
+  const x = ctx.shape(node.inputs[0]!);
+  const y = ctx.shape(node.outputs[0]!);
+  const [h, w] = x.slice(-2) as [number, number];
+  const [oh, ow] = y.slice(-2) as [number, number];
+  let g = dy;
+  if (ow !== w) g = b.node('MatMul', [g, b.constant(interpolationMatrix(w, ow, mode), [ow, w])], [...y.slice(0, -1), w]);
+  if (oh !== h) g = b.node('MatMul', [b.constant(transposedInterpolationMatrix(h, oh, mode), [h, oh]), g], x);
+  return g;
+}
+
+/**
+ * SoftmaxCrossEntropyLoss, reduction 'sum', scores (N,K,...) and int64 labels (N,...): the
+ * closed form dscores = dy (softmax - onehot(label)) on pixels whose label is not ignore_index,
+ * 0 on the others. The softmax is the exp of the op's log-probability output.
+ */
+function softmaxCrossEntropyGrad(ctx: Ctx, node: Node, dy: string): string {
+  const reduction = node.attrs.reduction;
+  if (reduction?.kind !== 'string' || reduction.value !== 'sum' || node.inputs[2]) {
+    throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for SoftmaxCrossEntropyLoss other than reduction sum without class weights');
+  }
+  const { b } = ctx;
+  const [scores, labels] = node.inputs as [string, string];
+  const shape = ctx.shape(scores);
+  const k = shape[1]!;
+  const perPixel = [shape[0]!, 1, ...shape.slice(2)];
+  const label = b.reshape(labels, perPixel);
+  const classes = b.reshape(b.ints(Array.from({ length: k }, (_, i) => i)), [1, k, ...shape.slice(2).map(() => 1)]);
+  const asFloat = (v: string, s: number[]) => b.node('Cast', [v], s, { to: attr.int(1) });
+  const onehot = asFloat(b.node('Equal', [label, classes], shape), shape);
+  const ignored = b.node('Equal', [label, b.ints([intAttr(node, 'ignore_index', -100)])], perPixel);
+  const valid = asFloat(b.node('Not', [ignored], perPixel), perPixel);
+  const probs = b.unary('Exp', node.outputs[1]!);
+  return mul(ctx, mul(ctx, b.binary('Sub', probs, onehot), valid), dy);
 }
 
 // ---------------------------------------------------------------- the table
@@ -321,6 +372,8 @@ export const GRADIENTS: Record<string, Rule> = {
     const dx = b.binary('Sub', b.binary('Sub', mul(ctx, dy, gain), mul(ctx, centered, k1)), k2);
     return [dx, reduceTo(ctx, mul(ctx, sumDyXc, inv), ctx.shape(scale)), reduceTo(ctx, sumDy, ctx.shape(bias))];
   },
+  Resize: (ctx, node, dy) => [resizeGrad(ctx, node, dy), undefined, undefined, undefined],
+  SoftmaxCrossEntropyLoss: (ctx, node, dy) => [softmaxCrossEntropyGrad(ctx, node, dy), undefined, undefined],
   Conv: (ctx, node, dy) => {
     const geo = convGeometry(ctx, node);
     const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0, 2, 3], false) : undefined;

@@ -12,6 +12,9 @@ export const OPSET = 17;
 /** Domain of this library's composite ops: they have gradient rules and expand into ONNX ops. */
 export const COMPOSITE = 'swiftformer';
 
+/** ONNX Runtime's contrib-op domain (Gelu, QLinearAdd, QGemm of INT8 graphs). */
+export const MS_DOMAIN = 'com.microsoft';
+
 /** A dimension is a number or a symbolic name (the batch axis is 'batch'). */
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -32,7 +35,7 @@ export interface Node {
 }
 
 /** Element types of graph inputs and outputs (values inside a graph are typed by ONNX Runtime). */
-export type ValueType = 'float32' | 'int64' | 'bool' | 'uint8';
+export type ValueType = 'float32' | 'int64' | 'bool' | 'uint8' | 'uint16';
 
 export interface GraphValue { name: string; shape: Shape; dtype?: ValueType }
 
@@ -58,6 +61,9 @@ export type QuantTensor =
   | { dtype: 'int32'; shape: number[]; data: Int32Array };
 
 export type GraphTensor = Tensor | QuantTensor;
+
+/** Element types a graph output may have besides float32. */
+export type OutputType = Exclude<ValueType, 'float32'>;
 
 export interface BatchStat { key: string; mean: string; variance: string; count: number }
 
@@ -288,6 +294,41 @@ export class GraphBuilder {
     return this.node('Reshape', [x, this.ints(shape)], outShape ?? shape);
   }
 
+  /**
+   * torch's F.interpolate of (N,C,H,W) maps to (outH, outW): 'nearest' (floor of dst * in / out)
+   * or 'bilinear' with align_corners=False (see interpolate.ts for why these attributes). The
+   * scales input carries out / in, which must be exact in float32 (the ratios here are powers of
+   * two), so that a symbolic batch axis needs no runtime shape arithmetic.
+   */
+  resize(x: string, mode: 'nearest' | 'bilinear', outH: number, outW: number): string {
+    const [n, c, h, w] = this.shape(x);
+    const scales = [outH / (h as number), outW / (w as number)];
+    if (scales.some((r) => Math.fround(r) !== r || !(r > 0))) {
+      throw new SwiftFormerError('BAD_SHAPE', `resize of ${h}x${w} to ${outH}x${outW}: the scale is not exact in float32`);
+    }
+    const attrs: Record<string, Attr> = mode === 'nearest'
+      ? { mode: attr.string('nearest'), coordinate_transformation_mode: attr.string('asymmetric'), nearest_mode: attr.string('floor') }
+      : { mode: attr.string('linear'), coordinate_transformation_mode: attr.string('half_pixel') };
+    return this.node('Resize', [x, '', this.constant([1, 1, ...scales], [4])], [n!, c!, outH, outW], attrs);
+  }
+
+  /**
+   * Per-pixel softmax cross-entropy summed over the pixels whose label is not `ignoreIndex`
+   * (ONNX SoftmaxCrossEntropyLoss, reduction 'sum'). scores (N,K,H,W), labels (N,H,W) int64 ->
+   * scalar. Its second output, the log-probabilities, serves the gradient rule.
+   */
+  softmaxCrossEntropySum(scores: string, labels: string, ignoreIndex: number): string {
+    const id = this.counter++;
+    const [loss, logProb] = [`${this.prefix}sce_${id}_loss`, `${this.prefix}sce_${id}_logprob`];
+    this.graph.nodes.push({
+      op: 'SoftmaxCrossEntropyLoss', inputs: [scores, labels], outputs: [loss, logProb],
+      attrs: { reduction: attr.string('sum'), ignore_index: attr.int(ignoreIndex) },
+    });
+    this.graph.shapes.set(loss, []);
+    this.graph.shapes.set(logProb, this.shape(scores));
+    return loss;
+  }
+
   /** Gemm with transB=1: x (N,K) @ weight(M,K)^T + bias -> (N,M), the layout of torch's Linear. */
   linear(x: string, weight: string, bias: string): string {
     const [n] = this.shape(x);
@@ -335,6 +376,7 @@ function dimsMessage(shape: Shape): Message {
 
 const DATA_TYPES: Record<GraphTensor['dtype'] | ValueType, number> = {
   float32: DataType.FLOAT, int64: DataType.INT64, int8: DataType.INT8, uint8: DataType.UINT8, int32: DataType.INT32, bool: DataType.BOOL,
+  uint16: DataType.UINT16,
 };
 
 function valueInfo(v: GraphValue): Message {
@@ -372,7 +414,11 @@ function usedInitializers(graph: Graph): [string, GraphTensor][] {
   return used;
 }
 
-/** Lowers a bound graph to ONNX bytes. */
+/** The name `toOnnx` gives the node at `index` (of a graph without composites): what profiles report. */
+export function onnxNodeName(node: Node, index: number): string {
+  return `${node.op}_${index}`;
+}
+
 /**
  * Lowers a graph to ONNX bytes. Parameters without data are an error, or, with
  * `paramsAsInputs` (training graphs, whose weights change every step), extra graph inputs.
@@ -385,18 +431,17 @@ export function toOnnx(source: Graph, meta: Record<string, string> = {}, options
     throw new Error(`graph has unbound parameters: ${unbound.slice(0, 5).join(', ')}`);
   }
   const inputs: GraphValue[] = graph.inputs.concat(unbound.map((name) => ({ name, shape: graph.params.get(name)! })));
-  let counter = 0;
   return encodeModel({
     irVersion: 8,
     producerName: 'swiftformer',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...(graph.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
     graph: {
       name: 'swiftformer',
-      node: graph.nodes.map((n) => ({
+      node: graph.nodes.map((n, i) => ({
         input: n.inputs,
         output: n.outputs,
-        name: `${n.op}_${counter++}`,
+        name: onnxNodeName(n, i),
         opType: n.op,
         domain: n.domain ?? '',
         attribute: Object.entries(n.attrs).map(([k, a]) => attributeMessage(k, a)),

@@ -199,3 +199,14 @@ export function globalPool(b: GraphBuilder, x: Maps): string {
   const [c, n] = b.shape(pooled);
   return b.node('Transpose', [pooled], [n!, c!], { perm: attr.ints([1, 0]) });
 }
+
+/** Maps resized to an (outH, outW) grid with torch's F.interpolate rules (GraphBuilder.resize). */
+export function resizeMaps(b: GraphBuilder, x: Maps, mode: 'nearest' | 'bilinear', outH: number, outW: number): Maps {
+  const [n, h, w] = x.grid;
+  if (h === outH && w === outW) return x;
+  if (x.layout === 'nchw') return { value: b.resize(x.value, mode, outH, outW), layout: 'nchw', grid: [n, outH, outW] };
+  // (C, N*H*W) is (C, N, H, W) in memory: resize that view.
+  const [c] = b.shape(x.value) as number[];
+  const view = b.reshape(x.value, [c!, n as number, h, w]);
+  return { value: b.reshape(b.resize(view, mode, outH, outW), [c!, (n as number) * outH * outW]), layout: 'cnhw', grid: [n, outH, outW] };
+}

@@ -5,7 +5,7 @@
  * before a padding-free conv / pooled Gemm, a per-channel scale after a conv or Gemm, the sum
  * of two Gemms of one input. New tensors are fresh copies: the caller's state dict is never touched.
  */
-import { floatInit, type Graph, type Node } from './graph.js';
+import { floatInit, MS_DOMAIN, type Graph, type Node } from './graph.js';
 import { float32, numel, type FloatTensor } from '../core/tensor.js';
 
 /** Runs all eval-mode folds until nothing changes, then drops dead nodes. */
@@ -275,6 +275,45 @@ function removeDeadNodes(g: Graph): void {
     for (const i of node.inputs) live.add(i);
   }
   g.nodes = kept.reverse();
+}
+
+// ---------------------------------------------------------------- for INT8 graphs
+
+/**
+ * x * 0.5 * (1 + erf(x / sqrt 2)) -> one com.microsoft Gelu (the kernel ONNX Runtime's own GELU
+ * fusion picks). Float graphs get that fusion from ONNX Runtime; quantized ones do not, because
+ * it duplicates the DequantizeLinear that feeds the pattern's two readers of x.
+ */
+export function fuseGelu(graph: Graph): Graph {
+  const g: Graph = { ...graph, nodes: [...graph.nodes] };
+  for (const div of graph.nodes) {
+    const pattern = geluPattern(g, div);
+    if (!pattern) continue;
+    const [last, ...rest] = pattern.nodes.reverse();
+    g.nodes[g.nodes.indexOf(last!)] = { op: 'Gelu', domain: MS_DOMAIN, inputs: [pattern.x], outputs: [last!.outputs[0]!], attrs: {} };
+    for (const n of rest) remove(g, n);
+  }
+  return g;
+}
+
+/** The five nodes of an erf GELU starting at `div` (in graph order), and its input. */
+function geluPattern(g: Graph, div: Node): { nodes: Node[]; x: string } | undefined {
+  const x = div.inputs[0]!;
+  if (div.op !== 'Div' || !isScalar(g, div.inputs[1], Math.SQRT2)) return undefined;
+  const erf = soleConsumer(g, div.outputs[0]!);
+  const add = erf?.op === 'Erf' ? soleConsumer(g, erf.outputs[0]!) : undefined;
+  if (add?.op !== 'Add' || !add.inputs.some((i) => isScalar(g, i, 1))) return undefined;
+  const mul = soleConsumer(g, add.outputs[0]!);
+  if (mul?.op !== 'Mul' || !mul.inputs.includes(x)) return undefined;
+  const half = soleConsumer(g, mul.outputs[0]!);
+  if (half?.op !== 'Mul' || !half.inputs.some((i) => isScalar(g, i, 0.5))) return undefined;
+  return { nodes: [div, erf!, add, mul, half], x };
+}
+
+function isScalar(g: Graph, name: string | undefined, value: number): boolean {
+  if (!isConst(g, name)) return false;
+  const t = g.initializers.get(name)!;
+  return t.dtype === 'float32' && t.data.length === 1 && Math.abs(t.data[0]! - value) <= 1e-6 * Math.abs(value);
 }
 
 // ---------------------------------------------------------------- counting

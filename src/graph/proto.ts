@@ -89,7 +89,7 @@ const SCHEMAS: Record<string, Schema> = {
 };
 
 /** ONNX TensorProto.DataType values used here. */
-export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
 /** ONNX AttributeProto.AttributeType values used here. */
 export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
 
@@ -98,23 +98,50 @@ export type Message = { [field: string]: unknown };
 
 // ---------------------------------------------------------------- encoding
 
-class Writer {
-  private buf = new Uint8Array(1 << 16);
-  length = 0;
+/*
+ * Two passes, as protobuf encoders do: the size of every nested message is computed first
+ * (memoized per message object), then everything is written once into one buffer of the exact
+ * size. Encoding each nested message into its own buffer and copying it into the parent would copy
+ * the weights once per nesting level (tensor, graph, model: three times for a ViT-B/16's 346 MB).
+ */
 
-  private reserve(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.length + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.length));
-    this.buf = next;
+const utf8 = new TextEncoder();
+
+function varintSize(value: number | bigint): number {
+  if (typeof value === 'number' && value >= 0 && value < 2 ** 31) {
+    let size = 1;
+    for (let v = value; v >= 0x80; v = Math.floor(v / 128)) size++;
+    return size;
+  }
+  // Negative int64 values take ten bytes in two's complement, as protobuf specifies.
+  let v = BigInt.asUintN(64, BigInt(value));
+  let size = 1;
+  while (v >= 0x80n) {
+    v >>= 7n;
+    size++;
+  }
+  return size;
+}
+
+class Writer {
+  length = 0;
+  private readonly view: DataView;
+
+  constructor(private readonly buf: Uint8Array) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   varint(value: number | bigint): void {
-    // Negative int64 values take ten bytes in two's complement, as protobuf specifies.
+    if (typeof value === 'number' && value >= 0 && value < 2 ** 31) {
+      let v = value;
+      while (v >= 0x80) {
+        this.buf[this.length++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
+      this.buf[this.length++] = v;
+      return;
+    }
     let v = BigInt.asUintN(64, BigInt(value));
-    this.reserve(10);
     while (v >= 0x80n) {
       this.buf[this.length++] = Number(v & 0x7fn) | 0x80;
       v >>= 7n;
@@ -122,27 +149,68 @@ class Writer {
     this.buf[this.length++] = Number(v);
   }
 
-  bytes(data: Uint8Array): void {
-    this.varint(data.length);
-    this.reserve(data.length);
+  raw(data: Uint8Array): void {
     this.buf.set(data, this.length);
     this.length += data.length;
   }
 
   float32(value: number): void {
-    this.reserve(4);
-    new DataView(this.buf.buffer).setFloat32(this.length, value, true);
+    this.view.setFloat32(this.length, value, true);
     this.length += 4;
-  }
-
-  finish(): Uint8Array {
-    return this.buf.subarray(0, this.length);
   }
 }
 
-const utf8 = new TextEncoder();
+/** Sizes of nested messages (their payload, without tag and length) and UTF-8 of strings, from the size pass. */
+interface Plan { sizes: Map<Message, number>; strings: Map<string, Uint8Array> }
 
-function encodeScalar(w: Writer, num: number, kind: Scalar, value: unknown): void {
+function utf8Of(plan: Plan, text: string): Uint8Array {
+  let bytes = plan.strings.get(text);
+  if (!bytes) {
+    bytes = utf8.encode(text);
+    plan.strings.set(text, bytes);
+  }
+  return bytes;
+}
+
+function packedIntSize(values: ArrayLike<number | bigint>): number {
+  let size = 0;
+  for (let i = 0; i < values.length; i++) size += varintSize(values[i]!);
+  return size;
+}
+
+/** Bytes of one scalar field after its tag. */
+function scalarSize(plan: Plan, kind: Scalar, value: unknown): number {
+  switch (kind) {
+    case 'int': return varintSize(value as number | bigint);
+    case 'float': return 4;
+    case 'string': return lengthDelimited(utf8Of(plan, value as string).length);
+    case 'bytes': return lengthDelimited((value as Uint8Array).length);
+    case 'packedFloat': return lengthDelimited(4 * (value as ArrayLike<number>).length);
+    case 'packedInt': return lengthDelimited(packedIntSize(value as ArrayLike<number | bigint>));
+  }
+}
+
+function lengthDelimited(n: number): number {
+  return varintSize(n) + n;
+}
+
+function messageSize(plan: Plan, msg: Message, schemaName: string): number {
+  const known = plan.sizes.get(msg);
+  if (known !== undefined) return known;
+  let size = 0;
+  for (const [numText, field] of Object.entries(SCHEMAS[schemaName]!)) {
+    const value = msg[field.name];
+    if (value === undefined || value === null) continue;
+    const tag = varintSize(Number(numText) << 3);
+    for (const item of field.repeated ? (value as unknown[]) : [value]) {
+      size += tag + (typeof field.kind === 'object' ? lengthDelimited(messageSize(plan, item as Message, field.kind.message)) : scalarSize(plan, field.kind, item));
+    }
+  }
+  plan.sizes.set(msg, size);
+  return size;
+}
+
+function writeScalar(w: Writer, plan: Plan, num: number, kind: Scalar, value: unknown): void {
   switch (kind) {
     case 'int':
       w.varint(num << 3);
@@ -153,53 +221,54 @@ function encodeScalar(w: Writer, num: number, kind: Scalar, value: unknown): voi
       w.float32(value as number);
       return;
     case 'string':
+    case 'bytes': {
+      const data = kind === 'string' ? utf8Of(plan, value as string) : (value as Uint8Array);
       w.varint((num << 3) | 2);
-      w.bytes(utf8.encode(value as string));
+      w.varint(data.length);
+      w.raw(data);
       return;
-    case 'bytes':
-      w.varint((num << 3) | 2);
-      w.bytes(value as Uint8Array);
-      return;
+    }
     case 'packedFloat': {
       const values = value as ArrayLike<number>;
-      const data = new Float32Array(values.length);
-      data.set(Array.from(values));
       w.varint((num << 3) | 2);
-      w.bytes(new Uint8Array(data.buffer));
+      w.varint(4 * values.length);
+      for (let i = 0; i < values.length; i++) w.float32(values[i]!);
       return;
     }
     case 'packedInt': {
-      const inner = new Writer();
-      for (const v of Array.from(value as ArrayLike<number | bigint>)) inner.varint(v);
+      const values = value as ArrayLike<number | bigint>;
       w.varint((num << 3) | 2);
-      w.bytes(inner.finish());
+      w.varint(packedIntSize(values));
+      for (let i = 0; i < values.length; i++) w.varint(values[i]!);
       return;
     }
   }
 }
 
-function encodeInto(w: Writer, msg: Message, schemaName: string): void {
-  const schema = SCHEMAS[schemaName]!;
-  for (const [numText, field] of Object.entries(schema)) {
+function writeMessage(w: Writer, plan: Plan, msg: Message, schemaName: string): void {
+  for (const [numText, field] of Object.entries(SCHEMAS[schemaName]!)) {
     const value = msg[field.name];
     if (value === undefined || value === null) continue;
     const num = Number(numText);
-    const values = field.repeated ? (value as unknown[]) : [value];
-    for (const item of values) {
+    for (const item of field.repeated ? (value as unknown[]) : [value]) {
       if (typeof field.kind === 'object') {
         w.varint((num << 3) | 2);
-        w.bytes(encodeMessage(item as Message, field.kind.message));
+        w.varint(plan.sizes.get(item as Message)!);
+        writeMessage(w, plan, item as Message, field.kind.message);
       } else {
-        encodeScalar(w, num, field.kind, item);
+        writeScalar(w, plan, num, field.kind, item);
       }
     }
   }
 }
 
 export function encodeMessage(msg: Message, schemaName: string): Uint8Array {
-  const w = new Writer();
-  encodeInto(w, msg, schemaName);
-  return w.finish();
+  const plan: Plan = { sizes: new Map(), strings: new Map() };
+  const out = new Uint8Array(messageSize(plan, msg, schemaName));
+  const w = new Writer(out);
+  writeMessage(w, plan, msg, schemaName);
+  if (w.length !== out.length) throw new Error(`protobuf size pass (${out.length}) and write pass (${w.length}) disagree for ${schemaName}`);
+  return out;
 }
 
 // ---------------------------------------------------------------- decoding

@@ -21,6 +21,10 @@ export interface Timing {
   p90Ms: number;
   /** Images per second at the median. */
   throughput: number;
+  /** The fastest round: noise on a shared machine only ever adds time. */
+  minMs: number;
+  /** Every timed round, in round order (round r of every contender ran back to back). */
+  samples: number[];
 }
 
 export interface BenchOptions {
@@ -72,11 +76,22 @@ export async function compareLatency(contenders: Contender[], options: BenchOpti
     }
     return contenders.map((c, j) => {
       const medianMs = percentile(times[j]!, 0.5);
-      return { name: c.name, medianMs, p90Ms: percentile(times[j]!, 0.9), throughput: (options.batch * 1000) / medianMs };
+      return {
+        name: c.name, medianMs, p90Ms: percentile(times[j]!, 0.9), throughput: (options.batch * 1000) / medianMs,
+        minMs: Math.min(...times[j]!), samples: times[j]!,
+      };
     });
   } finally {
     await Promise.all(sessions.map((s) => s.release()));
   }
+}
+
+/**
+ * a / b as the median of the per-round ratios: the two ran back to back in every round, so a burst
+ * of load from elsewhere that spans a round scales both, and one that hits only one run is an outlier.
+ */
+export function pairedRatio(a: Timing, b: Timing): number {
+  return percentile(a.samples.map((t, r) => t / b.samples[r]!), 0.5);
 }
 
 /**

@@ -6,7 +6,9 @@
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
 import { decodeModel, type Message } from '../graph/proto.js';
-import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
+import type { SessionOptions } from '../runtime/runtime.js';
+import { readCard, type ModelCard } from './card.js';
+import { Sessions } from './sessions.js';
 import type { SwiftFormerConfig } from './swiftformer.js';
 import { formatShape, type FloatTensor } from '../core/tensor.js';
 
@@ -14,7 +16,7 @@ import { formatShape, type FloatTensor } from '../core/tensor.js';
 export interface ImageClassifier {
   readonly head: 'classifier' | 'features';
   readonly config: Pick<SwiftFormerConfig, 'numClasses'> & Partial<SwiftFormerConfig>;
-  readonly metadata: Record<string, string>;
+  readonly card: ModelCard;
   logits(pixels: FloatTensor): Promise<FloatTensor>;
   release(): Promise<void>;
 }
@@ -47,14 +49,20 @@ function describe(bytes: Uint8Array, name: string): { io: GraphIO; metadata: Rec
 
 export class OnnxClassifier implements ImageClassifier {
   readonly head = 'classifier';
+  private readonly sessions: Sessions;
 
   private constructor(
-    private readonly session: Session,
+    private readonly bytes: Uint8Array,
     private readonly io: GraphIO,
     readonly config: ImageClassifier['config'],
-    readonly metadata: Record<string, string>,
+    readonly card: ModelCard,
+    /** The file's own metadata, beyond the card: what exported it (config, head, INT8 settings). */
+    readonly metadata: Readonly<Record<string, string>>,
     private readonly name: string,
-  ) {}
+    options: { session?: SessionOptions; backend?: string },
+  ) {
+    this.sessions = new Sessions(name, options.backend, options.session);
+  }
 
   static async load(source: string | Uint8Array, options: { session?: SessionOptions; backend?: string } = {}): Promise<OnnxClassifier> {
     const name = typeof source === 'string' ? source : 'ONNX model';
@@ -63,8 +71,10 @@ export class OnnxClassifier implements ImageClassifier {
     let config: ImageClassifier['config'] = { numClasses: io.classes };
     if (metadata['swiftformer.config']) config = { ...JSON.parse(metadata['swiftformer.config']) as SwiftFormerConfig, numClasses: io.classes };
     if (metadata['swiftformer.head'] === 'features') throw new SwiftFormerError('BAD_ARGUMENT', `${name} is a feature backbone: it has no logits`);
-    const session = await getBackend(options.backend).createSession(bytes, options.session);
-    return new OnnxClassifier(session, io, config, metadata, name);
+    const model = new OnnxClassifier(bytes, io, config, readCard(metadata, 'classification'), metadata, name, options);
+    // The session is created now, so that a file ONNX Runtime cannot load fails at load time.
+    await model.sessions.open('model', () => bytes);
+    return model;
   }
 
   /** Fixed (H, W) of the input, when the file fixes them. */
@@ -78,10 +88,10 @@ export class OnnxClassifier implements ImageClassifier {
     if (size && (pixels.shape[2] !== size[0] || pixels.shape[3] !== size[1])) {
       throw new SwiftFormerError('BAD_SHAPE', `${this.name} takes ${size[0]}x${size[1]} images, got ${formatShape(pixels.shape)}`);
     }
-    return (await this.session.run({ [this.io.input]: pixels }))[this.io.output]!;
+    return (await this.sessions.run('model', () => this.bytes, { [this.io.input]: pixels }))[this.io.output]!;
   }
 
   release(): Promise<void> {
-    return this.session.release();
+    return this.sessions.release();
   }
 }

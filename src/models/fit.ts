@@ -4,7 +4,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import {
-  attentionFor, emitSwiftFormer, remapKeys, validateConfig,
+  attentionFor, paramShapes, remapKeys, validateConfig,
   type Head, type KeyFormat, type SwiftFormerConfig,
 } from './swiftformer.js';
 import type { TokenNorm } from './attention.js';
@@ -74,6 +74,8 @@ export interface FitOptions {
   strict?: boolean;
   head?: Head;
   name?: string;
+  /** Load weights that hold NaN or infinity (refused by default). */
+  allowNonFinite?: boolean;
 }
 
 /** Shapes equal up to size-1 axes ((C,1,1) vs (C)), as torch's layouts differ only there. */
@@ -83,39 +85,25 @@ function shapesFit(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** num_batches_tracked is bookkeeping: accepted beside a known BatchNorm, never required. */
-function isOptionalKey(key: string, params: Map<string, number[]>): boolean {
+function isOptionalKey(key: string, params: ReadonlyMap<string, number[]>): boolean {
   const m = /^(.*)\.num_batches_tracked$/.exec(key);
   return !!m && params.has(`${m[1]}.running_mean`);
 }
 
-/** What `matchState` found: the tensors that fit, and what did not. */
-export interface StateMatch {
+/** A state dict renamed to official keys, once: what config inference and fitting both read. */
+export interface Renamed {
+  format: KeyFormat;
+  /** The source's tensors under official keys. */
   state: StateDict;
-  missing: string[];
-  unexpected: string[];
-  mismatched: FitReport['mismatched'];
+  /** Source keys no rule of the format matched. */
+  unmatched: string[];
 }
 
-/**
- * Checks renamed weights against a model's parameters (`params`, key -> shape): `renamed` pairs
- * each source key with its model key. Shapes may differ in size-1 axes only; num_batches_tracked
- * beside a known BatchNorm is accepted and dropped.
- */
-export function matchState(source: StateDict, renamed: Iterable<[string, string]>, params: Map<string, number[]>): StateMatch {
-  const state: StateDict = new Map();
-  const match: StateMatch = { state, missing: [], unexpected: [], mismatched: [] };
-  for (const [from, to] of renamed) {
-    const t = source.get(from)!;
-    const expected = params.get(to);
-    if (!expected) {
-      if (!isOptionalKey(to, params)) match.unexpected.push(to);
-      continue;
-    }
-    if (!shapesFit(t.shape, expected)) match.mismatched.push({ key: to, checkpoint: t.shape, model: expected });
-    else state.set(to, { ...t, shape: expected } as Tensor);
-  }
-  for (const key of params.keys()) if (!state.has(key) && !match.mismatched.some((m) => m.key === key)) match.missing.push(key);
-  return match;
+/** Renames a state dict in any supported key format to the official names (see remapKeys). */
+export function toOfficialKeys(source: StateDict, cfg?: SwiftFormerConfig): Renamed {
+  const remap = remapKeys(source.keys(), cfg);
+  const state: StateDict = new Map([...remap.mapped].map(([from, to]) => [to, source.get(from)!]));
+  return { format: remap.format, state, unmatched: remap.unmatched };
 }
 
 /**
@@ -123,13 +111,61 @@ export function matchState(source: StateDict, renamed: Iterable<[string, string]
  * Strict (default): any missing, unexpected or mis-shaped key is one error listing them by name.
  */
 export function fitWeights(source: StateDict, cfg: SwiftFormerConfig, options: FitOptions = {}): { state: StateDict; config: SwiftFormerConfig; report: FitReport } {
-  const remap = remapKeys(source.keys(), cfg);
-  const config = { ...cfg, attention: options.attention ?? attentionFor(remap.format) };
-  const params = emitSwiftFormer(config, { head: options.head ?? 'classifier' }).params;
-  const { state, missing, unexpected, mismatched } = matchState(source, remap.mapped, params);
-  const report: FitReport = { format: remap.format, attention: config.attention, missing, unexpected: [...remap.unmatched, ...unexpected], mismatched };
-  if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
+  return fitRenamed(toOfficialKeys(source, cfg), cfg, options);
+}
+
+/** `fitWeights` for weights already renamed by `toOfficialKeys`. */
+export function fitRenamed(renamed: Renamed, cfg: SwiftFormerConfig, options: FitOptions = {}): { state: StateDict; config: SwiftFormerConfig; report: FitReport } {
+  const config = { ...cfg, attention: options.attention ?? attentionFor(renamed.format) };
+  const { state, report } = fitToParams(renamed, paramShapes(config, options.head ?? 'classifier'), config.attention, options);
   return { state, config, report };
+}
+
+/**
+ * The check behind fitRenamed, for any model: the renamed tensors that match `params` (the
+ * model's keys and shapes), and a report of the missing, unexpected and mis-shaped ones. Strict
+ * (default): any of those is one error listing them; non-finite values are refused unless allowed.
+ */
+export function fitToParams(
+  renamed: Renamed, params: ReadonlyMap<string, number[]>, attention: TokenNorm,
+  options: Pick<FitOptions, 'strict' | 'name' | 'allowNonFinite'> = {},
+): { state: StateDict; report: FitReport } {
+  const state: StateDict = new Map();
+  const report: FitReport = { format: renamed.format, attention, missing: [], unexpected: [...renamed.unmatched], mismatched: [] };
+  for (const [key, t] of renamed.state) {
+    const expected = params.get(key);
+    if (!expected) {
+      if (!isOptionalKey(key, params)) report.unexpected.push(key);
+      continue;
+    }
+    if (!shapesFit(t.shape, expected)) report.mismatched.push({ key, checkpoint: t.shape, model: expected });
+    else state.set(key, { ...t, shape: expected } as Tensor);
+  }
+  for (const key of params.keys()) if (!state.has(key) && !report.mismatched.some((m) => m.key === key)) report.missing.push(key);
+  if (options.strict !== false) throwIfUnfit(report, options.name ?? 'weights');
+  if (!options.allowNonFinite) checkFinite(state, options.name ?? 'weights');
+  return { state, report };
+}
+
+/**
+ * Refuses weights holding NaN or infinity, naming the tensors: a model built on them answers
+ * anything with full confidence (NaN logits compare as "correct").
+ */
+export function checkFinite(state: StateDict, name: string): void {
+  const bad: string[] = [];
+  for (const [key, t] of state) {
+    if (t.dtype !== 'float32') continue;
+    const data = t.data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) {
+        bad.push(key);
+        break;
+      }
+    }
+  }
+  if (bad.length > 0) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `${name} holds non-finite values (NaN or infinity) in ${bad.length} tensor${bad.length === 1 ? '' : 's'}: ${listKeys(bad)}; allowNonFinite: true loads them anyway`);
+  }
 }
 
 function listKeys(keys: string[], limit = 6): string {
@@ -137,8 +173,7 @@ function listKeys(keys: string[], limit = 6): string {
   return keys.length > limit ? `${shown}, ... (${keys.length - limit} more)` : shown;
 }
 
-/** The problems of a fit, one phrase per kind (mis-shaped, missing, unexpected); empty when everything fits. */
-export function unfitProblems(report: Pick<FitReport, 'missing' | 'unexpected' | 'mismatched'>): string[] {
+function throwIfUnfit(report: FitReport, name: string): void {
   const parts: string[] = [];
   if (report.mismatched.length > 0) {
     const items = report.mismatched.map((m) => `${m.key}: checkpoint ${formatShape(m.checkpoint)} vs model ${formatShape(m.model)}`);
@@ -146,11 +181,6 @@ export function unfitProblems(report: Pick<FitReport, 'missing' | 'unexpected' |
   }
   if (report.missing.length > 0) parts.push(`${report.missing.length} missing (${listKeys(report.missing)})`);
   if (report.unexpected.length > 0) parts.push(`${report.unexpected.length} unexpected (${listKeys(report.unexpected)})`);
-  return parts;
-}
-
-function throwIfUnfit(report: FitReport, name: string): void {
-  const parts = unfitProblems(report);
   if (parts.length === 0) return;
   throw new SwiftFormerError('KEY_MISMATCH', `${name} do not fit the model (${report.format} keys): ${parts.join('; ')}. Is it another variant? Pass the matching --model, or strict: false to load what fits.`);
 }

@@ -138,3 +138,27 @@ function fromIndexObject(obj: Record<string, unknown>, name: string): string[] {
 export function labelOf(labels: readonly string[] | undefined, index: number): string {
   return labels?.[index] ?? `class ${index}`;
 }
+
+/** Where class names can come from, strongest first (see resolveLabels). */
+export interface LabelSources {
+  /** Given by the user: `--labels`, the page's label URL, a bundled labels.json. */
+  explicit?: { labels: readonly string[]; name: string };
+  /** The weights' repository: a Hugging Face config.json `id2label`. */
+  repository?: { labels: readonly string[]; name: string };
+  /** Recorded in the weights themselves (a model trained here, an mmseg checkpoint's CLASSES). */
+  recorded?: readonly string[];
+}
+
+/**
+ * The one precedence of class names, for the CLI, the page and the server: the user's, then the
+ * repository's, then the weights' own, then the default for the class count (ImageNet-1k's for
+ * 1000). Names whose count differs from the model's classes are an error naming their source.
+ */
+export async function resolveLabels(sources: LabelSources, numClasses: number): Promise<string[] | undefined> {
+  const chosen = sources.explicit ?? sources.repository ?? (sources.recorded ? { labels: sources.recorded, name: "the weights' recorded labels" } : undefined);
+  if (!chosen) return defaultLabels(numClasses);
+  if (chosen.labels.length !== numClasses) {
+    throw new SwiftFormerError('BAD_ARGUMENT', `${chosen.name} has ${chosen.labels.length} labels but the model has ${numClasses} classes`);
+  }
+  return [...chosen.labels];
+}

@@ -22,7 +22,7 @@ import { compare, dimOf, identity, range, scalar, unsqueeze } from '../graph/ops
 import { toLayout, toNCHW, type Maps } from '../graph/layout.js';
 import { emitContext, type Emit } from './modules.js';
 import { initialWeights, swiftFormerFeatures, variantConfig, type SwiftFormerConfig } from './swiftformer.js';
-import { inferConfig, matchState, unfitProblems, type StateMatch } from './fit.js';
+import { fitToParams, inferConfig } from './fit.js';
 import { Random } from '../core/random.js';
 import { float32, numel, type StateDict, type Tensor } from '../core/tensor.js';
 import { featurePyramid } from './detection/fpn.js';
@@ -288,14 +288,12 @@ export function maskRcnnParams(cfg: MaskRcnnConfig): Map<string, number[]> {
 
 /**
  * torchvision-key weights checked against the model `cfg` describes; missing, unexpected or
- * mis-shaped keys are one KEY_MISMATCH error naming them.
+ * mis-shaped keys are one KEY_MISMATCH error naming them, non-finite values a BAD_CHECKPOINT.
  */
-export function fitMaskRcnnWeights(source: StateDict, cfg: MaskRcnnConfig, name = 'weights'): StateDict {
+export function fitMaskRcnnWeights(source: StateDict, cfg: MaskRcnnConfig, name = 'weights', options: { allowNonFinite?: boolean } = {}): StateDict {
   const remap = remapDetectionKeys(source.keys());
-  const match: StateMatch = matchState(source, remap.mapped, maskRcnnParams(cfg));
-  const problems = unfitProblems({ ...match, unexpected: [...remap.unmatched, ...match.unexpected] });
-  if (problems.length > 0) throw new SwiftFormerError('KEY_MISMATCH', `${name} do not fit the detector (torchvision keys): ${problems.join('; ')}`);
-  return match.state;
+  const renamed = { format: 'official' as const, state: new Map([...remap.mapped].map(([from, to]) => [to, source.get(from)!])), unmatched: remap.unmatched };
+  return fitToParams(renamed, maskRcnnParams(cfg), cfg.backbone.attention, { name, ...options }).state;
 }
 
 /** Weights renamed to today's torchvision keys (for config inference before fitting). */

@@ -183,9 +183,19 @@ function trunk(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix: string): T
  * (`backbone.` in mmsegmentation, `backbone.body.` in torchvision). Strides 4, 8, 16, 32.
  */
 export function swiftFormerFeatures(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix = ''): Maps[] {
+  return featureNorms(e, swiftFormerStages(e, pixels, cfg, prefix), cfg, prefix);
+}
+
+/** The four stage outputs before the fork_feat BatchNorms (a consumer may fold those itself). */
+export function swiftFormerStages(e: Emit, pixels: Maps, cfg: SwiftFormerConfig, prefix = ''): Maps[] {
   validateConfig(cfg);
+  return trunk(e, pixels, cfg, prefix).stages;
+}
+
+/** The fork_feat BatchNorms `norm0`, `norm2`, ... on the stage outputs. */
+export function featureNorms(e: Emit, stages: Maps[], cfg: SwiftFormerConfig, prefix = ''): Maps[] {
   const netIndex = stageNetworkIndices(cfg);
-  return trunk(e, pixels, cfg, prefix).stages.map((s, i) => batchNorm(e, s, `${prefix}norm${netIndex[i]}`, cfg.embedDims[i]!));
+  return stages.map((s, i) => batchNorm(e, s, `${prefix}norm${netIndex[i]}`, cfg.embedDims[i]!));
 }
 
 /** A graph output `name` holding the maps as (N,C,H,W). */
@@ -269,13 +279,45 @@ export function validateConfig(cfg: SwiftFormerConfig): void {
  */
 export function initialWeights(cfg: SwiftFormerConfig, head: Head, seed: number): StateDict {
   const rng = new Random(seed);
-  const params = emitSwiftFormer(cfg, { head }).params;
+  const params = paramShapes(cfg, head);
   const state: StateDict = new Map();
   for (const [key, shape] of params) state.set(key, float32(shape, initialValues(key, shape, params, rng)));
   return state;
 }
 
-function initialValues(key: string, shape: number[], params: Map<string, number[]>, rng: Random): Float32Array {
+const shapeCache = new Map<string, ReadonlyMap<string, number[]>>();
+const graphCache = new Map<string, Graph>();
+
+/** A bounded memo: the oldest entry goes when it is full. */
+function memo<T>(cache: Map<string, T>, key: string, make: () => T, limit = 16): T {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    if (cache.size >= limit) cache.delete(cache.keys().next().value!);
+    cache.set(key, value);
+  }
+  return value;
+}
+
+/**
+ * The unbound eval graph of a (config, head, size), emitted once and shared: binding weights
+ * (bindParams) and folding (optimizeForInference) return new graphs and leave it intact, so an
+ * evaluation every epoch or a model per checkpoint costs no emission.
+ */
+export function evalGraph(cfg: SwiftFormerConfig, head: Head, [h, w]: [number, number]): Graph {
+  return memo(graphCache, JSON.stringify([cfg, head, h, w]), () => emitSwiftFormer(cfg, { head, inputSize: [h, w] }), 8);
+}
+
+/**
+ * Every parameter and buffer of a model by official key, with its shape: what fitting and
+ * initialization check against. Emitted once per (config, head) and kept (shapes do not depend
+ * on the input size), so loading and fine-tuning never emit a graph just to learn shapes again.
+ */
+export function paramShapes(cfg: SwiftFormerConfig, head: Head = 'classifier'): ReadonlyMap<string, number[]> {
+  return memo(shapeCache, JSON.stringify([cfg, head]), () => emitSwiftFormer(cfg, { head }).params);
+}
+
+function initialValues(key: string, shape: number[], params: ReadonlyMap<string, number[]>, rng: Random): Float32Array {
   const n = numel(shape);
   const fill = (v: number) => new Float32Array(n).fill(v);
   const draw = (f: () => number) => Float32Array.from({ length: n }, f);
@@ -349,13 +391,33 @@ function fromTimm(key: string, stageIndex: number[]): string | undefined {
 }
 
 /**
- * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
- * that the result fits a model (that is `matchState`'s job).
+ * Official `network` indices of timm's stages, read off timm's own keys: stage N > 0 starts with
+ * an Embedding exactly when it has `stages.N.downsample.*` keys.
  */
-export function remapKeys(source: Iterable<string>, cfg: SwiftFormerConfig, format?: KeyFormat): Remap {
+function timmStageIndices(keys: readonly string[]): number[] {
+  const stages = new Set<number>();
+  const downsampled = new Set<number>();
+  for (const k of keys) {
+    const m = /^stages\.(\d+)\.(blocks|downsample)\./.exec(k);
+    if (!m) continue;
+    stages.add(Number(m[1]));
+    if (m[2] === 'downsample') downsampled.add(Number(m[1]));
+  }
+  const indices: number[] = [];
+  for (let n = 0; n <= Math.max(-1, ...stages); n++) indices.push(n === 0 ? 0 : indices[n - 1]! + 1 + (downsampled.has(n) ? 1 : 0));
+  return indices;
+}
+
+/**
+ * A pure key rewrite to the official names. Reports the keys no rule matched; it does not check
+ * that the result fits a model (that is `fitWeights`' job). timm's stage numbering is resolved
+ * with `cfg` when given, else from the keys themselves, so a checkpoint is renamed once, before
+ * its architecture is known.
+ */
+export function remapKeys(source: Iterable<string>, cfg?: SwiftFormerConfig, format?: KeyFormat): Remap {
   const keys = [...source];
   format ??= detectKeyFormat(keys);
-  const stageIndex = stageNetworkIndices(cfg);
+  const stageIndex = format !== 'timm' ? [] : cfg ? stageNetworkIndices(cfg) : timmStageIndices(keys);
   const mapped = new Map<string, string>();
   const unmatched: string[] = [];
   for (const key of keys) {

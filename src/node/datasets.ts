@@ -7,9 +7,10 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { SwiftFormerError } from '../core/errors.js';
+import { fsReason, refuseOtherSchemes } from './files.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import {
-  FASHION_MNIST_CLASSES, IdxDataset, limitDataset, type IdxArray, type ImageDataset,
+  FASHION_MNIST_CLASSES, IdxDataset, idxClassCount, limitDataset, type IdxArray, type ImageDataset,
 } from '../data/dataset.js';
 
 // ---------------------------------------------------------------- IDX
@@ -64,8 +65,7 @@ async function readBytes(path: string): Promise<Uint8Array> {
     const buf = await readFile(path);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new SwiftFormerError('IO', `cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { cause: err });
+    throw new SwiftFormerError('IO', `cannot read ${path}: ${fsReason(err)}`, { cause: err });
   }
 }
 
@@ -78,13 +78,16 @@ export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
 const IDX_SPLITS = { train: 'train', test: 't10k' } as const;
 
+/** `<prefix>-<kind>-idx<n>-ubyte`, the name of an IDX file of a split (as messages give it). */
+function idxName(split: keyof typeof IDX_SPLITS, kind: 'images' | 'labels', sep = '-'): string {
+  return `${IDX_SPLITS[split]}-${kind}${sep}idx${kind === 'images' ? 3 : 1}-ubyte`;
+}
+
 /** The IDX file of a split in `dir`: `<prefix>-<kind>-idx<n>-ubyte`, gzipped or not, dash or dot. */
 async function findIdxFile(dir: string, split: keyof typeof IDX_SPLITS, kind: 'images' | 'labels'): Promise<string | undefined> {
-  const prefix = IDX_SPLITS[split];
-  const n = kind === 'images' ? 3 : 1;
   for (const sep of ['-', '.']) {
     for (const ext of ['', '.gz']) {
-      const path = join(dir, `${prefix}-${kind}${sep}idx${n}-ubyte${ext}`);
+      const path = join(dir, `${idxName(split, kind, sep)}${ext}`);
       if (await isFile(path)) return path;
     }
   }
@@ -107,35 +110,46 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
-/** True when `dir` holds MNIST-style IDX files (train-images-idx3-ubyte[.gz], ...). */
+/** True when `dir` holds any MNIST-style IDX file (train-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte, ...). */
 export async function hasIdxFiles(dir: string): Promise<boolean> {
-  return (await findIdxFile(dir, 'train', 'images')) !== undefined;
+  for (const split of ['train', 'test'] as const) {
+    for (const kind of ['images', 'labels'] as const) if (await findIdxFile(dir, split, kind)) return true;
+  }
+  return false;
+}
+
+/** Debian's Fashion-MNIST directory, or the one IO error every command gives when it is not installed. */
+export async function fashionMnistDir(dir = FASHION_MNIST_DIR): Promise<string> {
+  if (!(await hasIdxFiles(dir))) {
+    throw new SwiftFormerError('IO', `Fashion-MNIST is not installed in ${dir}: install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist) or name a directory of IDX files instead`);
+  }
+  return dir;
 }
 
 /**
- * The train or test split of an MNIST-family directory. Class names default to Fashion-MNIST's
- * when the directory is Debian's Fashion-MNIST, else to the digits '0' .. 'K-1'.
+ * The train or test split of an MNIST-family directory. Without `classes`, the labels must cover
+ * 0 .. K-1 without a gap (idxClassCount: a stray label is an error naming its record); the names
+ * are Fashion-MNIST's for a Fashion-MNIST directory of up to 10 classes, else the digits '0' .. 'K-1'.
  */
 export async function loadIdxDataset(dir: string, split: 'train' | 'test', options: { classes?: readonly string[] } = {}): Promise<IdxDataset> {
   const imagesPath = await findIdxFile(dir, split, 'images');
   const labelsPath = await findIdxFile(dir, split, 'labels');
   if (!imagesPath || !labelsPath) {
-    const prefix = IDX_SPLITS[split];
-    throw new SwiftFormerError('IO', `${dir} has no ${split} split: expected ${prefix}-images-idx3-ubyte and ${prefix}-labels-idx1-ubyte (optionally .gz)`);
+    const missing = !imagesPath && !labelsPath ? 'both are missing' : `${idxName(split, imagesPath ? 'labels' : 'images')} is missing`;
+    throw new SwiftFormerError('IO', `${dir} has no ${split} split: expected ${idxName(split, 'images')} and ${idxName(split, 'labels')} (optionally .gz), but ${missing}`);
   }
   const [images, labels] = await Promise.all([readIdx(imagesPath), readIdx(labelsPath)]);
   let classes = options.classes;
   if (!classes) {
-    let max = 0;
-    for (const l of labels.data) max = Math.max(max, l);
-    classes = /fashion/i.test(dir) && max < 10 ? FASHION_MNIST_CLASSES : Array.from({ length: max + 1 }, (_, i) => String(i));
+    const k = idxClassCount(labels, labelsPath);
+    classes = /fashion/i.test(dir) && k <= 10 ? FASHION_MNIST_CLASSES : Array.from({ length: k }, (_, i) => String(i));
   }
   return new IdxDataset(`${dir} (${split})`, images, labels, classes);
 }
 
 // ---------------------------------------------------------------- ImageFolder
 
-/** torchvision's IMG_EXTENSIONS: the files ImageFolder takes (.ppm, .bmp and .pgm then fail to decode here). */
+/** torchvision's IMG_EXTENSIONS: the files ImageFolder takes (decodeImage reads them all). */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp'];
 
 export type DecodeFn = (path: string) => Promise<RGBImage>;
@@ -187,6 +201,7 @@ async function isDirOrLinkToDir(dir: string, e: Dirent): Promise<boolean> {
 
 /** Sorted class folder names (torchvision's find_classes; links to folders count). */
 async function findClasses(root: string): Promise<string[]> {
+  refuseOtherSchemes(root, 'image folders are read from disk', 'IO');
   let entries: Dirent[];
   try {
     entries = await readdir(root, { withFileTypes: true });
@@ -272,19 +287,16 @@ export interface TrainingData {
  * no test split. `limit` keeps at most that many images of each split, evenly spaced.
  */
 export async function openTrainingData(source: string, options: { limit?: number; decode?: DecodeFn } = {}): Promise<TrainingData> {
+  refuseOtherSchemes(source, 'training data is read from disk', 'IO');
   let dir = source;
-  if (source === 'fashion-mnist') {
-    dir = FASHION_MNIST_DIR;
-    if (!(await hasIdxFiles(dir))) {
-      throw new SwiftFormerError('IO', `Fashion-MNIST is not installed in ${dir}: install Debian's dataset-fashion-mnist package (apt-get install dataset-fashion-mnist) or pass --data <directory>`);
-    }
-  }
+  if (source === 'fashion-mnist') dir = await fashionMnistDir();
   if (!(await isDirectory(dir))) throw new SwiftFormerError('IO', `data directory ${dir} does not exist or is not a directory`);
   const limit = (d: ImageDataset) => (options.limit === undefined ? d : limitDataset(d, options.limit));
   if (await hasIdxFiles(dir)) {
+    // Any IDX file makes it an IDX directory: a missing train file is then named, not taken for an image folder.
     const classes = source === 'fashion-mnist' ? FASHION_MNIST_CLASSES : undefined;
     const train = await loadIdxDataset(dir, 'train', classes ? { classes } : {});
-    const hasTest = (await findIdxFile(dir, 'test', 'images')) !== undefined;
+    const hasTest = (await findIdxFile(dir, 'test', 'images')) !== undefined || (await findIdxFile(dir, 'test', 'labels')) !== undefined;
     const test = hasTest ? await loadIdxDataset(dir, 'test', { classes: train.classes }) : undefined;
     return { train: limit(train), ...(test ? { test: limit(test) } : {}), kind: 'idx' };
   }

@@ -2,15 +2,18 @@
  * Image files -> RGB8 pixels (Node, with sharp/libvips), decoded the way the official evaluation's
  * `PIL.Image.open(f).convert('RGB')` sees them: grayscale is replicated to three channels, an
  * alpha channel is dropped (not composited), embedded ICC profiles are ignored. The pixels are
- * bit-identical to Pillow 9.4's for JPEG (baseline, progressive, 4:2:0, 4:4:4, gray), PNG (RGB, RGBA,
- * LA, palette), GIF, WebP and TIFF (test/data/decode). One difference on purpose: the EXIF
- * orientation is applied (as ImageOps.exif_transpose does; PIL alone ignores it), so a phone photo
- * is classified upright. Known other differences: CMYK JPEGs (libvips converts with a CMYK profile,
- * PIL with a naive formula) and 16-bit grayscale PNGs (PIL clips them to 8 bits, libvips scales).
+ * bit-identical to Pillow 9.4's for JPEG (baseline, progressive, 4:2:0, 4:4:4, gray, CMYK), PNG
+ * (RGB, RGBA, LA, palette, 16-bit), GIF, WebP, TIFF, BMP and binary PPM / PGM (test/data/decode).
+ * Two cases follow Pillow's own arithmetic rather than libvips': CMYK goes to RGB by Pillow's
+ * formula (R = (255 - K) - C(255 - K)/255, no ICC profile), and a 16-bit gray PNG, which Pillow
+ * opens as 32-bit integers, is clipped at 255 (other 16-bit PNGs keep their high byte in both).
+ * BMP and PNM, which libvips does not read, are decoded by ./bitmap.ts. One difference on purpose:
+ * the EXIF orientation is applied (as ImageOps.exif_transpose does; PIL alone ignores it), so a
+ * phone photo is classified upright.
  *
- * Files are sniffed by their first bytes, so only JPEG, PNG, WebP, GIF (first frame) and TIFF
- * reach the decoder; anything else is a BAD_IMAGE error naming the file, as are unreadable and
- * corrupt files and images over the pixel limit (decompression bombs).
+ * Files are sniffed by their first bytes, never by their names; anything else is a BAD_IMAGE
+ * error naming the file, as are unreadable and corrupt files and images over the pixel limit
+ * (decompression bombs).
  */
 import { readFile } from 'node:fs/promises';
 import type { Sharp, SharpOptions } from 'sharp';
@@ -18,11 +21,13 @@ import { SwiftFormerError } from '../core/errors.js';
 import { MAX_IMAGE_DIMENSION, type RGBImage } from '../preprocess/resize.js';
 import type { FloatTensor } from '../core/tensor.js';
 import { inputFor, type InputOptions } from '../preprocess/transforms.js';
+import { bitmapFormat, readBmp, readPnm } from './bitmap.js';
+import { fsReason, refuseOtherSchemes } from './files.js';
 
 /** PIL's `Image.MAX_IMAGE_PIXELS`: int(1024 * 1024 * 1024 // 4 // 3). */
 export const MAX_IMAGE_PIXELS = 89_478_485;
 
-export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff';
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'bmp' | 'pnm';
 
 export interface DecodeOptions {
   /**
@@ -46,40 +51,53 @@ export async function decodeImage(input: string | Uint8Array, options: DecodeOpt
   const maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
   if (!(maxPixels >= 0)) throw new SwiftFormerError('BAD_ARGUMENT', `maxPixels must be >= 0, got ${maxPixels}`);
   const limit = maxPixels === 0 || maxPixels === Infinity ? 0 : Math.floor(maxPixels);
+  if (format === 'bmp' || format === 'pnm') {
+    const bitmap = (format === 'bmp' ? readBmp : readPnm)(bytes, name);
+    checkSize(name, format, bitmap.width, bitmap.height, limit);
+    return bitmap.decode();
+  }
   const sharp = await loadSharp();
   const base: SharpOptions = { failOn: 'error', ignoreIcc: true, pages: 1, page: 0, limitInputPixels: false };
 
   // The header alone gives the size: refuse a bomb before a single pixel is decompressed.
-  let width: number;
-  let height: number;
+  let meta: Awaited<ReturnType<Sharp['metadata']>>;
   try {
-    const meta = await sharp(bytes, base).metadata();
-    width = meta.width;
-    height = meta.pageHeight ?? meta.height;
+    meta = await sharp(bytes, base).metadata();
   } catch (err) {
     throw decodeError(name, format, err);
   }
+  checkSize(name, format, meta.width, meta.pageHeight ?? meta.height, limit);
+
+  const conversion = meta.space === 'cmyk' ? 'cmyk' : format === 'png' && bytes[24] === 16 && bytes[25] === 0 ? 'gray16' : undefined;
+  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    const pipeline = sharp(bytes, { ...base, limitInputPixels: limit === 0 ? false : limit, autoOrient: options.autoOrient ?? true });
+    decoded = await (conversion === 'cmyk'
+      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk').raw()
+      : conversion === 'gray16' ? pipeline.toColourspace('grey16').raw({ depth: 'ushort' }) : pipeline.raw({ depth: 'uchar' })
+    ).toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw decodeError(name, format, err);
+  }
+  const { data, info } = decoded;
+  if (conversion === 'cmyk') return cmykToRGB(data, info.width, info.height, info.channels, name);
+  if (conversion === 'gray16') return gray16ToRGB(data, info.width, info.height, info.channels, name);
+  return toRGB(data, info.width, info.height, info.channels, name);
+}
+
+/** A valid size, under the pixel limit (0: none) and the resampler's largest side, from the header alone. */
+function checkSize(name: string, format: ImageFormat, width: number, height: number, limit: number): void {
   if (!(width >= 1 && height >= 1)) throw new SwiftFormerError('BAD_IMAGE', `cannot decode ${name}: ${FORMAT_NAMES[format]} header has no valid size`);
   if (limit > 0 && width * height > limit) {
     throw new SwiftFormerError(
       'BAD_IMAGE',
-      `${name} is ${width}x${height} = ${width * height} pixels, over the limit of ${limit} refusing it as a possible decompression bomb ` +
-        '(raise the limit with maxPixels or --max-pixels if the image is genuine)',
+      `${name} is ${width}x${height} = ${width * height} pixels, over the limit of ${limit}: refused as a possible decompression bomb ` +
+        '(raise the limit with maxPixels if the image is genuine)',
     );
   }
   if (width > MAX_IMAGE_DIMENSION || height > MAX_IMAGE_DIMENSION) {
     throw new SwiftFormerError('BAD_IMAGE', `${name} is ${width}x${height}: sides over ${MAX_IMAGE_DIMENSION} pixels are not supported`);
   }
-
-  let pipeline: Sharp;
-  let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
-  try {
-    pipeline = sharp(bytes, { ...base, limitInputPixels: limit === 0 ? false : limit, autoOrient: options.autoOrient ?? true });
-    decoded = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  } catch (err) {
-    throw decodeError(name, format, err);
-  }
-  return toRGB(decoded.data, decoded.info.width, decoded.info.height, decoded.info.channels, name);
 }
 
 /**
@@ -101,19 +119,17 @@ export function imageFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (at(0, 'RIFF') && at(8, 'WEBP')) return 'webp';
   if (at(0, 'GIF87a') || at(0, 'GIF89a')) return 'gif';
   if (at(0, 'II*\0') || at(0, 'MM\0*')) return 'tiff';
-  return undefined;
+  return bitmapFormat(bytes);
 }
 
-const FORMAT_NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', gif: 'GIF', tiff: 'TIFF' };
+const FORMAT_NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', pnm: 'PNM' };
 
 /** Formats we recognise but do not decode, for a more helpful message than "not an image". */
 function otherFormat(bytes: Uint8Array): string | undefined {
   const head = new TextDecoder('latin1').decode(bytes.subarray(0, 64));
-  if (head.startsWith('BM')) return 'BMP';
   if (/^\s*(<\?xml[^>]*>\s*)?<svg/i.test(head)) return 'SVG';
   if (head.slice(4, 12) === 'ftypavif' || head.slice(4, 12) === 'ftypheic' || head.slice(4, 12) === 'ftypmif1') return 'HEIF/AVIF';
   if (head.startsWith('%PDF')) return 'PDF';
-  if (/^P[1-6]\s/.test(head)) return 'PNM';
   return undefined;
 }
 
@@ -124,18 +140,17 @@ function sniffFormat(bytes: Uint8Array, name: string): ImageFormat {
   const other = otherFormat(bytes);
   throw new SwiftFormerError(
     'BAD_IMAGE',
-    `cannot decode ${name}: ${other ? `${other} is not a supported format` : 'not an image in a supported format'} (supported: JPEG, PNG, WebP, GIF, TIFF)`,
+    `cannot decode ${name}: ${other ? `${other} is not a supported format` : 'not an image in a supported format'} (supported: JPEG, PNG, WebP, GIF, TIFF, BMP, PPM/PGM)`,
   );
 }
 
 async function readImageFile(path: string, name: string): Promise<Uint8Array> {
+  refuseOtherSchemes(path, 'images are read from files', 'BAD_IMAGE');
   try {
     const buf = await readFile(path);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new SwiftFormerError('BAD_IMAGE', `cannot read image ${name}: ${why}`, { cause: err });
+    throw new SwiftFormerError('BAD_IMAGE', `cannot read image ${name}: ${fsReason(err)}`, { cause: err });
   }
 }
 
@@ -170,6 +185,34 @@ function toRGB(data: Uint8Array, width: number, height: number, channels: number
       out[q + 2] = v;
     }
   }
+  return { width, height, data: out };
+}
+
+/** Pillow's CMYK to RGB (Convert.c): each channel (255 - K) - C * (255 - K) / 255, rounded as its MULDIV255. */
+function cmykToRGB(data: Uint8Array, width: number, height: number, channels: number, name: string): RGBImage {
+  if (channels < 4 || data.length !== width * height * channels) {
+    throw new SwiftFormerError('BAD_IMAGE', `cannot decode ${name}: unexpected CMYK decoder output (${width}x${height}, ${channels} channels)`);
+  }
+  const out = new Uint8Array(width * height * 3);
+  for (let i = 0, p = 0, q = 0; i < width * height; i++, p += channels, q += 3) {
+    const nk = 255 - data[p + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = data[p + c]! * nk + 128;
+      out[q + c] = Math.max(0, nk - (((t >> 8) + t) >> 8));
+    }
+  }
+  return { width, height, data: out };
+}
+
+/** A 16-bit gray PNG as Pillow's mode I gives it in RGB: each value clipped at 255 (first channel; a tRNS alpha is dropped). */
+function gray16ToRGB(data: Buffer, width: number, height: number, channels: number, name: string): RGBImage {
+  const pixels = width * height;
+  if (data.length !== pixels * channels * 2) {
+    throw new SwiftFormerError('BAD_IMAGE', `cannot decode ${name}: unexpected 16-bit decoder output (${width}x${height}, ${channels} channels)`);
+  }
+  const values = new Uint16Array(Uint8Array.from(data).buffer); // sharp writes native byte order
+  const out = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = Math.min(255, values[i * channels]!);
   return { width, height, data: out };
 }
 

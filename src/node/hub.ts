@@ -3,22 +3,24 @@
  * (`hf:ORG/NAME[@revision]`), downloaded once into a cache and read from there afterwards.
  *
  * A download goes to `<file>.part`, resumes with an HTTP Range request when a `.part` exists,
- * is checked against the announced size (and a sha256 when one is given), and is renamed into
- * place only when complete: the cache never holds a partial or corrupt file. Cache layout:
+ * is checked against the announced size, then against a sha256 when one is given, else against
+ * what its name promises (a checkpoint, ONNX, JSON: an HTML page is never cached as weights), and
+ * is renamed into place only when complete: the cache never holds a partial or corrupt file. Cache layout:
  * `<cache>/<sha256(url)[:24]>/<file name>` (plus `meta.json`), so a URL is fetched at most once.
  * An hf: branch or tag is first pinned to the commit it names now (one HEAD request; `refs/`
  * remembers it for offline use), so its files are cached under that commit's URLs.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SwiftFormerError } from '../core/errors.js';
-import { writeFileAtomic } from './files.js';
+import { contentMismatch, expectedFromName, HEAD_BYTES, type ExpectedContent } from './content.js';
+import { makeDirectory, writeFileAtomic } from './files.js';
 import { HF_WEIGHT_FILES, hfFileUrl, parseHfSource } from '../weights/hf.js';
 import { labelsFromHfConfig } from '../models/labels.js';
 
@@ -38,6 +40,12 @@ export interface DownloadOptions {
   cacheDir?: string;
   /** Expected sha256 (hex) of the file; a `#sha256=<hex>` URL fragment does the same. */
   sha256?: string;
+  /**
+   * What the file must hold to be cached, when no sha256 vouches for it: 'checkpoint' (PyTorch zip
+   * or safetensors), 'onnx', 'json', 'text', or 'any'. Default: from the URL's file name (.onnx,
+   * .json, .txt, anything else a checkpoint). A cached file that does not qualify is fetched again.
+   */
+  expect?: ExpectedContent;
   /** Called as bytes arrive (at most every 100 ms) and once at the end with done: true. */
   onProgress?: (progress: DownloadProgress) => void;
   /** Extra request headers (e.g. Authorization). They are not sent on to another host after a redirect. */
@@ -76,6 +84,9 @@ interface Target {
   /** The URL without its fragment: what is requested and what keys the cache. */
   url: string;
   sha256: string | undefined;
+  expect: ExpectedContent;
+  /** The cache folder (the root, for messages). */
+  cache: string;
   dir: string;
   file: string;
   part: string;
@@ -110,9 +121,11 @@ function target(source: string, options: DownloadOptions): Target {
   }
   url.hash = '';
   const href = url.href;
-  const dir = join(options.cacheDir ?? cacheDir(), createHash('sha256').update(href).digest('hex').slice(0, 24));
+  const cache = options.cacheDir ?? cacheDir();
+  const dir = join(cache, createHash('sha256').update(href).digest('hex').slice(0, 24));
   const file = join(dir, safeName(url));
-  return { url: href, sha256: fromOption ?? fromFragment, dir, file, part: `${file}.part`, meta: join(dir, 'meta.json') };
+  const expect = options.expect ?? expectedFromName(href);
+  return { url: href, sha256: fromOption ?? fromFragment, expect, cache, dir, file, part: `${file}.part`, meta: join(dir, 'meta.json') };
 }
 
 /** The URL's last path segment, made safe as a file name. */
@@ -128,7 +141,7 @@ function safeName(url: URL): string {
 }
 
 /** Where `url` is (or would be) cached; undefined until it has been downloaded. */
-export async function cachedPath(url: string, options: Pick<DownloadOptions, 'cacheDir' | 'sha256'> = {}): Promise<string | undefined> {
+export async function cachedPath(url: string, options: Pick<DownloadOptions, 'cacheDir' | 'sha256' | 'expect'> = {}): Promise<string | undefined> {
   const t = target(url, options);
   return (await isCacheHit(t)) ? t.file : undefined;
 }
@@ -148,6 +161,7 @@ interface Meta {
   sha256?: string;
   etag?: string;
   lastModified?: string;
+  contentType?: string;
   complete: boolean;
 }
 
@@ -160,13 +174,23 @@ async function readMeta(t: Target): Promise<Meta | undefined> {
   }
 }
 
-/** A cached file counts only if it is there and, when a sha256 is expected, has that hash. */
+/** A cached file counts only if it is there and has the expected sha256, or else the expected content. */
 async function isCacheHit(t: Target): Promise<boolean> {
   if (!(await exists(t.file))) return false;
-  if (!t.sha256) return true;
+  if (!t.sha256) return contentMismatch(await readHead(t.file), t.expect) === undefined;
   const meta = await readMeta(t);
   const actual = meta?.sha256 && meta.complete ? meta.sha256 : await hashFile(t.file);
   return actual === t.sha256;
+}
+
+async function readHead(path: string): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(new Uint8Array(HEAD_BYTES), 0, HEAD_BYTES, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }
 
 async function hashFile(path: string, hash = createHash('sha256')): Promise<string> {
@@ -196,11 +220,11 @@ export async function download(url: string, options: DownloadOptions = {}): Prom
 async function downloadTarget(t: Target, options: DownloadOptions): Promise<string> {
   try {
     if (await isCacheHit(t)) return t.file;
-    await mkdir(t.dir, { recursive: true });
+    await makeCacheDirectory(t.dir);
     const release = await lock(t);
     try {
       if (await isCacheHit(t)) return t.file; // another process finished it meanwhile
-      await rm(t.file, { force: true }); // present but with the wrong hash
+      await rm(t.file, { force: true }); // present but with the wrong hash or content
       await fetchToPart(t, options);
       await rename(t.part, t.file);
       return t.file;
@@ -212,6 +236,15 @@ async function downloadTarget(t: Target, options: DownloadOptions): Promise<stri
     if (err instanceof SwiftFormerError) throw err;
     // File system trouble in the cache (permissions, disk full): still one clear line.
     throw new SwiftFormerError('IO', `cannot download ${t.url} into ${t.dir}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A folder in the cache; one that cannot be made says how to choose another cache. */
+async function makeCacheDirectory(dir: string): Promise<void> {
+  try {
+    await makeDirectory(dir, 'download cache folder');
+  } catch (err) {
+    throw new SwiftFormerError('IO', `${(err as Error).message} (set SWIFTFORMER_CACHE to a folder you can write)`, { cause: err });
   }
 }
 
@@ -259,6 +292,7 @@ async function fetchToPart(t: Target, options: DownloadOptions): Promise<void> {
       url: t.url, complete: false, ...(total !== undefined ? { size: total } : {}),
       ...(typeof res.headers.etag === 'string' ? { etag: res.headers.etag } : {}),
       ...(typeof res.headers['last-modified'] === 'string' ? { lastModified: res.headers['last-modified'] } : {}),
+      ...(typeof res.headers['content-type'] === 'string' ? { contentType: res.headers['content-type'] } : {}),
     };
     if (offset === 0) await writeFile(t.meta, JSON.stringify(startMeta));
     const received = await receive(res, t, offset, total, options);
@@ -300,7 +334,7 @@ async function receive(res: http.IncomingMessage, t: Target, offset: number, tot
   return received;
 }
 
-/** Size and hash checks on a finished .part; a wrong one is deleted, never renamed into the cache. */
+/** Size, hash and content checks on a finished .part; a wrong one is deleted, never renamed into the cache. */
 async function finishPart(t: Target, received: number, total: number | undefined, meta: Meta | undefined, options: DownloadOptions, resumedFrom: number): Promise<void> {
   const size = (await stat(t.part)).size;
   if (size !== received || (total !== undefined && size !== total)) {
@@ -314,6 +348,13 @@ async function finishPart(t: Target, received: number, total: number | undefined
   if (t.sha256 && sha256 !== t.sha256) {
     await rm(t.part, { force: true });
     throw new SwiftFormerError('IO', `sha256 mismatch for ${t.url}: expected ${t.sha256}, got ${sha256}; the download was deleted`);
+  }
+  const mismatch = t.sha256 ? undefined : contentMismatch(await readHead(t.part), t.expect);
+  if (mismatch) {
+    await rm(t.part, { force: true });
+    await rm(t.meta, { force: true });
+    const code = t.expect === 'checkpoint' || t.expect === 'onnx' ? 'BAD_CHECKPOINT' : 'BAD_DATA';
+    throw new SwiftFormerError(code, `${t.url} ${mismatch} (content type ${meta?.contentType ?? 'not given'}, ${size} bytes); nothing was cached in ${t.cache}`);
   }
   await writeFile(t.meta, JSON.stringify({ ...(meta ?? { url: t.url }), url: t.url, size, sha256, complete: true } satisfies Meta));
   options.onProgress?.({ url: t.url, received: size, total: size, resumedFrom, done: true });
@@ -523,7 +564,7 @@ async function pinRevision(repo: string, revision: string, options: DownloadOpti
   const commit = res.headers['x-repo-commit'];
   if (typeof commit !== 'string' || !COMMIT_ID.test(commit)) return revision;
   if (commit !== (await remembered())) {
-    await mkdir(dirname(ref), { recursive: true });
+    await makeCacheDirectory(dirname(ref));
     await writeFileAtomic(ref, commit);
   }
   return commit;

@@ -2,8 +2,10 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { SwiftFormerError } from '../core/errors.js';
-import { isRemoteSource, readRemoteSource } from './hub.js';
-import { registerSourceReader } from '../core/io.js';
+import { fsReason, refuseOtherSchemes } from './files.js';
+import { isRemoteSource, readRemoteSource, resolveWeights } from './hub.js';
+import { readSource, registerImageDecoder, registerSourceReader, registerWeightsReader } from '../core/io.js';
+import { decodeImage } from './decode.js';
 import { ortBackend } from '../runtime/ort.js';
 import { registerBackend } from '../runtime/runtime.js';
 
@@ -11,12 +13,24 @@ registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true 
 
 registerSourceReader(async (source) => {
   if (isRemoteSource(source)) return readRemoteSource(source);
+  refuseOtherSchemes(source, 'weights and labels come from files, http(s):// URLs and hf:ORG/NAME');
   try {
     const buf = await readFile(source.startsWith('file:') ? new URL(source) : source);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new SwiftFormerError('IO', `cannot read ${source}: ${why}`, { cause: err });
+    throw new SwiftFormerError('IO', `cannot read ${source}: ${fsReason(err)}`, { cause: err });
   }
+});
+
+// `model.preprocess(image)`, `model.classify(image)`: file paths and encoded bytes, decoded as Pillow does.
+registerImageDecoder((input) => {
+  if (typeof input === 'string' || input instanceof Uint8Array) return decodeImage(input);
+  throw new SwiftFormerError('BAD_ARGUMENT', `expected an image file path, encoded bytes (Uint8Array) or RGB pixels { width, height, data }, got ${input === null ? 'null' : typeof input}`);
+});
+
+// Remote weights are downloaded into the cache once; an hf: repository's config.json gives the labels.
+registerWeightsReader(async (source) => {
+  if (!isRemoteSource(source)) return { bytes: await readSource(source) };
+  const { path, labels } = await resolveWeights(source);
+  return { bytes: await readSource(path), ...(labels ? { labels } : {}) };
 });

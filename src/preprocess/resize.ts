@@ -13,12 +13,9 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 
-/** An 8-bit RGB image, pixels row-major, channels interleaved (RGBRGB...). */
-export interface RGBImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+import type { RGBImage } from '../core/image.js';
+
+export type { RGBImage };
 
 export type ResizeFilter = 'bicubic' | 'bilinear';
 

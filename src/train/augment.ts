@@ -1,7 +1,7 @@
 /**
  * Training-time image transforms on 8-bit RGB images (HWC) and normalized float CHW tensors,
  * following torchvision's and timm's definitions: random resized crop, horizontal flip, color
- * jitter, random erasing ('pixel' mode), mixup / cutmix. Every random choice comes from a
+ * jitter, RandAugment (randaugment.ts), random erasing ('pixel' mode), mixup / cutmix. Every random choice comes from a
  * `Random` the caller seeds, so a batch is a pure function of (seed, epoch, index).
  */
 import { SwiftFormerError } from '../core/errors.js';
@@ -9,8 +9,11 @@ import { Random } from '../core/random.js';
 import { resizeRGB8, type RGBImage } from '../preprocess/resize.js';
 import type { FloatTensor } from '../core/tensor.js';
 import {
-  cropImage, fitToInput, luma, padImage, roundHalfEven, writeNormalizedCHW,
+  cropImage, fitToInput, padImage, roundHalfEven, writeNormalizedCHW,
 } from '../preprocess/transforms.js';
+import {
+  enhanceBrightness, enhanceColor, enhanceContrast, OFFICIAL_RAND_AUGMENT, parseRandAugment, randAugment, type Interpolation,
+} from './randaugment.js';
 
 // ---------------------------------------------------------------- random helpers
 
@@ -115,47 +118,42 @@ export interface ColorJitter {
   saturation?: number;
 }
 
+/** One step of a color jitter: which ImageEnhance and its factor. */
+export interface JitterStep { kind: 'brightness' | 'contrast' | 'saturation'; factor: number }
+
+const ENHANCE = { brightness: enhanceBrightness, contrast: enhanceContrast, saturation: enhanceColor } as const;
+
 /**
- * torchvision ColorJitter without hue, in place: factors drawn uniformly in [max(0, 1 - x), 1 + x],
- * applied in a random order. Brightness blends with black, contrast with the mean gray level,
- * saturation with each pixel's gray level; results are clamped to [0, 255].
+ * torchvision ColorJitter's draws (hue aside): a random order of the three adjustments, then a
+ * factor for each that is on, uniform in [max(0, 1 - x), 1 + x].
  */
-export function colorJitter(image: RGBImage, rng: Random, jitter: ColorJitter): RGBImage {
-  const data = image.data;
-  const b = jitter.brightness ?? 0;
-  const c = jitter.contrast ?? 0;
-  const s = jitter.saturation ?? 0;
-  const order = [0, 1, 2];
+export function drawColorJitter(rng: Random, jitter: ColorJitter): JitterStep[] {
+  const order: JitterStep['kind'][] = ['brightness', 'contrast', 'saturation'];
   for (let i = order.length - 1; i > 0; i--) {
     const j = randInt(rng, 0, i);
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  const factor = (x: number) => rng.uniform(Math.max(0, 1 - x), 1 + x);
-  const fb = b > 0 ? factor(b) : 1;
-  const fc = c > 0 ? factor(c) : 1;
-  const fs = s > 0 ? factor(s) : 1;
-  const clamp = (x: number) => (x <= 0 ? 0 : x >= 255 ? 255 : Math.round(x));
-  const table = new Uint8Array(256);
-  /** Brightness and contrast map each value alone: one 256-entry table each. */
-  const applyTable = (f: number, toward: number) => {
-    for (let v = 0; v < 256; v++) table[v] = clamp(f * v + (1 - f) * toward);
-    for (let i = 0; i < data.length; i++) data[i] = table[data[i]!]!;
-  };
-  for (const op of order) {
-    if (op === 0 && b > 0) applyTable(fb, 0);
-    else if (op === 1 && c > 0) {
-      let sum = 0;
-      for (let i = 0; i < data.length; i += 3) sum += luma(data[i]!, data[i + 1]!, data[i + 2]!);
-      applyTable(fc, Math.floor(sum / (data.length / 3) + 0.5));
-    } else if (op === 2 && s > 0) {
-      for (let i = 0; i < data.length; i += 3) {
-        const gray = (1 - fs) * luma(data[i]!, data[i + 1]!, data[i + 2]!);
-        data[i] = clamp(fs * data[i]! + gray);
-        data[i + 1] = clamp(fs * data[i + 1]! + gray);
-        data[i + 2] = clamp(fs * data[i + 2]! + gray);
-      }
-    }
-  }
+  const factors = Object.fromEntries(Object.keys(ENHANCE).map((kind) => {
+    const x = jitter[kind as JitterStep['kind']] ?? 0;
+    return [kind, x > 0 ? rng.uniform(Math.max(0, 1 - x), 1 + x) : undefined];
+  }));
+  return order.filter((kind) => factors[kind] !== undefined).map((kind) => ({ kind, factor: factors[kind]! }));
+}
+
+/**
+ * The steps applied as torchvision applies them to a PIL image: ImageEnhance.Brightness (blend
+ * with black), Contrast (with the mean gray level) and Color (with each pixel's gray), each with
+ * Pillow's float32 blend. Returns a new image.
+ */
+export function applyColorJitter(image: RGBImage, steps: readonly JitterStep[]): RGBImage {
+  let out = image;
+  for (const { kind, factor } of steps) out = ENHANCE[kind](out, factor);
+  return out === image ? { ...image, data: image.data.slice() } : out;
+}
+
+/** torchvision ColorJitter without hue, in place: the draws, then the adjustments. */
+export function colorJitter(image: RGBImage, rng: Random, jitter: ColorJitter): RGBImage {
+  image.data.set(applyColorJitter(image, drawColorJitter(rng, jitter)).data);
   return image;
 }
 
@@ -301,18 +299,40 @@ export interface AugmentOptions {
   randomCrop?: { padding: number } | false;
   /** Probability of a horizontal flip (default 0.5 when augmenting). */
   hflip?: number;
+  /** torchvision's ColorJitter; timm applies it only without an auto-augment policy, so it excludes randAugment. */
   colorJitter?: ColorJitter | false;
+  /**
+   * timm's RandAugment policy string (the official recipe's 'rand-m9-mstd0.5-inc1'), applied after
+   * the crop and the flip; its geometric operations fill with the normalization mean.
+   */
+  randAugment?: string | false;
+  /**
+   * timm's training interpolation: the filter of the random resized crop and of RandAugment's
+   * geometric operations ('random': bilinear or bicubic, drawn each time). Default 'bilinear'
+   * (timm's create_transform); the official main.py trains with 'bicubic'.
+   */
+  interpolation?: Interpolation;
   randomErasing?: RandomErasing | false;
 }
 
-/** timm's ImageNet training defaults as the official SwiftFormer recipe uses them (RandAugment aside). */
+/**
+ * The official SwiftFormer ImageNet training augmentation (main.py's defaults on timm 0.5.4's
+ * transforms_imagenet_train): RandomResizedCrop (bicubic), flip, RandAugment
+ * 'rand-m9-mstd0.5-inc1' (bicubic, which is why there is no color jitter: timm applies it only
+ * without an auto-augment policy), ToTensor, Normalize, RandomErasing(0.25, 'pixel').
+ */
 export const DEFAULT_AUGMENT: Required<AugmentOptions> = {
   randomResizedCrop: { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] },
   randomCrop: false,
   hflip: 0.5,
-  colorJitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4 },
+  colorJitter: false,
+  randAugment: OFFICIAL_RAND_AUGMENT,
+  interpolation: 'bicubic',
   randomErasing: { probability: 0.25 },
 };
+
+/** timm's color jitter when no auto-augment policy is given (main.py's --color-jitter 0.4, as with --aa ''). */
+export const DEFAULT_COLOR_JITTER: ColorJitter = { brightness: 0.4, contrast: 0.4, saturation: 0.4 };
 
 /** Inputs up to this size (both sides) are "small images" for `augmentFor`. */
 export const SMALL_IMAGE_SIZE = 64;
@@ -323,7 +343,7 @@ export const SMALL_IMAGE_SIZE = 64;
  * down to 8% of the area, leave too little of a 32x32 image, and zoom crops down to 60% underfit
  * (measured on Fashion-MNIST: README "Numbers").
  */
-export function smallImageAugment(inputSize: [number, number]): Required<AugmentOptions> {
+export function smallImageAugment(inputSize: [number, number]): AugmentOptions {
   return {
     randomResizedCrop: false,
     randomCrop: { padding: Math.max(1, Math.round(Math.min(...inputSize) / 16)) },
@@ -333,9 +353,49 @@ export function smallImageAugment(inputSize: [number, number]): Required<Augment
   };
 }
 
-/** The augmentation `augment: true` means for an input size: small-image or timm's ImageNet defaults. */
-export function augmentFor(inputSize: [number, number]): Required<AugmentOptions> {
+/** The augmentation `augment: true` means for an input size: small-image or the official ImageNet recipe. */
+export function augmentFor(inputSize: [number, number]): AugmentOptions {
   return Math.max(...inputSize) <= SMALL_IMAGE_SIZE ? smallImageAugment(inputSize) : DEFAULT_AUGMENT;
+}
+
+/**
+ * A preset with its RandAugment policy replaced: a policy string (in place of color jitter; the
+ * interpolation bicubic, main.py's, unless the preset has one), or 'none', which for a preset
+ * with a policy means timm without an auto-augment policy: color jitter 0.4 (as main.py with
+ * --aa '', the official XS run's setting).
+ */
+export function withRandAugment(preset: AugmentOptions, policy: string): AugmentOptions {
+  if (policy === 'none') {
+    if (!preset.randAugment) return preset;
+    return { ...preset, colorJitter: { ...DEFAULT_COLOR_JITTER }, randAugment: false };
+  }
+  parseRandAugment(policy);
+  return { ...preset, colorJitter: false, randAugment: policy, interpolation: preset.interpolation ?? 'bicubic' };
+}
+
+const INTERPOLATIONS: readonly Interpolation[] = ['bilinear', 'bicubic', 'random'];
+
+/** Throws a BAD_ARGUMENT naming the first augmentation setting that cannot work. */
+export function checkAugment(augment: AugmentOptions): void {
+  const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', `augment: ${msg}`);
+  const unit = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+  if (augment.randomCrop && augment.randomResizedCrop) throw bad('randomCrop and randomResizedCrop are alternatives; set one of them to false');
+  const shift = augment.randomCrop ? augment.randomCrop.padding : 0;
+  if (!Number.isInteger(shift) || shift < 0) throw bad(`randomCrop padding must be a non-negative integer, got ${shift}`);
+  if (augment.hflip !== undefined && !unit(augment.hflip)) throw bad(`hflip is a probability in [0, 1], got ${augment.hflip}`);
+  if (augment.randomErasing && !unit(augment.randomErasing.probability)) throw bad(`randomErasing probability must be in [0, 1], got ${augment.randomErasing.probability}`);
+  if (augment.interpolation !== undefined && !INTERPOLATIONS.includes(augment.interpolation)) {
+    throw bad(`interpolation is one of ${INTERPOLATIONS.join(', ')}, got ${JSON.stringify(augment.interpolation)}`);
+  }
+  if (augment.colorJitter) {
+    for (const [k, v] of Object.entries(augment.colorJitter)) {
+      if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw bad(`colorJitter ${k} must be a finite number >= 0, got ${v}`);
+    }
+  }
+  if (augment.randAugment) {
+    if (augment.colorJitter) throw bad('colorJitter and randAugment are alternatives (timm applies color jitter only without an auto-augment policy); set one of them to false');
+    parseRandAugment(augment.randAugment);
+  }
 }
 
 export interface TransformOptions {
@@ -364,11 +424,10 @@ export interface SampleTransform {
 export function sampleTransform(options: TransformOptions): SampleTransform {
   const [h, w] = options.inputSize;
   const augment = options.augment;
-  if (augment?.randomCrop && augment.randomResizedCrop) {
-    throw new SwiftFormerError('BAD_ARGUMENT', 'augment: randomCrop and randomResizedCrop are alternatives; set one of them to false');
-  }
+  if (augment) checkAugment(augment);
   const shift = augment?.randomCrop ? augment.randomCrop.padding : 0;
-  if (!Number.isInteger(shift) || shift < 0) throw new SwiftFormerError('BAD_ARGUMENT', `augment: randomCrop padding must be a non-negative integer, got ${shift}`);
+  const interpolation = augment?.interpolation ?? 'bilinear';
+  const policy = augment?.randAugment ? randAugment(augment.randAugment, { mean: options.mean, interpolation }) : undefined;
   return {
     options,
     apply(input, rng, out, offset) {
@@ -376,15 +435,17 @@ export function sampleTransform(options: TransformOptions): SampleTransform {
       const crop = augment?.randomResizedCrop;
       if (crop) {
         const box = randomResizedCropBox(rng, image.width, image.height, crop.scale, crop.ratio);
-        image = resizeRGB8(cropImage(image, box.x, box.y, box.width, box.height), w, h, 'bilinear');
+        // timm's RandomResizedCropAndInterpolation: the box first, then the filter when it is random.
+        const filter = interpolation === 'random' ? (rng.next() < 0.5 ? 'bilinear' : 'bicubic') : interpolation;
+        image = resizeRGB8(cropImage(image, box.x, box.y, box.width, box.height), w, h, filter);
       } else {
         image = fitToInput(image, options.inputSize, options.cropPct ?? 1);
         if (shift > 0) image = randomShiftCrop(image, w, h, shift, rng);
       }
       if (augment) {
-        if (image === input) image = { ...image, data: image.data.slice() };
-        if (augment.hflip && rng.next() < augment.hflip) flipHorizontal(image);
-        if (augment.colorJitter) colorJitter(image, rng, augment.colorJitter);
+        if (augment.hflip && rng.next() < augment.hflip) image = flipHorizontal(image === input ? { ...image, data: image.data.slice() } : image);
+        if (augment.colorJitter) image = applyColorJitter(image, drawColorJitter(rng, augment.colorJitter));
+        if (policy) image = policy.apply(image, rng);
       }
       writeNormalizedCHW(image, out, offset, options.mean, options.std);
       if (augment?.randomErasing) randomErase(out, offset, 3, h, w, rng, augment.randomErasing);

@@ -12,7 +12,7 @@ export function trainingChart(history: readonly EpochMetrics[], options: { title
     { name: 'test loss', points: pick((m) => m.test_loss) },
   ].filter((s) => s.points.length > 0);
   const acc: Series[] = [
-    { name: 'train acc', points: pick((m) => m.train_acc * 100) },
+    { name: 'train acc', points: pick((m) => (m.train_acc === undefined ? undefined : m.train_acc * 100)) },
     { name: 'test acc', points: pick((m) => (m.test_acc === undefined ? undefined : m.test_acc * 100)) },
     { name: 'test acc (EMA)', points: pick((m) => (m.test_acc_ema === undefined ? undefined : m.test_acc_ema * 100)) },
   ].filter((s) => s.points.length > 0);

@@ -3,10 +3,12 @@
  * resume from its last completed epoch:
  *
  *   train-state-<epoch>.safetensors  everything resuming needs: `model.<key>` (weights and BN
- *                                    buffers), `exp_avg.<key>` / `exp_avg_sq.<key>` (AdamW
- *                                    moments), `ema.<key>` (EMA weights, when on)
- *   checkpoint.json                  the sidecar: epoch, step, where the state is, optimizer,
- *                                    schedule and RNG state, config, labels, preprocessing, history
+ *                                    buffers), the optimizer's state (`exp_avg.<key>` /
+ *                                    `exp_avg_sq.<key>` for AdamW, `momentum_buffer.<key>` for
+ *                                    SGD), `ema.<key>` (EMA weights, when on)
+ *   checkpoint.json                  the sidecar: epoch, step, where the state is, the TrainConfig
+ *                                    (config.ts), the schedule in steps, optimizer and RNG state,
+ *                                    the architecture, labels, history
  *   checkpoint.safetensors           the model weights alone (official keys), for inference
  *   checkpoint-ema.safetensors       the EMA weights, when on
  *   checkpoint.pth                   on request: the official training-checkpoint layout
@@ -20,13 +22,17 @@ import { join } from 'node:path';
 import type { Preprocessing } from '../preprocess/transforms.js';
 import { SwiftFormerError } from '../core/errors.js';
 import { writeFileAtomic } from '../node/files.js';
-import type { AdamW } from './optim.js';
+import type { TrainConfig } from './config.js';
+import { AdamW, timmNoDecay, type Optimizer, type OptimizerConfig } from './optim.js';
+import { cosineLr, type LrSchedule } from './schedule.js';
 import { writePth, type PthValue } from '../weights/pth.js';
 import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
 import { isBuffer, type StateDict, type Tensor } from '../core/tensor.js';
 
-export const CHECKPOINT_FORMAT = 'swiftformer-train/1';
+export const CHECKPOINT_FORMAT = 'swiftformer-train/2';
+/** The format before the TrainConfig (settings in a loose `hyper` record); still read. */
+const CHECKPOINT_FORMAT_V1 = 'swiftformer-train/1';
 export const SIDECAR = 'checkpoint.json';
 
 export type { Normalization, Preprocessing } from '../preprocess/transforms.js';
@@ -41,7 +47,7 @@ export interface DataSource {
 export interface EpochMetrics {
   epoch: number;
   train_loss: number;
-  train_acc: number;
+  train_acc?: number;
   test_loss?: number;
   test_acc?: number;
   test_acc_ema?: number;
@@ -54,6 +60,8 @@ export interface EpochMetrics {
   steps: number;
   /** Where the epoch's time went (ms): data preparation, train step, optimizer etc., evaluation. */
   phase_ms?: Record<string, number>;
+  /** A task's further numbers: the named parts of its loss (`train_loss_box_reg`), its test metrics (`test_miou`). */
+  [metric: `train_${string}` | `test_${string}`]: number | undefined;
 }
 
 export interface Sidecar {
@@ -63,16 +71,20 @@ export interface Sidecar {
   /** Optimizer steps taken. */
   step: number;
   stateFile: string;
-  optimizer: { name: 'adamw'; file: string; keys: string; step: number; lr: number; betas: [number, number]; eps: number; weightDecay: number; noDecay: string[] };
-  schedule: { kind: 'cosine'; lr: number; totalSteps: number; warmupSteps: number; warmupLr: number; minLr: number; stepsPerEpoch: number; nextStep: number };
+  /** The run's configuration; a resumed run starts from it (config.ts). */
+  train: TrainConfig;
+  /** The schedule in steps, as planned for `train.epochs` epochs. */
+  schedule: LrSchedule;
+  stepsPerEpoch: number;
+  /** Each time a resumed run changed its length and the schedule was planned again. */
+  replans?: { atEpoch: number; fromEpochs: number; toEpochs: number }[];
+  optimizer: { kind: OptimizerConfig['kind']; step: number; file: string; keys: string; noDecay: string[] };
   /** Every random draw is derived from (seed, stream, epoch, index): the seed and the next epoch are the whole RNG state. */
   rng: { seed: number; nextEpoch: number; scheme: string };
   ema?: { decay: number; file: string };
-  config: SwiftFormerConfig;
+  /** The model's architecture. */
+  model: SwiftFormerConfig;
   labels: string[];
-  preprocessing: Preprocessing;
-  /** Hyperparameters of the run; resuming checks them. */
-  hyper: Record<string, unknown>;
   /** Where the data came from (the CLI resumes from it). */
   data?: DataSource;
   history: EpochMetrics[];
@@ -110,9 +122,9 @@ function stateFileName(epoch: number): string {
 }
 
 export interface CheckpointParts {
-  sidecar: Omit<Sidecar, 'format' | 'stateFile' | 'optimizer' | 'ema'> & { optimizer: Omit<Sidecar['optimizer'], 'file' | 'keys'>; ema?: { decay: number } };
+  sidecar: Omit<Sidecar, 'format' | 'stateFile' | 'optimizer' | 'ema'> & { ema?: { decay: number } };
   state: StateDict;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   ema?: StateDict;
   /** Also write checkpoint.pth in the official layout. */
   pth?: boolean;
@@ -130,11 +142,12 @@ export async function writeCheckpoint(dir: string, parts: CheckpointParts): Prom
   await writeFileAtomic(join(dir, stateFile), writeSafetensors(everything, { format: CHECKPOINT_FORMAT, epoch: String(epoch) }));
 
   const { ema: emaInfo, ...rest } = parts.sidecar;
+  const slots = [...new Set([...optimizer.moments().keys()].map((k) => k.slice(0, k.indexOf('.'))))];
   const sidecar: Sidecar = {
     format: CHECKPOINT_FORMAT,
     ...rest,
     stateFile,
-    optimizer: { ...parts.sidecar.optimizer, file: stateFile, keys: 'exp_avg.<key>, exp_avg_sq.<key>' },
+    optimizer: { kind: optimizer.kind, step: optimizer.stepCount, file: stateFile, keys: slots.map((p) => `${p}.<key>`).join(', '), noDecay: [...optimizer.groups.noDecay] },
     ...(emaInfo && ema ? { ema: { decay: emaInfo.decay, file: stateFile } } : {}),
   };
   await writeFileAtomic(join(dir, SIDECAR), `${JSON.stringify(sidecar, null, 2)}\n`);
@@ -153,9 +166,9 @@ export async function writeCheckpoint(dir: string, parts: CheckpointParts): Prom
 /** Metadata stored in the weight files, so inference can rebuild the model and its preprocessing. */
 export function modelMetadata(sidecar: Sidecar): Record<string, string> {
   return {
-    'swiftformer.config': JSON.stringify(sidecar.config),
+    'swiftformer.config': JSON.stringify(sidecar.model),
     'swiftformer.labels': JSON.stringify(sidecar.labels),
-    'swiftformer.preprocessing': JSON.stringify(sidecar.preprocessing),
+    'swiftformer.preprocessing': JSON.stringify(sidecar.train.preprocessing),
     epoch: String(sidecar.epoch),
   };
 }
@@ -167,22 +180,37 @@ export interface LoadedCheckpoint {
   ema?: StateDict;
 }
 
-/** Reads the sidecar and the state file it names; undefined when `dir` has no checkpoint. */
-export async function readCheckpoint(dir: string): Promise<LoadedCheckpoint | undefined> {
+/** Reads a run directory's sidecar (either format); undefined when `dir` has none. */
+export async function readSidecar(dir: string): Promise<Sidecar | undefined> {
+  const where = join(dir, SIDECAR);
   let text: string;
   try {
-    text = await readFile(join(dir, SIDECAR), 'utf8');
+    text = await readFile(where, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new SwiftFormerError('IO', `cannot read ${join(dir, SIDECAR)}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new SwiftFormerError('IO', `cannot read ${where}: ${(err as Error).message}`);
   }
-  let sidecar: Sidecar;
+  let parsed: unknown;
   try {
-    sidecar = JSON.parse(text) as Sidecar;
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw new SwiftFormerError('BAD_CHECKPOINT', `${join(dir, SIDECAR)} is not valid JSON: ${(err as Error).message}`);
+    throw new SwiftFormerError('BAD_CHECKPOINT', `${where} is not valid JSON: ${(err as Error).message}`);
   }
-  if (sidecar.format !== CHECKPOINT_FORMAT) throw new SwiftFormerError('BAD_CHECKPOINT', `${join(dir, SIDECAR)} is not a ${CHECKPOINT_FORMAT} checkpoint`);
+  const format = (parsed as { format?: unknown } | null)?.format;
+  if (format !== CHECKPOINT_FORMAT && format !== CHECKPOINT_FORMAT_V1) throw new SwiftFormerError('BAD_CHECKPOINT', `${where} is not a ${CHECKPOINT_FORMAT} checkpoint`);
+  const sidecar = format === CHECKPOINT_FORMAT_V1 ? fromV1(parsed as SidecarV1) : (parsed as Sidecar);
+  const bad = (what: string) => new SwiftFormerError('BAD_CHECKPOINT', `${where}: ${what}`);
+  if (!(Number.isInteger(sidecar.epoch) && sidecar.epoch >= 1)) throw bad(`epoch ${JSON.stringify(sidecar.epoch)} is not a completed epoch`);
+  if (typeof sidecar.stateFile !== 'string' || !/^train-state-\d+\.safetensors$/.test(sidecar.stateFile)) throw bad(`the state file ${JSON.stringify(sidecar.stateFile)} is not a train-state-<epoch>.safetensors beside it`);
+  if (typeof sidecar.train !== 'object' || sidecar.train === null || !Array.isArray(sidecar.history)) throw bad('it has no training configuration or history');
+  return sidecar;
+}
+
+/** Reads the sidecar and the state file it names; undefined when `dir` has no checkpoint. */
+export async function readCheckpoint(dir: string): Promise<LoadedCheckpoint | undefined> {
+  const sidecar = await readSidecar(dir);
+  if (!sidecar) return undefined;
   const path = join(dir, sidecar.stateFile);
   let bytes: Uint8Array;
   try {
@@ -207,20 +235,73 @@ export async function readCheckpoint(dir: string): Promise<LoadedCheckpoint | un
   return { sidecar, state, moments, ...(ema.size > 0 ? { ema } : {}) };
 }
 
+/** A swiftformer-train/1 sidecar: the same run, its settings in `hyper` as the trainer named them then. */
+interface SidecarV1 {
+  epoch: number;
+  step: number;
+  stateFile: string;
+  optimizer: { step: number; betas: [number, number]; eps: number; noDecay: string[]; file: string; keys: string };
+  schedule: { lr: number; totalSteps: number; warmupSteps: number; warmupLr: number; minLr: number; stepsPerEpoch: number };
+  rng: Sidecar['rng'];
+  ema?: Sidecar['ema'];
+  config: SwiftFormerConfig;
+  labels: string[];
+  preprocessing: Preprocessing;
+  hyper: {
+    epochs: number; batchSize: number; lr: number; weightDecay: number; warmupEpochs: number; warmupLr: number; minLr: number;
+    labelSmoothing: number; clip: TrainConfig['clip']; ema: number | null; mixup: NonNullable<TrainConfig['classification']>['mixup'];
+    augment: NonNullable<TrainConfig['classification']>['augment']; seed: number; preprocessing: Preprocessing;
+    distill: NonNullable<TrainConfig['classification']>['distill']; trainImages: number; numClasses: number;
+  };
+  data?: DataSource;
+  history: EpochMetrics[];
+}
+
+function fromV1(v1: SidecarV1): Sidecar {
+  const h = v1.hyper;
+  const { lr, totalSteps, warmupSteps, warmupLr, minLr, stepsPerEpoch } = v1.schedule;
+  return {
+    format: CHECKPOINT_FORMAT, epoch: v1.epoch, step: v1.step, stateFile: v1.stateFile,
+    train: {
+      task: 'classification', epochs: h.epochs, batchSize: h.batchSize, seed: h.seed, lr: h.lr,
+      optimizer: { kind: 'adamw', weightDecay: h.weightDecay, betas: v1.optimizer.betas, eps: v1.optimizer.eps },
+      schedule: { kind: 'cosine', warmupEpochs: h.warmupEpochs, warmupLr: h.warmupLr, minLr: h.minLr },
+      clip: h.clip, ema: h.ema === null ? null : { decay: h.ema }, preprocessing: h.preprocessing,
+      dataset: { trainImages: h.trainImages, numClasses: h.numClasses },
+      classification: { labelSmoothing: h.labelSmoothing, mixup: h.mixup, augment: h.augment, distill: h.distill },
+    },
+    schedule: { kind: 'cosine', lr, totalSteps, warmupSteps, warmupLr, minLr },
+    stepsPerEpoch,
+    optimizer: { kind: 'adamw', step: v1.optimizer.step, file: v1.optimizer.file, keys: v1.optimizer.keys, noDecay: v1.optimizer.noDecay },
+    rng: v1.rng, ...(v1.ema ? { ema: v1.ema } : {}), model: v1.config, labels: v1.labels,
+    ...(v1.data ? { data: v1.data } : {}), history: v1.history,
+  };
+}
+
 // ---------------------------------------------------------------- official .pth
 
-/** timm's `param_groups_weight_decay` membership, which the official main.py's optimizer has. */
-function timmNoDecay(key: string, shape: readonly number[]): boolean {
-  return shape.length <= 1 || key.endsWith('.bias');
+/** Why a run cannot be written as the official main.py's checkpoint, if it cannot. */
+export function officialPthUnsupported(train: Pick<TrainConfig, 'task' | 'optimizer' | 'schedule'>): string | undefined {
+  if (train.task !== 'classification') return `checkpoint.pth is the official classification checkpoint; this run is ${train.task}`;
+  if (train.optimizer.kind !== 'adamw') return `checkpoint.pth holds an AdamW state as the official main.py trains; this run uses ${train.optimizer.kind}`;
+  if (train.schedule.kind !== 'cosine') return `checkpoint.pth holds timm's cosine scheduler as the official main.py trains; this run's schedule is ${train.schedule.kind}`;
+  return undefined;
 }
 
 /**
  * The dict the official main.py saves and resumes from: `model`, `optimizer` (torch AdamW
- * state_dict with timm's two groups, so `optimizer.load_state_dict` accepts it), `lr_scheduler`
- * (timm CosineLRScheduler fields, per epoch as the official code schedules), `epoch` (the last
- * completed, 0-based: the official code resumes at epoch + 1), `model_ema`, `scaler`.
+ * state_dict with the official two param groups, optim.ts timmNoDecay, so that
+ * `optimizer.load_state_dict` accepts it), `lr_scheduler` (timm CosineLRScheduler fields, per
+ * epoch as the official code schedules), `epoch` (the last completed, 0-based: the official code
+ * resumes at epoch + 1), `model_ema`, `scaler`. Each group's `lr` is what the official loop holds
+ * after `lr_scheduler.step(epoch)`: timm's per-epoch cosine at the last completed epoch, the rate
+ * its next epoch trains at.
  */
-export function officialPth(sidecar: Sidecar, state: StateDict, optimizer: AdamW, ema?: StateDict): Uint8Array {
+export function officialPth(sidecar: Sidecar, state: StateDict, optimizer: Optimizer, ema?: StateDict): Uint8Array {
+  const unsupported = officialPthUnsupported(sidecar.train);
+  if (unsupported || !(optimizer instanceof AdamW) || sidecar.schedule.kind !== 'cosine') {
+    throw new SwiftFormerError('UNSUPPORTED', unsupported ?? 'checkpoint.pth needs an AdamW optimizer and a cosine schedule');
+  }
   const params = moduleOrder(optimizer.keys);
   const shapeOf = (k: string) => state.get(k)!.shape;
   const noDecay = params.filter((k) => timmNoDecay(k, shapeOf(k)));
@@ -235,20 +316,25 @@ export function officialPth(sidecar: Sidecar, state: StateDict, optimizer: AdamW
       exp_avg_sq: moments.get(`exp_avg_sq.${key}`)!,
     });
   }
-  const lr = sidecar.optimizer.lr;
+  const schedule = sidecar.schedule;
+  const epochs = schedule.totalSteps / sidecar.stepsPerEpoch;
+  const perEpoch = {
+    lr: schedule.lr, totalSteps: epochs, warmupSteps: schedule.warmupSteps / sidecar.stepsPerEpoch,
+    warmupLr: schedule.warmupLr, minLr: schedule.minLr,
+  };
+  const lr = cosineLr(sidecar.epoch - 1, perEpoch);
   const group = (keys: string[], weightDecay: number): PthValue => ({
     lr, betas: [...optimizer.betas], eps: optimizer.eps, weight_decay: weightDecay, amsgrad: false, foreach: null,
     maximize: false, capturable: false, differentiable: false, fused: null, params: keys.map((k) => index.get(k)!),
-    initial_lr: sidecar.schedule.lr,
+    initial_lr: schedule.lr,
   });
-  const epochs = sidecar.schedule.totalSteps / sidecar.schedule.stepsPerEpoch;
   const root: Record<string, PthValue> = {
     model: inModuleOrder(state),
     optimizer: { state: optState, param_groups: [group(noDecay, 0), group(decay, optimizer.weightDecay)] },
     lr_scheduler: {
-      sched_epoch: sidecar.epoch - 1, t_initial: epochs, lr_min: sidecar.schedule.minLr,
-      warmup_t: sidecar.schedule.warmupSteps / sidecar.schedule.stepsPerEpoch, warmup_lr_init: sidecar.schedule.warmupLr,
-      base_values: [sidecar.schedule.lr], param_group_field: 'lr',
+      sched_epoch: sidecar.epoch - 1, t_initial: epochs, lr_min: schedule.minLr,
+      warmup_t: perEpoch.warmupSteps, warmup_lr_init: schedule.warmupLr,
+      base_values: [schedule.lr], param_group_field: 'lr',
     },
     epoch: sidecar.epoch - 1,
     scaler: { scale: 65536.0, growth_factor: 2.0, backoff_factor: 0.5, growth_interval: 2000, _growth_tracker: 0 },

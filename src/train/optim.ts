@@ -1,24 +1,47 @@
 /**
- * Optimization in plain Float32Array loops: AdamW (PyTorch's arithmetic), timm's weight-decay
- * groups, gradient clipping by global norm and adaptive (unit-wise) clipping, an exponential
+ * Optimization in plain Float32Array loops: AdamW and SGD (PyTorch's arithmetic) behind one
+ * `Optimizer` interface, the weight-decay groups, gradient clipping by global norm and adaptive (unit-wise) clipping, an exponential
  * moving average of the weights, and the training targets (label smoothing, distillation).
  *
  * Nothing here allocates per element: a step over SwiftFormer-XS's 3.5 M parameters is a few
  * passes over the arrays and takes milliseconds.
  */
 import { SwiftFormerError } from '../core/errors.js';
+import { DEFAULTS } from './config.js';
 import { Float32Arena } from './simd.js';
 import { isBuffer, type FloatTensor, type StateDict, type Tensor } from '../core/tensor.js';
 
 // ---------------------------------------------------------------- weight-decay groups
 
 /**
- * timm's `param_groups_weight_decay` rule: no decay for tensors with at most one axis and for
- * biases; here also for layer scales (stored (C,1,1) by the official code, so the ndim rule alone
- * would decay them) and BatchNorm weights. Everything else decays, `attn.w_g` (D,1) included.
+ * The official groups: timm 0.5.4's `add_weight_decay`, which the official main.py's
+ * `create_optimizer(args, model)` applies (SwiftFormer defines no `no_weight_decay` list):
+ * no decay for 1-d tensors (norm weights and biases, every bias) and names ending in `.bias`
+ * (0-d tensors, of which SwiftFormer has none, count with the 1-d ones as in later timm);
+ * everything else decays, the layer scales (stored (C,1,1)) and `attn.w_g` (D,1) included.
+ * The official `.pth` (and ours, checkpoint.ts officialPth) holds exactly these two groups:
+ * [0] weight_decay 0, [1] weight_decay = --weight-decay, each in named_parameters order.
+ */
+export function timmNoDecay(key: string, shape: readonly number[]): boolean {
+  return shape.length <= 1 || key.endsWith('.bias');
+}
+
+/** A layer scale of the official model: `layer_scale` (conv encoders), `layer_scale_1` / `_2` (attention blocks). */
+export function isLayerScale(key: string): boolean {
+  return /(^|\.)layer_scale(_\d+)?$/.test(key);
+}
+
+/**
+ * The groups this library trains with: the official ones, and the layer scales exempt as well
+ * (the training recipe's choice: their (C,1,1) shape is a storage detail, they are per-channel
+ * gains like the norm weights). This is the one place that difference is decided. Because
+ * PyTorch's `Optimizer.load_state_dict` keeps the group membership of the optimizer the official
+ * main.py builds and refuses groups of other sizes, our `.pth` lists the layer scales in the decay
+ * group; the official code resuming from it therefore decays them from then on (with the saved
+ * weight_decay, lr and betas of each group and the moments mapped to parameters by position).
  */
 export function noWeightDecay(key: string, shape: readonly number[]): boolean {
-  return shape.length <= 1 || key.endsWith('.bias') || /(^|\.)layer_scale(_\d+)?$/.test(key);
+  return timmNoDecay(key, shape) || isLayerScale(key);
 }
 
 export interface ParamGroups {
@@ -36,6 +59,33 @@ export function weightDecayGroups(state: StateDict, keys: Iterable<string>, extr
     (exempt.has(key) || noWeightDecay(key, t.shape) ? groups.noDecay : groups.decay).push(key);
   }
   return groups;
+}
+
+// ---------------------------------------------------------------- optimizers
+
+/** An optimizer as a TrainConfig states it (the peak lr belongs to the schedule). */
+export type OptimizerConfig =
+  | { kind: 'adamw'; weightDecay: number; betas: [number, number]; eps: number }
+  | { kind: 'sgd'; weightDecay: number; momentum: number; nesterov: boolean };
+
+/** What the training loop needs of an optimizer: a step at a given lr, and its state to checkpoint. */
+export interface Optimizer {
+  readonly kind: OptimizerConfig['kind'];
+  readonly keys: readonly string[];
+  readonly groups: ParamGroups;
+  /** Steps taken. */
+  readonly stepCount: number;
+  step(grads: ReadonlyMap<string, FloatTensor>, lr: number): void;
+  /** Per-parameter state as tensors under `<slot>.<key>` (views, not copies). */
+  moments(): StateDict;
+  /** Restores what `moments()` gave and the step count. */
+  loadMoments(moments: StateDict, stepCount: number): void;
+}
+
+/** The optimizer a config names, over `keys` of `state`, with this library's weight-decay groups. */
+export function createOptimizer(config: OptimizerConfig, state: StateDict, keys: Iterable<string>): Optimizer {
+  if (config.kind === 'adamw') return new AdamW(state, keys, { weightDecay: config.weightDecay, betas: config.betas, eps: config.eps });
+  return new Sgd(state, keys, { weightDecay: config.weightDecay, momentum: config.momentum, nesterov: config.nesterov });
 }
 
 // ---------------------------------------------------------------- AdamW
@@ -65,7 +115,8 @@ export interface AdamWOptions {
  * the state dict, not to the old arrays). Without SIMD, or with `simd: false`, a JavaScript loop
  * updates the arrays in place (in double precision, rounded to float32 on store).
  */
-export class AdamW {
+export class AdamW implements Optimizer {
+  readonly kind = 'adamw';
   readonly keys: string[];
   readonly groups: ParamGroups;
   readonly betas: [number, number];
@@ -150,27 +201,112 @@ export class AdamW {
 
   /** Moments as tensors under `exp_avg.<key>` / `exp_avg_sq.<key>` (views, not copies). */
   moments(): StateDict {
-    const out: StateDict = new Map();
-    for (const key of this.keys) {
-      const shape = param(this.state, key).shape;
-      out.set(`exp_avg.${key}`, { dtype: 'float32', shape, data: this.expAvg.get(key)! });
-      out.set(`exp_avg_sq.${key}`, { dtype: 'float32', shape, data: this.expAvgSq.get(key)! });
-    }
-    return out;
+    return slotTensors(this.state, this.keys, [['exp_avg', this.expAvg], ['exp_avg_sq', this.expAvgSq]]);
   }
 
   /** Restores moments saved by `moments()` and the step count. */
   loadMoments(moments: StateDict, stepCount: number): void {
+    loadSlots(moments, this.keys, [['exp_avg', this.expAvg], ['exp_avg_sq', this.expAvgSq]]);
+    this.stepCount = stepCount;
+  }
+}
+
+/** Per-parameter state of `keys` as `<slot>.<key>` tensors (views). */
+function slotTensors(state: StateDict, keys: readonly string[], slots: readonly (readonly [string, Map<string, Float32Array>])[]): StateDict {
+  const out: StateDict = new Map();
+  for (const key of keys) {
+    const shape = param(state, key).shape;
+    for (const [slot, arrays] of slots) out.set(`${slot}.${key}`, { dtype: 'float32', shape, data: arrays.get(key)! });
+  }
+  return out;
+}
+
+/** Copies saved `<slot>.<key>` tensors into the optimizer's arrays; a missing or misfit one is BAD_CHECKPOINT. */
+function loadSlots(saved: StateDict, keys: readonly string[], slots: readonly (readonly [string, Map<string, Float32Array>])[]): void {
+  for (const key of keys) {
+    for (const [slot, target] of slots) {
+      const t = saved.get(`${slot}.${key}`);
+      const into = target.get(key)!;
+      if (!t || t.dtype !== 'float32' || t.data.length !== into.length) {
+        throw new SwiftFormerError('BAD_CHECKPOINT', `optimizer state has no ${slot} of ${into.length} values for ${key}`);
+      }
+      into.set(t.data);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- SGD
+
+export interface SgdOptions {
+  /** Momentum (default 0.9, the detection recipes'; 0: plain SGD). */
+  momentum?: number;
+  nesterov?: boolean;
+  /** Weight decay of the decay group, added to the gradient (PyTorch's coupled form). Default 0. */
+  weightDecay?: number;
+  /** Keys exempt from weight decay beyond the default rule. */
+  noDecay?: Iterable<string>;
+}
+
+/**
+ * torch.optim.SGD (dampening 0), per parameter p with gradient g at step t (1-based):
+ *   d = g + wd p;  buf = d at t = 1, else momentum buf + d;  d = nesterov ? d + momentum buf : buf
+ *   p -= lr d
+ * in a JavaScript loop (double precision, rounded to float32 on store).
+ */
+export class Sgd implements Optimizer {
+  readonly kind = 'sgd';
+  readonly keys: string[];
+  readonly groups: ParamGroups;
+  readonly momentum: number;
+  readonly nesterov: boolean;
+  readonly weightDecay: number;
+  stepCount = 0;
+  readonly momentumBuffer = new Map<string, Float32Array>();
+  private readonly decays: Map<string, boolean>;
+
+  constructor(readonly state: StateDict, keys: Iterable<string>, options: SgdOptions = {}) {
+    this.keys = [...keys];
+    this.momentum = options.momentum ?? 0.9;
+    this.nesterov = options.nesterov ?? false;
+    this.weightDecay = options.weightDecay ?? 0;
+    if (!(this.momentum >= 0 && this.momentum < 1)) throw new SwiftFormerError('BAD_ARGUMENT', `SGD momentum must be in [0, 1), got ${this.momentum}`);
+    if (!(this.weightDecay >= 0)) throw new SwiftFormerError('BAD_ARGUMENT', `SGD weight decay must be >= 0, got ${this.weightDecay}`);
+    if (this.nesterov && this.momentum === 0) throw new SwiftFormerError('BAD_ARGUMENT', 'Nesterov momentum needs a momentum > 0');
+    this.groups = weightDecayGroups(state, this.keys, options.noDecay);
+    const noDecay = new Set(this.groups.noDecay);
+    this.decays = new Map(this.keys.map((k) => [k, !noDecay.has(k)]));
+    if (this.momentum > 0) for (const key of this.keys) this.momentumBuffer.set(key, new Float32Array(param(state, key).data.length));
+  }
+
+  step(grads: ReadonlyMap<string, FloatTensor>, lr: number): void {
+    if (!Number.isFinite(lr) || lr < 0) throw new SwiftFormerError('BAD_ARGUMENT', `learning rate must be a finite number >= 0, got ${lr}`);
+    this.stepCount += 1;
+    const { momentum, nesterov } = this;
+    const first = this.stepCount === 1;
     for (const key of this.keys) {
-      for (const [prefix, target] of [['exp_avg', this.expAvg], ['exp_avg_sq', this.expAvgSq]] as const) {
-        const t = moments.get(`${prefix}.${key}`);
-        const into = target.get(key)!;
-        if (!t || t.dtype !== 'float32' || t.data.length !== into.length) {
-          throw new SwiftFormerError('BAD_CHECKPOINT', `optimizer state has no ${prefix} of ${into.length} values for ${key}`);
+      const p = param(this.state, key).data;
+      const g = grads.get(key)?.data;
+      if (!g || g.length !== p.length) throw new SwiftFormerError('KEY_MISMATCH', `SGD: no gradient of ${p.length} values for ${key}`);
+      const wd = this.decays.get(key) ? this.weightDecay : 0;
+      const buf = this.momentumBuffer.get(key);
+      for (let i = 0; i < p.length; i++) {
+        let d = g[i]! + wd * p[i]!;
+        if (buf) {
+          const b = (buf[i] = first ? d : momentum * buf[i]! + d);
+          d = nesterov ? d + momentum * b : b;
         }
-        into.set(t.data);
+        p[i] = p[i]! - lr * d;
       }
     }
+  }
+
+  /** The momentum buffers under `momentum_buffer.<key>` (none without momentum). */
+  moments(): StateDict {
+    return slotTensors(this.state, this.momentum > 0 ? this.keys : [], [['momentum_buffer', this.momentumBuffer]]);
+  }
+
+  loadMoments(moments: StateDict, stepCount: number): void {
+    loadSlots(moments, this.momentum > 0 ? this.keys : [], [['momentum_buffer', this.momentumBuffer]]);
     this.stepCount = stepCount;
   }
 }
@@ -255,7 +391,7 @@ export function adaptiveClipGrad(
 export class ModelEma {
   readonly state: StateDict;
 
-  constructor(model: StateDict, readonly decay = 0.9996, readonly warmup = true, public updates = 0) {
+  constructor(model: StateDict, readonly decay = DEFAULTS.emaDecay, readonly warmup = true, public updates = 0) {
     if (!(decay >= 0 && decay <= 1)) throw new SwiftFormerError('BAD_ARGUMENT', `EMA decay must be in [0, 1], got ${decay}`);
     this.state = cloneState(model);
   }

@@ -4,6 +4,7 @@
  * statistics. ONNX Runtime runs it; the optimizer and running statistics live in JS.
  */
 import { SwiftFormerError } from '../core/errors.js';
+import { DEFAULTS } from './config.js';
 import { backward } from '../graph/grad.js';
 import { GraphBuilder, toOnnx, type BatchStat, type Graph } from '../graph/graph.js';
 import type { Layout } from '../graph/layout.js';
@@ -49,13 +50,23 @@ export function buildStepGraph(cfg: SwiftFormerConfig, options: StepGraphOptions
   const k = cfg.numClasses;
   let loss = crossEntropy(b, 'logits', b.input('targets', [options.batch, k]));
   if (options.distill && cfg.distillation) {
-    const weight = options.distillWeight ?? 0.5;
+    const weight = options.distillWeight ?? DEFAULTS.distillWeight;
     const distLoss = crossEntropy(b, 'dist_logits', b.input('dist_targets', [options.batch, k]));
     loss = b.binary('Add', b.binary('Mul', loss, b.constant([1 - weight])), b.binary('Mul', distLoss, b.constant([weight])));
   }
+  if (!options.distill) graph.outputs = graph.outputs.filter((o) => o.name !== 'dist_logits');
+  return finishStepGraph(b, loss);
+}
+
+/**
+ * Completes a train-mode forward graph into a step: `loss` (the value given) as an output, every
+ * BatchNorm's batch statistics as outputs `<key>:mean` / `<key>:var`, and the gradient of the loss
+ * with respect to every trainable parameter.
+ */
+export function finishStepGraph(b: GraphBuilder, loss: string): StepGraph {
+  const { graph } = b;
   b.node('Identity', [loss], [], {}, 'loss');
   b.output('loss');
-  if (!options.distill) graph.outputs = graph.outputs.filter((o) => o.name !== 'dist_logits');
   for (const stat of graph.batchStats) {
     b.output(b.node('Identity', [stat.mean], b.shape(stat.mean), {}, `${stat.key}:mean`));
     b.output(b.node('Identity', [stat.variance], b.shape(stat.variance), {}, `${stat.key}:var`));
@@ -108,22 +119,28 @@ export class TrainStep {
   async run(state: StateDict, pixels: FloatTensor, targets: FloatTensor, distTargets?: FloatTensor): Promise<StepResult> {
     const feeds: Record<string, FloatTensor> = { pixel_values: pixels, targets };
     if (distTargets) feeds.dist_targets = distTargets;
-    for (const name of this.session.inputNames) {
-      if (feeds[name]) continue;
-      const t = state.get(name);
-      if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `training step needs parameter ${name}`);
-      feeds[name] = t;
-    }
-    const out = await this.session.run(feeds);
-    const grads = new Map<string, FloatTensor>();
-    for (const p of this.step.params) grads.set(p, out[`grad:${p}`]!);
-    const stats = new Map(this.step.batchStats.map((s) => [s.key, { mean: out[`${s.key}:mean`]!.data, variance: out[`${s.key}:var`]!.data, count: s.count }]));
-    return { loss: out.loss!.data[0]!, logits: out.logits!, grads, stats };
+    return runStep(this.session, this.step, state, feeds, 'logits');
   }
 
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/** Runs a step session: `feeds` plus every parameter from `state`; `logits` names the logits output. */
+export async function runStep(session: Session, step: StepGraph, state: StateDict, feeds: Record<string, FloatTensor>, logits: string): Promise<StepResult> {
+  const all = { ...feeds };
+  for (const name of session.inputNames) {
+    if (all[name]) continue;
+    const t = state.get(name);
+    if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `training step needs parameter ${name}`);
+    all[name] = t;
+  }
+  const out = await session.run(all);
+  const grads = new Map<string, FloatTensor>();
+  for (const p of step.params) grads.set(p, out[`grad:${p}`]!);
+  const stats = new Map(step.batchStats.map((s) => [s.key, { mean: out[`${s.key}:mean`]!.data, variance: out[`${s.key}:var`]!.data, count: s.count }]));
+  return { loss: out.loss!.data[0]!, logits: out[logits]!, grads, stats };
 }
 
 /**

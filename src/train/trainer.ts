@@ -1,34 +1,34 @@
 /**
- * The training loop around the compiled train step (train/step.ts):
+ * Classification training: the TaskRun (run.ts) around the compiled train step (train/step.ts),
  *
- *   loader -> TrainStep.run -> updateRunningStats -> clipping -> AdamW (cosine schedule) -> EMA
+ *   loader -> [teacher] -> TrainStep.run -> (run.ts: NaN/inf stop, BatchNorm running stats,
+ *   clipping, optimizer at the scheduled lr, EMA)
  *
- * then, each epoch, top-1 accuracy on the test set with the eval graph (BatchNorm folded, so a
- * fresh session per evaluation), metrics (metrics.jsonl, chart.svg) and a checkpoint that
- * `resume` continues from exactly: same weights, moments, schedule position and data order.
+ * then, each epoch, top-1 accuracy and cross-entropy on the test set with the eval graph
+ * (BatchNorm folded, so a fresh session per evaluation). run.ts plans, restores, runs and saves
+ * the epochs; `train` puts the two together.
  */
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { augmentFor, sampleTransform, type AugmentOptions, type MixupOptions, type SampleTransform } from './augment.js';
-import { trainingChart } from './chart.js';
-import { readCheckpoint, writeCheckpoint, type DataSource, type EpochMetrics, type Normalization, type Preprocessing } from './checkpoint.js';
+import type { EpochMetrics, Normalization, Preprocessing, DataSource } from './checkpoint.js';
+import { DEFAULTS, type ClipConfig, type RequestedConfig, type TrainConfig } from './config.js';
 import { IdxDataset, type ImageDataset } from '../data/dataset.js';
-import { Loader } from '../train/loader.js';
+import { Loader } from './loader.js';
 import { SwiftFormerError } from '../core/errors.js';
-import { writeFileAtomic } from '../node/files.js';
 import { SwiftFormerModel } from '../models/model.js';
-import {
-  AdamW, ModelEma, adaptiveClipGrad, cloneState, clipGradNorm, globalGradNorm,
-} from './optim.js';
+import { cloneState } from './optim.js';
+import { planRun, runEpochs, type TaskRun, type StepOutput, type TrainProgress } from './run.js';
 import { argmaxRow, hardDistillTargets, softDistillTargets } from './targets.js';
 import { getBackend, type SessionOptions } from '../runtime/runtime.js';
-import { CosineSchedule } from './schedule.js';
+import { lrAt } from './schedule.js';
 import { TrainStep, updateRunningStats } from './step.js';
 import { initialWeights, inputHW, variantConfig, type SwiftFormerConfig } from '../models/swiftformer.js';
 import type { FloatTensor, StateDict } from '../core/tensor.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../preprocess/transforms.js';
 import type { FitReport } from '../models/fit.js';
+
+export type { TrainProgress } from './run.js';
 
 // ---------------------------------------------------------------- teachers
 
@@ -43,23 +43,60 @@ export function modelTeacher(model: SwiftFormerModel): Teacher {
   return { logits: (pixels) => model.logits(pixels) };
 }
 
+/** A runtime's error message on one line (ONNX Runtime spreads its shape errors over several). */
+function oneLine(err: unknown): string {
+  const text = String((err as Error)?.message ?? err).replace(/\s+/g, ' ').trim();
+  return text.length > 300 ? `${text.slice(0, 300)}...` : text;
+}
+
 /**
  * An ONNX classifier as the teacher, run through the platform backend. `input` defaults to the
- * model's first input, `output` to `logits` when present, else the first output.
+ * model's first input, `output` to `logits` when present, else the first output. A file that is
+ * missing or is not a model ONNX Runtime loads is a one-line error naming it.
  */
 export async function onnxTeacher(
   model: string | Uint8Array, options: { input?: string; output?: string; session?: SessionOptions } = {},
 ): Promise<Teacher> {
-  const session = await getBackend().createSession(model, options.session);
+  const name = typeof model === 'string' ? `teacher ${model}` : 'the teacher';
+  if (typeof model === 'string' && !(await stat(model).then((s) => s.isFile(), () => false))) {
+    throw new SwiftFormerError('IO', `teacher ${model} does not exist or is not a file`);
+  }
+  let session;
+  try {
+    session = await getBackend().createSession(model, options.session);
+  } catch (err) {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `${name} is not an ONNX model ONNX Runtime can load (${oneLine(err)})`, { cause: err });
+  }
   const input = options.input ?? session.inputNames[0]!;
   const output = options.output ?? (session.outputNames.includes('logits') ? 'logits' : session.outputNames[0]!);
   for (const [what, name, names] of [['input', input, session.inputNames], ['output', output, session.outputNames]] as const) {
-    if (!names.includes(name)) throw new SwiftFormerError('BAD_ARGUMENT', `teacher has no ${what} '${name}' (it has ${names.join(', ')})`);
+    if (!names.includes(name)) {
+      await session.release();
+      throw new SwiftFormerError('BAD_ARGUMENT', `teacher has no ${what} '${name}' (it has ${names.join(', ')})`);
+    }
   }
   return {
     logits: async (pixels) => (await session.run({ [input]: pixels }))[output]!,
     release: () => session.release(),
   };
+}
+
+/**
+ * Runs the teacher once on a batch of the student's shape, so that a teacher made for another
+ * input size, batch or class count fails before training with one line instead of at step 1.
+ */
+export async function checkTeacher(teacher: Teacher, batch: number, inputSize: [number, number], numClasses: number): Promise<void> {
+  const [h, w] = inputSize;
+  const pixels: FloatTensor = { dtype: 'float32', shape: [batch, 3, h, w], data: new Float32Array(batch * 3 * h * w) };
+  let logits: FloatTensor;
+  try {
+    logits = await teacher.logits(pixels);
+  } catch (err) {
+    throw new SwiftFormerError('BAD_SHAPE', `the teacher does not take the student's input (${batch} x 3 x ${h} x ${w}): ${oneLine(err)}`, { cause: err });
+  }
+  if (logits.shape.length !== 2 || logits.shape[0] !== batch || logits.shape[1] !== numClasses) {
+    throw new SwiftFormerError('BAD_SHAPE', `the teacher gives logits of shape [${logits.shape}] for ${batch} images; distillation needs [${batch}, ${numClasses}] (${numClasses} classes)`);
+  }
 }
 
 export interface DistillOptions {
@@ -73,6 +110,11 @@ export interface DistillOptions {
 
 // ---------------------------------------------------------------- options
 
+/**
+ * A run as the library takes it. For a new run, what is not given takes its default
+ * (config.ts DEFAULTS); on `resume`, what is not given is the stored run's, what is given must
+ * agree with it, except `epochs`, which extends (or shortens) the run and plans its schedule again.
+ */
 export interface TrainOptions {
   /** Architecture: a variant id or a config (numClasses follows the data; distillation follows `distill`). Default 'xs'. */
   model?: string | SwiftFormerConfig;
@@ -80,28 +122,34 @@ export interface TrainOptions {
   weights?: string | Uint8Array | StateDict;
   train: ImageDataset;
   test?: ImageDataset;
-  epochs: number;
-  batchSize: number;
+  /** Default 9. */
+  epochs?: number;
+  /** Default 128. */
+  batchSize?: number;
   /** Peak learning rate (default 1e-3). */
   lr?: number;
-  /** AdamW decoupled weight decay (default 0.025, the official recipe's). */
+  /** Optimizer kind and its own settings (default AdamW, betas (0.9, 0.999), eps 1e-8; SGD: momentum 0.9). */
+  optimizer?: { kind: 'adamw'; betas?: [number, number]; eps?: number } | { kind: 'sgd'; momentum?: number; nesterov?: boolean };
+  /** Weight decay (AdamW: decoupled, default 0.025, the official recipe's; SGD: coupled, default 1e-4). */
   weightDecay?: number;
+  /** Schedule kind (default cosine, timm's; poly and steps as mmcv's, milestones in epochs). */
+  schedule?: { kind: 'cosine' } | { kind: 'poly'; power?: number } | { kind: 'steps'; milestones: number[]; gamma?: number };
   warmupEpochs?: number;
   /** Learning rate at the start of the warm-up (default 1e-6). */
   warmupLr?: number;
-  /** Floor of the cosine (default 0). */
+  /** Floor of the schedule (default 0). */
   minLr?: number;
   /** Label smoothing (default 0.1). */
   labelSmoothing?: number;
-  /** Gradient clipping: 'norm' (global L2, value = max norm), 'agc' (value = clip factor, official 0.01), 'none' (default). */
+  /** Gradient clipping: 'norm' (global L2, value = max norm, default 1), 'agc' (value = clip factor, default 0.01), 'none' (default). */
   clip?: { mode: 'norm' | 'agc' | 'none'; value?: number };
   /** EMA of the weights, evaluated beside them (default off; decay 0.9996). */
   ema?: boolean | { decay?: number };
   mixup?: MixupOptions;
   /**
-   * true: `augmentFor(inputSize)`, i.e. timm's DEFAULT_AUGMENT (random resized crop, flip, color
-   * jitter, random erasing), or for inputs up to 64 px the small-image preset (shifts, flip, random
-   * erasing); or chosen parts.
+   * true: `augmentFor(inputSize)`, i.e. the official recipe's DEFAULT_AUGMENT (bicubic random
+   * resized crop, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing), or for inputs up to
+   * 64 px the small-image preset (shifts, flip, random erasing); or chosen parts.
    */
   augment?: boolean | AugmentOptions;
   distill?: DistillOptions;
@@ -120,7 +168,7 @@ export interface TrainOptions {
   out?: string;
   /** Continue from the checkpoint in `out`. */
   resume?: boolean;
-  /** Also write checkpoint.pth in the official layout each epoch. */
+  /** Also write checkpoint.pth in the official layout each epoch (AdamW with the cosine schedule). */
   savePth?: boolean;
   threads?: number;
   evalBatchSize?: number;
@@ -132,12 +180,6 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
-export type TrainProgress =
-  | { phase: 'start'; epochs: number; startEpoch: number; stepsPerEpoch: number; config: SwiftFormerConfig; params: number; fit?: FitReport }
-  | { phase: 'train'; epoch: number; epochs: number; step: number; steps: number; loss: number; acc: number; lr: number; imgPerSec: number }
-  | { phase: 'eval'; epoch: number; epochs: number; done: number; total: number; ema: boolean }
-  | { phase: 'epoch'; metrics: EpochMetrics; checkpoint?: string; checkpointMs?: number };
-
 export interface TrainResult {
   config: SwiftFormerConfig;
   state: StateDict;
@@ -145,11 +187,13 @@ export interface TrainResult {
   history: EpochMetrics[];
   labels: string[];
   preprocessing: Preprocessing;
+  /** The run's TrainConfig, as its checkpoint stores it. */
+  trainConfig: TrainConfig;
   /** How fine-tuning weights were matched (re-initialized keys are its missing and mismatched). */
   fit?: FitReport;
 }
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------------- preprocessing defaults
 
 /** Pixel mean and standard deviation of an IDX dataset, over all its images ([0, 1] scale). */
 export function idxStatistics(dataset: IdxDataset): { mean: number; std: number } {
@@ -166,14 +210,20 @@ export function idxStatistics(dataset: IdxDataset): { mean: number; std: number 
   return { mean, std: Math.sqrt(sq / data.length - mean * mean) };
 }
 
-function baseDataset(dataset: ImageDataset): ImageDataset {
-  return dataset.base ?? dataset;
+type PreprocessingOptions = Pick<TrainOptions, 'inputSize' | 'normalization' | 'pad' | 'evalCropPct'>;
+
+function idxBase(dataset: ImageDataset): IdxDataset | undefined {
+  const base = dataset.base ?? dataset;
+  return base instanceof IdxDataset ? base : undefined;
 }
 
-/** Preprocessing defaults for a dataset (see TrainOptions). */
-export function defaultPreprocessing(dataset: ImageDataset, options: Pick<TrainOptions, 'inputSize' | 'normalization' | 'pad' | 'evalCropPct'> = {}): Preprocessing {
-  const base = baseDataset(dataset);
-  const idx = base instanceof IdxDataset ? base : undefined;
+function sizeHW(size: number | [number, number]): [number, number] {
+  return Array.isArray(size) ? size : [size, size];
+}
+
+/** Padding and input size: IDX images zero-padded to a multiple of 32, else 224 and no padding. */
+function defaultGeometry(dataset: ImageDataset, options: PreprocessingOptions): { pad: number; inputSize: [number, number] } {
+  const idx = idxBase(dataset);
   let pad = options.pad ?? 0;
   let inputSize: [number, number] = [224, 224];
   if (idx && options.pad === undefined) {
@@ -181,7 +231,14 @@ export function defaultPreprocessing(dataset: ImageDataset, options: Pick<TrainO
     pad = Math.floor((Math.ceil(side / 32) * 32 - side) / 2);
   }
   if (idx) inputSize = [idx.height + 2 * pad, idx.width + 2 * pad];
-  if (options.inputSize !== undefined) inputSize = Array.isArray(options.inputSize) ? options.inputSize : [options.inputSize, options.inputSize];
+  if (options.inputSize !== undefined) inputSize = sizeHW(options.inputSize);
+  return { pad, inputSize };
+}
+
+/** Preprocessing defaults for a dataset (see TrainOptions). */
+export function defaultPreprocessing(dataset: ImageDataset, options: PreprocessingOptions = {}): Preprocessing {
+  const idx = idxBase(dataset);
+  const { pad, inputSize } = defaultGeometry(dataset, options);
   let normalization = options.normalization;
   if (!normalization && idx) {
     const { mean, std } = idxStatistics(idx);
@@ -193,16 +250,9 @@ export function defaultPreprocessing(dataset: ImageDataset, options: Pick<TrainO
   return { inputSize, normalization, pad, cropPct: options.evalCropPct ?? (idx ? 1 : 0.875), ...(idx ? { grayscale: true } : {}) };
 }
 
-function resolveAugment(augment: TrainOptions['augment'], inputSize: [number, number]): AugmentOptions | undefined {
-  if (!augment) return undefined;
-  return augment === true ? augmentFor(inputSize) : augment;
-}
+// ---------------------------------------------------------------- evaluation
 
-function finite(x: number): boolean {
-  return Number.isFinite(x);
-}
-
-/** Mean cross-entropy and correct count of logits (N,K) against labels. */
+/** Cross-entropy sum and correct count of logits (N,K) against labels; a row with a NaN or infinity is never correct and makes the loss NaN. */
 function scoreLogits(logits: FloatTensor, labels: Int32Array): { lossSum: number; correct: number } {
   const [n, k] = logits.shape as [number, number];
   let lossSum = 0;
@@ -210,7 +260,16 @@ function scoreLogits(logits: FloatTensor, labels: Int32Array): { lossSum: number
   for (let i = 0; i < n; i++) {
     const row = i * k;
     let max = -Infinity;
-    for (let j = 0; j < k; j++) max = Math.max(max, logits.data[row + j]!);
+    let finiteRow = true;
+    for (let j = 0; j < k; j++) {
+      const v = logits.data[row + j]!;
+      if (!Number.isFinite(v)) finiteRow = false;
+      max = Math.max(max, v);
+    }
+    if (!finiteRow) {
+      lossSum = NaN;
+      continue;
+    }
     let sum = 0;
     for (let j = 0; j < k; j++) sum += Math.exp(logits.data[row + j]! - max);
     lossSum += Math.log(sum) + max - logits.data[row + labels[i]!]!;
@@ -221,13 +280,15 @@ function scoreLogits(logits: FloatTensor, labels: Int32Array): { lossSum: number
 
 /**
  * Top-1 accuracy and mean cross-entropy of weights on a dataset, with the eval graph. BatchNorm is
- * folded into the weights, so each evaluation builds a fresh session: for XS at 32x32 that is
- * ~0.2 s against ~3 s for the 10,000 Fashion-MNIST test images, so nothing is cached.
+ * folded into the weights, so each evaluation builds a fresh session (for XS at 32x32 that is
+ * ~0.2 s against ~3 s for the 10,000 Fashion-MNIST test images); the weights already fit, so they
+ * are bound to the graph emitted once for the run, not fitted again. Logits with a NaN or infinity
+ * count as wrong and make the loss NaN.
  */
 export async function evaluate(
   config: SwiftFormerConfig, state: StateDict, loader: Loader, session: SessionOptions = {}, onBatch?: (done: number, total: number) => void,
 ): Promise<{ acc: number; loss: number }> {
-  const model = await SwiftFormerModel.load({ model: config, weights: state, attention: config.attention, session });
+  const model = SwiftFormerModel.fromFitted(config, state, { session });
   try {
     let lossSum = 0;
     let correct = 0;
@@ -245,9 +306,13 @@ export async function evaluate(
   }
 }
 
-async function initialModel(options: TrainOptions, numClasses: number): Promise<{ config: SwiftFormerConfig; state: StateDict; fit?: FitReport }> {
-  const distillation = !!options.distill;
-  const seed = options.seed ?? 0;
+// ---------------------------------------------------------------- the run
+
+/** A new run's model: a variant's random initialization, or fine-tuning weights refit to this run's head. */
+async function initialModel(options: TrainOptions, run: TrainConfig): Promise<{ config: SwiftFormerConfig; state: StateDict; fit?: FitReport }> {
+  const distillation = !!run.classification?.distill;
+  const { numClasses } = run.dataset;
+  const { seed } = run;
   if (options.weights === undefined) {
     const base = typeof options.model === 'object' ? structuredClone(options.model) : variantConfig(options.model ?? 'xs');
     const config = { ...base, numClasses, distillation };
@@ -262,199 +327,134 @@ async function initialModel(options: TrainOptions, numClasses: number): Promise<
   return { config: model.config, state: cloneState(model.state), ...(fit ? { fit } : {}) };
 }
 
-function describeDiff(a: unknown, b: unknown): string {
-  return `${JSON.stringify(a)} vs ${JSON.stringify(b)}`;
+/** `o` without its undefined members. */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-// ---------------------------------------------------------------- train
+function clipConfig(clip: NonNullable<TrainOptions['clip']>): ClipConfig {
+  if (clip.mode === 'none') return { mode: 'none' };
+  return { mode: clip.mode, value: clip.value ?? (clip.mode === 'agc' ? DEFAULTS.clipAgc : DEFAULTS.clipNorm) };
+}
 
-/** Trains (or fine-tunes, or resumes) a SwiftFormer classifier; see TrainOptions. */
+/** What `options` sets, as TrainConfig fields (nothing else: defaults and stored values fill the rest). */
+function requestedConfig(options: TrainOptions, stored: TrainConfig | undefined): RequestedConfig {
+  const inputSize = options.inputSize === undefined ? undefined : sizeHW(options.inputSize);
+  const augment = options.augment === undefined ? undefined
+    : !options.augment ? null
+    : options.augment === true ? augmentFor(inputSize ?? stored?.preprocessing.inputSize ?? defaultGeometry(options.train, options).inputSize)
+    : options.augment;
+  const ema = options.ema === undefined ? undefined : options.ema === false ? null : options.ema === true ? {} : defined({ decay: options.ema.decay });
+  const distill = options.distill;
+  return {
+    task: 'classification',
+    ...defined({ epochs: options.epochs, batchSize: options.batchSize, seed: options.seed, lr: options.lr }),
+    optimizer: defined({ ...options.optimizer, weightDecay: options.weightDecay }) as RequestedConfig['optimizer'],
+    schedule: defined({ ...options.schedule, warmupEpochs: options.warmupEpochs, warmupLr: options.warmupLr, minLr: options.minLr }) as RequestedConfig['schedule'],
+    ...(options.clip ? { clip: clipConfig(options.clip) } : {}),
+    ...(ema !== undefined ? { ema } : {}),
+    preprocessing: defined({ inputSize, normalization: options.normalization, pad: options.pad, cropPct: options.evalCropPct }),
+    dataset: { trainImages: options.train.length, numClasses: options.train.classes.length },
+    classification: defined({
+      labelSmoothing: options.labelSmoothing, mixup: options.mixup, augment,
+      distill: distill ? defined({ type: distill.type, temperature: distill.temperature, weight: distill.weight }) : undefined,
+    }),
+  };
+}
+
+/** Classification as a TaskRun: loaders, the compiled step (with distillation targets), evaluation. */
+async function classificationTask(
+  options: TrainOptions, run: TrainConfig, model: { config: SwiftFormerConfig; state: StateDict }, session: SessionOptions,
+): Promise<TaskRun & { release(): Promise<void> }> {
+  const settings = run.classification!;
+  const { preprocessing, batchSize, seed } = run;
+  const geometry = { inputSize: preprocessing.inputSize, mean: preprocessing.normalization.mean, std: preprocessing.normalization.std, pad: preprocessing.pad };
+  const trainTransform = options.transforms?.train ?? sampleTransform({ ...geometry, ...(settings.augment ? { augment: settings.augment } : {}), cropPct: 1 });
+  const testTransform = options.transforms?.test ?? sampleTransform({ ...geometry, cropPct: preprocessing.cropPct });
+  const prefetch = options.prefetch ?? 1;
+  const loader = new Loader(options.train, {
+    batchSize, transform: trainTransform, shuffle: true, dropLast: true, seed, labelSmoothing: settings.labelSmoothing,
+    ...(settings.mixup ? { mixup: settings.mixup } : {}), prefetch,
+  });
+  const test = options.test;
+  const testLoader = test ? new Loader(test, { batchSize: options.evalBatchSize ?? Math.max(batchSize, 100), transform: testTransform, prefetch }) : undefined;
+  const distill = settings.distill;
+  const teacher = options.distill?.teacher;
+  if (distill && teacher) await checkTeacher(teacher, batchSize, preprocessing.inputSize, run.dataset.numClasses);
+  const step = await TrainStep.create(model.config, {
+    batch: batchSize, inputSize: preprocessing.inputSize, distill: !!distill, distillWeight: distill?.weight ?? DEFAULTS.distillWeight,
+  }, session);
+  const { state } = model;
+  const labels = [...options.train.classes];
+  return {
+    state, params: step.step.params, stepsPerEpoch: loader.batchesPerEpoch, model: model.config, labels,
+    title: `SwiftFormer training (${labels.length} classes)`,
+    async *steps(epoch: number): AsyncGenerator<StepOutput> {
+      let mark = performance.now();
+      for await (const batch of loader.epoch(epoch)) {
+        const t0 = performance.now();
+        let distTargets: FloatTensor | undefined;
+        if (distill && teacher) {
+          const logits = await teacher.logits(batch.pixels);
+          distTargets = distill.type === 'hard' ? hardDistillTargets(logits) : softDistillTargets(logits, distill.temperature);
+        }
+        const result = await step.run(state, batch.pixels, batch.targets, distTargets);
+        const t1 = performance.now();
+        yield {
+          index: batch.index, loss: result.loss, grads: result.grads, samples: batch.labels.length,
+          correct: scoreLogits(result.logits, batch.labels).correct, timing: { data: t0 - mark, step: t1 - t0 },
+          commit: () => updateRunningStats(state, result.stats, 0.1),
+        };
+        mark = performance.now();
+      }
+    },
+    ...(testLoader ? {
+      evaluate: async (weights: StateDict, _which: 'model' | 'ema', onProgress: (done: number, total: number) => void) => {
+        const { loss, acc } = await evaluate(model.config, weights, testLoader, session, onProgress);
+        return { loss, metrics: { acc } };
+      },
+    } : {}),
+    release: () => step.release(),
+  };
+}
+
+/** Trains (or fine-tunes, or resumes, or extends) a SwiftFormer classifier; see TrainOptions. */
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const { train: trainData, test: testData, epochs, batchSize } = options;
+  const { train: trainData, test: testData } = options;
   const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', msg);
-  if (!(Number.isInteger(epochs) && epochs >= 1)) throw bad(`epochs must be a positive integer, got ${epochs}`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 2)) throw bad(`batch size must be an integer >= 2 (BatchNorm needs batch statistics), got ${batchSize}`);
-  if (batchSize > trainData.length) throw bad(`batch size ${batchSize} is larger than the ${trainData.length} training images: every epoch would be empty (the last incomplete batch is dropped)`);
-  if (options.resume && !options.out) throw bad('resume needs the output directory of the run to continue');
   const numClasses = trainData.classes.length;
   if (numClasses < 2) throw bad(`training needs at least 2 classes, ${trainData.name} has ${numClasses}`);
   if (testData && testData.classes.length !== numClasses) throw bad(`the test set has ${testData.classes.length} classes, the training set ${numClasses}`);
 
-  const preprocessing = defaultPreprocessing(trainData, options);
-  inputHW(preprocessing.inputSize);
-  const augment = resolveAugment(options.augment, preprocessing.inputSize);
-  const lr = options.lr ?? 1e-3;
-  const weightDecay = options.weightDecay ?? 0.025;
-  const labelSmoothing = options.labelSmoothing ?? 0.1;
-  const clip = options.clip ?? { mode: 'none' as const };
-  if (clip.mode !== 'none' && !(clip.value! > 0)) throw bad(`clipping '${clip.mode}' needs a value > 0, got ${clip.value}`);
-  const emaDecay = options.ema ? (typeof options.ema === 'object' ? options.ema.decay ?? 0.9996 : 0.9996) : undefined;
-  const seed = options.seed ?? 0;
-  const distill = options.distill;
+  const plan = await planRun({
+    task: 'classification',
+    request: (stored) => requestedConfig(options, stored),
+    base: () => ({ preprocessing: defaultPreprocessing(trainData, options), dataset: { trainImages: trainData.length, numClasses } }),
+    stepsPerEpoch: (c) => Math.floor(trainData.length / c.batchSize),
+    ...(options.out ? { out: options.out } : {}), ...(options.resume ? { resume: true } : {}), ...(options.savePth ? { savePth: true } : {}),
+    ...(options.dataSource ? { data: options.dataSource } : {}),
+  });
+  const { config } = plan;
+  inputHW(config.preprocessing.inputSize);
+  if (config.classification?.distill && !options.distill) throw bad(`${options.out} distills from a teacher: pass the teacher again (distill.teacher, --teacher) to resume it`);
   const session: SessionOptions = options.threads === undefined ? {} : { threads: options.threads };
-
-  const trainTransform = options.transforms?.train ?? sampleTransform({
-    inputSize: preprocessing.inputSize, mean: preprocessing.normalization.mean, std: preprocessing.normalization.std, pad: preprocessing.pad,
-    ...(augment ? { augment } : {}), cropPct: 1,
-  });
-  const testTransform = options.transforms?.test ?? sampleTransform({
-    inputSize: preprocessing.inputSize, mean: preprocessing.normalization.mean, std: preprocessing.normalization.std, pad: preprocessing.pad,
-    cropPct: preprocessing.cropPct,
-  });
-  const loader = new Loader(trainData, {
-    batchSize, transform: trainTransform, shuffle: true, dropLast: true, seed, labelSmoothing,
-    ...(options.mixup ? { mixup: options.mixup } : {}), prefetch: options.prefetch ?? 1,
-  });
-  const evalBatch = options.evalBatchSize ?? Math.max(batchSize, 100);
-  const testLoader = testData ? new Loader(testData, { batchSize: evalBatch, transform: testTransform, prefetch: options.prefetch ?? 1 }) : undefined;
-  const stepsPerEpoch = loader.batchesPerEpoch;
-  const totalSteps = epochs * stepsPerEpoch;
-  const warmupSteps = Math.round((options.warmupEpochs ?? 0) * stepsPerEpoch);
-  const schedule = new CosineSchedule({ lr, totalSteps, warmupSteps, warmupLr: options.warmupLr ?? 1e-6, minLr: options.minLr ?? 0 });
-
-  const hyper: Record<string, unknown> = {
-    epochs, batchSize, lr, weightDecay, warmupEpochs: options.warmupEpochs ?? 0, warmupLr: options.warmupLr ?? 1e-6, minLr: options.minLr ?? 0,
-    labelSmoothing, clip, ema: emaDecay ?? null, mixup: options.mixup ?? null, augment: augment ?? null, seed, preprocessing,
-    distill: distill ? { type: distill.type ?? 'hard', temperature: distill.temperature ?? 1, weight: distill.weight ?? 0.5 } : null,
-    trainImages: trainData.length, numClasses,
-  };
-
-  // ---- state: fresh, fine-tuned, or resumed
-  let config: SwiftFormerConfig;
-  let state: StateDict;
-  let fit: FitReport | undefined;
-  let startEpoch = 0;
-  let history: EpochMetrics[] = [];
-  let resumed: Awaited<ReturnType<typeof readCheckpoint>>;
-  if (options.out) {
-    await mkdir(options.out, { recursive: true });
-    resumed = await readCheckpoint(options.out);
-    if (resumed && !options.resume) throw bad(`${options.out} already holds a training checkpoint (epoch ${resumed.sidecar.epoch}); resume it or choose another output directory`);
-    if (!resumed && options.resume) throw bad(`nothing to resume: ${options.out} has no checkpoint.json`);
-  }
-  if (resumed) {
-    const saved = resumed.sidecar.hyper;
-    const diffs = Object.keys(hyper).filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(hyper[k]));
-    if (diffs.length > 0) {
-      throw bad(`cannot resume ${options.out} with other settings: ${diffs.map((k) => `${k} ${describeDiff(hyper[k], saved[k])} (given vs checkpoint)`).join('; ')}`);
-    }
-    config = resumed.sidecar.config;
-    state = resumed.state;
-    startEpoch = resumed.sidecar.epoch;
-    history = resumed.sidecar.history;
-  } else {
-    ({ config, state, fit } = await initialModel(options, numClasses));
-  }
-  const labels = [...trainData.classes];
-
-  const step = await TrainStep.create(config, { batch: batchSize, inputSize: preprocessing.inputSize, distill: !!distill, distillWeight: distill?.weight ?? 0.5 }, session);
+  const model = plan.restored ? { config: plan.restored.sidecar.model, state: plan.restored.state } : await initialModel(options, config);
+  const fit = 'fit' in model ? model.fit : undefined;
+  const task = await classificationTask(options, config, model, session);
   try {
-    const optimizer = new AdamW(state, step.step.params, { lr, weightDecay });
-    if (resumed) optimizer.loadMoments(resumed.moments, resumed.sidecar.optimizer.step);
-    // The EMA has taken one update per optimizer step, which a resumed run continues from.
-    const ema = emaDecay !== undefined ? new ModelEma(resumed?.ema ?? state, emaDecay, true, resumed?.sidecar.optimizer.step ?? 0) : undefined;
-    if (resumed && emaDecay !== undefined && !resumed.ema) throw new SwiftFormerError('BAD_CHECKPOINT', `${options.out}: the checkpoint has no EMA weights`);
-    const params = step.step.params.reduce((n, k) => n + state.get(k)!.data.length, 0);
-    options.onProgress?.({ phase: 'start', epochs, startEpoch, stepsPerEpoch, config, params, ...(fit ? { fit } : {}) });
-    if (options.out && !resumed) {
-      const info = { config, labels, preprocessing, hyper, ...(options.dataSource ? { data: options.dataSource } : {}) };
-      await writeFileAtomic(join(options.out, 'config.json'), `${JSON.stringify(info, null, 2)}\n`);
-      await writeFileAtomic(join(options.out, 'labels.json'), `${JSON.stringify(labels, null, 2)}\n`);
-    }
-
-    let globalStep = startEpoch * stepsPerEpoch;
-    for (let epoch = startEpoch; epoch < epochs; epoch++) {
-      const epochStart = performance.now();
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      let lastLr = schedule.lrAt(globalStep);
-      const phase = { data: 0, step: 0, update: 0, eval: 0 };
-      let checkpointMs = 0;
-      let mark = performance.now();
-      let trainTime = 0;
-      for await (const batch of loader.epoch(epoch)) {
-        options.signal?.throwIfAborted();
-        const t0 = performance.now();
-        phase.data += t0 - mark;
-        const stepLr = schedule.lrAt(globalStep);
-        let distTargets: FloatTensor | undefined;
-        if (distill) {
-          const teacher = await distill.teacher.logits(batch.pixels);
-          distTargets = (distill.type ?? 'hard') === 'hard' ? hardDistillTargets(teacher) : softDistillTargets(teacher, distill.temperature ?? 1);
-        }
-        const result = await step.run(state, batch.pixels, batch.targets, distTargets);
-        const t1 = performance.now();
-        phase.step += t1 - t0;
-        const gradNorm = finite(result.loss) ? globalGradNorm(result.grads, step.step.params) : NaN;
-        if (!finite(result.loss) || !finite(gradNorm)) {
-          const what = !finite(result.loss) ? `the loss is ${result.loss}` : `the gradient norm is ${gradNorm}`;
-          const last = options.out && history.length > 0
-            ? `the last good checkpoint (epoch ${history.length}) is intact in ${options.out}`
-            : 'no checkpoint had been written yet';
-          throw new SwiftFormerError('DIVERGED', `training diverged: ${what} at epoch ${epoch + 1}, step ${batch.index + 1} of ${stepsPerEpoch} (lr ${stepLr.toPrecision(3)}); stopped, ${last}. Try a lower learning rate or gradient clipping`);
-        }
-        updateRunningStats(state, result.stats, 0.1);
-        if (clip.mode === 'norm') clipGradNorm(result.grads, clip.value!, step.step.params);
-        else if (clip.mode === 'agc') adaptiveClipGrad(state, result.grads, clip.value!, 1e-3, step.step.params);
-        optimizer.step(result.grads, stepLr);
-        ema?.update(state);
-        lastLr = stepLr;
-        globalStep++;
-        const score = scoreLogits(result.logits, batch.labels);
-        lossSum += result.loss * batch.labels.length;
-        correct += score.correct;
-        seen += batch.labels.length;
-        mark = performance.now();
-        phase.update += mark - t1;
-        trainTime = mark - epochStart;
-        options.onProgress?.({
-          phase: 'train', epoch: epoch + 1, epochs, step: batch.index + 1, steps: stepsPerEpoch,
-          loss: lossSum / seen, acc: correct / seen, lr: stepLr, imgPerSec: (seen / trainTime) * 1000,
-        });
-      }
-      const metrics: EpochMetrics = {
-        epoch: epoch + 1, train_loss: lossSum / seen, train_acc: correct / seen, lr: lastLr,
-        img_per_s: (seen / trainTime) * 1000, seconds: 0, steps: stepsPerEpoch,
-      };
-      if (testLoader) {
-        options.signal?.throwIfAborted();
-        const t = performance.now();
-        const report = (ema: boolean) => (done: number, total: number) =>
-          options.onProgress?.({ phase: 'eval', epoch: epoch + 1, epochs, done, total, ema });
-        const result = await evaluate(config, state, testLoader, session, report(false));
-        metrics.test_loss = result.loss;
-        metrics.test_acc = result.acc;
-        if (ema) metrics.test_acc_ema = (await evaluate(config, ema.state, testLoader, session, report(true))).acc;
-        phase.eval = performance.now() - t;
-      }
-      metrics.seconds = (performance.now() - epochStart) / 1000;
-      metrics.phase_ms = Object.fromEntries(Object.entries(phase).map(([k, v]) => [k, Math.round(v)]));
-      history.push(metrics);
-      let checkpoint: string | undefined;
-      if (options.out) {
-        const t = performance.now();
-        const sidecar: Parameters<typeof writeCheckpoint>[1]['sidecar'] = {
-          epoch: epoch + 1,
-          step: globalStep,
-          optimizer: { name: 'adamw', step: optimizer.stepCount, lr, betas: optimizer.betas, eps: optimizer.eps, weightDecay, noDecay: optimizer.groups.noDecay },
-          schedule: { kind: 'cosine', lr, totalSteps, warmupSteps, warmupLr: options.warmupLr ?? 1e-6, minLr: options.minLr ?? 0, stepsPerEpoch, nextStep: globalStep },
-          rng: { seed, nextEpoch: epoch + 1, scheme: 'Random(deriveSeed(seed, stream, epoch, index)) per shuffle, sample and batch' },
-          ...(emaDecay !== undefined ? { ema: { decay: emaDecay } } : {}),
-          config, labels, preprocessing, hyper, history,
-          ...(options.dataSource ? { data: options.dataSource } : {}),
-        };
-        await writeCheckpoint(options.out, { sidecar, state, optimizer, ...(ema ? { ema: ema.state } : {}), pth: !!options.savePth });
-        await writeFileAtomic(join(options.out, 'metrics.jsonl'), history.map((m) => JSON.stringify(m)).join('\n') + '\n');
-        await writeFileAtomic(join(options.out, 'chart.svg'), trainingChart(history, { epochs, title: `SwiftFormer training (${labels.length} classes)` }));
-        checkpoint = join(options.out, 'checkpoint.json');
-        checkpointMs = performance.now() - t;
-      }
-      options.onProgress?.({ phase: 'epoch', metrics, ...(checkpoint ? { checkpoint, checkpointMs } : {}) });
-    }
-    return { config, state, ...(ema ? { ema: ema.state } : {}), history, labels, preprocessing, ...(fit ? { fit } : {}) };
+    const params = task.params.reduce((n, k) => n + task.state.get(k)!.data.length, 0);
+    const { rescheduled } = plan;
+    options.onProgress?.({
+      phase: 'start', epochs: config.epochs, startEpoch: plan.startEpoch, stepsPerEpoch: plan.stepsPerEpoch, config: model.config, params,
+      ...(fit ? { fit } : {}),
+      ...(rescheduled ? { rescheduled: { ...rescheduled, kind: plan.schedule.kind, nextLr: lrAt(plan.schedule, plan.startEpoch * plan.stepsPerEpoch) } } : {}),
+    });
+    const result = await runEpochs(task, plan, { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    return {
+      config: model.config, state: result.state, ...(result.ema ? { ema: result.ema } : {}), history: result.history, labels: [...task.labels],
+      preprocessing: config.preprocessing, trainConfig: config, ...(fit ? { fit } : {}),
+    };
   } finally {
-    await step.release();
+    await task.release();
   }
 }
-

@@ -82,6 +82,70 @@ export const attributeObjectGlobal: AllowedGlobal = {
   build: (obj, state) => assignAttributes(obj, state),
 };
 
+/** A numpy dtype as its pickle describes it: the type code ('f8', 'i8', ...) and the byte order. */
+class NumpyDtype {
+  littleEndian = true;
+  constructor(readonly code: string) {}
+}
+
+const NUMPY_SCALARS: Readonly<Record<string, { size: number; read: (v: DataView, le: boolean) => number | bigint | boolean }>> = {
+  f8: { size: 8, read: (v, le) => v.getFloat64(0, le) },
+  f4: { size: 4, read: (v, le) => v.getFloat32(0, le) },
+  i8: { size: 8, read: (v, le) => v.getBigInt64(0, le) },
+  i4: { size: 4, read: (v, le) => v.getInt32(0, le) },
+  i2: { size: 2, read: (v, le) => v.getInt16(0, le) },
+  i1: { size: 1, read: (v) => v.getInt8(0) },
+  u8: { size: 8, read: (v, le) => v.getBigUint64(0, le) },
+  u4: { size: 4, read: (v, le) => v.getUint32(0, le) },
+  u2: { size: 2, read: (v, le) => v.getUint16(0, le) },
+  u1: { size: 1, read: (v) => v.getUint8(0) },
+  b1: { size: 1, read: (v) => v.getUint8(0) !== 0 },
+};
+
+/**
+ * numpy scalars, as mmcv checkpoints' `meta` holds them (a `hook_msgs.best_score` of np.float64):
+ * `numpy.dtype(code, align, copy)` with its BUILD state, and `numpy.core.multiarray.scalar(dtype,
+ * bytes)`, which becomes a JS number (bigint beyond 2^53) or boolean. Only plain numeric dtypes.
+ */
+export const numpyDtypeGlobal: AllowedGlobal = {
+  call: (args) => {
+    const code = args[0];
+    if (typeof code !== 'string' || !(code in NUMPY_SCALARS)) bad(`numpy dtype ${JSON.stringify(code)} is not a plain numeric type`);
+    return new NumpyDtype(code);
+  },
+  build: (obj, state) => {
+    const order = Array.isArray(state) ? state[1] : undefined;
+    if (!(obj instanceof NumpyDtype) || (order !== '<' && order !== '>' && order !== '|' && order !== '=')) bad('malformed numpy dtype state');
+    obj.littleEndian = order !== '>';
+  },
+};
+
+export const numpyScalarGlobal: AllowedGlobal = {
+  call: (args) => {
+    const [dtype, data] = args;
+    if (!(dtype instanceof NumpyDtype) || !(data instanceof Uint8Array)) bad('numpy scalar expects (dtype, bytes)');
+    const kind = NUMPY_SCALARS[dtype.code]!;
+    if (data.length !== kind.size) bad(`numpy ${dtype.code} scalar holds ${data.length} bytes`);
+    const value = kind.read(new DataView(data.buffer, data.byteOffset, data.length), dtype.littleEndian);
+    return typeof value === 'bigint' && value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  },
+};
+
+/** `_codecs.encode(text, 'latin1')`: how protocol 2 pickles bytes (numpy scalars' data). */
+export const codecsEncodeGlobal: AllowedGlobal = {
+  call: (args) => {
+    const [text, encoding] = args;
+    if (typeof text !== 'string' || encoding !== 'latin1') bad("_codecs.encode is only accepted as encode(str, 'latin1')");
+    const out = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) {
+      const code = text.charCodeAt(i);
+      if (code > 255) bad('_codecs.encode latin1 text holds a character above U+00FF');
+      out[i] = code;
+    }
+    return out;
+  },
+};
+
 function pairsOf(items: unknown): [unknown, unknown][] {
   if (items === undefined || items === null) return [];
   if (!Array.isArray(items)) bad('OrderedDict argument is not a list of pairs');

@@ -5,8 +5,8 @@
  * storage per key), `<folder>/version`, optionally `<folder>/byteorder`. The folder is `archive`
  * when saving to a file object but the file stem when saving to a path, so it is discovered.
  *
- * The pickle may only use the globals a state dict or an official SwiftFormer training
- * checkpoint needs (see PTH_GLOBALS); anything else, including a whole pickled nn.Module, is
+ * The pickle may only use the globals a state dict, an official SwiftFormer training checkpoint or
+ * an mmcv checkpoint's meta (numpy scalars) needs (see pthGlobals); anything else, including a whole pickled nn.Module, is
  * refused. Storage dtypes: float32 as is; float16, bfloat16 and float64 become float32; int64
  * stays int64; int32, uint8 and bool storages are widened to int64 (this project has no other
  * integer tensor type).
@@ -17,7 +17,8 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import {
-  attributeObjectGlobal, counterGlobal, isPlainObject, orderedDictGlobal, PickleGlobal, pickleValue, typeName, unpickle, writeDictItems,
+  attributeObjectGlobal, codecsEncodeGlobal, counterGlobal, isPlainObject, numpyDtypeGlobal, numpyScalarGlobal, orderedDictGlobal, PickleGlobal, pickleValue, typeName,
+  unpickle, writeDictItems,
   type AllowedGlobal, type PickleWriter,
 } from './pickle.js';
 import { checkTensorForWriting, decodeRaw, littleEndianBytes, RAW_DTYPE_SIZE, type RawDtype } from './safetensors.js';
@@ -175,6 +176,11 @@ function pthGlobals(): Record<string, AllowedGlobal> {
     'torch._utils _rebuild_tensor_v2': { call: rebuildTensor },
     'torch._utils _rebuild_parameter': { call: rebuildParameter },
     'argparse Namespace': attributeObjectGlobal,
+    // mmcv checkpoints' meta may hold numpy scalars (hook_msgs.best_score).
+    'numpy dtype': numpyDtypeGlobal,
+    'numpy.core.multiarray scalar': numpyScalarGlobal,
+    'numpy._core.multiarray scalar': numpyScalarGlobal,
+    '_codecs encode': codecsEncodeGlobal,
   };
   // Storage classes only appear inside persistent ids; they are never called.
   for (const name of Object.keys(STORAGE_TYPES)) globals[`torch ${name}`] = {};

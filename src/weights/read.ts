@@ -4,7 +4,7 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import type { StateDict } from '../core/tensor.js';
-import { stateDictFromPth } from './pth.js';
+import { readPth } from './pth.js';
 import { readSafetensors } from './safetensors.js';
 
 export interface ReadOptions {
@@ -19,11 +19,21 @@ export async function readStateDict(bytes: Uint8Array, options: ReadOptions = {}
   return (await readWeights(bytes, options)).state;
 }
 
-/** The state dict and, for safetensors, the file's string metadata (a trained model's config, labels, preprocessing). */
-export async function readWeights(bytes: Uint8Array, options: ReadOptions = {}): Promise<{ state: StateDict; metadata: Record<string, string> }> {
+/** What a weights file holds: one state dict, and what travels with it. */
+export interface WeightsFile {
+  state: StateDict;
+  /** safetensors' string metadata (a trained model's card); empty for .pth. */
+  metadata: Record<string, string>;
+  /** A .pth file's decoded pickle root, for what sits beside the state dict (mmcv's `meta`, torchvision's `args`). */
+  root?: unknown;
+}
+
+/** The state dict and what travels with it (safetensors metadata, a .pth file's pickle root). */
+export async function readWeights(bytes: Uint8Array, options: ReadOptions = {}): Promise<WeightsFile> {
   const name = options.name ?? 'weights';
   if (bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
-    return { state: await stateDictFromPth(bytes, options.entry === undefined ? {} : { entry: options.entry }), metadata: {} };
+    const file = await readPth(bytes, options.entry === undefined ? {} : { entry: options.entry });
+    return { state: file.stateDict(), metadata: {}, root: file.root };
   }
   if (looksLikeSafetensors(bytes)) {
     if (options.entry !== undefined && options.entry !== 'model') {
@@ -38,7 +48,7 @@ export async function readWeights(bytes: Uint8Array, options: ReadOptions = {}):
   throw new SwiftFormerError('BAD_CHECKPOINT', `${name} is neither a PyTorch checkpoint (.pth, zip) nor a safetensors file (${bytes.length} bytes)`);
 }
 
-function looksLikeSafetensors(bytes: Uint8Array): boolean {
+export function looksLikeSafetensors(bytes: Uint8Array): boolean {
   if (bytes.length < 10) return false;
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   return headerLength > 1n && bytes[8] === 0x7b; // '{'

@@ -1,0 +1,184 @@
+/**
+ * `swiftformer serve` under load: autocannon at 1, 8, 32 and 128 concurrent clients against
+ * SwiftFormer-XS classification at 224, with dynamic batching on (--max-batch 16) and off
+ * (--max-batch 1), each mode in its own server process. Per level: throughput, p50 / p99 latency,
+ * errors (connection errors, timeouts, non-2xx), and the server's RSS; per mode: RSS at start,
+ * idle after warm-up, peak during the run and after it.
+ *
+ *   node --import tsx bench/serve.ts [--clients 1,8,32,128] [--requests 600] [--seconds 120]
+ *       [--endpoint v2|v1] [--weights xs.pth] [--max-delay-ms 5] [--threads N] [--json out.json]
+ *
+ * --endpoint v2 (default) sends a [1,3,224,224] FP32 tensor with Triton's binary extension, so
+ * the server's time is inference; v1 posts a 640x480 JPEG to /v1/models/xs/classify (decode and
+ * preprocessing included). Every level is bounded: --requests requests or --seconds, whichever
+ * comes first. Traffic goes to 127.0.0.1 only.
+ *
+ * First, the model alone (no server) at batch 1 and 16: the gain batching can give at most on
+ * this machine (on 2 cores it is bounded by batch-16 efficiency).
+ *
+ * Targets (issue 16): no errors below the queue bound (--max-queue 256 > 128 clients), throughput
+ * with batching at 32 clients >= 1.3x without, RSS after the run within 10% of idle.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import '../src/node/platform.js';
+import { loadSwiftFormer } from '../src/models/model.js';
+
+interface CannonResult {
+  duration: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  '2xx': number;
+  latency: { p50: number; p99: number; average: number };
+}
+interface CannonInstance { stop(): void }
+type Cannon = (opts: Record<string, unknown>, done: (err: Error | null, result: CannonResult) => void) => CannonInstance;
+const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '1,8,32,128' },
+    requests: { type: 'string', default: '600' },
+    seconds: { type: 'string', default: '120' },
+    endpoint: { type: 'string', default: 'v2' },
+    weights: { type: 'string', default: fileURLToPath(new URL('../../shared/fixtures/xs/checkpoint_model_only.pth', import.meta.url)) },
+    'max-delay-ms': { type: 'string', default: '5' },
+    threads: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const levels = values.clients!.split(',').map(Number);
+const requests = Number(values.requests);
+const seconds = Number(values.seconds);
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function rssMB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** The request every client sends, over and over. */
+async function requestFor(endpoint: string): Promise<{ path: string; headers: Record<string, string>; body: Buffer }> {
+  let seed = 12345;
+  const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / (1 << 24);
+  if (endpoint === 'v1') {
+    const pixels = Buffer.alloc(640 * 480 * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (((i / 3) % 640) / 3 + random() * 64) & 0xff;
+    const jpeg = await sharp(pixels, { raw: { width: 640, height: 480, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    return { path: '/v1/models/xs/classify', headers: { 'Content-Type': 'image/jpeg' }, body: jpeg };
+  }
+  const data = Buffer.alloc(3 * 224 * 224 * 4);
+  for (let i = 0; i < data.length; i += 4) data.writeFloatLE(random() * 4 - 2, i);
+  const header = Buffer.from(JSON.stringify({
+    inputs: [{ name: 'pixel_values', shape: [1, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: data.length } }],
+    outputs: [{ name: 'logits', parameters: { binary_data: true } }],
+  }));
+  return {
+    path: '/v2/models/xs/infer',
+    headers: { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': String(header.length) },
+    body: Buffer.concat([header, data]),
+  };
+}
+
+async function startServer(maxBatch: number): Promise<{ child: ChildProcess; url: string }> {
+  const args = ['--import', 'tsx', MAIN, 'serve', '--model', `xs=${values.weights}`, '--port', '0', '--max-batch', String(maxBatch), '--max-delay-ms', values['max-delay-ms']!];
+  if (values.threads) args.push('--threads', values.threads);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', (line) => resolve(line.replace('listening on ', '')));
+    child.once('exit', (code) => reject(new Error(`serve exited ${code} before listening`)));
+  });
+  return { child, url };
+}
+
+function cannon(url: string, req: Awaited<ReturnType<typeof requestFor>>, connections: number, amount: number): Promise<CannonResult> {
+  return new Promise((resolve, reject) => {
+    const instance = autocannon({
+      url: url + req.path, method: 'POST', headers: req.headers, body: req.body, connections, amount: Math.max(amount, connections), timeout: 120,
+    }, (err, result) => (err ? reject(err) : resolve(result)));
+    // Bounded in time as well as in count.
+    const timer = setTimeout(() => instance.stop(), seconds * 1000);
+    timer.unref();
+  });
+}
+
+interface Level { clients: number; requests: number; seconds: number; throughput: number; p50ms: number; p99ms: number; errors: number; rssDuringMB: number }
+
+async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestFor>>) {
+  const { child, url } = await startServer(maxBatch);
+  const pid = child.pid!;
+  try {
+    const startMB = rssMB(pid);
+    await cannon(url, req, Math.max(1, maxBatch), 3 * Math.max(1, maxBatch)); // warm-up: the largest batch once allocated
+    await sleep(1000);
+    const idleMB = rssMB(pid);
+    let peakMB = idleMB;
+    const out: Level[] = [];
+    for (const clients of levels) {
+      let during = 0;
+      const poll = setInterval(() => {
+        during = Math.max(during, rssMB(pid));
+      }, 100);
+      const r = await cannon(url, req, clients, requests);
+      clearInterval(poll);
+      peakMB = Math.max(peakMB, during);
+      const level = {
+        clients, requests: r['2xx'], seconds: r.duration, throughput: r['2xx'] / r.duration,
+        p50ms: r.latency.p50, p99ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, rssDuringMB: during,
+      };
+      out.push(level);
+      console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} ${String(clients).padStart(4)} clients: ${level.throughput.toFixed(1).padStart(6)} req/s, p50 ${level.p50ms.toFixed(0).padStart(5)} ms, p99 ${level.p99ms.toFixed(0).padStart(5)} ms, ${level.errors} errors, RSS ${during.toFixed(0)} MB`);
+    }
+    await sleep(2000);
+    const afterMB = rssMB(pid);
+    console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} RSS: start ${startMB.toFixed(0)} MB, idle ${idleMB.toFixed(0)} MB, peak ${peakMB.toFixed(0)} MB, after ${afterMB.toFixed(0)} MB (${(((afterMB - idleMB) / idleMB) * 100).toFixed(1)}% over idle)`);
+    return { maxBatch, levels: out, rss: { startMB, idleMB, peakMB, afterMB } };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+/** Images per second of the model alone, at batch sizes 1 and 16 (after one warm-up run each). */
+async function modelAlone(): Promise<Record<string, number>> {
+  const model = await loadSwiftFormer({ weights: values.weights!, ...(values.threads ? { session: { threads: Number(values.threads) } } : {}) });
+  const out: Record<string, number> = {};
+  try {
+    for (const batch of [1, 16]) {
+      const pixels = { dtype: 'float32' as const, shape: [batch, 3, 224, 224], data: new Float32Array(batch * 3 * 224 * 224).fill(0.5) };
+      await model.logits(pixels);
+      const runs = Math.max(2, Math.ceil(32 / batch));
+      const start = performance.now();
+      for (let i = 0; i < runs; i++) await model.logits(pixels);
+      out[`batch${batch}`] = (runs * batch) / ((performance.now() - start) / 1000);
+    }
+  } finally {
+    await model.release();
+  }
+  return out;
+}
+
+const req = await requestFor(values.endpoint!);
+const cpuFlags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
+const machine = {
+  cpu: cpus()[0]?.model, cores: cpus().length, node: process.version,
+  flags: ['avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => new RegExp(`\\b${f}\\b`).test(cpuFlags)),
+};
+console.log(`serve bench: XS at 224 via ${req.path}, ${requests} requests or ${seconds} s per level, on ${machine.cpu} (${machine.cores} cores; ${machine.flags.join(' ')})`);
+const alone = await modelAlone();
+console.log(`model alone: ${alone.batch1!.toFixed(1)} img/s at batch 1, ${alone.batch16!.toFixed(1)} img/s at batch 16 (${(alone.batch16! / alone.batch1!).toFixed(2)}x: the most batching can gain here)`);
+const on = await runMode(16, req);
+const off = await runMode(1, req);
+const at32 = (m: typeof on) => m.levels.find((l) => l.clients === 32)?.throughput;
+const ratio = at32(on) !== undefined && at32(off) !== undefined ? at32(on)! / at32(off)! : undefined;
+if (ratio !== undefined) console.log(`throughput at 32 clients, batching on / off: ${ratio.toFixed(2)}x (target >= 1.3x)`);
+const result = { bench: 'serve', endpoint: values.endpoint, maxDelayMs: Number(values['max-delay-ms']), threads: values.threads ?? 'default', machine, modelAloneImagesPerSecond: alone, batching: on, noBatching: off, ratioAt32: ratio };
+if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);

@@ -1,0 +1,183 @@
+import { dirname, join } from 'node:path';
+import { SwiftFormerError } from '../core/errors.js';
+import { readSource } from '../core/io.js';
+import { readCard } from '../models/card.js';
+import type { SessionOptions } from '../runtime/runtime.js';
+import { classifierModel, onnxModel, type Batching, type ServedModel } from '../serve/models.js';
+import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
+import { InferenceServer } from '../serve/server.js';
+import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
+import { intOption, packageVersion, parse } from './args.js';
+import { loadClassifier } from './classify.js';
+
+export const usage = `Usage: swiftformer serve [--model NAME=WEIGHTS ...] [--repository DIR] [options]
+
+An HTTP inference server speaking the Open Inference Protocol (KServe v2 REST, with Triton's
+binary tensor extension), so Triton's and KServe's clients work against it, with dynamic
+batching, a bounded queue and Prometheus metrics:
+  GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready
+  POST /v2/models/NAME/infer            tensors in, tensors out
+  POST /v1/models/NAME/classify[?top=5] image bytes in, classify --json's predictions out
+  POST /v1/models/NAME/segment|detect   (for segmentation and detection models, when they land)
+  GET  /metrics                         Prometheus text format
+
+  --model NAME=WEIGHTS  serve WEIGHTS as NAME: .pth, .safetensors, exported .onnx, https:// URL
+                        or hf:ORG/NAME (repeatable; default: the bundled model, as 'default')
+  --repository DIR      serve a Triton model repository (DIR/NAME/config.pbtxt and
+                        DIR/NAME/<version>/model.onnx, as 'export --triton' writes it)
+  --host                address to listen on (default 127.0.0.1: this machine only)
+  --port                port (default 8000; 0: any free port)
+  --max-batch           most images per dynamic batch (default 16; 1: no batching)
+  --max-delay-ms        how long a request waits for others to batch with (default 5)
+  --max-queue           requests waiting per model before 503 + Retry-After (default 256)
+  --timeout-ms          a request must arrive (else 408) and may wait in the queue (else 503)
+                        this long (default 30000)
+  --max-body-mb         largest request body, else 413 (default 64)
+  --drain-ms            on SIGTERM or SIGINT, how long requests in flight may finish (default 10000)
+  --threads             ONNX Runtime threads per model (default: all cores)
+  --size, --max-pixels  as for classify (input side of models built from weights; image size limit)
+
+The first line on stdout is 'listening on http://HOST:PORT'. Repository models use their
+config.pbtxt's max_batch_size and dynamic_batching.`;
+
+interface Shared {
+  batching: Batching;
+  session: SessionOptions | undefined;
+  classifyValues: Record<string, string | undefined>;
+}
+
+/** An ONNX graph classify can run: one (N,3,H,W) input and a (N,classes) output. */
+function isClassifier(sig: OnnxSignature): boolean {
+  const out = sig.outputs.find((o) => o.name === 'logits') ?? sig.outputs[0]!;
+  return sig.inputs.length === 1 && sig.inputs[0]!.shape.length === 4 && out.shape.length === 2 && out.shape[1]! > 0
+    && readCard(sig.metadata, 'classification').task === 'classification' && sig.metadata['swiftformer.head'] !== 'features';
+}
+
+/** The largest batch a graph allows: `want` when every input and output has a dynamic first axis, else 0. */
+function batchable(sig: Pick<OnnxSignature, 'inputs' | 'outputs'>, want: number): number {
+  return [...sig.inputs, ...sig.outputs].every((t) => t.shape[0] === -1) ? want : 0;
+}
+
+interface OnnxServing {
+  /** Default: the command line's, without a batch axis when the graph has none. */
+  batching?: Batching;
+  version?: string;
+  /** A label file (Triton's label_filename) to use instead of the model's own labels. */
+  labels?: string;
+  /** The inputs and outputs to serve (a Triton config's); default: the graph's. */
+  io?: Pick<OnnxSignature, 'inputs' | 'outputs'>;
+  /** Checks the graph before a session is made (a Triton config against its model). */
+  check?: (sig: OnnxSignature) => void;
+}
+
+async function loadOnnx(name: string, path: string, shared: Shared, o: OnnxServing = {}): Promise<ServedModel> {
+  const bytes = await readSource(path);
+  const sig = onnxSignature(bytes, path);
+  o.check?.(sig);
+  const batching = o.batching ?? { ...shared.batching, maxBatch: batchable(sig, shared.batching.maxBatch) };
+  const serving = { ...batching, ...(o.version ? { version: o.version } : {}) };
+  if (isClassifier(sig)) {
+    const values = { ...shared.classifyValues, weights: path, ...(o.labels ? { labels: o.labels } : {}) };
+    return classifierModel(name, await loadClassifier(values, 'serve', new Set(), shared.session), { ...serving, signature: sig });
+  }
+  return onnxModel(name, bytes, o.io ?? sig, { ...serving, ...(shared.session ? { session: shared.session } : {}) });
+}
+
+async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {
+  const eq = spec.indexOf('=');
+  if (eq <= 0 || eq === spec.length - 1) throw new SwiftFormerError('BAD_ARGUMENT', `--model takes NAME=WEIGHTS, got '${spec}'`);
+  const name = checkModelName(spec.slice(0, eq));
+  const source = spec.slice(eq + 1);
+  if (source.toLowerCase().endsWith('.onnx')) return loadOnnx(name, source, shared);
+  const c = await loadClassifier({ ...shared.classifyValues, weights: source }, 'serve', new Set(), shared.session);
+  return classifierModel(name, c, shared.batching);
+}
+
+/** A repository model, batched as its config says (Triton's semantics), else as the command line says. */
+function loadFromRepository(entry: RepositoryModel, shared: Shared): Promise<ServedModel> {
+  const { config } = entry;
+  if (!config) return loadOnnx(entry.name, entry.path, shared, { version: entry.version });
+  const modelDir = dirname(dirname(entry.path));
+  const labelFile = config.outputs.find((o) => o.labelFilename)?.labelFilename;
+  return loadOnnx(entry.name, entry.path, shared, {
+    version: entry.version,
+    batching: {
+      maxBatch: config.maxBatchSize,
+      dynamic: config.dynamicBatching !== undefined,
+      maxDelayMs: (config.dynamicBatching?.maxQueueDelayMicroseconds ?? 0) / 1000,
+    },
+    io: { inputs: config.inputs.map((t) => specOf(t, config.maxBatchSize)), outputs: config.outputs.map((t) => specOf(t, config.maxBatchSize)) },
+    check: (sig) => checkConfig(config, sig, join(modelDir, 'config.pbtxt')),
+    ...(labelFile ? { labels: join(modelDir, labelFile) } : {}),
+  });
+}
+
+function describe(m: ServedModel): string {
+  const tasks = Object.keys(m.tasks);
+  const io = `${m.inputs.map((i) => `${i.name} [${i.shape}]`).join(', ')} -> ${m.outputs.map((o) => `${o.name} [${o.shape}]`).join(', ')}`;
+  const batching = m.maxBatch === 0 ? 'no batch axis' : m.dynamic && m.maxBatch > 1 ? `batches of up to ${m.maxBatch} within ${m.maxDelayMs} ms` : 'one request per run';
+  return `model '${m.name}'${m.version ? ` version ${m.version}` : ''}: ${io}; ${batching}${tasks.length > 0 ? `; /v1 ${tasks.join(', ')}` : ''}`;
+}
+
+/** Resolves with the first of SIGTERM and SIGINT; a second one exits at once. */
+function nextSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', on).off('SIGINT', on);
+      process.once('SIGTERM', () => process.exit(1)).once('SIGINT', () => process.exit(1));
+      resolve(signal);
+    };
+    process.on('SIGTERM', on).on('SIGINT', on);
+  });
+}
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const { values, flags, lists } = parse(argv, {
+    model: { type: 'string', multiple: true }, repository: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
+    'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'timeout-ms': { type: 'string' },
+    'max-body-mb': { type: 'string' }, 'drain-ms': { type: 'string' }, threads: { type: 'string' }, size: { type: 'string' }, 'max-pixels': { type: 'string' },
+  }, usage);
+  if (flags.has('help')) return void console.log(usage);
+  const threads = intOption(values.threads, 'threads');
+  const drainMs = intOption(values['drain-ms'], 'drain-ms', 0) ?? 10_000;
+  const shared: Shared = {
+    batching: { maxBatch: intOption(values['max-batch'], 'max-batch') ?? 16, dynamic: true, maxDelayMs: intOption(values['max-delay-ms'], 'max-delay-ms', 0) ?? 5 },
+    session: threads ? { threads } : undefined,
+    classifyValues: { size: values.size, 'max-pixels': values['max-pixels'] },
+  };
+  const models: ServedModel[] = [];
+  try {
+    for (const spec of lists.model ?? []) models.push(await loadNamed(spec, shared));
+    if (values.repository) for (const entry of await readRepository(values.repository)) models.push(await loadFromRepository(entry, shared));
+    if (models.length === 0) models.push(classifierModel('default', await loadClassifier(shared.classifyValues, 'serve', new Set(), shared.session), shared.batching));
+    const names = models.map((m) => m.name);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice) throw new SwiftFormerError('BAD_ARGUMENT', `two models are named '${twice}'`);
+    for (const m of models) await m.warmup?.();
+  } catch (err) {
+    await Promise.all(models.map((m) => m.release()));
+    throw err;
+  }
+  const server = new InferenceServer(models, {
+    maxQueue: intOption(values['max-queue'], 'max-queue') ?? 256,
+    timeoutMs: intOption(values['timeout-ms'], 'timeout-ms') ?? 30_000,
+    maxBodyBytes: (intOption(values['max-body-mb'], 'max-body-mb') ?? 64) * 1024 * 1024,
+    maxPixels: intOption(values['max-pixels'], 'max-pixels', 0) ?? undefined,
+    version: packageVersion(),
+  });
+  const signal = nextSignal();
+  let url: string;
+  try {
+    url = await server.listen(intOption(values.port, 'port', 0) ?? 8000, values.host ?? '127.0.0.1');
+  } catch (err) {
+    await server.shutdown(0);
+    throw new SwiftFormerError('IO', `cannot listen on ${values.host ?? '127.0.0.1'}:${values.port ?? 8000}: ${(err as Error).message}`);
+  }
+  console.log(`listening on ${url}`);
+  for (const m of models) console.error(describe(m));
+  const received = await signal;
+  console.error(`${received}: draining (up to ${drainMs} ms)`);
+  const { drained, cut } = await server.shutdown(drainMs);
+  if (!drained) throw new SwiftFormerError('IO', `${cut === 1 ? '1 request was' : `${cut} requests were`} still running after --drain-ms ${drainMs} and ${cut === 1 ? 'was' : 'were'} cut off`);
+  console.error('stopped');
+}

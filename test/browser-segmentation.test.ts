@@ -1,0 +1,109 @@
+/**
+ * The demo page's segmentation mode in Chromium (built and served as test/browser.test.ts does):
+ * an mmseg checkpoint by URL switches the page to segmentation; the page's mask for an image
+ * equals the Node library's for the same weights and image; the webcam (a fake camera) is
+ * segmented live. Leaves screenshots in test-artifacts/segmentation*.png.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import type { Page } from 'playwright-core';
+import { decodeImage, SegmentationModel } from '../src/index.js';
+import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, REPO_DIR, serveStatic, type Browser, type StaticServer } from '../web/harness.js';
+import { FIXTURES, fixturePath } from './fixtures.js';
+import { referenceMask } from './segmentation-reference.js';
+
+interface PageSegmentation { seq: number; width: number; height: number; mask: number[]; classes: { index: number; label: string; fraction: number }[]; latencyMs: number; source: string }
+type Demo = {
+  segmentation?: { name: string; numClasses: number; last?: PageSegmentation };
+  segmentUrl(url: string): Promise<PageSegmentation>;
+};
+const demo = (p: Page) => p.evaluate(() => (window as unknown as { demo: Demo }).demo.segmentation);
+
+function scene(width: number, height: number): Buffer {
+  const buf = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const disc = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
+      buf[i] = disc ? 220 : (x * 255) / width;
+      buf[i + 1] = disc ? 40 : (y * 255) / height;
+      buf[i + 2] = ((x >> 4) + (y >> 4)) % 2 ? 200 : 30;
+    }
+  }
+  return buf;
+}
+
+if (!chromiumAvailable()) test('browser segmentation (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
+else describe('browser segmentation (Chromium)', () => {
+  let dir = '';
+  let server: StaticServer;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swiftformer-browser-seg-'));
+    await mkdir(join(dir, 'images'));
+    await sharp(scene(200, 150), { raw: { width: 200, height: 150, channels: 3 } }).png().toFile(join(dir, 'images', 'scene.png'));
+    const site = await buildPage(join(dir, 'site'));
+    server = await serveStatic({ '/': site.outDir, '/fixtures/': FIXTURES, '/images/': join(dir, 'images') });
+    browser = await launchChromium({ fakeCamera: true });
+    page = await browser.context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("an mmseg checkpoint by URL: the page's mask equals the Node library's", { timeout: 240_000 }, async (t) => {
+    await page.goto(`${server.url}?nosw&model=/fixtures/semfpn-tiny/checkpoint.pth`);
+    await page.waitForFunction(() => document.body.dataset.status === 'error' || (window as unknown as { demo: Demo }).demo.segmentation?.name === 'checkpoint.pth', null, { timeout: 120_000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.mode), 'segmentation', await page.textContent('#model-status') ?? '');
+    const result = await page.evaluate((u) => (window as unknown as { demo: Demo }).demo.segmentUrl(u), '/images/scene.png');
+    const model = await SegmentationModel.load({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), session: { threads: 2 } });
+    try {
+      const image = await decodeImage(join(dir, 'images', 'scene.png'));
+      const expected = await model.segment(image);
+      assert.deepEqual([result.width, result.height], [200, 150]);
+      // WebAssembly and native kernels round differently in the last bits: pixels may differ only
+      // where the best two classes are within float noise of each other.
+      const input = await model.preprocess(image);
+      const quarter = await model.quarterLogits(input.pixels);
+      const [, , ph, pw] = input.pixels.shape as number[];
+      const { margin } = referenceMask(quarter.data, 5, [ph!, pw!], [input.resized.height, input.resized.width], [150, 200]);
+      const scale = quarter.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const differing = result.mask.flatMap((v, i) => (v !== expected.mask[i] ? [i] : []));
+      t.diagnostic(`browser vs Node: ${differing.length} of ${result.mask.length} mask pixels differ (margins ${differing.map((i) => margin[i]!.toExponential(1)).join(', ') || 'none'})`);
+      for (const i of differing) assert.ok(margin[i]! <= 1e-5 * scale, `pixel ${i} differs with a margin of ${margin[i]} between its best two classes`);
+      assert.ok(differing.length <= result.mask.length * 1e-3);
+    } finally {
+      await model.release();
+    }
+    // The legend lists the classes present with the checkpoint's names; latency is shown.
+    const legend = await page.$$eval('#legend li .label', (els) => els.map((e) => e.textContent));
+    assert.deepEqual(legend, result.classes.map((c) => c.label));
+    assert.ok(legend.every((l) => ['background', 'shirt', 'shoe', 'bag', 'trouser'].includes(l!)));
+    assert.match((await page.textContent('#latency')) ?? '', /^\d+(\.\d)? ms$/);
+    await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
+    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/segmentation.png') });
+  });
+
+  test('the webcam (a fake camera) is segmented live, with FPS', { timeout: 120_000 }, async () => {
+    await page.click('#camera');
+    await page.waitForFunction(() => /^\d+(\.\d)?$/.test(document.getElementById('fps')?.textContent ?? ''), null, { timeout: 90_000 });
+    const last = (await demo(page))!.last!;
+    assert.equal(last.source, 'camera');
+    assert.ok(last.classes.length > 0);
+    assert.equal(await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).hidden), true, 'the mask is drawn over the frame');
+    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/segmentation-camera.png') });
+    await page.click('#camera');
+    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  });
+});

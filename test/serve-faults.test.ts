@@ -1,0 +1,241 @@
+/**
+ * The server under abuse, one fault test per failure the server must survive: a full queue, a
+ * request that waits too long, oversized and compressed-bomb bodies, slow senders (body and
+ * headers), clients that vanish while queued or mid-body, and SIGTERM (drain, exit 0; cut off past
+ * --drain-ms, exit 1). Everything listens on 127.0.0.1; every wait is bounded.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { describe, test } from 'node:test';
+import type { InferenceServer } from '../src/serve/server.js';
+import { assertCleanFailure, cli } from './cli-runner.js';
+import {
+  binaryRequest, float32Bytes, http, metricValue, parseMetrics, postJson, rawConnection, TINY_WEIGHTS, withTinyServer,
+} from './serve-client.js';
+
+const small = (seed = 0) => ({ inputs: [{ name: 'pixel_values', shape: [1, 3, 32, 32], datatype: 'FP32', data: Array.from({ length: 3072 }, (_, i) => Math.sin(i + seed)) }] });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A bound on a wait that does not keep the test process alive once the test is over. */
+const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+/** Polls until `ok` holds (bounded: fails after `ms`). */
+async function until(ok: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const depth = (s: InferenceServer) => metricValue(parseMetrics(s.metricsText), 'swiftformer_queue_depth', { model: 'tiny' });
+
+/** A raw request: the start line and headers, then `body` (all at once, or not at all). */
+function rawRequest(path: string, headers: Record<string, string | number>, body = ''): string {
+  return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`;
+}
+
+function statusOf(response: string): number {
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1]);
+}
+
+function errorOf(response: string): string {
+  return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)).error;
+}
+
+describe('serve under load and abuse', () => {
+  test('a full queue answers 503 with Retry-After at once; the queued requests still succeed', async () => {
+    await withTinyServer({ maxDelayMs: 1500 }, { maxQueue: 2 }, async ({ server, url }) => {
+      const queued = [postJson(`${url}/v2/models/tiny/infer`, small(1)), postJson(`${url}/v2/models/tiny/infer`, small(2))];
+      await until(() => depth(server) === 2, 5000, 'two queued requests');
+      const started = Date.now();
+      const refused = await postJson(`${url}/v2/models/tiny/infer`, small(3));
+      assert.ok(Date.now() - started < 1000, 'refused without waiting');
+      assert.equal(refused.status, 503);
+      assert.match(refused.headers['retry-after'] as string, /^[1-9]\d*$/);
+      assert.match(JSON.parse(refused.body.toString()).error, /model 'tiny' has 2 requests waiting, its queue limit/);
+      for (const r of await Promise.all(queued)) assert.equal(r.status, 200);
+    });
+  });
+
+  test('a request that waits longer than --timeout-ms in the queue gets 503', async () => {
+    await withTinyServer({ maxDelayMs: 3000 }, { timeoutMs: 300 }, async ({ server, url }) => {
+      const r = await postJson(`${url}/v2/models/tiny/infer`, small());
+      assert.equal(r.status, 503);
+      assert.match(JSON.parse(r.body.toString()).error, /waited 300 ms in the queue of model 'tiny'/);
+      assert.equal(depth(server), 0);
+    });
+  });
+
+  test('body limit: 413 for a declared, a chunked, an inflated and an expected-100 body over it', async () => {
+    await withTinyServer({}, { maxBodyBytes: 8192 }, async ({ url }) => {
+      // Declared too large: refused from the header, before the body.
+      const c = await rawConnection(url);
+      c.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 10_000_000, 'Content-Type': 'application/json' }, '{"inputs":'));
+      await until(() => c.received().includes('\r\n\r\n{'), 3000, 'the 413');
+      assert.equal(statusOf(c.received()), 413);
+      assert.match(errorOf(c.received()), /request body of 10000000 bytes is over the limit of 8192 bytes/);
+      c.socket.destroy();
+      // Chunked (no length): refused once the limit is passed.
+      const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${url}/v2/models/tiny/infer`, { method: 'POST', headers: { 'Transfer-Encoding': 'chunked' } }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        for (let i = 0; i < 4; i++) req.write(Buffer.alloc(4096, 32));
+        req.end();
+      });
+      assert.equal(chunked.status, 413);
+      assert.match(JSON.parse(chunked.body).error, /over the limit of 8192 bytes/);
+      // A small gzip body that inflates past the limit (a zip bomb).
+      const bomb = gzipSync(Buffer.alloc(4 * 1024 * 1024, 32));
+      assert.ok(bomb.length < 8192);
+      const inflated = await http(`${url}/v2/models/tiny/infer`, { method: 'POST', body: bomb, headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/json' } });
+      assert.equal(inflated.status, 413);
+      assert.match(JSON.parse(inflated.body.toString()).error, /inflated/);
+      // A gzip body under the limit works (Triton's clients may compress requests).
+      const ok = await http(`${url}/v2/models/tiny/infer`, { method: 'POST', body: gzipSync(JSON.stringify({ inputs: [{ name: 'pixel_values', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0) }] })), headers: { 'Content-Encoding': 'gzip' } });
+      assert.equal(ok.status, 200, ok.body.toString());
+      // Expect: 100-continue: refused before the client sends the body.
+      const e = await rawConnection(url);
+      e.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 100_000, Expect: '100-continue' }));
+      await until(() => e.received().includes('\r\n\r\n{'), 3000, 'the 413 to Expect');
+      assert.equal(statusOf(e.received()), 413);
+      assert.doesNotMatch(e.received(), /100 Continue/);
+      e.socket.destroy();
+    });
+  });
+
+  test('slow senders: a body or headers that do not arrive within --timeout-ms get 408', async () => {
+    await withTinyServer({}, { timeoutMs: 400 }, async ({ url }) => {
+      const body = await rawConnection(url);
+      body.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 500, 'Content-Type': 'application/json' }, '{"inputs": ['));
+      await Promise.race([body.closed, deadline(4000)]);
+      assert.equal(statusOf(body.received()), 408);
+      assert.match(errorOf(body.received()), /request body not received within 400 ms \(12 of 500 bytes arrived\)/);
+      const headers = await rawConnection(url);
+      headers.socket.write('POST /v2/models/tiny/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+      await Promise.race([headers.closed, deadline(4000)]);
+      assert.equal(statusOf(headers.received()), 408);
+      assert.match(errorOf(headers.received()), /request headers not received within 400 ms/);
+      // The server is fine.
+      assert.equal((await postJson(`${url}/v2/models/tiny/infer`, small())).status, 200);
+    });
+  });
+
+  test('a client that disconnects while queued frees its slot at once; one that vanishes mid-body is no harm', async () => {
+    await withTinyServer({ maxDelayMs: 2000 }, { maxQueue: 1 }, async ({ server, url }) => {
+      const c = await rawConnection(url);
+      const body = JSON.stringify(small());
+      c.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': Buffer.byteLength(body), 'Content-Type': 'application/json' }, body));
+      await until(() => depth(server) === 1, 5000, 'the request to queue');
+      c.socket.destroy();
+      const left = Date.now();
+      await until(() => depth(server) === 0, 1000, 'the slot to be freed');
+      assert.ok(Date.now() - left < 1000, 'well before the 2 s batching delay');
+      // Mid-body: half a request, then gone.
+      const half = await rawConnection(url);
+      half.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 100_000 }, '{"inputs": [{"name": "pixel_values", '));
+      await sleep(50);
+      half.socket.destroy();
+      // The freed slot takes a new request (the queue holds only one), and it succeeds.
+      const r = await postJson(`${url}/v2/models/tiny/infer`, small());
+      assert.equal(r.status, 200);
+      const samples = parseMetrics(server.metricsText);
+      assert.equal(metricValue(samples, 'swiftformer_requests_total', { model: 'tiny', endpoint: 'infer', status: '499' }), 2);
+      assert.equal(metricValue(samples, 'swiftformer_inflight_requests', { model: 'tiny' }), 0);
+    });
+  });
+
+  test('a client that disconnects while its batch runs does not crash the server', async () => {
+    await withTinyServer({ maxDelayMs: 0 }, {}, async ({ server, url }) => {
+      const data = float32Bytes(new Float32Array(8 * 3 * 224 * 224).fill(0.5));
+      const { body, headers } = binaryRequest({ inputs: [{ name: 'pixel_values', shape: [8, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: data.length } }] }, [data]);
+      for (let i = 0; i < 3; i++) {
+        const c = await rawConnection(url);
+        c.socket.write(rawRequest('/v2/models/tiny/infer', { ...headers, 'Content-Length': body.length }));
+        c.socket.write(body);
+        await until(() => (metricValue(parseMetrics(server.metricsText), 'swiftformer_batch_rows_running', { model: 'tiny' }) ?? 0) > 0 || c.received().length > 0, 5000, 'the batch to start');
+        c.socket.destroy();
+      }
+      assert.equal((await postJson(`${url}/v2/models/tiny/infer`, small())).status, 200);
+    });
+  });
+});
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+
+/** `swiftformer serve` in a child process; resolves with its URL once it listens. */
+async function serveProcess(args: string[]) {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', `tiny=${TINY_WEIGHTS}`, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await Promise.race([
+    new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', (line) => resolve(line.replace('listening on ', '')))),
+    exited.then((code) => { throw new Error(`serve exited (${code}) before listening: ${stderr}`); }),
+    deadline(60_000).then(() => { throw new Error('serve did not start within 60 s'); }),
+  ]);
+  return { child, url, exited, stderr: () => stderr };
+}
+
+describe('serve: SIGTERM', () => {
+  test('stops accepting, finishes what is queued without waiting out the batching delay, exits 0', async () => {
+    const s = await serveProcess(['--max-delay-ms', '20000', '--drain-ms', '5000']);
+    try {
+      const queued = [postJson(`${s.url}/v2/models/tiny/infer`, small(1)), postJson(`${s.url}/v2/models/tiny/infer`, small(2))];
+      await until(() => s.stderr().length > 0, 1000).catch(() => {});
+      const queueDepth = async () => metricValue(parseMetrics((await http(`${s.url}/metrics`)).body.toString()), 'swiftformer_queue_depth', { model: 'tiny' });
+      for (let i = 0; i < 200 && (await queueDepth()) !== 2; i++) await sleep(25);
+      assert.equal(await queueDepth(), 2);
+      const signalled = Date.now();
+      s.child.kill('SIGTERM');
+      const answers = await Promise.all(queued);
+      for (const a of answers) assert.equal(a.status, 200, a.body.toString());
+      assert.equal(await Promise.race([s.exited, deadline(10_000).then(() => 'still running')]), 0, s.stderr());
+      assert.ok(Date.now() - signalled < 5000, 'drained well within the bound, not after the 20 s delay');
+      await assert.rejects(http(`${s.url}/v2/health/live`), /ECONNREFUSED/);
+      assert.match(s.stderr(), /SIGTERM: draining/);
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+
+  test('past --drain-ms the request still in flight is cut off and the exit code says so', async () => {
+    const s = await serveProcess(['--drain-ms', '300']);
+    try {
+      // A sender that never finishes its body keeps a request in flight.
+      const c = await rawConnection(s.url);
+      c.socket.write(rawRequest('/v2/models/tiny/infer', { 'Content-Length': 1000 }, '{'));
+      await sleep(200);
+      s.child.kill('SIGTERM');
+      assert.equal(await Promise.race([s.exited, deadline(10_000).then(() => 'still running')]), 1);
+      assert.match(s.stderr(), /1 request was still running after --drain-ms 300 and was cut off/);
+      c.socket.destroy();
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('serve: bad command lines fail with one line', () => {
+  test('a malformed --model, missing weights, a clash of names, a busy port', async () => {
+    assertCleanFailure(await cli('serve', '--model', 'tiny'), /--model takes NAME=WEIGHTS, got 'tiny'/);
+    assertCleanFailure(await cli('serve', '--model', 'a b=x.pth'), /model name 'a b' must start with a letter or digit/);
+    assertCleanFailure(await cli('serve', '--model', 'x=/nonexistent/w.pth'), /cannot read \/nonexistent\/w.pth: no such file/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--model', `a=${TINY_WEIGHTS}`), /two models are named 'a'/);
+    assertCleanFailure(await cli('serve', '--repository', '/nonexistent'), /cannot read the model repository \/nonexistent: no such directory/);
+    const s = await serveProcess([]);
+    try {
+      const port = new URL(s.url).port;
+      assertCleanFailure(await cli('serve', '--model', `tiny=${TINY_WEIGHTS}`, '--port', port), new RegExp(`cannot listen on 127.0.0.1:${port}: .*EADDRINUSE`));
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+});
