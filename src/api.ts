@@ -25,6 +25,8 @@ export { segmentationInput, MMSEG_NORMALIZATION } from './preprocess/segmentatio
 export type { SegmentationInput } from './preprocess/segmentation.js';
 export { cvResizeLinear, rescaleSize } from './preprocess/cv-resize.js';
 export { overlay, colorize } from './draw/overlay.js';
+export { drawDetections, classColor } from './draw/detections.js';
+export type { DrawnDetection, DetectionPictureOptions } from './draw/detections.js';
 export type { OverlayOptions } from './draw/overlay.js';
 export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './models/attention.js';
 export type { AttentionType, TokenNorm } from './models/attention.js';
