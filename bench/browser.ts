@@ -59,7 +59,7 @@ try {
     const status = await page.evaluate(() => [document.body.dataset.status, document.getElementById('model-status')?.textContent]);
     if (status[0] !== 'ready') throw new Error(`the page did not load the model: ${status[1]}`);
     const engine = await page.evaluate(() => (window as unknown as Demo).demo.engine);
-    const model = await loadModel({ weights, session: { threads } });
+    const model = await loadModel({ weights, task: 'classification', session: { threads } });
     const warm = Math.max(5, Math.round(rounds / 10));
     await page.evaluate((n) => (window as unknown as Demo).demo.benchmark(0, n), warm);
     for (let i = 0; i < warm; i++) await model.logits(input);

@@ -25,6 +25,8 @@ export { segmentationInput, MMSEG_NORMALIZATION } from './preprocess/segmentatio
 export type { SegmentationInput } from './preprocess/segmentation.js';
 export { cvResizeLinear, rescaleSize } from './preprocess/cv-resize.js';
 export { overlay, colorize } from './draw/overlay.js';
+export { drawDetections, classColor } from './draw/detections.js';
+export type { DrawnDetection, DetectionPictureOptions } from './draw/detections.js';
 export type { OverlayOptions } from './draw/overlay.js';
 export { fastformerAttention, multiHeadSelfAttention, ATTENTION_TYPES } from './models/attention.js';
 export type { AttentionType, TokenNorm } from './models/attention.js';
@@ -32,6 +34,15 @@ export { emitVit, vitInfo, vitConfig, VIT_VARIANTS, initialVitWeights } from './
 export type { VitConfig, VitInfo, VitAttention } from './models/vit.js';
 export { fitWeights, inferConfig } from './models/fit.js';
 export type { FitOptions, FitReport } from './models/fit.js';
+export { DetectionModel, binaryMask } from './models/detector.js';
+export type { Detection, DetectionMask, DetectOptions, DetectionModelOptions, RawDetections } from './models/detector.js';
+export {
+  isMaskRcnnState, emitMaskRcnn, maskRcnnConfig, inferMaskRcnnConfig, remapDetectionKeys, fitMaskRcnnWeights, initialMaskRcnnWeights,
+} from './models/maskrcnn.js';
+export type { MaskRcnnConfig, MaskRcnnEmitOptions } from './models/maskrcnn.js';
+export { defaultSettings as defaultDetectionSettings, resolveSettings as resolveDetectionSettings } from './models/detection/settings.js';
+export type { DetectionSettings, SettingsOverrides as DetectionSettingsOverrides } from './models/detection/settings.js';
+export { resizedSize as detectionInputSize } from './models/detection/transform.js';
 export { readStateDict, readWeights } from './weights/read.js';
 export type { ReadOptions } from './weights/read.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
@@ -52,7 +63,7 @@ export type { ModelCard, Task, RGB } from './models/card.js';
 export { softmax, topK, predictions, checkFiniteLogits } from './models/classify.js';
 export type { Prediction } from './models/classify.js';
 export type { RGBImage } from './preprocess/resize.js';
-export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, defaultLabels, labelOf, resolveLabels } from './models/labels.js';
+export { loadLabels, parseLabels, labelsFromHfConfig, imagenetLabels, cocoLabels, defaultLabels, labelOf, resolveLabels } from './models/labels.js';
 export type { LabelSources } from './models/labels.js';
 export { getBackend, registerBackend } from './runtime/runtime.js';
 export type { Backend, Session, SessionOptions } from './runtime/runtime.js';

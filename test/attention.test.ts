@@ -265,7 +265,7 @@ describe('SwiftFormer with a swappable attention', () => {
   for (const attentionType of ['fastformer', 'mhsa'] as const) {
     test(`${attentionType}: export round trip (toOnnx -> file -> ONNX Runtime) equals the model's own session`, async () => {
       const config = { ...TINY_CONFIG, attentionType, attentionHeads: 2 };
-      const model = await loadModel({ model: config, seed: 3, session: { threads: 2 } });
+      const model = await loadModel({ model: config, task: 'classification', seed: 3, session: { threads: 2 } });
       try {
         const input = pixels([2, 3, 64, 96]);
         const ours = await model.logits(input);
@@ -284,7 +284,7 @@ describe('SwiftFormer with a swappable attention', () => {
         assert.ok(relativeError(ours.data, reference.logits!.data) <= 1e-5);
         assert.ok(!model.graph([64, 96]).nodes.some((n) => n.domain), 'plain ONNX ops only');
         // Its weights load back (strictly) into the same config.
-        const again = await loadModel({ model: config, weights: model.state, session: { threads: 2 } });
+        const again = await loadModel({ model: config, task: 'classification', weights: model.state, session: { threads: 2 } });
         assert.deepEqual((await again.logits(input)).data, ours.data);
         await again.release();
       } finally {

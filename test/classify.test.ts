@@ -347,7 +347,7 @@ describe('swiftformer classify', () => {
     const out = JSON.parse(r.stdout) as { file: string; predictions: Prediction[] }[];
     assert.deepEqual(out.map((o) => o.file), images);
     const imagenet = await imagenetLabels();
-    const model = await loadModel({ weights: TINY });
+    const model = await loadModel({ weights: TINY, task: 'classification' });
     for (const [n, o] of out.entries()) {
       assert.equal(o.predictions.length, 5);
       for (const p of o.predictions) {
@@ -388,7 +388,7 @@ describe('swiftformer classify', () => {
         for (let ch = 0; ch < 3; ch++) x[ch * 1024 + (y + 2) * 32 + col + 2] = (luma / 255 - 0.3) / 0.4;
       }
     }
-    const model = await loadModel({ weights: TINY });
+    const model = await loadModel({ weights: TINY, task: 'classification' });
     const logits = (await model.logits({ dtype: 'float32', shape: [1, 3, 32, 32], data: x })).data;
     await model.release();
     const max = Math.max(...logits);
@@ -493,7 +493,7 @@ describe('swiftformer eval', () => {
 
   /** Expected accuracy, computed through the library: class index = sorted folder position ('C' < 'a' < 'b'). */
   async function expected(): Promise<{ top1: number; top5: number }> {
-    const model = await loadModel({ weights: TINY });
+    const model = await loadModel({ weights: TINY, task: 'classification' });
     let top1 = 0;
     let top5 = 0;
     let n = 0;

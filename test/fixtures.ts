@@ -22,7 +22,7 @@ export function manifest(dir: FixtureDir): Record<string, any> {
 }
 
 /** Fixture folders (fixtures README). */
-export type FixtureDir = 'tiny' | 'xs' | 'semfpn-tiny' | 'semfpn-xs';
+export type FixtureDir = 'tiny' | 'xs' | 'semfpn-tiny' | 'semfpn-xs' | 'maskrcnn-tiny' | 'maskrcnn-tiny-train';
 
 /** A raw little-endian float32 .bin file with its shape from the manifest. */
 export function fixtureTensor(dir: FixtureDir, file: string): FloatTensor {

@@ -472,7 +472,7 @@ describe('hf: repositories', () => {
     assert.equal(fromHub.config.attention, 'softmax');
     assert.ok(listFiles(envCache).some((f) => f.endsWith('model.safetensors')), 'downloaded into $SWIFTFORMER_CACHE');
     // The same tensors under official keys, told to use softmax, must give the same logits.
-    const official = await loadModel({ weights: OFFICIAL, attention: 'softmax' });
+    const official = await loadModel({ weights: OFFICIAL, task: 'classification', attention: 'softmax' });
     const input = fixtureTensor('tiny', 'input.bin');
     const a = await fromHub.logits(input);
     const b = await official.logits(input);

@@ -303,6 +303,11 @@ describe('a loaded model knows itself', () => {
     assert.deepEqual((await model.preprocess(example('1-trouser.png'), { size: 96 })).shape, [1, 3, 96, 96]);
     const backbone = await load({ weights: fixturePath('tiny/fork_feat_weights.safetensors') });
     assert.equal(backbone.card.task, 'features');
+    const det = await loadModel({ weights: fixturePath('maskrcnn-tiny/weights.safetensors'), session: { threads: 1 } });
+    open.push(det as never);
+    assert.equal(det.task, 'detection');
+    assert.equal(det.card.task, 'detection');
+    assert.ok(det.task === 'detection' && det.hasMasks);
   });
 });
 
@@ -385,6 +390,8 @@ describe('loadModel: one entry, the family read off the weights', () => {
       /holds a Semantic FPN segmentation model \(mmsegmentation keys\): it cannot be loaded for classification/);
     await assert.rejects(loadSwiftFormer({ weights: fixturePath('semfpn-tiny/weights.safetensors') }),
       /holds a Semantic FPN segmentation model .*not a SwiftFormer classifier or backbone/);
+    await assert.rejects(loadModel({ weights: fixturePath('maskrcnn-tiny/weights.safetensors'), task: 'segmentation' }),
+      /holds a Mask R-CNN detector \(torchvision keys\): it cannot be loaded for segmentation/);
     await assert.rejects(loadModel({ task: 'bogus' as never }), /task must be one of/);
   });
 
@@ -395,5 +402,15 @@ describe('loadModel: one entry, the family read off the weights', () => {
     const key = 'network.0.0.local_representation.dwconv.weight';
     assert.deepEqual([...(seg.state.get(`backbone.${key}`)!.data as Float32Array)], [...(classifier.get(key)!.data as Float32Array)]);
     assert.equal(seg.numClasses, 4);
+  });
+
+  test("task 'detection' with a classifier's weights starts a new detector from its backbone, with loadModel's settings", async () => {
+    const det = await loadModel({ task: 'detection', weights: fixturePath('tiny/weights.safetensors'), numClasses: 5, settings: { transform: { minSize: 96, maxSize: 160 } }, session: { threads: 1 } });
+    open.push(det as never);
+    const classifier = await stateOf('tiny/weights.safetensors');
+    const key = 'network.0.0.local_representation.dwconv.weight';
+    assert.deepEqual([...(det.state.get(`backbone.body.${key}`)!.data as Float32Array)], [...(classifier.get(key)!.data as Float32Array)]);
+    assert.equal(det.numClasses, 5);
+    assert.deepEqual([det.config.settings.transform.minSize, det.config.settings.transform.maxSize], [96, 160]);
   });
 });

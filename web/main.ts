@@ -1,5 +1,6 @@
 /**
- * The SwiftFormer demo page: webcam and image classification in the browser.
+ * The SwiftFormer demo page: webcam and image classification in the browser (segmentation and
+ * detection modes for Semantic FPN and Mask R-CNN weights: web/segmentation.ts, web/detection.ts).
  *
  * Query parameters: `backend=auto|webgpu|wasm`, `threads=N` (WebAssembly threads; needs a
  * cross-origin isolated page), `model=<url>` (weights or an exported .onnx file, INT8 or float, to
@@ -14,6 +15,7 @@ import {
 } from 'swiftformer';
 import { listCached, readCached, saveCached, saveCachedOnnx, sha256Hex, type CachedWeights } from './weights-cache.js';
 import { leaveSegmentation, segmentationActive, segmentationDemo, segmentImage, trySegmentation, usePainter } from './segmentation.js';
+import { detectImage, detectionActive, detectionDemo, leaveDetection, tryDetection, useDetectionPainter } from './detection.js';
 
 /** What the page runs: weights made into the library's graph, or an exported ONNX file (INT8 or float). */
 type PageModel = SwiftFormerModel | OnnxClassifier;
@@ -113,6 +115,7 @@ function serial<T>(job: () => Promise<T>): Promise<T> {
 /** Installs a loaded model: creates its session (a first run), swaps it in, classifies the last image again. */
 async function install(next: Loaded): Promise<void> {
   leaveSegmentation();
+  leaveDetection();
   const [h, w] = inputSize(next);
   await serial(() => next.model.logits({ dtype: 'float32', shape: [1, 3, h, w], data: new Float32Array(3 * h * w) }));
   const previous = current;
@@ -181,7 +184,7 @@ async function loadFromUrl(url: string): Promise<void> {
   if (isOnnx(url)) return loadOnnx(await fetchBytes(url), key, name);
   // Fetched once: Semantic FPN weights switch the page to segmentation, anything else loads as a classifier.
   const bytes = url.startsWith('hf:') ? undefined : await fetchBytes(url);
-  if (bytes && await trySegmentation(bytes, name)) return;
+  if (bytes && await denseModel(bytes, name)) return;
   const model = await loadSwiftFormer({ weights: bytes ?? url });
   await install(await prepare(model, key, name));
   await remember(key, name, model);
@@ -189,13 +192,27 @@ async function loadFromUrl(url: string): Promise<void> {
 
 async function loadFromFile(file: File): Promise<void> {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (await trySegmentation(bytes, file.name)) return;
+  if (await denseModel(bytes, file.name)) return;
   const key = `file:${await sha256Hex(bytes)}`;
   if (await loadCachedEntry(key)) return;
   if (isOnnx(file.name)) return loadOnnx(bytes, key, file.name);
   const model = await loadSwiftFormer({ weights: bytes });
   await install(await prepare(model, key, file.name));
   await remember(key, file.name, model);
+}
+
+/** Semantic FPN or Mask R-CNN weights switch the page to segmentation or detection (one mode at a time). */
+async function denseModel(bytes: Uint8Array, name: string): Promise<boolean> {
+  if (await trySegmentation(bytes, name)) {
+    leaveDetection();
+    return true;
+  }
+  if (await tryDetection(bytes, name)) {
+    leaveSegmentation();
+    if (lastImage) await serial(() => detectImage(lastImage!, 'redetect'));
+    return true;
+  }
+  return false;
 }
 
 /** An exported ONNX classifier, kept in the cache as it is. */
@@ -252,6 +269,10 @@ function render(result: Result): void {
 async function classifyImage(image: RGBImage, source: string, started = performance.now()): Promise<Result | undefined> {
   if (segmentationActive()) {
     await serial(() => segmentImage(image, source, started));
+    return undefined;
+  }
+  if (detectionActive()) {
+    await serial(() => detectImage(image, source, started));
     return undefined;
   }
   if (!current) {
@@ -326,7 +347,7 @@ async function startCamera(): Promise<void> {
   const loop = ++cameraLoop;
   const times: number[] = [];
   while (loop === cameraLoop) {
-    if ((!current && !segmentationActive()) || ui.video.readyState < 2) {
+    if ((!current && !segmentationActive() && !detectionActive()) || ui.video.readyState < 2) {
       await new Promise((r) => setTimeout(r, 50));
       continue;
     }
@@ -459,7 +480,9 @@ const demo = {
   },
 };
 Object.defineProperties(demo, Object.getOwnPropertyDescriptors(segmentationDemo));
+Object.defineProperties(demo, Object.getOwnPropertyDescriptors(detectionDemo));
 usePainter(showPreview);
+useDetectionPainter(showPreview);
 (window as unknown as { demo: typeof demo }).demo = demo;
 
 async function main(): Promise<void> {

@@ -17,6 +17,7 @@ import { onnxSignature } from '../serve/onnx.js';
 import { writeTritonModel } from '../serve/triton.js';
 import { choice, intOption, parse, usageError } from './args.js';
 import { segmentationUsage, trySegmentationExport } from './export-segmentation.js';
+import { detectionUsage, tryDetectionExport } from './export-detection.js';
 
 export const usage = `Usage: swiftformer export --onnx <out.onnx> | --triton <dir> [--model <id>] [--weights <file>] [options]
 
@@ -47,7 +48,9 @@ Triton / KServe model repository (both --onnx and --triton may be given):
   --max-batch    max_batch_size (default 16; 0: no batch axis)
   --max-delay-ms dynamic_batching's max_queue_delay_microseconds, in ms (default 5)
 
-${segmentationUsage}`;
+${segmentationUsage}
+
+${detectionUsage}`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, {
@@ -56,13 +59,15 @@ export async function exportCommand(argv: string[]): Promise<void> {
     'no-strict': { type: 'boolean' }, int8: { type: 'boolean' }, calibrate: { type: 'string' }, 'calibration-images': { type: 'string' },
     triton: { type: 'string' }, name: { type: 'string' }, 'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' },
     output: { type: 'string' },
-    'full-range-weights': { type: 'boolean' },
+    'full-range-weights': { type: 'boolean' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   if (!values.onnx && !values.triton) throw usageError(usage, '--onnx <out.onnx> is required (or --triton <dir>)');
   if (values.triton && values.weights?.toLowerCase().endsWith('.onnx')) return tritonRepository(values, await readSource(values.weights));
   const segmentation = await trySegmentationExport(values, flags);
   if (segmentation) return values.triton ? tritonRepository(values, segmentation) : undefined;
+  const detection = await tryDetectionExport(values, flags);
+  if (detection) return values.triton ? tritonRepository(values, detection) : undefined;
   if (values.output !== undefined) throw new SwiftFormerError('BAD_ARGUMENT', '--output goes with Semantic FPN (segmentation) weights');
   const attention = choice(values.attention, 'attention', ['l2', 'softmax'] as const);
   const head = choice(values.head, 'head', ['classifier', 'features'] as const);

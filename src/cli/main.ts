@@ -11,6 +11,7 @@ import { exportCommand, usage as exportUsage } from './export.js';
 import { info, usage as infoUsage } from './info.js';
 import { scoreCommand, usage as scoreUsage } from './score.js';
 import { segmentCommand, usage as segmentUsage } from './segment.js';
+import { detectCommand, usage as detectUsage } from './detect.js';
 import { serveCommand, usage as serveUsage } from './serve.js';
 import { trainCommand, usage as trainUsage } from './train.js';
 
@@ -22,6 +23,7 @@ const commands: Record<string, Command> = {
   train: { run: trainCommand, usage: trainUsage, summary: 'train or fine-tune a classifier (Fashion-MNIST, IDX files, image folders) or a Semantic FPN segmenter' },
   classify: { run: classify, usage: classifyUsage, summary: 'top classes of image files' },
   segment: { run: segmentCommand, usage: segmentUsage, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
+  detect: { run: detectCommand, usage: detectUsage, summary: 'objects in image files: boxes, labels, scores and masks (Mask R-CNN)' },
   eval: { run: evalCommand, usage: evalUsage, summary: 'top-1/top-5 accuracy on an ImageFolder, or mIoU on a segmentation dataset' },
   bench: { run: bench, usage: benchUsage, summary: 'latency and throughput, side by side with another export' },
   score: { run: scoreCommand, usage: scoreUsage, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },

@@ -2,7 +2,7 @@
  * A one-line progress bar on stderr: redrawn in place when stderr is a terminal, otherwise silent
  * until `done`, which always prints one final line (so logs stay readable).
  */
-import type { DownloadProgress } from '../node/hub.js';
+import { isRemoteSource, resolveWeights, type DownloadProgress } from '../node/hub.js';
 
 export class ProgressBar {
   private last = 0;
@@ -73,4 +73,19 @@ export function downloadProgress(stream: NodeJS.WriteStream = process.stderr): (
     const rate = (p.received - p.resumedFrom) / Math.max(bar.elapsed(), 1e-3);
     bar.update(p.received, p.total, `${formatBytes(p.received)}${p.total !== undefined ? ` / ${formatBytes(p.total)}` : ''}  ${formatBytes(rate)}/s`);
   };
+}
+
+/**
+ * A weights source as a local file: remote ones (https://, hf:) downloaded into the cache with a
+ * progress bar (cut short cleanly on failure), with the labels their repository keeps.
+ */
+export async function localWeights(weights: string): Promise<{ path: string; labels?: string[] }> {
+  if (!isRemoteSource(weights)) return { path: weights };
+  try {
+    const resolved = await resolveWeights(weights, { onProgress: downloadProgress() });
+    return { path: resolved.path, ...(resolved.labels ? { labels: resolved.labels } : {}) };
+  } catch (err) {
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K'); // end a progress bar cut short
+    throw err;
+  }
 }

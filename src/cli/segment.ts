@@ -2,13 +2,12 @@ import { basename, extname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
 import { makeDirectory, writeFileAtomic } from '../node/files.js';
-import { isRemoteSource, resolveWeights } from '../node/hub.js';
 import { encodeGrayPng, encodePalettePng, encodeRgbPng } from '../node/png.js';
 import { loadLabels } from '../models/labels.js';
 import { classAreas, SegmentationModel, type Segmentation } from '../models/segmentation.js';
 import { overlay } from '../draw/overlay.js';
 import { intOption, parse, usageError } from './args.js';
-import { downloadProgress } from './progress.js';
+import { localWeights } from './progress.js';
 
 export const usage = `Usage: swiftformer segment <images...> --weights <src> [options]
 
@@ -44,18 +43,10 @@ export function parseScale(value: string | undefined): [number, number] | null |
 }
 
 export async function loadSegmenter(values: Record<string, string | undefined>, scale: [number, number] | null | undefined): Promise<SegmentationModel> {
-  let weights = values.weights;
-  if (weights === undefined) {
+  if (values.weights === undefined) {
     throw new SwiftFormerError('BAD_ARGUMENT', 'segment needs --weights: the package bundles no segmentation model yet (pass an mmsegmentation Semantic FPN checkpoint, .pth or .safetensors)');
   }
-  if (isRemoteSource(weights)) {
-    try {
-      weights = (await resolveWeights(weights, { onProgress: downloadProgress() })).path;
-    } catch (err) {
-      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-      throw err;
-    }
-  }
+  const weights = (await localWeights(values.weights)).path;
   const labels = values.labels ? await loadLabels(values.labels) : undefined;
   const model = await SegmentationModel.load({ weights, ...(scale !== undefined ? { scale } : {}), ...(labels ? { labels } : {}) });
   if (model.report?.missing.some((k) => k.startsWith('decode_head.'))) {
@@ -124,7 +115,7 @@ export async function segmentCommand(argv: string[]): Promise<void> {
 }
 
 /** The file's stem, made unique among the outputs of this run (a/x.jpg and b/x.jpg -> x, x-2). */
-function uniqueName(file: string, used: Set<string>): string {
+export function uniqueName(file: string, used: Set<string>): string {
   const stem = basename(file, extname(file)) || 'image';
   let name = stem;
   for (let i = 2; used.has(name); i++) name = `${stem}-${i}`;

@@ -34,11 +34,16 @@ export interface Node {
   domain?: string;
 }
 
+/** Element types of graph inputs and outputs (values inside a graph are typed by ONNX Runtime). */
+export type ValueType = 'float32' | 'int64' | 'bool' | 'uint8' | 'uint16';
+
+export interface GraphValue { name: string; shape: Shape; dtype?: ValueType }
+
 export interface Graph {
   nodes: Node[];
-  inputs: { name: string; shape: Shape }[];
-  /** Graph outputs; float32 unless `dtype` says otherwise (an argmax mask). */
-  outputs: { name: string; shape: Shape; dtype?: OutputType }[];
+  /** Inputs and outputs are float32 unless `dtype` says otherwise. */
+  inputs: GraphValue[];
+  outputs: GraphValue[];
   /** Shape of every value the builder created. */
   shapes: Map<string, Shape>;
   /** Model parameters and buffers by official key: shape now, data once bound. */
@@ -58,7 +63,7 @@ export type QuantTensor =
 export type GraphTensor = Tensor | QuantTensor;
 
 /** Element types a graph output may have besides float32. */
-export type OutputType = 'int64' | 'uint8' | 'uint16';
+export type OutputType = Exclude<ValueType, 'float32'>;
 
 export interface BatchStat { key: string; mean: string; variance: string; count: number }
 
@@ -94,15 +99,16 @@ export class GraphBuilder {
     this.graph = graph ?? emptyGraph();
   }
 
-  /** Registers a graph input. */
-  input(name: string, shape: Shape): string {
-    this.graph.inputs.push({ name, shape });
+  /** Registers a graph input (float32 unless `dtype` says otherwise). */
+  input(name: string, shape: Shape, dtype?: ValueType): string {
+    this.graph.inputs.push(dtype && dtype !== 'float32' ? { name, shape, dtype } : { name, shape });
     this.graph.shapes.set(name, shape);
     return name;
   }
 
-  output(name: string, dtype?: OutputType): void {
-    this.graph.outputs.push(dtype ? { name, shape: this.shape(name), dtype } : { name, shape: this.shape(name) });
+  output(name: string, dtype?: ValueType): void {
+    const shape = this.shape(name);
+    this.graph.outputs.push(dtype && dtype !== 'float32' ? { name, shape, dtype } : { name, shape });
   }
 
   /** Declares a parameter by its state_dict key; its data is bound later. */
@@ -132,11 +138,11 @@ export class GraphBuilder {
     return name;
   }
 
-  /** An int64 constant vector (axes, shapes). */
-  ints(values: number[]): string {
+  /** An int64 constant vector (axes, shapes), or a scalar with `shape` []. */
+  ints(values: number[], shape: number[] = [values.length]): string {
     const name = `${this.prefix}const_${this.counter++}`;
-    this.graph.initializers.set(name, { dtype: 'int64', shape: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
-    this.graph.shapes.set(name, [values.length]);
+    this.graph.initializers.set(name, { dtype: 'int64', shape, data: BigInt64Array.from(values.map(BigInt)) });
+    this.graph.shapes.set(name, shape);
     return name;
   }
 
@@ -152,6 +158,18 @@ export class GraphBuilder {
     this.graph.nodes.push(domain ? { op, inputs, outputs: [out], attrs, domain } : { op, inputs, outputs: [out], attrs });
     this.graph.shapes.set(out, shape);
     return out;
+  }
+
+  /** Appends a node with several outputs (TopK, Split); returns their names. */
+  nodeOutputs(op: string, inputs: string[], shapes: Shape[], attrs: Record<string, Attr> = {}): string[] {
+    const id = this.counter++;
+    const outputs = shapes.map((shape, i) => {
+      const name = `${this.prefix}${op.toLowerCase()}_${id}_${i}`;
+      this.graph.shapes.set(name, shape);
+      return name;
+    });
+    this.graph.nodes.push({ op, inputs, outputs, attrs });
+    return outputs;
   }
 
   // ------------------------------------------------------------ ops with shape rules
@@ -356,15 +374,14 @@ function dimsMessage(shape: Shape): Message {
   return { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
 }
 
-const OUTPUT_TYPES: Record<OutputType, number> = { int64: DataType.INT64, uint8: DataType.UINT8, uint16: DataType.UINT16 };
-
-function valueInfo(name: string, shape: Shape, dtype?: OutputType): Message {
-  return { name, type: { tensorType: { elemType: dtype ? OUTPUT_TYPES[dtype] : DataType.FLOAT, shape: dimsMessage(shape) } } };
-}
-
-const DATA_TYPES: Record<GraphTensor['dtype'], number> = {
-  float32: DataType.FLOAT, int64: DataType.INT64, int8: DataType.INT8, uint8: DataType.UINT8, int32: DataType.INT32,
+const DATA_TYPES: Record<GraphTensor['dtype'] | ValueType, number> = {
+  float32: DataType.FLOAT, int64: DataType.INT64, int8: DataType.INT8, uint8: DataType.UINT8, int32: DataType.INT32, bool: DataType.BOOL,
+  uint16: DataType.UINT16,
 };
+
+function valueInfo(v: GraphValue): Message {
+  return { name: v.name, type: { tensorType: { elemType: DATA_TYPES[v.dtype ?? 'float32'], shape: dimsMessage(v.shape) } } };
+}
 
 function tensorMessage(name: string, t: GraphTensor): Message {
   const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -413,7 +430,7 @@ export function toOnnx(source: Graph, meta: Record<string, string> = {}, options
   if (unbound.length > 0 && !options.paramsAsInputs) {
     throw new Error(`graph has unbound parameters: ${unbound.slice(0, 5).join(', ')}`);
   }
-  const inputs = graph.inputs.concat(unbound.map((name) => ({ name, shape: graph.params.get(name)! })));
+  const inputs: GraphValue[] = graph.inputs.concat(unbound.map((name) => ({ name, shape: graph.params.get(name)! })));
   return encodeModel({
     irVersion: 8,
     producerName: 'swiftformer',
@@ -430,8 +447,8 @@ export function toOnnx(source: Graph, meta: Record<string, string> = {}, options
         attribute: Object.entries(n.attrs).map(([k, a]) => attributeMessage(k, a)),
       })),
       initializer: usedInitializers(graph).map(([name, t]) => tensorMessage(name, t)),
-      input: inputs.map((v) => valueInfo(v.name, v.shape)),
-      output: graph.outputs.map((v) => valueInfo(v.name, v.shape, v.dtype)),
+      input: inputs.map(valueInfo),
+      output: graph.outputs.map(valueInfo),
     },
   });
 }

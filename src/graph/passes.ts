@@ -100,7 +100,7 @@ function setWeights(g: Graph, node: Node, weightIndex: number, weight: FloatTens
 /** Reshape of a constant becomes a constant (the 1x1-conv views of Linear weights). */
 function foldConstantReshapes(g: Graph): void {
   for (const node of [...g.nodes]) {
-    if (node.op !== 'Reshape' || !allConst(g, node)) continue;
+    if (node.op !== 'Reshape' || !allConst(g, node) || g.initializers.get(node.inputs[0]!)?.dtype !== 'float32') continue;
     const src = floatInit(g, node.inputs[0]!);
     const shape = g.shapes.get(node.outputs[0]!) as number[];
     g.initializers.set(node.outputs[0]!, { dtype: 'float32', shape, data: src.data });

@@ -1,34 +1,53 @@
 /**
- * Class names: the ImageNet-1k list shipped with the package (assets/labels/imagenet-1k.json,
- * made by scripts/make-imagenet-labels.mjs), custom label files, and a Hugging Face config's
+ * Class names: the ImageNet-1k and COCO lists shipped with the package (assets/labels/, made by
+ * scripts/make-imagenet-labels.mjs and make-coco-labels.py), custom label files, and a Hugging Face config's
  * `id2label`. No node: imports; files are read through the platform's source reader.
  */
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
 
-/** Where the bundled ImageNet-1k names live (beside src/ and dist/ alike). */
-const IMAGENET_URL = new URL('../../assets/labels/imagenet-1k.json', import.meta.url);
+/** The bundled label files (beside src/ and dist/ alike), by the number of names each holds. */
+const BUNDLED = {
+  'imagenet-1k': { url: new URL('../../assets/labels/imagenet-1k.json', import.meta.url), count: 1000 },
+  'coco-91': { url: new URL('../../assets/labels/coco-91.json', import.meta.url), count: 91 },
+  'coco-81': { url: new URL('../../assets/labels/coco-81.json', import.meta.url), count: 81 },
+} as const;
 
-let imagenet: Promise<string[]> | undefined;
+const bundled = new Map<keyof typeof BUNDLED, Promise<string[]>>();
+
+function bundledLabels(name: keyof typeof BUNDLED): Promise<string[]> {
+  const { url, count } = BUNDLED[name];
+  let labels = bundled.get(name);
+  if (!labels) {
+    labels = loadLabels(url.href).then((names) => {
+      if (names.length !== count) throw new SwiftFormerError('BAD_ARGUMENT', `the bundled label file ${name}.json has ${names.length} entries, expected ${count}`);
+      return names;
+    });
+    labels.catch(() => bundled.delete(name));
+    bundled.set(name, labels);
+  }
+  return labels.then((names) => names.slice());
+}
 
 /** The 1000 ImageNet-1k class names in the standard order (0 'tench, Tinca tinca' ... 999 'toilet tissue, ...'). */
 export function imagenetLabels(): Promise<string[]> {
-  imagenet ??= loadLabels(IMAGENET_URL.href).then(
-    (labels) => {
-      if (labels.length !== 1000) throw new SwiftFormerError('BAD_ARGUMENT', `the bundled ImageNet label file has ${labels.length} entries, expected 1000`);
-      return labels;
-    },
-    (err: unknown) => {
-      imagenet = undefined;
-      throw err;
-    },
-  );
-  return imagenet.then((labels) => labels.slice());
+  return bundledLabels('imagenet-1k');
 }
 
 /** Default names for a classifier with `numClasses` outputs: ImageNet's for 1000, else none. */
 export async function defaultLabels(numClasses: number): Promise<string[] | undefined> {
   return numClasses === 1000 ? imagenetLabels() : undefined;
+}
+
+/**
+ * COCO's names for a detector's classes (index 0 the background): torchvision's 91 category ids
+ * ('N/A' for the unused ones), or the 80 used categories in id order for 81 classes; else none.
+ * Made by scripts/make-coco-labels.py.
+ */
+export async function cocoLabels(numClasses: number): Promise<string[] | undefined> {
+  if (numClasses === 91) return bundledLabels('coco-91');
+  if (numClasses === 81) return bundledLabels('coco-81');
+  return undefined;
 }
 
 /**

@@ -8,14 +8,16 @@
 import { SwiftFormerError } from '../core/errors.js';
 import type { Task } from './card.js';
 import { denseTaskOf, describeFamily } from './families.js';
+import { DetectionModel, type DetectionModelOptions } from './detector.js';
 import { checkModelOptions, SwiftFormerModel, type ModelOptions } from './model.js';
 import { SegmentationModel, type SegmentationOptions } from './segmentation.js';
 import { readModelSource } from './source.js';
 
 /** Any loaded model; `model.task` tells which. */
-export type Model = SwiftFormerModel | SegmentationModel;
+export type Model = SwiftFormerModel | SegmentationModel | DetectionModel;
 
-export type LoadOptions = ModelOptions & Omit<SegmentationOptions, keyof ModelOptions> & {
+export type LoadOptions = ModelOptions & Omit<SegmentationOptions, keyof ModelOptions>
+  & Pick<DetectionModelOptions, 'settings'> & {
   /** The task the model is for (default: what the weights are). */
   task?: Task;
 };
@@ -23,10 +25,12 @@ export type LoadOptions = ModelOptions & Omit<SegmentationOptions, keyof ModelOp
 const TASKS: readonly Task[] = ['classification', 'features', 'segmentation', 'detection'];
 
 export function loadModel(options: LoadOptions & { task: 'segmentation' }): Promise<SegmentationModel>;
+export function loadModel(options: LoadOptions & { task: 'detection' }): Promise<DetectionModel>;
 export function loadModel(options: LoadOptions & { task: 'classification' | 'features' }): Promise<SwiftFormerModel>;
 export function loadModel(options?: LoadOptions): Promise<Model>;
 /**
- * `await loadModel({ weights })`: a classifier, a fork_feat backbone, or a Semantic FPN segmenter,
+ * `await loadModel({ weights })`: a classifier, a fork_feat backbone, a Semantic FPN segmenter or a
+ * Mask R-CNN detector,
  * as the weights are; `{ task }` to ask for one (and type the result).
  */
 export async function loadModel(options: LoadOptions = {}): Promise<Model> {
@@ -44,11 +48,17 @@ export async function loadModel(options: LoadOptions = {}): Promise<Model> {
     case 'segmentation':
       return source ? SegmentationModel.fromSource(source, options) : SegmentationModel.load(options);
     case 'detection':
-      throw new SwiftFormerError('UNSUPPORTED', 'detection models are not available in this build');
+      return source ? DetectionModel.fromSource(source, detectionOptions(options)) : DetectionModel.load(detectionOptions(options));
     case 'features':
     case 'classification': {
       const head = task === 'features' ? 'features' : options.head;
       return SwiftFormerModel.fromSource(source, { ...options, ...(head ? { head } : {}) });
     }
   }
+}
+
+/** The options a detector takes, out of loadModel's. */
+function detectionOptions(options: LoadOptions): DetectionModelOptions {
+  const keys = ['weights', 'entry', 'model', 'numClasses', 'labels', 'settings', 'attention', 'allowNonFinite', 'seed', 'session', 'backend'] as const;
+  return Object.fromEntries(keys.filter((k) => options[k] !== undefined).map((k) => [k, options[k]])) as DetectionModelOptions;
 }

@@ -5,7 +5,7 @@
  * session is never freed under it), and every later call fails the same way.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import type { FloatTensor } from '../core/tensor.js';
+import type { FloatTensor, Tensor } from '../core/tensor.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
 
 export class Sessions {
@@ -16,9 +16,18 @@ export class Sessions {
   constructor(private readonly what: string, private readonly backend?: string, private readonly options?: SessionOptions) {}
 
   /** Runs the session for `key`, building its ONNX bytes with `build` the first time. */
-  async run(key: string, build: () => Uint8Array, feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>> {
+  run(key: string, build: () => Uint8Array, feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>> {
+    return this.track(key, build, (s) => s.run(feeds));
+  }
+
+  /** `run` with int64 tensors among the feeds and outputs (a detector's labels and indices). */
+  runTyped(key: string, build: () => Uint8Array, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return this.track(key, build, (s) => s.runTyped(feeds));
+  }
+
+  private async track<T>(key: string, build: () => Uint8Array, call: (s: Session) => Promise<T>): Promise<T> {
     this.checkOpen();
-    const job = this.session(key, build).then((s) => s.run(feeds));
+    const job = this.session(key, build).then(call);
     this.inflight.add(job);
     try {
       const out = await job;

@@ -3,7 +3,7 @@
  * backend; nothing else in the library knows which ONNX Runtime build is underneath.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import type { FloatTensor } from '../core/tensor.js';
+import type { FloatTensor, Tensor } from '../core/tensor.js';
 
 export interface SessionOptions {
   /** Intra-op threads (default: the backend's choice). */
@@ -18,6 +18,8 @@ export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>>;
+  /** The same with int64 tensors among the feeds and outputs (a detector's labels and indices). */
+  runTyped(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
 

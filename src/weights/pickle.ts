@@ -57,6 +57,20 @@ export const orderedDictGlobal: AllowedGlobal = {
   build: () => undefined,
 };
 
+/**
+ * `collections.Counter(dict)`: a Map (torchvision's references/detection checkpoints hold one,
+ * MultiStepLR's milestones, in their lr_scheduler entry).
+ */
+export const counterGlobal: AllowedGlobal = {
+  call: (args) => {
+    const counts = args[0] ?? null;
+    if (counts !== null && !(counts instanceof Map)) bad(`Counter argument is a ${typeName(counts)}, not a dict`);
+    return new Map(counts ?? []);
+  },
+  construct: () => new Map(),
+  build: () => undefined,
+};
+
 /** A class whose instances become plain objects of their attributes (e.g. `argparse.Namespace`). */
 export const attributeObjectGlobal: AllowedGlobal = {
   call: () => ({}),

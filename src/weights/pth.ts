@@ -17,7 +17,8 @@
  */
 import { SwiftFormerError } from '../core/errors.js';
 import {
-  attributeObjectGlobal, codecsEncodeGlobal, isPlainObject, numpyDtypeGlobal, numpyScalarGlobal, orderedDictGlobal, PickleGlobal, pickleValue, typeName, unpickle, writeDictItems,
+  attributeObjectGlobal, codecsEncodeGlobal, counterGlobal, isPlainObject, numpyDtypeGlobal, numpyScalarGlobal, orderedDictGlobal, PickleGlobal, pickleValue, typeName,
+  unpickle, writeDictItems,
   type AllowedGlobal, type PickleWriter,
 } from './pickle.js';
 import { checkTensorForWriting, decodeRaw, littleEndianBytes, RAW_DTYPE_SIZE, type RawDtype } from './safetensors.js';
@@ -171,6 +172,7 @@ function copyStrided<T extends Float32Array | BigInt64Array>(source: T, offset: 
 function pthGlobals(): Record<string, AllowedGlobal> {
   const globals: Record<string, AllowedGlobal> = {
     'collections OrderedDict': orderedDictGlobal,
+    'collections Counter': counterGlobal,
     'torch._utils _rebuild_tensor_v2': { call: rebuildTensor },
     'torch._utils _rebuild_parameter': { call: rebuildParameter },
     'argparse Namespace': attributeObjectGlobal,

@@ -1,0 +1,118 @@
+/**
+ * The demo page's detection mode in Chromium (built and served as test/browser.test.ts does):
+ * torchvision Mask R-CNN weights by URL switch the page to detection; the page's detections for
+ * an image equal the Node library's for the same weights and image (onnxruntime-web's
+ * WebAssembly kernels and the native ones round differently in the last bits, so as sets: labels,
+ * scores within 1e-4, boxes within 0.01 px, mask areas within 1%); the webcam (a fake camera) is
+ * detected live with FPS. Leaves screenshots in test-artifacts/detection*.png.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import type { Page } from 'playwright-core';
+import { decodeImage, DetectionModel } from '../src/index.js';
+import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, REPO_DIR, serveStatic, type Browser, type StaticServer } from '../web/harness.js';
+import { FIXTURES, fixturePath } from './fixtures.js';
+
+interface PageDetection { index: number; label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number }; maskPixels?: number }
+interface PageResult { seq: number; width: number; height: number; detections: PageDetection[]; latencyMs: number; source: string }
+type Demo = { detection?: { name: string; numClasses: number; last?: PageResult }; detectUrl(url: string): Promise<PageResult> };
+const demo = (p: Page) => p.evaluate(() => (window as unknown as { demo: Demo }).demo.detection);
+
+const THRESHOLD = 0.42;
+const SETTINGS = { transform: { minSize: 128, maxSize: 256 } };
+
+/** Colored shapes on a gradient: something for the random-weight detector to respond to. */
+function scene(width: number, height: number): Buffer {
+  const buf = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const disc = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
+      const square = x > width * 0.6 && x < width * 0.9 && y > height * 0.2 && y < height * 0.6;
+      buf[i] = disc ? 230 : square ? 30 : (x * 255) / width;
+      buf[i + 1] = disc ? 50 : square ? 200 : (y * 255) / height;
+      buf[i + 2] = square ? 60 : ((x >> 4) + (y >> 4)) % 2 ? 200 : 30;
+    }
+  }
+  return buf;
+}
+
+if (!chromiumAvailable()) test('browser detection (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
+else describe('browser detection (Chromium)', () => {
+  let dir = '';
+  let server: StaticServer;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swiftformer-browser-det-'));
+    await mkdir(join(dir, 'images'));
+    await sharp(scene(200, 150), { raw: { width: 200, height: 150, channels: 3 } }).png().toFile(join(dir, 'images', 'scene.png'));
+    const site = await buildPage(join(dir, 'site'));
+    server = await serveStatic({ '/': site.outDir, '/fixtures/': FIXTURES, '/images/': join(dir, 'images') });
+    browser = await launchChromium({ fakeCamera: true });
+    page = await browser.context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("Mask R-CNN weights by URL: the page's detections equal the Node library's", { timeout: 240_000 }, async (t) => {
+    await page.goto(`${server.url}?nosw&min-size=128&max-size=256&threshold=${THRESHOLD}&model=/fixtures/maskrcnn-tiny/weights.safetensors`);
+    await page.waitForFunction(() => document.body.dataset.status === 'error' || (window as unknown as { demo: Demo }).demo.detection?.name === 'weights.safetensors', null, { timeout: 120_000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.mode), 'detection', await page.textContent('#model-status') ?? '');
+    const result = await page.evaluate((u) => (window as unknown as { demo: Demo }).demo.detectUrl(u), '/images/scene.png');
+    const model = await DetectionModel.load({ weights: fixturePath('maskrcnn-tiny/weights.safetensors'), settings: SETTINGS, session: { threads: 2 } });
+    try {
+      const expected = await model.detect(await decodeImage(join(dir, 'images', 'scene.png')), { threshold: THRESHOLD });
+      assert.deepEqual([result.width, result.height], [200, 150]);
+      assert.ok(expected.length >= 2, `the scene gives detections (${expected.length})`);
+      // A detection within float noise of the threshold may appear on one side only.
+      const near = (s: number) => Math.abs(s - THRESHOLD) <= 1e-4;
+      const used = new Set<number>();
+      let worst = 0;
+      for (const e of expected) {
+        const j = result.detections.findIndex((d, k) => !used.has(k) && d.index === e.index && Math.abs(d.score - e.score) <= 1e-4
+          && Math.max(...(['xmin', 'ymin', 'xmax', 'ymax'] as const).map((c) => Math.abs(d.box[c] - e.box[c]))) <= 0.01);
+        if (j < 0) {
+          assert.ok(near(e.score), `Node's ${e.label} ${e.score} has no match in the page`);
+          continue;
+        }
+        used.add(j);
+        const ours = e.mask!.data.reduce((n, v) => n + (v ? 1 : 0), 0);
+        const theirs = result.detections[j]!.maskPixels!;
+        worst = Math.max(worst, Math.abs(theirs - ours) / Math.max(ours, 1));
+        assert.ok(Math.abs(theirs - ours) <= Math.max(2, 0.01 * ours), `mask of ${e.label} ${e.score}: ${theirs} vs ${ours} pixels`);
+      }
+      result.detections.forEach((d, k) => assert.ok(used.has(k) || near(d.score), `the page's ${d.label} ${d.score} has no match in Node`));
+      t.diagnostic(`browser vs Node: ${expected.length} detections, worst mask-area difference ${(worst * 100).toFixed(2)}%`);
+    } finally {
+      await model.release();
+    }
+    const listed = await page.$$eval('#objects li .label', (els) => els.map((e) => e.textContent));
+    assert.deepEqual(listed, result.detections.map((d) => d.label).slice(0, 30));
+    assert.match((await page.textContent('#latency')) ?? '', /^\d+(\.\d)? ms$/);
+    await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
+    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/detection.png') });
+  });
+
+  test('the webcam (a fake camera) is detected live, with FPS', { timeout: 180_000 }, async () => {
+    await page.click('#camera');
+    await page.waitForFunction(() => /^\d+(\.\d)?$/.test(document.getElementById('fps')?.textContent ?? ''), null, { timeout: 150_000 });
+    const last = (await demo(page))!.last!;
+    assert.equal(last.source, 'camera');
+    assert.equal(await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).hidden), true, 'the detections are drawn over the frame');
+    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/detection-camera.png') });
+    await page.click('#camera');
+    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  });
+});
