@@ -188,7 +188,8 @@ describe('every other README example runs as written', () => {
   /** A README command line with the test's substitutions: the placeholder URL served here, shorter runs. */
   function asRun(command: string): string {
     const shorter = SHORTER.find((s) => s.command.test(command))?.append ?? '';
-    return command.replace('https://example.org/xs.pth#sha256=<hex>', `${base}/xs.pth#sha256=${checkpointSha}`) + shorter;
+    // ../shared/fixtures is the checkout's sibling as the README is read; the sandbox is one level deeper.
+    return command.replace('https://example.org/xs.pth#sha256=<hex>', `${base}/xs.pth#sha256=${checkpointSha}`).replaceAll('../shared/fixtures/', fixturePath('')) + shorter;
   }
 
   test('the `npx swiftformer` commands (servers apart)', async () => {
@@ -229,10 +230,15 @@ describe('every other README example runs as written', () => {
       for (const curl of curls) {
         const r = await run('/bin/sh', ['-c', curl.replace(/localhost:\d+/g, address)], ROOT, env);
         assert.equal(r.code, 0, `${curl}\n${r.stderr}`);
-        const body = JSON.parse(r.stdout) as { ready?: boolean; predictions?: { index: number; label: string }[] };
+        const body = JSON.parse(r.stdout) as { ready?: boolean; predictions?: { index: number; label: string }[]; width?: number; mask?: string; classes?: unknown[]; detections?: { box: unknown; mask?: string }[] };
         const predictions = body.predictions ?? [];
         if (curl.includes('classify')) assert.deepEqual([predictions.length, predictions[0]?.index, predictions[0]?.label], [3, 4, 'Coat'], r.stdout);
-        else assert.equal(body.ready, true, r.stdout);
+        else if (curl.includes('/segment')) {
+          assert.equal(body.width, 28, r.stdout);
+          assert.ok(Buffer.from(body.mask!, 'base64').subarray(1, 4).toString() === 'PNG' && body.classes!.length > 0, r.stdout);
+        } else if (curl.includes('/detect')) {
+          assert.ok(body.detections!.length > 0 && body.detections!.every((d) => d.box && d.mask === undefined), r.stdout);
+        } else assert.equal(body.ready, true, r.stdout);
       }
       child.kill('SIGTERM');
       assert.equal(await exited, 0, `${command}: exit after SIGTERM\n${stderr}`);

@@ -6,8 +6,11 @@
  * byte length; the response is split the same way by its own header.
  */
 import '../src/node/platform.js';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { InferenceServer, type ServerOptions } from '../src/serve/server.js';
 import { classifierModel, type Batching } from '../src/serve/models.js';
 import { loadClassifier } from '../src/cli/classify.js';
@@ -70,6 +73,7 @@ export function decodeResponse(r: Response): { json: any; outputs: Map<string, D
       const bytes = r.body.subarray(offset, offset + size);
       offset += size;
       if (o.datatype === 'FP32') values = Array.from({ length: size / 4 }, (_, i) => bytes.readFloatLE(i * 4));
+      else if (o.datatype === 'INT64') values = Array.from({ length: size / 8 }, (_, i) => Number(bytes.readBigInt64LE(i * 8)));
       else if (o.datatype === 'BYTES') {
         const strings: string[] = [];
         for (let p = 0; p < bytes.length;) {
@@ -137,4 +141,25 @@ export async function withTinyServer(batching: Partial<Batching>, options: Serve
   } finally {
     await s.server.shutdown(1000);
   }
+}
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+/** serve in a child process: its URL once listening, or its exit code and stderr if it fails first. */
+export async function serveProcess(args: string[]): Promise<{ url?: string; code?: number | null; stderr: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    return Promise.race([exited, deadline(10_000).then(() => (child.kill('SIGKILL'), null))]);
+  };
+  const first = await Promise.race([
+    new Promise<{ url: string }>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve({ url: l.replace('listening on ', '') }))),
+    exited.then((code) => ({ code })),
+    deadline(60_000).then(() => ({ code: null })),
+  ]);
+  return { ...first, get stderr() { return stderr; }, stop };
 }

@@ -5,11 +5,9 @@
  * official logits.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -17,7 +15,7 @@ import { formatPbtxt, parsePbtxt, PbEnum, type PbMessage } from '../src/serve/pb
 import { parseTritonConfig } from '../src/serve/triton.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import { fixturePath, fixtureTensor, relativeError } from './fixtures.js';
-import { getJson, postJson } from './serve-client.js';
+import { getJson, postJson, serveProcess as serve } from './serve-client.js';
 
 const TINY = fixturePath('tiny/weights.safetensors');
 const OFFICIAL_ONNX = fixturePath('official-onnx/swiftformer_xs.onnx');
@@ -172,27 +170,6 @@ describe('export --triton', () => {
     assertCleanFailure(await cli('export', '--weights', TINY), /--onnx <out.onnx> is required \(or --triton <dir>\)/);
   });
 });
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
-
-/** serve in a child process: its URL once listening, or its exit code and stderr if it fails first. */
-async function serve(args: string[]): Promise<{ url?: string; code?: number | null; stderr: string; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const stop = async () => {
-    child.kill('SIGTERM');
-    return Promise.race([exited, deadline(10_000).then(() => (child.kill('SIGKILL'), null))]);
-  };
-  const first = await Promise.race([
-    new Promise<{ url: string }>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve({ url: l.replace('listening on ', '') }))),
-    exited.then((code) => ({ code })),
-    deadline(60_000).then(() => ({ code: null })),
-  ]);
-  return { ...first, get stderr() { return stderr; }, stop };
-}
 
 describe('serve --repository', () => {
   let dir: string;

@@ -40,14 +40,19 @@ function threshold(value: string | undefined): number {
   return t;
 }
 
+/** --min-size / --max-size as the detector's transform settings (those given). */
+export function resizeOptions(values: Record<string, string | undefined>): { minSize?: number; maxSize?: number } {
+  const minSize = intOption(values['min-size'], 'min-size');
+  const maxSize = intOption(values['max-size'], 'max-size');
+  return { ...(minSize !== undefined ? { minSize } : {}), ...(maxSize !== undefined ? { maxSize } : {}) };
+}
+
 async function loadDetector(values: Record<string, string | undefined>): Promise<DetectionModel> {
   if (values.weights === undefined) {
     throw new SwiftFormerError('BAD_ARGUMENT', 'detect needs --weights: the package bundles no detector yet (pass a torchvision Mask R-CNN checkpoint, .pth or .safetensors)');
   }
   const { path, labels } = await localWeights(values.weights);
-  const minSize = intOption(values['min-size'], 'min-size');
-  const maxSize = intOption(values['max-size'], 'max-size');
-  const transform = { ...(minSize !== undefined ? { minSize } : {}), ...(maxSize !== undefined ? { maxSize } : {}) };
+  const transform = resizeOptions(values);
   const source = { ...(await readModelSource(path)), name: values.weights, ...(labels ? { labels } : {}) };
   if (!isMaskRcnnState(source.state.keys())) {
     const task = denseTaskOf(source.state.keys());

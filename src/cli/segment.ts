@@ -2,7 +2,7 @@ import { basename, extname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { decodeImage, MAX_IMAGE_PIXELS } from '../node/decode.js';
 import { makeDirectory, writeFileAtomic } from '../node/files.js';
-import { encodeGrayPng, encodePalettePng, encodeRgbPng } from '../node/png.js';
+import { encodeRgbPng, maskPng } from '../node/png.js';
 import { loadLabels } from '../models/labels.js';
 import { classAreas, SegmentationModel, type Segmentation } from '../models/segmentation.js';
 import { overlay } from '../draw/overlay.js';
@@ -54,12 +54,6 @@ export async function loadSegmenter(values: Record<string, string | undefined>, 
     throw new SwiftFormerError('BAD_ARGUMENT', `${values.weights} holds no segmentation head (a classification checkpoint?): pass Semantic FPN weights`);
   }
   return model;
-}
-
-/** The mask as a PNG whose pixel values are the class indices. */
-export function maskPng(result: Segmentation): Uint8Array {
-  if (result.mask instanceof Uint8Array) return encodePalettePng(result.mask, result.width, result.height, result.palette);
-  return encodeGrayPng(result.mask, result.width, result.height);
 }
 
 type Outcome =

@@ -2,13 +2,20 @@ import { dirname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
 import { readCard } from '../models/card.js';
+import { DetectionModel } from '../models/detector.js';
+import { denseTaskOf } from '../models/families.js';
+import { SegmentationModel } from '../models/segmentation.js';
+import { readModelSource } from '../models/source.js';
 import type { SessionOptions } from '../runtime/runtime.js';
-import { classifierModel, onnxModel, type Batching, type ServedModel } from '../serve/models.js';
+import { classifierModel, detectorModel, onnxModel, segmenterModel, type Batching, type ServedModel } from '../serve/models.js';
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
 import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
 import { intOption, packageVersion, parse } from './args.js';
 import { loadClassifier } from './classify.js';
+import { resizeOptions } from './detect.js';
+import { localWeights } from './progress.js';
+import { parseScale } from './segment.js';
 
 export const usage = `Usage: swiftformer serve [--model NAME=WEIGHTS ...] [--repository DIR] [options]
 
@@ -16,10 +23,21 @@ An HTTP inference server speaking the Open Inference Protocol (KServe v2 REST, w
 binary tensor extension), so Triton's and KServe's clients work against it, with dynamic
 batching, a bounded queue and Prometheus metrics:
   GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready
-  POST /v2/models/NAME/infer            tensors in, tensors out
+  POST /v2/models/NAME/infer            tensors in, tensors out (FP32 in; FP32 / INT64 out)
   POST /v1/models/NAME/classify[?top=5] image bytes in, classify --json's predictions out
-  POST /v1/models/NAME/segment|detect   (for segmentation and detection models, when they land)
+  POST /v1/models/NAME/segment[?overlay=true]
+                                        segment --json's { width, height, mask, classes }, the
+                                        mask a base64 palette PNG (pixel value = class index)
+  POST /v1/models/NAME/detect[?threshold=0.5][&masks=false]
+                                        detect --json's { width, height, detections }, each mask
+                                        a base64 PNG (0/255, the image's size)
   GET  /metrics                         Prometheus text format
+
+What a model serves follows its weights: a classifier classify and /v2 logits; Semantic FPN
+weights segment and /v2 logits (pixel_values (N,3,H,W) mmseg-normalized, sides multiples of 32);
+Mask R-CNN weights detect and /v2 the exported graph's outputs (boxes, scores, labels INT64,
+masks, batch_index INT64; one request per run, any number of same-size images in it). Exported
+.onnx files and repositories serve /v2 (and classify for classifiers).
 
   --model NAME=WEIGHTS  serve WEIGHTS as NAME: .pth, .safetensors, exported .onnx, https:// URL
                         or hf:ORG/NAME (repeatable; default: the bundled model, as 'default')
@@ -36,6 +54,9 @@ batching, a bounded queue and Prometheus metrics:
   --drain-ms            on SIGTERM or SIGINT, how long requests in flight may finish (default 10000)
   --threads             ONNX Runtime threads per model (default: all cores)
   --size, --max-pixels  as for classify (input side of models built from weights; image size limit)
+  --scale               segmentation test scale, as segment's --size: S for (4S, S) or LONG,SHORT
+                        (default: the weights' recorded scale, else (2048, 512))
+  --min-size, --max-size  detection resize, as for detect (default 800 / 1333)
 
 The first line on stdout is 'listening on http://HOST:PORT'. Repository models use their
 config.pbtxt's max_batch_size and dynamic_batching.`;
@@ -44,6 +65,10 @@ interface Shared {
   batching: Batching;
   session: SessionOptions | undefined;
   classifyValues: Record<string, string | undefined>;
+  /** Segmenters' test scale (undefined: the weights' own). */
+  scale: [number, number] | undefined;
+  /** Detectors' resize. */
+  transform: { minSize?: number; maxSize?: number };
 }
 
 /** An ONNX graph classify can run: one (N,3,H,W) input and a (N,classes) output. */
@@ -53,9 +78,9 @@ function isClassifier(sig: OnnxSignature): boolean {
     && readCard(sig.metadata, 'classification').task === 'classification' && sig.metadata['swiftformer.head'] !== 'features';
 }
 
-/** The largest batch a graph allows: `want` when every input and output has a dynamic first axis, else 0. */
-function batchable(sig: Pick<OnnxSignature, 'inputs' | 'outputs'>, want: number): number {
-  return [...sig.inputs, ...sig.outputs].every((t) => t.shape[0] === -1) ? want : 0;
+/** The largest batch a graph allows: `want` when its inputs and outputs share a dynamic first axis, else 0. */
+function batchable(sig: OnnxSignature, want: number): number {
+  return sig.batchAxis ? want : 0;
 }
 
 interface OnnxServing {
@@ -89,8 +114,32 @@ async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {
   const name = checkModelName(spec.slice(0, eq));
   const source = spec.slice(eq + 1);
   if (source.toLowerCase().endsWith('.onnx')) return loadOnnx(name, source, shared);
+  const dense = await loadDense(name, source, shared);
+  if (dense) return dense;
   const c = await loadClassifier({ ...shared.classifyValues, weights: source }, 'serve', new Set(), shared.session);
   return classifierModel(name, c, shared.batching);
+}
+
+/** Semantic FPN or Mask R-CNN weights (told apart by their keys) as a served model; undefined for a classifier's. */
+async function loadDense(name: string, weights: string, shared: Shared): Promise<ServedModel | undefined> {
+  const { path, labels } = await localWeights(weights);
+  const source = { ...(await readModelSource(path)), name: weights, ...(labels ? { labels } : {}) };
+  const session = shared.session ? { session: shared.session } : {};
+  switch (denseTaskOf(source.state.keys())) {
+    case 'segmentation':
+      return segmenterModel(name, SegmentationModel.fromSource(source, { ...session, ...(shared.scale ? { scale: shared.scale } : {}) }), shared.batching);
+    case 'detection':
+      return detectorModel(name, await DetectionModel.fromSource(source, { ...session, settings: { transform: shared.transform } }));
+    default:
+      return undefined;
+  }
+}
+
+/** --scale: segment's --size without 0 (images at their own size would each need a session of their own). */
+function scaleOption(value: string | undefined): [number, number] | undefined {
+  const scale = parseScale(value);
+  if (scale === null) throw new SwiftFormerError('BAD_ARGUMENT', '--scale 0 is not for a server: every image size would need ONNX Runtime sessions of its own; give S or LONG,SHORT');
+  return scale;
 }
 
 /** A repository model, batched as its config says (Triton's semantics), else as the command line says. */
@@ -136,6 +185,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     model: { type: 'string', multiple: true }, repository: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
     'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'timeout-ms': { type: 'string' },
     'max-body-mb': { type: 'string' }, 'drain-ms': { type: 'string' }, threads: { type: 'string' }, size: { type: 'string' }, 'max-pixels': { type: 'string' },
+    scale: { type: 'string' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   const threads = intOption(values.threads, 'threads');
@@ -144,6 +194,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     batching: { maxBatch: intOption(values['max-batch'], 'max-batch') ?? 16, dynamic: true, maxDelayMs: intOption(values['max-delay-ms'], 'max-delay-ms', 0) ?? 5 },
     session: threads ? { threads } : undefined,
     classifyValues: { size: values.size, 'max-pixels': values['max-pixels'] },
+    scale: scaleOption(values.scale),
+    transform: resizeOptions(values),
   };
   const models: ServedModel[] = [];
   try {

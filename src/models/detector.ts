@@ -195,14 +195,7 @@ export class DetectionModel {
     checkImageSize(h!, w!, this.config.settings.transform);
     const feeds = { pixel_values: pixels, [SCORE_THRESHOLD_INPUT]: { dtype: 'float32' as const, shape: [], data: Float32Array.of(threshold) } };
     const out = await this.sessions.runTyped('detect', () => toOnnx(this.graph({ thresholdInput: true })), feeds);
-    const ints = (name: string) => Int32Array.from(output(out, name, 'int64').data as BigInt64Array, Number);
-    return {
-      boxes: output(out, 'boxes', 'float32').data as Float32Array,
-      scores: output(out, 'scores', 'float32').data as Float32Array,
-      labels: ints('labels'),
-      batch: ints('batch_index'),
-      ...(this.hasMasks ? { masks: output(out, 'masks', 'float32') as FloatTensor } : {}),
-    };
+    return rawDetections(out, this.hasMasks);
   }
 
   /** Objects in one image (pixels, or a path / bytes / element the platform decodes), in its pixels. */
@@ -218,13 +211,7 @@ export class DetectionModel {
 
   /** The detections of a single-image result as plain objects. */
   detections(raw: RawDetections, width: number, height: number, withMasks = true): Detection[] {
-    return Array.from(raw.scores, (score, i) => {
-      const index = raw.labels[i]!;
-      const [xmin, ymin, xmax, ymax] = raw.boxes.subarray(4 * i, 4 * i + 4) as unknown as [number, number, number, number];
-      const d: Detection = { index, label: labelOf(this.labels, index), score, box: { xmin, ymin, xmax, ymax } };
-      if (withMasks && raw.masks) d.mask = binaryMask(raw.masks, i, width, height);
-      return d;
-    });
+    return toDetections(raw, this.labels, width, height, withMasks);
   }
 
   /** Frees the session; calls in flight and later calls reject with RELEASED. */
@@ -236,6 +223,32 @@ export class DetectionModel {
   static create(config: MaskRcnnConfig, state: StateDict, labels: string[] | undefined, options: DetectionModelOptions): DetectionModel {
     return new DetectionModel(config, state, { task: 'detection', ...(labels ? { labels } : {}) }, options);
   }
+}
+
+/**
+ * The detection graph's outputs (maskrcnn.ts's file comment) as RawDetections: what `run` returns,
+ * and what a server running an exported file gets from its session.
+ */
+export function rawDetections(out: Record<string, Tensor>, hasMasks: boolean): RawDetections {
+  const ints = (name: string) => Int32Array.from(output(out, name, 'int64').data as BigInt64Array, Number);
+  return {
+    boxes: output(out, 'boxes', 'float32').data as Float32Array,
+    scores: output(out, 'scores', 'float32').data as Float32Array,
+    labels: ints('labels'),
+    batch: ints('batch_index'),
+    ...(hasMasks ? { masks: output(out, 'masks', 'float32') as FloatTensor } : {}),
+  };
+}
+
+/** The detections of a single-image result as plain objects, named by `labels` (index 0 the background). */
+export function toDetections(raw: RawDetections, labels: readonly string[] | undefined, width: number, height: number, withMasks = true): Detection[] {
+  return Array.from(raw.scores, (score, i) => {
+    const index = raw.labels[i]!;
+    const [xmin, ymin, xmax, ymax] = raw.boxes.subarray(4 * i, 4 * i + 4) as unknown as [number, number, number, number];
+    const d: Detection = { index, label: labelOf(labels, index), score, box: { xmin, ymin, xmax, ymax } };
+    if (withMasks && raw.masks) d.mask = binaryMask(raw.masks, i, width, height);
+    return d;
+  });
 }
 
 /** Mask `i` of (D, 1, H, W) probabilities as 0/255 bytes (probability > 0.5), cut to width x height. */

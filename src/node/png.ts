@@ -258,6 +258,16 @@ export function encodeRgbPng(data: Uint8Array, width: number, height: number): U
   return encode(width, height, 8, 2, (y, line) => line.set(data.subarray(y * width * 3, (y + 1) * width * 3)), [], 3);
 }
 
+/**
+ * A class mask as a PNG whose pixel values are the class indices: an 8-bit palette PNG with the
+ * model's colors (Uint8Array masks), else 16-bit grayscale. What `segment` writes and the
+ * server's /v1 segment answers.
+ */
+export function maskPng(result: { mask: Uint8Array | Uint16Array; width: number; height: number; palette: readonly (readonly [number, number, number])[] }): Uint8Array {
+  if (result.mask instanceof Uint8Array) return encodePalettePng(result.mask, result.width, result.height, result.palette);
+  return encodeGrayPng(result.mask, result.width, result.height);
+}
+
 /** Writes a palette PNG atomically. */
 export async function writePalettePng(path: string, indices: Uint8Array, width: number, height: number, palette: Parameters<typeof encodePalettePng>[3]): Promise<void> {
   await writeFileAtomic(path, encodePalettePng(indices, width, height, palette));

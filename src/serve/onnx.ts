@@ -1,8 +1,7 @@
 /**
  * What the server and the Triton exporter need to know of an ONNX model: its inputs and outputs
  * (name, datatype, shape with -1 for dynamic axes) and its metadata, read from the graph itself so
- * that any exported model (classification today; segmentation and detection later) is described
- * the same way.
+ * that any exported model (classification, segmentation, detection) is described the same way.
  */
 import { SwiftFormerError } from '../core/errors.js';
 import { decodeModel, type Message } from '../graph/proto.js';
@@ -19,6 +18,12 @@ export interface OnnxSignature {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   metadata: Record<string, string>;
+  /**
+   * Whether axis 0 of every input and output is one dynamic batch axis: dynamic everywhere, and
+   * the same named axis where the graph names it. A detector's outputs are dynamic along their
+   * own axis ('detections', flattened over the images), so they do not batch.
+   */
+  batchAxis: boolean;
 }
 
 /** ONNX TensorProto.DataType -> protocol datatype (onnx.proto's numbering). */
@@ -48,5 +53,13 @@ export function onnxSignature(bytes: Uint8Array, name = 'ONNX model'): OnnxSigna
   if (inputs.length === 0 || outputs.length === 0) throw new SwiftFormerError('BAD_ARGUMENT', `${name} has no inputs or no outputs`);
   const metadata: Record<string, string> = {};
   for (const p of (model.metadataProps as Message[] | undefined) ?? []) metadata[p.key as string] = p.value as string;
-  return { inputs: inputs.map((i) => tensorSpec(i, name)), outputs: outputs.map((o) => tensorSpec(o, name)), metadata };
+  return { inputs: inputs.map((i) => tensorSpec(i, name)), outputs: outputs.map((o) => tensorSpec(o, name)), metadata, batchAxis: sharesBatchAxis([...inputs, ...outputs]) };
+}
+
+function sharesBatchAxis(values: Message[]): boolean {
+  const first = values.map((v) => (((v.type as Message | undefined)?.tensorType as Message | undefined)?.shape as Message | undefined)?.dim as Message[] | undefined)
+    .map((dims) => dims?.[0]);
+  if (first.some((d) => d === undefined || typeof d.dimValue === 'number')) return false;
+  const names = new Set(first.map((d) => d!.dimParam).filter((p): p is string => typeof p === 'string' && p !== ''));
+  return names.size <= 1;
 }

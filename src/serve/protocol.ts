@@ -5,12 +5,13 @@
  * `Inference-Header-Content-Length` header the body is that many bytes of JSON followed by each
  * binary input's `binary_data_size` bytes, in the order of the JSON's inputs (little-endian, row
  * major); outputs asked for with `binary_data` (or the request's `binary_data_output`) come back
- * the same way. Triton's classification extension (`classification: k` on an output) answers
- * "score:index:label" strings.
+ * the same way. Inputs are FP32; outputs FP32 or INT64 (a detector's labels and batch indices), in
+ * JSON as numbers and in binary as 8-byte integers. Triton's classification extension
+ * (`classification: k` on an FP32 output) answers "score:index:label" strings.
  */
-import { formatShape, numel, type FloatTensor } from '../core/tensor.js';
+import { formatShape, numel, type FloatTensor, type Tensor } from '../core/tensor.js';
 import { HttpError } from './http.js';
-import type { Feeds, ServedModel } from './models.js';
+import type { Feeds, Outputs, ServedModel } from './models.js';
 import type { Datatype, TensorSpec } from './onnx.js';
 
 export const SERVER_NAME = 'swiftformer';
@@ -120,6 +121,8 @@ function requestedOutputs(json: Json, model: ServedModel): RequestedOutput[] {
     if (p.classification !== undefined) {
       const k = p.classification;
       if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw bad(`output '${o.name}': classification must be an integer >= 1`);
+      const datatype = model.outputs.find((s) => s.name === o.name)!.datatype;
+      if (datatype !== 'FP32') throw bad(`output '${o.name}' is ${datatype}: classification applies to FP32 scores`);
       out.classification = k;
     }
     return out;
@@ -173,13 +176,15 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
 
 interface Encoded { datatype: Datatype; shape: number[]; json: unknown[]; binary: () => Buffer }
 
-function fp32(t: FloatTensor): Encoded {
-  return {
-    datatype: 'FP32',
-    shape: t.shape,
-    json: Array.from(t.data),
-    binary: () => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
-  };
+/**
+ * A tensor as the protocol carries it: FP32, or INT64 (JSON numbers; a detector's labels and
+ * indices are far below 2^53, where a JSON number stays exact). Binary data is the typed array's
+ * own bytes, little-endian on the machines ONNX Runtime runs on.
+ */
+function tensorData(t: Tensor): Encoded {
+  const binary = () => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.dtype === 'int64') return { datatype: 'INT64', shape: t.shape, json: Array.from(t.data, Number), binary };
+  return { datatype: 'FP32', shape: t.shape, json: Array.from(t.data), binary };
 }
 
 /** Triton's classification extension: the top k of each row as "score:index[:label]" BYTES. */
@@ -209,11 +214,11 @@ function classification(t: FloatTensor, k: number, batched: boolean, labels: rea
 
 export interface EncodedResponse { body: Buffer; headers: Record<string, string> }
 
-export function encodeInferResponse(model: ServedModel, request: InferRequest, outputs: Feeds, id: string): EncodedResponse {
+export function encodeInferResponse(model: ServedModel, request: InferRequest, outputs: Outputs, id: string): EncodedResponse {
   const binaries: Buffer[] = [];
   const tensors = request.outputs.map((o) => {
     const t = outputs[o.name]!;
-    const e = o.classification !== undefined ? classification(t, o.classification, model.maxBatch > 0, model.labels) : fp32(t);
+    const e = o.classification !== undefined ? classification(t as FloatTensor, o.classification, model.maxBatch > 0, model.labels) : tensorData(t);
     if (!o.binary) return { name: o.name, datatype: e.datatype, shape: e.shape, data: e.json };
     const bytes = e.binary();
     binaries.push(bytes);

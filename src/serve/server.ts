@@ -20,7 +20,7 @@ import { Batcher } from './batcher.js';
 import { asHttpError, ClientGone, HttpError, JSON_TYPE, readBody, send, sendError, sendJson } from './http.js';
 import { Counter, Gauge, Histogram, METRICS_TYPE, Registry } from './metrics.js';
 import {
-  batchKey, IMAGE_TASKS, isDirect, rowsOf, runBatch, type DirectImageTask, type Feeds, type ServedModel, type TaskName,
+  batchKey, IMAGE_TASKS, isDirect, rowsOf, runBatch, type DirectImageTask, type Feeds, type Outputs, type ServedModel, type TaskName,
 } from './models.js';
 import { encodeInferResponse, EXTENSIONS, modelMetadata, parseInferRequest, SERVER_NAME } from './protocol.js';
 
@@ -331,7 +331,7 @@ export class InferenceServer {
       const header = ctx.req.headers['inference-header-content-length'];
       const request = parseInferRequest(body, Array.isArray(header) ? header[0] : header, served.model);
       const rows = rowsOf(served.model, request.feeds);
-      const outputs = await served.batcher.submit(batchKey(request.feeds), rows, { kind: 'tensor', feeds: request.feeds }, ctx.signal) as Feeds;
+      const outputs = await served.batcher.submit(batchKey(request.feeds), rows, { kind: 'tensor', feeds: request.feeds }, ctx.signal) as Outputs;
       const { body: out, headers } = encodeInferResponse(served.model, request, outputs, request.id ?? randomUUID());
       send(ctx.res, 200, out, headers);
     } finally {
@@ -352,6 +352,8 @@ export class InferenceServer {
       const does = Object.keys(model.tasks);
       throw new HttpError(400, `model '${model.name}' does not do ${taskName} (${does.length > 0 ? `it does: ${does.join(', ')}` : 'it serves tensors only, on /v2/models/{name}/infer'})`);
     }
+    const query = ctx.url.searchParams;
+    if (isDirect(task)) task.check?.(query);
     const type = ctx.req.headers['content-type']?.split(';')[0]!.trim().toLowerCase();
     if (type !== undefined && !type.startsWith('image/') && type !== 'application/octet-stream') {
       throw new HttpError(415, `Content-Type ${type} is not an image: send the image file's bytes (image/jpeg, image/png, image/webp, image/gif, image/tiff)`);
@@ -361,14 +363,13 @@ export class InferenceServer {
       this.checkQueue(served);
       const bytes = await this.body(ctx);
       if (bytes.length === 0) throw new HttpError(400, 'the request body is empty: send the image file\'s bytes');
-      const query = ctx.url.searchParams;
       const image = await this.decoders.use(() => decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), { maxPixels: this.options.maxPixels, name: 'the uploaded image' }));
       let answer: unknown;
       if (isDirect(task)) {
         answer = await served.batcher.submit(`direct:${taskName}`, 1, { kind: 'direct', task, image, query }, ctx.signal);
       } else {
         const feeds = task.prepare(image, query);
-        const outputs = await served.batcher.submit(batchKey(feeds), 1, { kind: 'tensor', feeds }, ctx.signal) as Feeds;
+        const outputs = await served.batcher.submit(batchKey(feeds), 1, { kind: 'tensor', feeds }, ctx.signal) as Outputs;
         answer = task.answer(outputs, query);
       }
       sendJson(ctx.res, 200, answer);
