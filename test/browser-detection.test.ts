@@ -7,15 +7,12 @@
  * detected live with FPS. Leaves screenshots in test-artifacts/detection*.png.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import { decodeImage, DetectionModel } from '../src/index.js';
-import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, REPO_DIR, serveStatic, type Browser, type StaticServer } from '../web/harness.js';
-import { FIXTURES, fixturePath } from './fixtures.js';
+import { chromiumAvailable, CHROMIUM } from '../web/harness.js';
+import { openScenePage, type ScenePage } from './browser-scene.js';
+import { fixturePath } from './fixtures.js';
 
 interface PageDetection { index: number; label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number }; maskPixels?: number }
 interface PageResult { seq: number; width: number; height: number; detections: PageDetection[]; latencyMs: number; source: string }
@@ -26,7 +23,7 @@ const THRESHOLD = 0.42;
 const SETTINGS = { transform: { minSize: 128, maxSize: 256 } };
 
 /** Colored shapes on a gradient: something for the random-weight detector to respond to. */
-function scene(width: number, height: number): Buffer {
+function sceneImage(width: number, height: number): Buffer {
   const buf = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -43,37 +40,22 @@ function scene(width: number, height: number): Buffer {
 
 if (!chromiumAvailable()) test('browser detection (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
 else describe('browser detection (Chromium)', () => {
-  let dir = '';
-  let server: StaticServer;
-  let browser: Browser;
+  let scene: ScenePage;
   let page: Page;
-  const pageErrors: string[] = [];
-
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'swiftformer-browser-det-'));
-    await mkdir(join(dir, 'images'));
-    await sharp(scene(200, 150), { raw: { width: 200, height: 150, channels: 3 } }).png().toFile(join(dir, 'images', 'scene.png'));
-    const site = await buildPage(join(dir, 'site'));
-    server = await serveStatic({ '/': site.outDir, '/fixtures/': FIXTURES, '/images/': join(dir, 'images') });
-    browser = await launchChromium({ fakeCamera: true });
-    page = await browser.context.newPage();
-    page.on('pageerror', (err) => pageErrors.push(err.message));
+    scene = await openScenePage('swiftformer-browser-det-', sceneImage(200, 150), 200, 150);
+    page = scene.page;
   });
-
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  after(() => scene?.close());
 
   test("Mask R-CNN weights by URL: the page's detections equal the Node library's", { timeout: 240_000 }, async (t) => {
-    await page.goto(`${server.url}?nosw&min-size=128&max-size=256&threshold=${THRESHOLD}&model=/fixtures/maskrcnn-tiny/weights.safetensors`);
+    await page.goto(`${scene.url}?nosw&min-size=128&max-size=256&threshold=${THRESHOLD}&model=/fixtures/maskrcnn-tiny/weights.safetensors`);
     await page.waitForFunction(() => document.body.dataset.status === 'error' || (window as unknown as { demo: Demo }).demo.detection?.name === 'weights.safetensors', null, { timeout: 120_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.mode), 'detection', await page.textContent('#model-status') ?? '');
     const result = await page.evaluate((u) => (window as unknown as { demo: Demo }).demo.detectUrl(u), '/images/scene.png');
     const model = await DetectionModel.load({ weights: fixturePath('maskrcnn-tiny/weights.safetensors'), settings: SETTINGS, session: { threads: 2 } });
     try {
-      const expected = await model.detect(await decodeImage(join(dir, 'images', 'scene.png')), { threshold: THRESHOLD });
+      const expected = await model.detect(await decodeImage(scene.scenePath), { threshold: THRESHOLD });
       assert.deepEqual([result.width, result.height], [200, 150]);
       assert.ok(expected.length >= 2, `the scene gives detections (${expected.length})`);
       // A detection within float noise of the threshold may appear on one side only.
@@ -101,8 +83,7 @@ else describe('browser detection (Chromium)', () => {
     const listed = await page.$$eval('#objects li .label', (els) => els.map((e) => e.textContent));
     assert.deepEqual(listed, result.detections.map((d) => d.label).slice(0, 30));
     assert.match((await page.textContent('#latency')) ?? '', /^\d+(\.\d)? ms$/);
-    await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
-    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/detection.png') });
+    await scene.shoot('detection');
   });
 
   test('the webcam (a fake camera) is detected live, with FPS', { timeout: 180_000 }, async () => {
@@ -111,8 +92,8 @@ else describe('browser detection (Chromium)', () => {
     const last = (await demo(page))!.last!;
     assert.equal(last.source, 'camera');
     assert.equal(await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).hidden), true, 'the detections are drawn over the frame');
-    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/detection-camera.png') });
+    await scene.shoot('detection-camera');
     await page.click('#camera');
-    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+    assert.deepEqual(scene.pageErrors, [], 'no uncaught errors in the page');
   });
 });

@@ -5,15 +5,12 @@
  * segmented live. Leaves screenshots in test-artifacts/segmentation*.png.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import sharp from 'sharp';
 import type { Page } from 'playwright-core';
 import { decodeImage, SegmentationModel } from '../src/index.js';
-import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, REPO_DIR, serveStatic, type Browser, type StaticServer } from '../web/harness.js';
-import { FIXTURES, fixturePath } from './fixtures.js';
+import { chromiumAvailable, CHROMIUM } from '../web/harness.js';
+import { openScenePage, type ScenePage } from './browser-scene.js';
+import { fixturePath } from './fixtures.js';
 import { referenceMask } from './segmentation-reference.js';
 
 interface PageSegmentation { seq: number; width: number; height: number; mask: number[]; classes: { index: number; label: string; fraction: number }[]; latencyMs: number; source: string }
@@ -23,7 +20,7 @@ type Demo = {
 };
 const demo = (p: Page) => p.evaluate(() => (window as unknown as { demo: Demo }).demo.segmentation);
 
-function scene(width: number, height: number): Buffer {
+function sceneImage(width: number, height: number): Buffer {
   const buf = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -39,37 +36,22 @@ function scene(width: number, height: number): Buffer {
 
 if (!chromiumAvailable()) test('browser segmentation (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
 else describe('browser segmentation (Chromium)', () => {
-  let dir = '';
-  let server: StaticServer;
-  let browser: Browser;
+  let scene: ScenePage;
   let page: Page;
-  const pageErrors: string[] = [];
-
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'swiftformer-browser-seg-'));
-    await mkdir(join(dir, 'images'));
-    await sharp(scene(200, 150), { raw: { width: 200, height: 150, channels: 3 } }).png().toFile(join(dir, 'images', 'scene.png'));
-    const site = await buildPage(join(dir, 'site'));
-    server = await serveStatic({ '/': site.outDir, '/fixtures/': FIXTURES, '/images/': join(dir, 'images') });
-    browser = await launchChromium({ fakeCamera: true });
-    page = await browser.context.newPage();
-    page.on('pageerror', (err) => pageErrors.push(err.message));
+    scene = await openScenePage('swiftformer-browser-seg-', sceneImage(200, 150), 200, 150);
+    page = scene.page;
   });
-
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  after(() => scene?.close());
 
   test("an mmseg checkpoint by URL: the page's mask equals the Node library's", { timeout: 240_000 }, async (t) => {
-    await page.goto(`${server.url}?nosw&model=/fixtures/semfpn-tiny/checkpoint.pth`);
+    await page.goto(`${scene.url}?nosw&model=/fixtures/semfpn-tiny/checkpoint.pth`);
     await page.waitForFunction(() => document.body.dataset.status === 'error' || (window as unknown as { demo: Demo }).demo.segmentation?.name === 'checkpoint.pth', null, { timeout: 120_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.mode), 'segmentation', await page.textContent('#model-status') ?? '');
     const result = await page.evaluate((u) => (window as unknown as { demo: Demo }).demo.segmentUrl(u), '/images/scene.png');
     const model = await SegmentationModel.load({ weights: fixturePath('semfpn-tiny/checkpoint.pth'), session: { threads: 2 } });
     try {
-      const image = await decodeImage(join(dir, 'images', 'scene.png'));
+      const image = await decodeImage(scene.scenePath);
       const expected = await model.segment(image);
       assert.deepEqual([result.width, result.height], [200, 150]);
       // WebAssembly and native kernels round differently in the last bits: pixels may differ only
@@ -91,8 +73,7 @@ else describe('browser segmentation (Chromium)', () => {
     assert.deepEqual(legend, result.classes.map((c) => c.label));
     assert.ok(legend.every((l) => ['background', 'shirt', 'shoe', 'bag', 'trouser'].includes(l!)));
     assert.match((await page.textContent('#latency')) ?? '', /^\d+(\.\d)? ms$/);
-    await mkdir(join(REPO_DIR, 'test-artifacts'), { recursive: true });
-    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/segmentation.png') });
+    await scene.shoot('segmentation');
   });
 
   test('the webcam (a fake camera) is segmented live, with FPS', { timeout: 120_000 }, async () => {
@@ -102,8 +83,8 @@ else describe('browser segmentation (Chromium)', () => {
     assert.equal(last.source, 'camera');
     assert.ok(last.classes.length > 0);
     assert.equal(await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).hidden), true, 'the mask is drawn over the frame');
-    await page.screenshot({ path: join(REPO_DIR, 'test-artifacts/segmentation-camera.png') });
+    await scene.shoot('segmentation-camera');
     await page.click('#camera');
-    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+    assert.deepEqual(scene.pageErrors, [], 'no uncaught errors in the page');
   });
 });

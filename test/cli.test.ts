@@ -107,7 +107,7 @@ describe('the command line as a user meets it', () => {
     assertOneLine(await cli('classify', '--model', 'xs'), /^swiftformer classify: no images given; see swiftformer classify --help$/);
     assertOneLine(await cli('eval'), /^swiftformer eval: eval takes one dataset, got 0; see swiftformer eval --help$/);
     assertOneLine(await cli('train', '--epochs', '1'), /^swiftformer train: --data <dir\|fashion-mnist> is required; see swiftformer train --help$/);
-    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, segment, eval, bench, score, serve\); see swiftformer --help$/);
+    assertOneLine(await cli('frobnicate'), /^swiftformer: unknown command 'frobnicate' \(commands: info, export, train, classify, segment, detect, eval, bench, score, serve\); see swiftformer --help$/);
   });
 
   test('stray positional arguments are refused', async () => {

@@ -879,7 +879,7 @@ describe('TrainConfig: defaults in one place, resuming = stored + what may chang
     const c = freshConfig('segmentation', {
       batchSize: 16, optimizer: { kind: 'sgd' }, schedule: { kind: 'poly' }, ema: {}, lr: 0.01,
     }, base);
-    assert.deepEqual(c.optimizer, { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: 0.9, nesterov: false });
+    assert.deepEqual(c.optimizer, { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: 0.9, nesterov: false, decayAll: true }, 'segmentation: mmseg decays every parameter');
     assert.deepEqual(c.schedule, { kind: 'poly', power: 0.9, warmupEpochs: 0, warmupLr: 1e-6, minLr: 0 });
     assert.deepEqual(c.ema, { decay: 0.9996 });
     assert.equal(c.classification, undefined);

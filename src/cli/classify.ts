@@ -12,8 +12,9 @@ import type { SessionOptions } from '../runtime/runtime.js';
 import { readSource } from '../core/io.js';
 import { inputHW } from '../models/swiftformer.js';
 import { concatBatch, type FloatTensor } from '../core/tensor.js';
-import { choice, cliMessage, intOption, parse, usageError, type Options } from './args.js';
+import { choice, intOption, parse, usageError, type Options } from './args.js';
 import { downloadProgress } from './progress.js';
+import { finishPerImage } from './outcomes.js';
 
 export const usage = `Usage: swiftformer classify <images...> [--weights <src>] [options]
 
@@ -199,12 +200,7 @@ export async function classify(argv: string[]): Promise<void> {
   } finally {
     await c.model.release();
   }
-  if (json) console.log(JSON.stringify(results, null, 2));
-  const failed = results.filter((r): r is { file: string; error: string } => 'error' in r);
-  for (const f of failed) console.error(`swiftformer classify: ${cliMessage(f.error, usage)}`);
-  if (failed.length > 0) {
-    throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified`);
-  }
+  finishPerImage('classify', usage, results, json, 'classified');
 }
 
 function printPredictions(file: string, predictions: Prediction[]): void {

@@ -8,6 +8,7 @@ import { denseTaskOf, describeFamily } from '../models/families.js';
 import { readModelSource } from '../models/source.js';
 import { drawDetections } from '../draw/detections.js';
 import { intOption, parse, usageError } from './args.js';
+import { finishPerImage, perImage, type Failed } from './outcomes.js';
 import { localWeights } from './progress.js';
 import { uniqueName } from './segment.js';
 import { checkImageSize } from '../models/detection/transform.js';
@@ -68,7 +69,7 @@ function slug(label: string): string {
 }
 
 interface JsonDetection extends Omit<Detection, 'mask'> { mask?: string }
-type Outcome = { file: string; width: number; height: number; detections: JsonDetection[]; overlay?: string } | { file: string; error: string };
+type Outcome = { file: string; width: number; height: number; detections: JsonDetection[]; overlay?: string } | Failed;
 
 export async function detectCommand(argv: string[]): Promise<void> {
   const { values, flags, positionals } = parse(argv, {
@@ -87,7 +88,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     if (values.overlay) await makeDirectory(values.overlay, 'overlay directory');
     const used = new Set<string>();
     for (const file of positionals) {
-      try {
+      outcomes.push(await perImage(file, async () => {
         const image = await decodeImage(file, { maxPixels });
         checkImageSize(image.height, image.width, model.config.settings.transform, file);
         const found = await model.detect(image, { threshold: minScore, masks: model.hasMasks && (values.masks !== undefined || values.overlay !== undefined) });
@@ -108,20 +109,14 @@ export async function detectCommand(argv: string[]): Promise<void> {
           overlayPath = join(values.overlay, `${name}_detections.png`);
           await writeFileAtomic(overlayPath, encodeRgbPng(picture.data, picture.width, picture.height));
         }
-        outcomes.push({ file, width: image.width, height: image.height, detections, ...(overlayPath ? { overlay: overlayPath } : {}) });
         if (!json) printDetections(file, image.width, image.height, detections, minScore, overlayPath);
-      } catch (err) {
-        if (!(err instanceof SwiftFormerError)) throw err;
-        outcomes.push({ file, error: err.message });
-      }
+        return { file, width: image.width, height: image.height, detections, ...(overlayPath ? { overlay: overlayPath } : {}) };
+      }));
     }
   } finally {
     await model.release();
   }
-  if (json) console.log(JSON.stringify(outcomes, null, 2));
-  const failed = outcomes.filter((o): o is { file: string; error: string } => 'error' in o);
-  for (const f of failed) console.error(`swiftformer detect: ${f.error}`);
-  if (failed.length > 0) throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${outcomes.length} image${outcomes.length === 1 ? '' : 's'} could not be processed`);
+  finishPerImage('detect', usage, outcomes, json, 'processed');
 }
 
 function printDetections(file: string, width: number, height: number, detections: JsonDetection[], minScore: number, overlayPath: string | undefined): void {

@@ -7,6 +7,7 @@ import { loadLabels } from '../models/labels.js';
 import { classAreas, SegmentationModel, type Segmentation } from '../models/segmentation.js';
 import { overlay } from '../draw/overlay.js';
 import { intOption, parse, usageError } from './args.js';
+import { finishPerImage, perImage, type Failed } from './outcomes.js';
 import { localWeights } from './progress.js';
 
 export const usage = `Usage: swiftformer segment <images...> --weights <src> [options]
@@ -56,9 +57,7 @@ export async function loadSegmenter(values: Record<string, string | undefined>, 
   return model;
 }
 
-type Outcome =
-  | { file: string; width: number; height: number; mask: string; overlay?: string; classes: ReturnType<typeof classAreas> }
-  | { file: string; error: string };
+type Outcome = { file: string; width: number; height: number; mask: string; overlay?: string; classes: ReturnType<typeof classAreas> } | Failed;
 
 export async function segmentCommand(argv: string[]): Promise<void> {
   const { values, flags, positionals } = parse(argv, {
@@ -79,7 +78,7 @@ export async function segmentCommand(argv: string[]): Promise<void> {
     await makeDirectory(outDir, 'output directory');
     const used = new Set<string>();
     for (const file of positionals) {
-      try {
+      outcomes.push(await perImage(file, async () => {
         const image = await decodeImage(file, { maxPixels });
         const result = await model.segment(image);
         const name = uniqueName(file, used);
@@ -92,20 +91,14 @@ export async function segmentCommand(argv: string[]): Promise<void> {
           await writeFileAtomic(overlayPath, encodeRgbPng(picture.data, picture.width, picture.height));
         }
         const classes = classAreas(result);
-        outcomes.push({ file, width: result.width, height: result.height, mask: maskPath, ...(overlayPath ? { overlay: overlayPath } : {}), classes });
         if (!json) printClasses(file, result, classes, maskPath, overlayPath);
-      } catch (err) {
-        if (!(err instanceof SwiftFormerError)) throw err;
-        outcomes.push({ file, error: err.message });
-      }
+        return { file, width: result.width, height: result.height, mask: maskPath, ...(overlayPath ? { overlay: overlayPath } : {}), classes };
+      }));
     }
   } finally {
     await model.release();
   }
-  if (json) console.log(JSON.stringify(outcomes, null, 2));
-  const failed = outcomes.filter((o): o is { file: string; error: string } => 'error' in o);
-  for (const f of failed) console.error(`swiftformer segment: ${f.error}`);
-  if (failed.length > 0) throw new SwiftFormerError('BAD_IMAGE', `${failed.length} of ${outcomes.length} image${outcomes.length === 1 ? '' : 's'} could not be segmented`);
+  finishPerImage('segment', usage, outcomes, json, 'segmented');
 }
 
 /** The file's stem, made unique among the outputs of this run (a/x.jpg and b/x.jpg -> x, x-2). */
