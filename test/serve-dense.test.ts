@@ -6,7 +6,8 @@
  * scores and boxes as the library gives them; masks decoded from their PNGs), /v2 on the segmenter
  * equals `logits` (1e-5) and the fixture's logits (1e-4), /v2 on the detector gives the graph's
  * INT64 labels and batch indices in JSON and binary, and the repositories `export --triton` writes
- * for both serve on /v2 with the same answers. Bad query values and UINT8 outputs are refused.
+ * for both serve on /v2 with the same answers (the exported detector on /v1 detect too). Bad query
+ * values and UINT8 outputs are refused.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -61,7 +62,7 @@ before(async () => {
   const det = await cli('export', '--weights', DET_WEIGHTS, '--triton', dir, '--name', 'det', ...SIZES);
   assert.equal(det.code, 0, det.stderr);
   server = await serveProcess([
-    '--model', `seg=${FPN_WEIGHTS}`, '--model', `mrcnn=${DET_WEIGHTS}`, '--repository', dir,
+    '--model', `seg=${FPN_WEIGHTS}`, '--model', `mrcnn=${DET_WEIGHTS}`, '--model', `exported=${join(dir, 'det', '1', 'model.onnx')}`, '--repository', dir,
     '--scale', SCALE.join(','), ...SIZES, '--max-delay-ms', '300',
   ]);
   assert.ok(server.url, server.stderr);
@@ -249,6 +250,27 @@ describe('serve: a Mask R-CNN detector', () => {
     assert.deepEqual(batch.data, Array.from(raw.batch));
     assert.ok(batch.data.includes(0) && batch.data.includes(1));
     assert.ok(relativeError(scores.data, raw.scores) <= 1e-5);
+  });
+
+  test('an exported detector (--model file.onnx, and the repository) answers /v1 detect as the library does', async () => {
+    const { image: fixture } = fixtureImage(0);
+    const expected = await detector.detect(fixture, { threshold: 0.45 });
+    assert.ok(expected.length > 0);
+    for (const model of ['exported', 'det']) {
+      const { answer } = await answerFor(0, `/v1/models/${model}/detect?threshold=0.45`);
+      assert.equal(answer.detections.length, expected.length, model);
+      for (const [k, d] of answer.detections.entries()) {
+        const e = expected[k]!;
+        // The same computation as the library's graph (which only adds the threshold input): the same numbers.
+        assert.deepEqual([d.index, d.label, d.score, d.box], [e.index, e.label, e.score, e.box], model);
+        assert.deepEqual(decodeLabelPng(Buffer.from(d.mask, 'base64')).data, e.mask!.data, model);
+      }
+      const meta = await getJson(`${url}/v2/models/${model}`);
+      assert.deepEqual(meta.json.outputs.map((o: { name: string }) => o.name), ['boxes', 'scores', 'labels', 'masks', 'batch_index']);
+    }
+    const bad = await postImage('/v1/models/exported/detect?threshold=7', fixtureImage(0).png);
+    assert.equal(bad.status, 400);
+    assert.match(json(bad).error, /threshold must be a number in \[0, 1\], got '7'/);
   });
 
   test("classification extension on an INT64 output is refused", async () => {

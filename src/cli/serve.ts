@@ -7,7 +7,9 @@ import { denseTaskOf } from '../models/families.js';
 import { SegmentationModel } from '../models/segmentation.js';
 import { readModelSource } from '../models/source.js';
 import type { SessionOptions } from '../runtime/runtime.js';
-import { classifierModel, detectorModel, onnxModel, segmenterModel, type Batching, type ServedModel } from '../serve/models.js';
+import {
+  classifierModel, detectorModel, exportedDetectorModel, isExportedDetector, onnxModel, segmenterModel, type Batching, type ServedModel,
+} from '../serve/models.js';
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
 import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
@@ -37,7 +39,7 @@ What a model serves follows its weights: a classifier classify and /v2 logits; S
 weights segment and /v2 logits (pixel_values (N,3,H,W) mmseg-normalized, sides multiples of 32);
 Mask R-CNN weights detect and /v2 the exported graph's outputs (boxes, scores, labels INT64,
 masks, batch_index INT64; one request per run, any number of same-size images in it). Exported
-.onnx files and repositories serve /v2 (and classify for classifiers).
+.onnx files and repositories serve /v2, and classify for classifiers, detect for detectors.
 
   --model NAME=WEIGHTS  serve WEIGHTS as NAME: .pth, .safetensors, exported .onnx, https:// URL
                         or hf:ORG/NAME (repeatable; default: the bundled model, as 'default')
@@ -105,7 +107,9 @@ async function loadOnnx(name: string, path: string, shared: Shared, o: OnnxServi
     const values = { ...shared.classifyValues, weights: path, ...(o.labels ? { labels: o.labels } : {}) };
     return classifierModel(name, await loadClassifier(values, 'serve', new Set(), shared.session), { ...serving, signature: sig });
   }
-  return onnxModel(name, bytes, o.io ?? sig, { ...serving, ...(shared.session ? { session: shared.session } : {}) });
+  const session = shared.session ? { session: shared.session } : {};
+  if (isExportedDetector(sig)) return exportedDetectorModel(name, bytes, sig, o.io ?? sig, { ...serving, ...session });
+  return onnxModel(name, bytes, o.io ?? sig, { ...serving, ...session });
 }
 
 async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {

@@ -32,9 +32,24 @@ import { readModelSource, type ModelSource } from './source.js';
 import { Sessions } from './sessions.js';
 import { attentionFor, type SwiftFormerConfig } from './swiftformer.js';
 import { checkImageSize } from './detection/transform.js';
-import type { SettingsOverrides } from './detection/settings.js';
+import { resolveSettings, type DetectionSettings, type SettingsOverrides } from './detection/settings.js';
 
 export { isMaskRcnnState } from './maskrcnn.js';
+
+/** Metadata key of an exported detector's torchvision settings (transform, anchors, RPN, RoI heads). */
+export const DETECTION_SETTINGS_KEY = 'swiftformer.detection';
+
+/** The settings an exported detector records (resolved and checked; defaults where it records none). */
+export function recordedDetectionSettings(metadata: Readonly<Record<string, string>>): DetectionSettings {
+  const text = metadata[DETECTION_SETTINGS_KEY];
+  let recorded: unknown;
+  try {
+    recorded = text === undefined ? {} : JSON.parse(text);
+  } catch {
+    throw new SwiftFormerError('BAD_CHECKPOINT', `the model's ${DETECTION_SETTINGS_KEY} metadata is not valid JSON`);
+  }
+  return resolveSettings(recorded as SettingsOverrides);
+}
 
 export interface DetectionModelOptions {
   /**
@@ -177,7 +192,7 @@ export class DetectionModel {
   /** What an exported file carries along: the card (task, labels), the architecture and torchvision's settings. */
   onnxMetadata(): Record<string, string> {
     const { settings, ...architecture } = this.config;
-    return { 'swiftformer.config': JSON.stringify(architecture), 'swiftformer.detection': JSON.stringify(settings), ...cardMetadata(this.card) };
+    return { 'swiftformer.config': JSON.stringify(architecture), [DETECTION_SETTINGS_KEY]: JSON.stringify(settings), ...cardMetadata(this.card) };
   }
 
   /**

@@ -16,7 +16,8 @@
  * sizes agree). A detector runs its one graph (pixel_values -> boxes, scores, labels (INT64),
  * masks, batch_index (INT64)), whose outputs are flattened over the images of a request: it has no
  * batch axis to share between requests (max_batch_size 0, as `export --triton` writes it), so each
- * request runs on its own, holding as many same-size images as it likes.
+ * request runs on its own, holding as many same-size images as it likes. An exported detector
+ * (our ONNX file, its metadata naming the task, classes and resize) serves /v1 detect as well.
  */
 import { SwiftFormerError } from '../core/errors.js';
 import { concatBatch, formatShape, type FloatTensor, type Tensor } from '../core/tensor.js';
@@ -24,11 +25,15 @@ import { overlay } from '../draw/overlay.js';
 import type { ImageClassifier } from '../models/exported.js';
 import { SwiftFormerModel } from '../models/model.js';
 import { predictions } from '../models/classify.js';
-import type { DetectionModel, Detection, RawDetections } from '../models/detector.js';
+import {
+  binaryMask, rawDetections, recordedDetectionSettings, toDetections, type DetectionModel, type Detection, type RawDetections,
+} from '../models/detector.js';
+import { checkImageSize } from '../models/detection/transform.js';
+import { readCard } from '../models/card.js';
 import { classAreas, type SegmentationModel } from '../models/segmentation.js';
 import { encodeGrayPng, encodeRgbPng, maskPng } from '../node/png.js';
 import type { RGBImage } from '../preprocess/resize.js';
-import { inputFor, type InputOptions } from '../preprocess/transforms.js';
+import { inputFor, toNormalizedCHW, type InputOptions } from '../preprocess/transforms.js';
 import { getBackend, type SessionOptions } from '../runtime/runtime.js';
 import { HttpError } from './http.js';
 import type { OnnxSignature, TensorSpec } from './onnx.js';
@@ -274,10 +279,7 @@ function detectionAnswer(image: RGBImage, found: readonly Detection[]): unknown 
  */
 export function detectorModel(name: string, model: DetectionModel, serving: { version?: string } = {}): ServedModel {
   const detect: DirectImageTask = {
-    check(query) {
-      thresholdParam(query);
-      flagParam(query, 'masks', true);
-    },
+    check: checkDetectQuery,
     async run(image, query) {
       const found = await model.detect(image, { threshold: thresholdParam(query), masks: flagParam(query, 'masks', true) && model.hasMasks });
       return detectionAnswer(image, found);
@@ -292,6 +294,56 @@ export function detectorModel(name: string, model: DetectionModel, serving: { ve
       await model.run({ dtype: 'float32', shape: [1, 3, 32, 32], data: new Float32Array(3 * 32 * 32) });
     },
     release: () => model.release(),
+  };
+}
+
+function checkDetectQuery(query: URLSearchParams): void {
+  thresholdParam(query);
+  flagParam(query, 'masks', true);
+}
+
+/** The outputs /v1 detect reads off an exported detection graph. */
+const DETECTION_OUTPUTS = ['boxes', 'scores', 'labels', 'batch_index'];
+
+/** Whether an ONNX graph is our detection export (its metadata says so, its tensors are the graph's). */
+export function isExportedDetector(sig: OnnxSignature): boolean {
+  return readCard(sig.metadata, 'classification').task === 'detection' && sig.inputs.length === 1 && sig.inputs[0]!.name === PIXELS
+    && DETECTION_OUTPUTS.every((n) => sig.outputs.some((o) => o.name === n));
+}
+
+/**
+ * An exported detector: /v2 as any ONNX model, and /v1 detect as for weights. The graph gives
+ * every detection torchvision returns; those scoring above the threshold are kept and their masks
+ * thresholded at 0.5, which is what `detect` computes (it only feeds the threshold into the graph
+ * so that the masks of the others are never pasted).
+ */
+export async function exportedDetectorModel(name: string, bytes: Uint8Array, sig: OnnxSignature, io: Pick<OnnxSignature, 'inputs' | 'outputs'>, serving: Batching & { version?: string; session?: SessionOptions }): Promise<ServedModel> {
+  const { transform } = recordedDetectionSettings(sig.metadata);
+  const labels = readCard(sig.metadata, 'detection').labels;
+  const base = await onnxModel(name, bytes, { inputs: io.inputs, outputs: sig.outputs }, serving);
+  const hasMasks = sig.outputs.some((o) => o.name === 'masks');
+  const detect: DirectImageTask = {
+    check: checkDetectQuery,
+    async run(image, query) {
+      const { width, height } = image;
+      checkImageSize(height, width, transform, 'the uploaded image');
+      const raw = rawDetections(await base.run({ [PIXELS]: toNormalizedCHW(image, [0, 0, 0], [1, 1, 1]) }), hasMasks);
+      const threshold = thresholdParam(query);
+      const masks = hasMasks && flagParam(query, 'masks', true);
+      const kept = toDetections(raw, labels, width, height, false).flatMap((d, i) => {
+        if (!(d.score > threshold)) return [];
+        return [masks ? { ...d, mask: binaryMask(raw.masks!, i, width, height) } : d];
+      });
+      return detectionAnswer(image, kept);
+    },
+  };
+  // /v2 answers the outputs the server states (a Triton config may list fewer).
+  const outputs = new Set(io.outputs.map((o) => o.name));
+  return {
+    ...base,
+    outputs: io.outputs,
+    tasks: { detect },
+    run: async (feeds) => Object.fromEntries(Object.entries(await base.run(feeds)).filter(([n]) => outputs.has(n))),
   };
 }
 
