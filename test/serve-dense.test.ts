@@ -273,6 +273,16 @@ describe('serve: a Mask R-CNN detector', () => {
     assert.match(json(bad).error, /threshold must be a number in \[0, 1\], got '7'/);
   });
 
+  test('/v2 on a detector: an empty batch and an image too elongated to resize are 400s, from weights and export alike', async () => {
+    for (const model of ['mrcnn', 'det']) {
+      const empty = await postJson(`${url}/v2/models/${model}/infer`, { inputs: [{ name: 'pixel_values', shape: [0, 3, 120, 160], datatype: 'FP32', data: [] }] });
+      assert.equal(empty.status, 400, `${model}: ${empty.body}`);
+      const thin = await postJson(`${url}/v2/models/${model}/infer`, { inputs: [{ name: 'pixel_values', shape: [1, 3, 1, 1000], datatype: 'FP32', data: new Array(3000).fill(0.5) }] });
+      assert.equal(thin.status, 400, `${model}: ${thin.body}`);
+      assert.match(json(thin).error, /is 1000x1: resized for min size 128 \/ max size 256 it would be 256x0 pixels/);
+    }
+  });
+
   test("classification extension on an INT64 output is refused", async () => {
     const pixels = fixtureTensor('maskrcnn-tiny', 'images0.bin');
     const r = await postJson(`${url}/v2/models/det/infer`, { inputs: [{ name: 'pixel_values', shape: [1, 3, 120, 160], datatype: 'FP32', data: Array.from(pixels.data) }], outputs: [{ name: 'labels', parameters: { classification: 3 } }] });

@@ -226,7 +226,7 @@ describe('serve: /v1 image endpoints', () => {
 });
 
 describe('serve: a direct image task plugs in', () => {
-  test('a model whose task handles the image itself (as segment(image) will) answers through the queue', async () => {
+  test('a model whose task handles the image itself (as segment(image) and detect(image) do) answers through the queue', async () => {
     const c = await loadClassifier({ weights: TINY_WEIGHTS }, 'test');
     const base = classifierModel('seg', c, { maxBatch: 4, dynamic: true, maxDelayMs: 1 });
     const model: ServedModel = { ...base, tasks: { ...base.tasks, segment: { run: async (image) => ({ width: image.width, height: image.height }) } } };

@@ -343,6 +343,12 @@ export async function exportedDetectorModel(name: string, bytes: Uint8Array, sig
     ...base,
     outputs: io.outputs,
     tasks: { detect },
+    // What DetectionModel.run refuses, refused here too rather than failing inside ONNX Runtime.
+    check(feeds) {
+      const [n, , h, w] = feeds[PIXELS]!.shape as [number, number, number, number];
+      if (n < 1) throw new HttpError(400, `input '${PIXELS}' holds no images`);
+      checkImageSize(h, w, transform, `input '${PIXELS}'`);
+    },
     run: async (feeds) => Object.fromEntries(Object.entries(await base.run(feeds)).filter(([n]) => outputs.has(n))),
   };
 }
