@@ -28,10 +28,17 @@ mask > 0.5) for an external COCOeval, <out>/checkpoint.pth ({'model', 'optimizer
     /usr/bin/python3 bench/maskrcnn-torch.py --resume runs/maskrcnn-torch/checkpoint.pth --data data/scenes --out runs/maskrcnn-torch
     /usr/bin/python3 bench/maskrcnn-torch.py --export-onnx maskrcnn.onnx --weights W [--export-size 800,1333]
     /usr/bin/python3 bench/maskrcnn-torch.py --save-weights out.safetensors --weights W   (also writes out.pth)
+    /usr/bin/python3 bench/maskrcnn-torch.py --time-eager image.bin --weights W --export-size 800,1333 --test-size 800
+
+--time-eager serves eager inference to a benchmark (bench/detection.ts): it reads the image (float32
+3 x H x W, RGB in [0, 1], H, W from --export-size), prints one JSON line with the machine and the
+detections (boxes, scores, labels, mask pixels > 0.5 per detection), then times one model([image])
+under torch.no_grad() for every line 'run' on stdin, printing the milliseconds, until 'quit' or EOF.
 
 Call Debian's /usr/bin/python3 (python3-torch 1.13, python3-torchvision 0.14).
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -153,6 +160,26 @@ def export_onnx(args):
     })
 
 
+def time_eager(args, machine):
+    state, _ = load_weights(args.weights)
+    model, _ = maskrcnn_from_state(state, min_size=args.test_size, max_size=args.max_size)
+    model.eval()
+    h, w = args.export_size
+    image = torch.from_numpy(np.fromfile(args.time_eager, dtype='<f4').reshape(3, h, w).copy())
+    with torch.no_grad():
+        det = model([image])[0]
+    found = {'boxes': det['boxes'].reshape(-1).tolist(), 'scores': det['scores'].tolist(), 'labels': det['labels'].tolist(),
+             'mask_pixels': (det['masks'] > 0.5).reshape(len(det['scores']), -1).sum(1).tolist()}
+    print(json.dumps({'machine': machine, 'detections': found}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != 'run':
+            break
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model([image])
+        print(f'{(time.perf_counter() - t0) * 1000:.3f}', flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', help='scene dataset root (annotations/instances_{train,val}.json, img_dir/{train,val})')
@@ -177,12 +204,18 @@ def main():
     ap.add_argument('--resume', default=None, help='a checkpoint.pth of this script (or of torchvision references)')
     ap.add_argument('--export-size', type=ints, default=(800, 1333))
     ap.add_argument('--opset', type=int, default=17)
+    ap.add_argument('--time-eager', default=None, help='float32 3 x H x W image (.bin): serve eager timings on stdin (see above)')
     args = ap.parse_args()
     if args.lr is None:
         args.lr = 2e-4 if args.opt == 'adamw' else 0.02 * args.batch_size / 16
 
     machine = env.start(args, 'maskrcnn-torch', export_onnx)
     if machine is None:
+        return
+    if args.time_eager:
+        if not args.weights:
+            raise SystemExit('maskrcnn-torch: --time-eager needs --weights')
+        time_eager(args, machine)
         return
     if args.weights and args.save_weights:
         state, _ = load_weights(args.weights)

@@ -57,30 +57,44 @@ async function timeRun(session: Session, feeds: Record<string, FloatTensor>): Pr
   return performance.now() - start;
 }
 
+/** A timing from the rounds of one contender (milliseconds, in round order). */
+export function timingOf(name: string, samples: number[], batch = 1): Timing {
+  const medianMs = percentile(samples, 0.5);
+  return { name, medianMs, p90Ms: percentile(samples, 0.9), throughput: (batch * 1000) / medianMs, minMs: Math.min(...samples), samples };
+}
+
+/**
+ * Interleaved rounds: `warmup` untimed rounds, then `rounds` rounds in which every run is timed
+ * once, round r starting with run r mod n (so that machine noise hits every contender alike).
+ * Returns each run's times in round order.
+ */
+export async function interleavedTimes(runs: (() => Promise<unknown>)[], rounds: number, warmup: number): Promise<number[][]> {
+  const timed = async (run: () => Promise<unknown>) => {
+    const start = performance.now();
+    await run();
+    return performance.now() - start;
+  };
+  for (let i = 0; i < warmup; i++) for (const run of runs) await timed(run);
+  const times: number[][] = runs.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < runs.length; k++) {
+      const j = (k + r) % runs.length;
+      times[j]!.push(await timed(runs[j]!));
+    }
+  }
+  return times;
+}
+
 /** Times every contender on the same batch, round-robin, starting with a different one each round. */
 export async function compareLatency(contenders: Contender[], options: BenchOptions): Promise<Timing[]> {
   const backend = getBackend(options.backend);
   const sessions = await Promise.all(contenders.map((c) => backend.createSession(c.model, { optimization: 'all', ...options.session })));
   try {
     const pixels = syntheticPixels(options.batch, options.size);
-    const feeds = contenders.map((c) => ({ [c.input]: pixels }));
     const rounds = options.rounds ?? 30;
     const warmup = options.warmup ?? Math.max(3, Math.round(rounds / 10));
-    for (let i = 0; i < warmup; i++) for (let j = 0; j < sessions.length; j++) await timeRun(sessions[j]!, feeds[j]!);
-    const times: number[][] = contenders.map(() => []);
-    for (let r = 0; r < rounds; r++) {
-      for (let k = 0; k < sessions.length; k++) {
-        const j = (k + r) % sessions.length;
-        times[j]!.push(await timeRun(sessions[j]!, feeds[j]!));
-      }
-    }
-    return contenders.map((c, j) => {
-      const medianMs = percentile(times[j]!, 0.5);
-      return {
-        name: c.name, medianMs, p90Ms: percentile(times[j]!, 0.9), throughput: (options.batch * 1000) / medianMs,
-        minMs: Math.min(...times[j]!), samples: times[j]!,
-      };
-    });
+    const times = await interleavedTimes(contenders.map((c, j) => () => sessions[j]!.run({ [c.input]: pixels })), rounds, warmup);
+    return contenders.map((c, j) => timingOf(c.name, times[j]!, options.batch));
   } finally {
     await Promise.all(sessions.map((s) => s.release()));
   }

@@ -12,6 +12,8 @@ export interface ProfileEvent {
   cat?: string;
   name: string;
   dur: number;
+  /** Start, microseconds. */
+  ts?: number;
   args?: { op_name?: string; input_type_shape?: ShapeList; output_type_shape?: ShapeList };
 }
 

@@ -71,7 +71,8 @@ export interface MaskRcnnEmitOptions {
   /**
    * Also output every stage: batch (the padded input of the backbone), resized_sizes, fpn_0..3,
    * fpn_pool, proposals_flat (M, 4) with proposal_batch (M), class_logits, box_regression,
-   * boxes_resized (detections in resized-image pixels).
+   * boxes_resized (detections in resized-image pixels), mask_probabilities (D, 1, 28, 28: each
+   * detection's mask before pasting).
    */
   intermediates?: boolean;
   /**
@@ -147,24 +148,28 @@ export function emitMaskRcnn(cfg: MaskRcnnConfig, opts: MaskRcnnEmitOptions = {}
   output(b, boxesToOriginal(b, det.boxes, det.batch, batch.imageSizes, batch.originalSizes), 'boxes', [d, 4]);
   output(b, det.scores, 'scores', [d]);
   output(b, det.labels, 'labels', [d], 'int64');
-  if (cfg.maskLayers) output(b, maskOutput(e, pyramid, det, scales, batch, cfg), 'masks', [d, 1, 'height', 'width']);
+  const masks = cfg.maskLayers ? maskOutput(e, pyramid, det, scales, batch, cfg) : undefined;
+  if (masks) output(b, masks.pasted, 'masks', [d, 1, 'height', 'width']);
   output(b, det.batch, 'batch_index', [d], 'int64');
-  if (opts.intermediates) outputIntermediates(b, batch, features, rois, head, det);
+  if (opts.intermediates) outputIntermediates(b, batch, features, rois, head, det, masks?.probabilities);
   return b.graph;
 }
 
-function maskOutput(e: Emit, pyramid: Maps[], det: Detections, scales: ReturnType<typeof levelScales>, batch: ImageBatch, cfg: MaskRcnnConfig): string {
+/** The mask branch: each detection's mask probabilities (D, 1, M, M) and their pasting into the image (D, 1, H, W). */
+function maskOutput(
+  e: Emit, pyramid: Maps[], det: Detections, scales: ReturnType<typeof levelScales>, batch: ImageBatch, cfg: MaskRcnnConfig,
+): { probabilities: string; pasted: string } {
   const { b } = e;
   const s = cfg.settings.roi;
   const pooled = poolRois(b, pyramid, cfg.fpnChannels, det.boxes, det.batch, scales, s, s.maskOutputSize);
   const probs = maskProbabilities(b, maskHead(e, pooled, roiShape(cfg), ROI), det.labels);
   const original = boxesToOriginal(b, det.boxes, det.batch, batch.imageSizes, batch.originalSizes);
-  return pasteMasks(b, probs, original, det.batch, batch.originalSizes, 2 * s.maskOutputSize);
+  return { probabilities: probs, pasted: pasteMasks(b, probs, original, det.batch, batch.originalSizes, 2 * s.maskOutputSize) };
 }
 
 function outputIntermediates(
   b: GraphBuilder, batch: ImageBatch, features: Maps[], rois: ReturnType<typeof flattenProposals>,
-  head: { classLogits: string; boxRegression: string }, det: Detections,
+  head: { classLogits: string; boxRegression: string }, det: Detections, maskProbabilities?: string,
 ): void {
   output(b, batch.images, 'batch');
   output(b, batch.imageSizes, 'resized_sizes', undefined, 'int64');
@@ -174,6 +179,7 @@ function outputIntermediates(
   output(b, head.classLogits, 'class_logits');
   output(b, head.boxRegression, 'box_regression');
   output(b, det.boxes, 'boxes_resized', ['detections', 4]);
+  if (maskProbabilities) output(b, maskProbabilities, 'mask_probabilities', ['detections', 1, 'mask', 'mask']);
 }
 
 export function validateMaskRcnnConfig(cfg: MaskRcnnConfig): void {
