@@ -206,8 +206,8 @@ function softmaxCrossEntropyGrad(ctx: Ctx, node: Node, dy: string): string {
 /**
  * ONNX RoiAlign (mode avg, sampling_ratio > 0) is linear in X: every output bin averages
  * sampling_ratio^2 bilinear samples, each a weighted sum of 4 pixels. Its gradient scatters
- * dy x weight / count back onto those pixels: a ScatterND with reduction 'add' of one C-vector per
- * (RoI, bin, sample, corner) into an (N, H, W, C) zero map. Coordinates, boundary rules (a sample
+ * dy x weight / count back onto those pixels: a scatter with reduction 'add' of one C-vector per
+ * (RoI, bin, sample, corner) into an (N*H*W, C) zero map. Coordinates, boundary rules (a sample
  * beyond one pixel outside the map contributes nothing; one at or past the last row or column
  * reads the edge) and weights are ONNX Runtime's (and torchvision's roi_align, aligned=False,
  * for 'output_half_pixel').
@@ -267,15 +267,19 @@ function roiAlignGrad(ctx: Ctx, node: Node, dy: string): string {
   const iy = spread(ys.index, yShape);
   const ix = spread(xs.index, xShape);
   const ib = spread(batch, [r, 1, 1, 1, 1, 1, 1]);
-  const column3 = (v: string) => b.reshape(v, [k, 1]);
-  const indices = b.node('Concat', [column3(ib), column3(iy), column3(ix)], [k, 3], { axis: attr.int(1) });
+  // Row of (N*H*W, C) each update lands on: (b H + y) W + x.
+  const int = (v: number) => b.ints([v], []);
+  const rowOf = b.binary('Add', mul(ctx, b.binary('Add', mul(ctx, ib, int(h)), iy), int(w)), ix);
+  const rows = b.node('Expand', [b.reshape(rowOf, [k, 1]), b.ints([k, c])], [k, c]);
   const count = s * s;
   const weight = mul(ctx, mul(ctx, b.reshape(ys.weight, yShape), b.reshape(xs.weight, xShape)), f(1 / count));
   const dyBins = b.reshape(b.node('Transpose', [dy], [r, ph, pw, c], { perm: attr.ints([0, 2, 3, 1]) }), [r, ph, pw, 1, 1, 1, 1, c]);
   const updates = b.reshape(mul(ctx, b.reshape(weight, [...full, 1]), dyBins), [k, c]);
-  const zeros = b.node('ConstantOfShape', [b.ints([n, h, w, c])], [n, h, w, c]);
-  const summed = b.node('ScatterND', [zeros, indices, updates], [n, h, w, c], { reduction: attr.string('add') });
-  return b.node('Transpose', [summed], [n, c, h, w], { perm: attr.ints([0, 3, 1, 2]) });
+  // ScatterElements, not ScatterND: ONNX Runtime's CPU ScatterND splits the updates over threads,
+  // which races on repeated indices (onnxruntime issue 18048); ScatterElements adds them in order.
+  const zeros = b.node('ConstantOfShape', [b.ints([n * h * w, c])], [n * h * w, c]);
+  const summed = b.node('ScatterElements', [zeros, rows, updates], [n * h * w, c], { axis: attr.int(0), reduction: attr.string('add') });
+  return b.node('Transpose', [b.reshape(summed, [n, h, w, c])], [n, c, h, w], { perm: attr.ints([0, 3, 1, 2]) });
 }
 
 /**
