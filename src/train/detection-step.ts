@@ -36,6 +36,10 @@ import { toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';
 import { emitContext, conv, relu, type Emit } from '../models/modules.js';
 import type { MaskRcnnConfig } from '../models/maskrcnn.js';
 import { featurePyramid } from '../models/detection/fpn.js';
+import { regionProposals } from '../models/detection/rpn.js';
+import { clipLimits } from '../models/detection/transform.js';
+import { toOnnx, type Graph } from '../graph/graph.js';
+import { unsqueeze } from '../graph/ops.js';
 import { encodeBoxes } from '../models/detection/boxes.js';
 import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
 import { levelScale } from '../models/detection/targets.js';
@@ -225,6 +229,62 @@ export class DetectionTrainStep {
       mean: out[`${s.key}:mean`]!.data as Float32Array, variance: out[`${s.key}:var`]!.data as Float32Array, count: s.count,
     }]));
     return { loss: value('loss'), losses: Object.fromEntries(LOSS_NAMES.map((k) => [k, value(k)])) as Record<LossName, number>, grads, stats };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/**
+ * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
+ * batch's statistics, as the step itself computes them) up to the RPN's proposals with
+ * torchvision's training top-n (2000 before NMS per level, 2000 after per image). Inputs `images`
+ * (N,3,H,W) padded and `image_sizes` (N,2) int64; outputs `proposals` (N,T,4), best first, and
+ * `proposal_valid` (N,T) int64 (1: a proposal, 0: padding). Static batch shape (the training layout needs it). Its proposals go to the RoI heads' sampling (detection-targets.ts).
+ */
+export function buildProposalGraph(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, layout: Layout = 'cnhw'): Graph {
+  const e = emitContext(true);
+  const { b } = e;
+  const s = cfg.settings;
+  const images = b.input('images', [shape.batch, 3, shape.height, shape.width]);
+  const sizes = b.input('image_sizes', [shape.batch, 2], 'int64');
+  const body = swiftFormerFeatures(e, toLayout(b, images, layout), cfg.backbone, 'backbone.body.').map((m) => toLayout(b, toNCHW(b, m), 'nchw'));
+  const features = featurePyramid(e, body, cfg.backbone.embedDims, cfg.fpnChannels, 'backbone.fpn.');
+  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
+  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
+  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.');
+  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
+  b.output('proposals');
+  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
+  b.output('proposal_valid', 'int64');
+  return b.graph;
+}
+
+/** Runs the proposal graph of one batch shape: per image, its proposals (T_i x 4, best first). */
+export class ProposalStep {
+  private constructor(private readonly session: Session) {}
+
+  static async create(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<ProposalStep> {
+    const bytes = toOnnx(buildProposalGraph(cfg, shape, options.layout), {}, { paramsAsInputs: true });
+    return new ProposalStep(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }));
+  }
+
+  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<Float32Array[]> {
+    const feeds: Record<string, Tensor> = {
+      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
+    };
+    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
+    const out = await this.session.runTyped(feeds);
+    const boxes = out.proposals!.data as Float32Array;
+    const valid = out.proposal_valid!.data as BigInt64Array;
+    const [n, t] = out.proposals!.shape as [number, number];
+    return Array.from({ length: n }, (_, i) => {
+      let count = 0;
+      while (count < t && valid[i * t + count] === 1n) count++;
+      return boxes.slice(i * t * 4, (i * t + count) * 4);
+    });
   }
 
   release(): Promise<void> {
