@@ -51,8 +51,8 @@ export interface BatchOptions {
   samples?: Samples;
   /** Drawn samples' randomness (uniform in [0, 1)). */
   random?: () => number;
-  /** Graph sizes to pad to (at least the real counts). */
-  pad?: { rois?: number; maskRois?: number; gtMasks?: number };
+  /** Graph sizes to pad to (at least the real counts); `multiple` rounds the positives and gt masks up to one. */
+  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number };
 }
 
 export interface AssembledBatch {
@@ -142,9 +142,11 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
     gtOffset += img.labels.length;
   });
   const positives = rows.filter((r) => r.label > 0);
+  const multiple = options.pad?.multiple ?? 1;
+  const up = (v: number) => Math.ceil(v / multiple) * multiple;
   const R = Math.max(rows.length, options.pad?.rois ?? 0, 1);
-  const P = Math.max(positives.length, options.pad?.maskRois ?? 0, 1);
-  const G = Math.max(gtOffset, options.pad?.gtMasks ?? 0, 1);
+  const P = Math.max(up(positives.length), options.pad?.maskRois ?? 0, 1);
+  const G = Math.max(up(gtOffset), options.pad?.gtMasks ?? 0, 1);
   const K = cfg.numClasses;
   const scales = pyramidGrids(height, width).slice(0, 4).map(([h]) => levelScale(h, imageHeight));
   const kMin = -Math.log2(scales[0]!);
