@@ -71,8 +71,8 @@ const OPTIONS = {
 export async function isSegmentationRun(argv: string[]): Promise<boolean> {
   const { values } = parseArgs({ args: argv, options: { task: { type: 'string' }, data: { type: 'string' }, resume: { type: 'string' } }, strict: false, allowPositionals: true });
   const task = values.task;
-  if (task !== undefined && task !== 'classification' && task !== 'segmentation') {
-    throw new SwiftFormerError('BAD_ARGUMENT', `--task must be classification or segmentation, got '${String(task)}'`);
+  if (task !== undefined && task !== 'classification' && task !== 'segmentation' && task !== 'detection') {
+    throw new SwiftFormerError('BAD_ARGUMENT', `--task must be classification, segmentation or detection, got '${String(task)}'`);
   }
   if (task) return task === 'segmentation';
   if (typeof values.resume === 'string') return (await readSidecar(values.resume))?.train.task === 'segmentation';
