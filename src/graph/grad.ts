@@ -206,8 +206,10 @@ function softmaxCrossEntropyGrad(ctx: Ctx, node: Node, dy: string): string {
 /**
  * ONNX RoiAlign (mode avg, sampling_ratio > 0) is linear in X: every output bin averages
  * sampling_ratio^2 bilinear samples, each a weighted sum of 4 pixels. Its gradient scatters
- * dy x weight / count back onto those pixels: a scatter with reduction 'add' of one C-vector per
- * (RoI, bin, sample, corner) into an (N*H*W, C) zero map. Coordinates, boundary rules (a sample
+ * dy x weight / count back onto those pixels. The weights factor into a row and a column part,
+ * so the scatter-add is two matrix products against dense per-RoI weight matrices (below): no
+ * ScatterND, whose ONNX Runtime CPU kernel races on repeated indices over threads (onnxruntime
+ * issue 18048), and memory O(RoIs x C x bins x W) rather than a C-vector per sample and corner. Coordinates, boundary rules (a sample
  * beyond one pixel outside the map contributes nothing; one at or past the last row or column
  * reads the edge) and weights are ONNX Runtime's (and torchvision's roi_align, aligned=False,
  * for 'output_half_pixel').
@@ -255,31 +257,27 @@ function roiAlignGrad(ctx: Ctx, node: Node, dy: string): string {
       weight: mul(ctx, pair(b.binary('Sub', f(1), frac), frac), b.reshape(validF, [r, k, 1])),
     };
   };
-  const s = ratio;
-  const ys = axis(1, 3, ph, h);
-  const xs = axis(0, 2, pw, w);
-  // Updates in the order (R, Py, Px, Sy, Sx, corner y, corner x), one C-vector each.
-  const full = [r, ph, pw, s, s, 2, 2];
-  const k = full.reduce((a, d) => a * d, 1);
-  const yShape = [r, ph, 1, s, 1, 2, 1];
-  const xShape = [r, 1, pw, 1, s, 1, 2];
-  const spread = (v: string, shape: number[]) => b.node('Expand', [b.reshape(v, shape), b.ints(full)], full);
-  const iy = spread(ys.index, yShape);
-  const ix = spread(xs.index, xShape);
-  const ib = spread(batch, [r, 1, 1, 1, 1, 1, 1]);
-  // Row of (N*H*W, C) each update lands on: (b H + y) W + x.
-  const int = (v: number) => b.ints([v], []);
-  const rowOf = b.binary('Add', mul(ctx, b.binary('Add', mul(ctx, ib, int(h)), iy), int(w)), ix);
-  const rows = b.node('Expand', [b.reshape(rowOf, [k, 1]), b.ints([k, c])], [k, c]);
-  const count = s * s;
-  const weight = mul(ctx, mul(ctx, b.reshape(ys.weight, yShape), b.reshape(xs.weight, xShape)), f(1 / count));
-  const dyBins = b.reshape(b.node('Transpose', [dy], [r, ph, pw, c], { perm: attr.ints([0, 2, 3, 1]) }), [r, ph, pw, 1, 1, 1, 1, c]);
-  const updates = b.reshape(mul(ctx, b.reshape(weight, [...full, 1]), dyBins), [k, c]);
-  // ScatterElements, not ScatterND: ONNX Runtime's CPU ScatterND splits the updates over threads,
-  // which races on repeated indices (onnxruntime issue 18048); ScatterElements adds them in order.
-  const zeros = b.node('ConstantOfShape', [b.ints([n * h * w, c])], [n * h * w, c]);
-  const summed = b.node('ScatterElements', [zeros, rows, updates], [n * h * w, c], { axis: attr.int(0), reduction: attr.string('add') });
-  return b.node('Transpose', [b.reshape(summed, [n, h, w, c])], [n, c, h, w], { perm: attr.ints([0, 3, 1, 2]) });
+  /** The axis's weights as a dense (R, P, size) matrix: taps one-hot over the pixels, summed over samples and corners. */
+  const matrix = (t: { index: string; weight: string }, bins: number, size: number) => {
+    const k = bins * ratio;
+    const pixels = b.reshape(b.ints(Array.from({ length: size }, (_, i) => i)), [1, 1, 1, size]);
+    const hit = castTo(b.node('Equal', [b.reshape(t.index, [r, k, 2, 1]), pixels], [r, k, 2, size]), [r, k, 2, size], 1);
+    const weighted = mul(ctx, hit, b.reshape(t.weight, [r, k, 2, 1]));
+    return b.reduce('ReduceSum', b.reshape(weighted, [r, bins, ratio * 2, size]), [2], false);
+  };
+  const ay = matrix(axis(1, 3, ph, h), ph, h);
+  const ax = matrix(axis(0, 2, pw, w), pw, w);
+  // Sampled bilinearly, each bin is separable: out[r, c] = Ay[r] X[b_r, c] Ax[r]^T / count. The
+  // scatter-add of the bilinear weights is then dX[n, c] = sum over the RoIs of image n of
+  // Ay[r]^T dy[r, c] Ax[r] / count: dy Ax per RoI, then one product over (RoI, bin row) per image.
+  const t1 = b.node('MatMul', [dy, b.reshape(ax, [r, 1, pw, w])], [r, c, ph, w]);
+  const rows = b.reshape(b.node('Transpose', [t1], [c, r, ph, w], { perm: attr.ints([1, 0, 2, 3]) }), [c, r * ph, w]);
+  const images = b.reshape(b.ints(Array.from({ length: n }, (_, i) => i)), [n, 1, 1]);
+  const mine = castTo(b.node('Equal', [b.reshape(batch, [1, r, 1]), images], [n, r, 1]), [n, r, 1], 1);
+  const ayImages = mul(ctx, b.reshape(ay, [1, r, ph, h]), b.reshape(mine, [n, r, 1, 1]));
+  const ayT = b.reshape(b.node('Transpose', [ayImages], [n, h, r, ph], { perm: attr.ints([0, 3, 1, 2]) }), [n, 1, h, r * ph]);
+  const dx = b.node('MatMul', [ayT, b.reshape(rows, [1, c, r * ph, w])], [n, c, h, w]);
+  return mul(ctx, dx, f(1 / (ratio * ratio)));
 }
 
 /**
