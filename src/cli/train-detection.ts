@@ -1,13 +1,12 @@
 /** `swiftformer train` on a COCO dataset: Mask R-CNN with torchvision's training path (train/detection-trainer.ts). */
 import { parseArgs } from 'node:util';
 import { SwiftFormerError } from '../core/errors.js';
-import { variantConfig } from '../models/swiftformer.js';
 import { isCocoDataset, openCocoData } from '../node/coco-data.js';
 import { readSidecar } from '../train/checkpoint.js';
 import { DETECTION_DEFAULTS } from '../train/config.js';
 import { trainDetection, type DetectionTrainOptions } from '../train/detection-trainer.js';
 import { choice, intOption, parse } from './args.js';
-import { numberOption, pct, progressReporter, runInterruptibly } from './train-progress.js';
+import { numberOption, pct, progressReporter, resumeOrStart, runInterruptibly } from './train-progress.js';
 
 const D = DETECTION_DEFAULTS;
 
@@ -70,14 +69,7 @@ function integers(value: string | undefined, name: string): number[] | undefined
 export async function trainDetectionCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, OPTIONS, usage);
   if (flags.has('help')) return void console.log(usage);
-  const saved = values.resume ? await readSidecar(values.resume) : undefined;
-  if (values.resume && !saved) throw new SwiftFormerError('BAD_ARGUMENT', `nothing to resume: ${values.resume} has no checkpoint.json`);
-  const source = values.data ?? saved?.data?.source;
-  if (!source) throw new SwiftFormerError('BAD_ARGUMENT', `--data <COCO dataset> is required\n\n${usage}`);
-  if (values.resume && values.out && values.out !== values.resume) throw new SwiftFormerError('BAD_ARGUMENT', '--resume continues in its own directory; drop --out or give the same directory');
-  if (saved && (values.model || values.finetune)) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${values.resume}: drop --${values.model ? 'model' : 'finetune'}`);
-  if (values.model) variantConfig(values.model);
-  const out = values.resume ?? values.out ?? 'swiftformer-train';
+  const { saved, source, out } = await resumeOrStart(values, 'COCO dataset', usage);
   const limit = intOption(values.limit, 'limit') ?? saved?.data?.limit;
   const given: Omit<DetectionTrainOptions, 'train'> = {
     epochs: intOption(values.epochs, 'epochs'),

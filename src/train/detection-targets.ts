@@ -26,7 +26,7 @@ import type { DetectionStepShape } from './detection-step.js';
 
 /** One image after the model's transform: normalized and resized, targets in its resized pixels. */
 export interface ResizedImage {
-  /** (3, height, width) normalized. */
+  /** (3, height, width): normalized (before the transform, TrainingImage: RGB in [0, 1]). */
   pixels: Float32Array;
   height: number;
   width: number;

@@ -13,15 +13,8 @@ import type { TransformSettings } from '../models/detection/settings.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
 import type { ResizedImage } from './detection-targets.js';
 
-/** An image with its targets in its own pixels: (3, height, width) RGB in [0, 1]. */
-export interface TrainingImage {
-  pixels: Float32Array;
-  height: number;
-  width: number;
-  boxes: Float32Array;
-  labels: Int32Array;
-  masks?: Uint8Array;
-}
+/** An image with its targets in its own pixels: pixels (3, height, width) RGB in [0, 1], before the transform. */
+export type TrainingImage = ResizedImage;
 
 /** RandomHorizontalFlip's flipped image: pixels and masks mirrored, boxes (w - x2, y1, w - x1, y2). */
 export function flipImage(img: TrainingImage): TrainingImage {
