@@ -152,6 +152,39 @@ const CASES: Case[] = [
       return channelDropout(emitContext(true, b), { value: x.a!, layout: 'nchw', grid: [2, 2, 2] }, mask).value;
     },
   },
+  // Mask R-CNN training: RoIAlign (scatter-add of its bilinear weights), the mask predictor's
+  // transposed conv, FPN's 'pool' level (a stride-2 slice), and the losses' elementwise ops.
+  ...([['output_half_pixel', 1], ['half_pixel', 0.5]] as const).map(([mode, scale]): Case => ({
+    name: `RoiAlign ${mode}, spatial scale ${scale}`, inputs: { x: [2, 3, 6, 7] },
+    build: (b, x) => {
+      // Inside, partly outside (samples beyond -1 contribute nothing), thinner than a pixel, past the last row and column.
+      const rois = b.constant([0.5, 1, 4.5, 5, -3, -2, 2, 3, 2.2, 2.1, 2.6, 2.3, 3, 2, 9, 8, 1, 0, 13, 11], [5, 4]);
+      const batch = b.ints([0, 1, 1, 0, 1]);
+      return b.node('RoiAlign', [x.x!, b.binary('Mul', rois, b.constant([2 * scale])), batch], [5, 3, 2, 3], {
+        coordinate_transformation_mode: attr.string(mode), mode: attr.string('avg'), output_height: attr.int(2), output_width: attr.int(3),
+        sampling_ratio: attr.int(2), spatial_scale: attr.float(0.5 / scale),
+      });
+    },
+  })),
+  {
+    name: 'ConvTranspose 2x2 stride 2', inputs: { x: [2, 3, 3, 2], w: [3, 4, 2, 2], bias: [4] },
+    build: (b, x) => b.node('ConvTranspose', [x.x!, x.w!, x.bias!], [2, 4, 6, 4], { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]) }),
+  },
+  {
+    name: 'Slice with step 2 (every other pixel)', inputs: { a: [2, 2, 5, 6] },
+    build: (b, x) => b.node('Slice', [x.a!, b.ints([0, 1]), b.ints([2 ** 31 - 1, 2 ** 31 - 1]), b.ints([2, 3]), b.ints([2, 2])], [2, 2, 3, 3]),
+  },
+  { name: 'Concat', inputs: { a: [2, 3], b: [2, 2] }, build: (b, x) => b.node('Concat', [x.a!, x.b!], [2, 5], { axis: attr.int(1) }) },
+  { name: 'Log', inputs: { a: [5] }, positive: ['a'], build: (b, x) => b.node('Log', [x.a!], [5]) },
+  { name: 'Abs', inputs: { a: [6] }, build: (b, x) => b.node('Abs', [x.a!], [6]) },
+  { name: 'Sigmoid', inputs: { a: [6] }, build: (b, x) => b.node('Sigmoid', [x.a!], [6]) },
+  {
+    name: 'Where (broadcast operand)', inputs: { a: [2, 3], b: [3] },
+    build: (b, x) => {
+      const c = b.node('Cast', [b.ints([1, 0, 0, 1, 1, 0], [2, 3])], [2, 3], { to: attr.int(9) });
+      return b.node('Where', [c, x.a!, x.b!], [2, 3]);
+    },
+  },
   ...(['nchw', 'cnhw'] as const).flatMap((layout): Case[] => {
     // The attention modules end to end, 2 images of 2x3 tokens, 8 channels in 2 heads.
     const setup = (b: GraphBuilder, x: string): Maps =>

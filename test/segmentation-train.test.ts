@@ -227,7 +227,9 @@ describe('swiftformer train / eval on a segmentation dataset (CLI)', () => {
 
   test('bad input is one line: an unknown --task, a crop not a multiple of 32, classifier weights for eval', async () => {
     // (The data's own errors are the library's, tested in segmentation-data.test.ts.)
-    assertCleanFailure(await cli('train', '--data', DATA, '--task', 'detection'), /--task must be classification or segmentation/);
+    assertCleanFailure(await cli('train', '--data', DATA, '--task', 'frobnicate'), /--task must be classification, segmentation or detection/);
+    // A segmentation dataset is no detection dataset: the COCO files looked for are named.
+    assertCleanFailure(await cli('train', '--data', DATA, '--task', 'detection'), /has no COCO train split: looked for .*instances_train2017\.json/);
     assertCleanFailure(await cli('train', '--task', 'segmentation', '--data', fixturePath('tiny'), '--crop-size', '60'), /--crop-size must be multiples of 32/);
     assertCleanFailure(await cli('eval', DATA, '--weights', fixturePath('tiny/weights.safetensors')), /holds no segmentation head/);
   });

@@ -5,7 +5,7 @@ import { makeDirectory, writeFileAtomic } from '../node/files.js';
 import { encodeGrayPng, encodeRgbPng } from '../node/png.js';
 import { DetectionModel, isMaskRcnnState, type Detection } from '../models/detector.js';
 import { denseTaskOf, describeFamily } from '../models/families.js';
-import { readModelSource } from '../models/source.js';
+import { readModelSource, type ModelSource } from '../models/source.js';
 import { drawDetections } from '../draw/detections.js';
 import { intOption, parse, usageError } from './args.js';
 import { finishPerImage, perImage, type Failed } from './outcomes.js';
@@ -48,17 +48,23 @@ export function resizeOptions(values: Record<string, string | undefined>): { min
   return { ...(minSize !== undefined ? { minSize } : {}), ...(maxSize !== undefined ? { maxSize } : {}) };
 }
 
-async function loadDetector(values: Record<string, string | undefined>): Promise<DetectionModel> {
+/** The weights --weights names, downloaded if remote, with their repository's labels. */
+export async function readWeightsOption(weights: string): Promise<ModelSource> {
+  const { path, labels } = await localWeights(weights);
+  return { ...(await readModelSource(path)), name: weights, ...(labels ? { labels } : {}) };
+}
+
+/** A detector from --weights (or weights already read), --min-size, --max-size and --labels; other weights are an error naming what they hold. */
+export async function loadDetector(values: Record<string, string | undefined>, command = 'detect', read?: ModelSource): Promise<DetectionModel> {
   if (values.weights === undefined) {
-    throw new SwiftFormerError('BAD_ARGUMENT', 'detect needs --weights: the package bundles no detector yet (pass a torchvision Mask R-CNN checkpoint, .pth or .safetensors)');
+    throw new SwiftFormerError('BAD_ARGUMENT', `${command} needs --weights: the package bundles no detector yet (pass a torchvision Mask R-CNN checkpoint, .pth or .safetensors)`);
   }
-  const { path, labels } = await localWeights(values.weights);
   const transform = resizeOptions(values);
-  const source = { ...(await readModelSource(path)), name: values.weights, ...(labels ? { labels } : {}) };
+  const source = read ?? await readWeightsOption(values.weights);
   if (!isMaskRcnnState(source.state.keys())) {
     const task = denseTaskOf(source.state.keys());
     const what = task ? describeFamily(task) : 'SwiftFormer classification / backbone weights';
-    throw new SwiftFormerError('BAD_ARGUMENT', `${values.weights} holds ${what}, not a detector: detect needs Mask R-CNN weights (torchvision keys backbone.body, rpn.head, roi_heads)`);
+    throw new SwiftFormerError('BAD_ARGUMENT', `${values.weights} holds ${what}, not a detector: ${command} needs Mask R-CNN weights (torchvision keys backbone.body, rpn.head, roi_heads)`);
   }
   return DetectionModel.fromSource(source, { settings: { transform }, ...(values.labels ? { labels: values.labels } : {}) });
 }

@@ -11,9 +11,18 @@ import { ProgressBar } from './progress.js';
 import { parseArgs } from 'node:util';
 import { segmentationLayout } from '../node/segmentation-data.js';
 import { evalSegmentationCommand, OPTIONS as SEGMENTATION_OPTIONS } from './eval-segmentation.js';
+import { evalDetectionCommand, OPTIONS as DETECTION_OPTIONS } from './eval-detection.js';
+import { isCocoDataset } from '../node/coco-data.js';
+import { isMaskRcnnState } from '../models/detector.js';
+import type { ModelSource } from '../models/source.js';
+import { readWeightsOption } from './detect.js';
 
 export const usage = `Usage: swiftformer eval <folder | fashion-mnist | idx-dir> [--weights <src>] [options]
        swiftformer eval <segmentation dataset> --weights <Semantic FPN weights> [options]
+       swiftformer eval <COCO dataset> --weights <Mask R-CNN weights> [options]
+
+On a COCO dataset (annotations/instances_<split>[2017].json with its images): pycocotools' box
+and mask AP of a detector (swiftformer eval <dataset> --weights <detector> --help).
 
 On a segmentation dataset (mmseg's img_dir/ + ann_dir/, or ADE20K's images/ + annotations/):
 mmsegmentation's aAcc, mIoU and mAcc with the per-class table (swiftformer eval <dataset> --help).
@@ -56,9 +65,17 @@ async function prepareBatch(data: ImageDataset, indices: number[], c: Classifier
 
 interface ClassScore { index: number; name: string; label?: string; images: number; top1: number }
 
+/** The --weights of argv when they are a detector's (read once, handed on), else undefined. */
+async function detectorWeights(argv: string[]): Promise<ModelSource | undefined> {
+  const { values } = parseArgs({ args: argv, options: { weights: { type: 'string' } }, strict: false, allowPositionals: true });
+  if (typeof values.weights !== 'string') return undefined;
+  const source = await readWeightsOption(values.weights);
+  return isMaskRcnnState(source.state.keys()) ? source : undefined;
+}
+
 /** The dataset argument, read without failing on either command's options. */
 function datasetArgument(argv: string[]): string | undefined {
-  const strings = Object.fromEntries(Object.entries({ ...modelOptions, ...SEGMENTATION_OPTIONS, limit: {}, 'batch-size': {} })
+  const strings = Object.fromEntries(Object.entries({ ...modelOptions, ...SEGMENTATION_OPTIONS, ...DETECTION_OPTIONS, limit: {}, 'batch-size': {} })
     .map(([k, o]) => [k, { type: (o as { type?: 'string' | 'boolean' }).type ?? 'string' }]));
   const { positionals } = parseArgs({ args: argv, options: strings as never, strict: false, allowPositionals: true });
   return positionals.length === 1 ? positionals[0] : undefined;
@@ -66,7 +83,16 @@ function datasetArgument(argv: string[]): string | undefined {
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const dataset = datasetArgument(argv);
-  if (dataset !== undefined && dataset !== 'fashion-mnist' && (await segmentationLayout(dataset))) return evalSegmentationCommand(argv);
+  if (argv.includes('--annotations')) return evalDetectionCommand(argv);
+  if (dataset !== undefined && dataset !== 'fashion-mnist') {
+    const segmentation = await segmentationLayout(dataset);
+    if (await isCocoDataset(dataset)) {
+      // The scene generator writes both layouts: the weights decide.
+      const source = segmentation ? await detectorWeights(argv) : undefined;
+      if (!segmentation || source) return evalDetectionCommand(argv, source);
+    }
+    if (segmentation) return evalSegmentationCommand(argv);
+  }
   const { values, flags, positionals } = parse(argv, { ...modelOptions, limit: { type: 'string' }, 'batch-size': { type: 'string' } }, usage, { positionals: true });
   if (flags.has('help')) return void console.log(usage);
   if (positionals.length !== 1) throw usageError(usage, `eval takes one dataset, got ${positionals.length}`);

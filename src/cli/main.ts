@@ -24,7 +24,7 @@ const commands: Record<string, Command> = {
   classify: { run: classify, usage: classifyUsage, summary: 'top classes of image files' },
   segment: { run: segmentCommand, usage: segmentUsage, summary: 'semantic segmentation masks and overlays of image files (Semantic FPN)' },
   detect: { run: detectCommand, usage: detectUsage, summary: 'objects in image files: boxes, labels, scores and masks (Mask R-CNN)' },
-  eval: { run: evalCommand, usage: evalUsage, summary: 'top-1/top-5 accuracy on an ImageFolder, or mIoU on a segmentation dataset' },
+  eval: { run: evalCommand, usage: evalUsage, summary: 'top-1/top-5 accuracy on an ImageFolder, mIoU on a segmentation dataset, or COCO box/mask AP of a detector' },
   bench: { run: bench, usage: benchUsage, summary: 'latency and throughput, side by side with another export' },
   score: { run: scoreCommand, usage: scoreUsage, summary: 'mIoU (mmsegmentation) or COCO AP (pycocotools) of prediction files' },
   serve: { run: serveCommand, usage: serveUsage, summary: 'an HTTP inference server (Open Inference Protocol / KServe v2, Triton clients)' },

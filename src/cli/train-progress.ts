@@ -4,7 +4,8 @@
  * ending a run between steps with the way to resume it.
  */
 import { SwiftFormerError } from '../core/errors.js';
-import type { EpochMetrics } from '../train/checkpoint.js';
+import { readSidecar, type EpochMetrics, type Sidecar } from '../train/checkpoint.js';
+import { variantConfig } from '../models/swiftformer.js';
 import type { TrainProgress } from '../train/run.js';
 
 export function numberOption(value: string | undefined, name: string, check: (n: number) => boolean, want: string): number | undefined {
@@ -119,4 +120,22 @@ export async function runInterruptibly<R>(
   } finally {
     process.off('SIGINT', onSignal);
   }
+}
+
+/**
+ * What a dense task's `train` starts from: the stored run when --resume names one (its data
+ * source, its directory), else --data and --out; the errors a user meets when they conflict.
+ */
+export async function resumeOrStart(
+  values: { resume?: string; data?: string; out?: string; model?: string; finetune?: string }, dataset: string, usage: string,
+): Promise<{ saved: Sidecar | undefined; source: string; out: string }> {
+  const bad = (msg: string) => new SwiftFormerError('BAD_ARGUMENT', msg);
+  const saved = values.resume ? await readSidecar(values.resume) : undefined;
+  if (values.resume && !saved) throw bad(`nothing to resume: ${values.resume} has no checkpoint.json`);
+  const source = values.data ?? saved?.data?.source;
+  if (!source) throw bad(`--data <${dataset}> is required\n\n${usage}`);
+  if (values.resume && values.out && values.out !== values.resume) throw bad('--resume continues in its own directory; drop --out or give the same directory');
+  if (saved && (values.model || values.finetune)) throw bad(`the model of a resumed run is the one in ${values.resume}: drop --${values.model ? 'model' : 'finetune'}`);
+  if (values.model) variantConfig(values.model); // an unknown id fails before any data is read
+  return { saved, source, out: values.resume ?? values.out ?? 'swiftformer-train' };
 }

@@ -1,13 +1,12 @@
 /** `swiftformer train` on a segmentation dataset: Semantic FPN with mmsegmentation's recipe (train/segmentation-trainer.ts). */
 import { parseArgs } from 'node:util';
 import { SwiftFormerError } from '../core/errors.js';
-import { variantConfig } from '../models/swiftformer.js';
 import { openSegmentationData, segmentationLayout } from '../node/segmentation-data.js';
 import { readSidecar } from '../train/checkpoint.js';
 import { SEGMENTATION_DEFAULTS } from '../train/config.js';
 import { trainSegmentation, type SegmentationTrainOptions } from '../train/segmentation-trainer.js';
 import { intOption, parse } from './args.js';
-import { numberOption, pct, progressReporter, runInterruptibly } from './train-progress.js';
+import { numberOption, pct, progressReporter, resumeOrStart, runInterruptibly } from './train-progress.js';
 
 const D = SEGMENTATION_DEFAULTS;
 
@@ -71,8 +70,8 @@ const OPTIONS = {
 export async function isSegmentationRun(argv: string[]): Promise<boolean> {
   const { values } = parseArgs({ args: argv, options: { task: { type: 'string' }, data: { type: 'string' }, resume: { type: 'string' } }, strict: false, allowPositionals: true });
   const task = values.task;
-  if (task !== undefined && task !== 'classification' && task !== 'segmentation') {
-    throw new SwiftFormerError('BAD_ARGUMENT', `--task must be classification or segmentation, got '${String(task)}'`);
+  if (task !== undefined && task !== 'classification' && task !== 'segmentation' && task !== 'detection') {
+    throw new SwiftFormerError('BAD_ARGUMENT', `--task must be classification, segmentation or detection, got '${String(task)}'`);
   }
   if (task) return task === 'segmentation';
   if (typeof values.resume === 'string') return (await readSidecar(values.resume))?.train.task === 'segmentation';
@@ -99,14 +98,7 @@ export async function trainSegmentationCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, OPTIONS, usage);
   if (flags.has('help')) return void console.log(usage);
   if (values.task !== undefined && values.task !== 'segmentation') throw new SwiftFormerError('BAD_ARGUMENT', `--task must be segmentation here, got '${values.task}'`);
-  const saved = values.resume ? await readSidecar(values.resume) : undefined;
-  if (values.resume && !saved) throw new SwiftFormerError('BAD_ARGUMENT', `nothing to resume: ${values.resume} has no checkpoint.json`);
-  const source = values.data ?? saved?.data?.source;
-  if (!source) throw new SwiftFormerError('BAD_ARGUMENT', `--data <segmentation dataset> is required\n\n${usage}`);
-  if (values.resume && values.out && values.out !== values.resume) throw new SwiftFormerError('BAD_ARGUMENT', '--resume continues in its own directory; drop --out or give the same directory');
-  if (saved && (values.model || values.finetune)) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${values.resume}: drop --${values.model ? 'model' : 'finetune'}`);
-  if (values.model) variantConfig(values.model); // an unknown id fails before any data is read
-  const out = values.resume ?? values.out ?? 'swiftformer-train';
+  const { saved, source, out } = await resumeOrStart(values, 'segmentation dataset', usage);
   const positive = (n: number) => n > 0;
   const nonNegative = (n: number) => n >= 0;
   const cropSize = pair(values['crop-size'], 'crop-size', 'S or H,W (multiples of 32)');

@@ -10,6 +10,8 @@ import { OFFICIAL_RAND_AUGMENT, parseRandAugment } from '../train/randaugment.js
 import { choice, intOption, parse } from './args.js';
 import { numberOption, pct, progressReporter, runInterruptibly } from './train-progress.js';
 import { isSegmentationRun, trainSegmentationCommand } from './train-segmentation.js';
+import { isDetectionRun, trainDetectionCommand } from './train-detection.js';
+import { segmentationLayout } from '../node/segmentation-data.js';
 
 export const usage = `Usage: swiftformer train --data <dir|fashion-mnist> [options]
        swiftformer train --resume <out dir>
@@ -18,8 +20,9 @@ Trains a SwiftFormer classifier from scratch, or fine-tunes one (--finetune), ev
 accuracy each epoch. Writes to --out: checkpoint.safetensors (+ checkpoint.json to resume),
 metrics.jsonl, chart.svg, labels.json, config.json; checkpoint.pth with --save-pth.
 A segmentation dataset as --data (mmseg's img_dir/ + ann_dir/, or ADE20K's images/ + annotations/)
-trains a Semantic FPN segmenter instead: swiftformer train --task segmentation --help.
-  --task             classification | segmentation (default: what --data holds)
+trains a Semantic FPN segmenter instead: swiftformer train --task segmentation --help; a COCO
+dataset (annotations/instances_<split>[2017].json) a Mask R-CNN detector: --task detection --help.
+  --task             classification | segmentation | detection (default: what --data holds)
   --data             fashion-mnist (Debian's dataset-fashion-mnist), a directory of IDX files
                      (train-images-idx3-ubyte[.gz], t10k-...), or image folders: <dir>/train/<class>/*
                      and <dir>/val/<class>/* (a directory of class folders alone: no evaluation)
@@ -54,6 +57,7 @@ trains a Semantic FPN segmenter instead: swiftformer train --task segmentation -
   --seed             default ${DEFAULTS.seed}      --threads  ONNX Runtime threads`;
 
 export async function trainCommand(argv: string[]): Promise<void> {
+  if (await isDetectionRun(argv, async (dir) => (await segmentationLayout(dir)) !== undefined)) return trainDetectionCommand(argv);
   if (await isSegmentationRun(argv)) return trainSegmentationCommand(argv);
   const { values, flags } = parse(argv, {
     task: { type: 'string' }, data: { type: 'string' }, model: { type: 'string' }, finetune: { type: 'string' }, epochs: { type: 'string' },

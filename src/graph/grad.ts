@@ -201,6 +201,154 @@ function softmaxCrossEntropyGrad(ctx: Ctx, node: Node, dy: string): string {
   return mul(ctx, mul(ctx, b.binary('Sub', probs, onehot), valid), dy);
 }
 
+// ---------------------------------------------------------------- detection: RoIAlign, transposed conv, strided slices
+
+/**
+ * ONNX RoiAlign (mode avg, sampling_ratio > 0) is linear in X: every output bin averages
+ * sampling_ratio^2 bilinear samples, each a weighted sum of 4 pixels. Its gradient scatters
+ * dy x weight / count back onto those pixels. The weights factor into a row and a column part,
+ * so the scatter-add is two matrix products against dense per-RoI weight matrices (below): no
+ * ScatterND, whose ONNX Runtime CPU kernel races on repeated indices over threads (onnxruntime
+ * issue 18048), and memory O(RoIs x C x bins x W) rather than a C-vector per sample and corner. Coordinates, boundary rules (a sample
+ * beyond one pixel outside the map contributes nothing; one at or past the last row or column
+ * reads the edge) and weights are ONNX Runtime's (and torchvision's roi_align, aligned=False,
+ * for 'output_half_pixel').
+ */
+function roiAlignGrad(ctx: Ctx, node: Node, dy: string): string {
+  const { b } = ctx;
+  const mode = node.attrs.mode;
+  const ratio = intAttr(node, 'sampling_ratio', 0);
+  const ctm = node.attrs.coordinate_transformation_mode;
+  const halfPixel = !(ctm?.kind === 'string' && ctm.value === 'output_half_pixel');
+  if ((mode?.kind === 'string' && mode.value !== 'avg') || ratio <= 0) {
+    throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for RoiAlign with mode ${mode?.kind === 'string' ? mode.value : 'avg'} and sampling_ratio ${ratio}: only avg with a fixed sampling ratio (its sample count is then static)`);
+  }
+  const [x, rois, batch] = node.inputs as [string, string, string];
+  const [n, c, h, w] = ctx.shape(x) as [number, number, number, number];
+  const [r, , ph, pw] = ctx.shape(node.outputs[0]!) as [number, number, number, number];
+  const scale = node.attrs.spatial_scale?.kind === 'float' ? node.attrs.spatial_scale.value : 1;
+  const f = (v: number) => b.constant([v]);
+  const castTo = (v: string, shape: number[], to: number) => b.node('Cast', [v], shape, { to: attr.int(to) });
+  const column = (i: number) => b.node('Slice', [rois, b.ints([i]), b.ints([i + 1]), b.ints([1])], [r, 1]);
+  /** Per axis: pixel indices (R, P*S, 2) of the low and high taps and their weights (R, P*S, 2). */
+  const axis = (lo: number, hi: number, bins: number, size: number) => {
+    const offset = halfPixel ? 0.5 : 0;
+    const start = b.binary('Sub', mul(ctx, column(lo), f(scale)), f(offset));
+    const end = b.binary('Sub', mul(ctx, column(hi), f(scale)), f(offset));
+    let length = b.binary('Sub', end, start);
+    if (!halfPixel) length = b.binary('Max', length, f(1));
+    const bin = b.binary('Div', length, f(bins));
+    const k = bins * ratio;
+    const cell = b.constant(Float32Array.from({ length: k }, (_, i) => Math.floor(i / ratio)), [1, k]);
+    const within = b.constant(Float32Array.from({ length: k }, (_, i) => (i % ratio) + 0.5), [1, k]);
+    const v = b.binary('Add', b.binary('Add', start, mul(ctx, cell, bin)), b.binary('Div', mul(ctx, within, bin), f(ratio)));
+    const shape = [r, k];
+    const valid = b.node('And', [b.node('GreaterOrEqual', [v, f(-1)], shape), b.node('LessOrEqual', [v, f(size)], shape)], shape);
+    const v0 = b.binary('Max', v, f(0));
+    const low = b.node('Floor', [v0], shape);
+    const edge = b.node('GreaterOrEqual', [low, f(size - 1)], shape);
+    const lowC = b.node('Where', [edge, f(size - 1), low], shape);
+    const highC = b.node('Where', [edge, f(size - 1), b.binary('Add', low, f(1))], shape);
+    const frac = b.binary('Sub', b.node('Where', [edge, lowC, v0], shape), lowC);
+    const validF = castTo(valid, shape, 1);
+    const pair = (a: string, z: string) => b.node('Concat', [b.reshape(a, [r, k, 1]), b.reshape(z, [r, k, 1])], [r, k, 2], { axis: attr.int(2) });
+    return {
+      index: castTo(pair(lowC, highC), [r, k, 2], 7),
+      weight: mul(ctx, pair(b.binary('Sub', f(1), frac), frac), b.reshape(validF, [r, k, 1])),
+    };
+  };
+  /** The axis's weights as a dense (R, P, size) matrix: taps one-hot over the pixels, summed over samples and corners. */
+  const matrix = (t: { index: string; weight: string }, bins: number, size: number) => {
+    const k = bins * ratio;
+    const pixels = b.reshape(b.ints(Array.from({ length: size }, (_, i) => i)), [1, 1, 1, size]);
+    const hit = castTo(b.node('Equal', [b.reshape(t.index, [r, k, 2, 1]), pixels], [r, k, 2, size]), [r, k, 2, size], 1);
+    const weighted = mul(ctx, hit, b.reshape(t.weight, [r, k, 2, 1]));
+    return b.reduce('ReduceSum', b.reshape(weighted, [r, bins, ratio * 2, size]), [2], false);
+  };
+  const ay = matrix(axis(1, 3, ph, h), ph, h);
+  const ax = matrix(axis(0, 2, pw, w), pw, w);
+  // Sampled bilinearly, each bin is separable: out[r, c] = Ay[r] X[b_r, c] Ax[r]^T / count. The
+  // scatter-add of the bilinear weights is then dX[n, c] = sum over the RoIs of image n of
+  // Ay[r]^T dy[r, c] Ax[r] / count: dy Ax per RoI, then one product over (RoI, bin row) per image.
+  const t1 = b.node('MatMul', [dy, b.reshape(ax, [r, 1, pw, w])], [r, c, ph, w]);
+  const rows = b.reshape(b.node('Transpose', [t1], [c, r, ph, w], { perm: attr.ints([1, 0, 2, 3]) }), [c, r * ph, w]);
+  const images = b.reshape(b.ints(Array.from({ length: n }, (_, i) => i)), [n, 1, 1]);
+  const mine = castTo(b.node('Equal', [b.reshape(batch, [1, r, 1]), images], [n, r, 1]), [n, r, 1], 1);
+  const ayImages = mul(ctx, b.reshape(ay, [1, r, ph, h]), b.reshape(mine, [n, r, 1, 1]));
+  const ayT = b.reshape(b.node('Transpose', [ayImages], [n, h, r, ph], { perm: attr.ints([0, 3, 1, 2]) }), [n, 1, h, r * ph]);
+  const dx = b.node('MatMul', [ayT, b.reshape(rows, [1, c, r * ph, w])], [n, c, h, w]);
+  return mul(ctx, dx, f(1 / (ratio * ratio)));
+}
+
+/**
+ * ConvTranspose with kernel = stride (the mask predictor's 2x2, stride 2: no overlap, no padding).
+ * dX = Conv(dy, W, stride k); dW[ci, co, a, b] = sum over images and positions of x[ci] dy[co, k i + a, k j + b]: one GEMM.
+ */
+function convTransposeGrad(ctx: Ctx, node: Node, dy: string): (string | undefined)[] {
+  const { b } = ctx;
+  const [x, weight, bias] = node.inputs as [string, string, string | undefined];
+  const ws = ctx.shape(weight) as [number, number, number, number];
+  const [n, ci, h, wd] = ctx.shape(x) as [number, number, number, number];
+  const [cin, co, k, k2] = ws;
+  const strides = intsAttr(node, 'strides', [1, 1]);
+  const pads = intsAttr(node, 'pads', [0, 0, 0, 0]);
+  if (k !== k2 || strides[0] !== k || strides[1] !== k || pads.some((p) => p !== 0) || intAttr(node, 'group', 1) !== 1 || cin !== ci) {
+    throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for ConvTranspose with kernel ${ws.slice(2)}, strides ${strides}, pads ${pads}: only kernel = stride, no padding, one group`);
+  }
+  const dx = b.node('Conv', [dy, weight], [n, ci, h, wd], convAttrs(k, k, 0, 1));
+  // dy (N, Co, h k, w k) -> (N, h, w, Co, k, k) rows; x (N, Ci, h, w) -> (N h w, Ci).
+  const blocks = b.reshape(dy, [n, co, h, k, wd, k]);
+  const rows = b.reshape(b.node('Transpose', [blocks], [n, h, wd, co, k, k], { perm: attr.ints([0, 2, 4, 1, 3, 5]) }), [n * h * wd, co * k * k]);
+  const xs = b.reshape(b.node('Transpose', [x], [n, h, wd, ci], { perm: attr.ints([0, 2, 3, 1]) }), [n * h * wd, ci]);
+  const dw = b.reshape(b.node('Gemm', [xs, rows], [ci, co * k * k], { transA: attr.int(1) }), ws);
+  const db = bias ? b.reduce('ReduceSum', dy, [0, 2, 3], false) : undefined;
+  return [dx, dw, db];
+}
+
+/**
+ * Slice with positive steps: dy is zero-interleaved back (each stepped axis split as (size, step),
+ * padded with zeros after the first of each step, merged), then cropped / padded to the input.
+ */
+function steppedSliceGrad(ctx: Ctx, node: Node, dy: string, axes: number[], starts: number[], steps: number[]): string {
+  const { b } = ctx;
+  const x = ctx.shape(node.inputs[0]!);
+  let g = dy;
+  let shape = ctx.shape(dy);
+  const before = x.map(() => 0);
+  axes.forEach((raw, i) => {
+    const a = raw < 0 ? raw + x.length : raw;
+    const step = steps[i]!;
+    if (step < 1) throw new SwiftFormerError('UNSUPPORTED', `no gradient rule for Slice with step ${step}`);
+    before[a] = Math.min(Math.max(starts[i]! < 0 ? starts[i]! + x[a]! : starts[i]!, 0), x[a]!);
+    if (step === 1) return;
+    const split = [...shape.slice(0, a + 1), 1, ...shape.slice(a + 1)];
+    const padded = [...shape.slice(0, a + 1), step, ...shape.slice(a + 1)];
+    const pads = [...split.map(() => 0), ...split.map((_, j) => (j === a + 1 ? step - 1 : 0))];
+    const merged = [...shape.slice(0, a), shape[a]! * step, ...shape.slice(a + 1)];
+    g = b.reshape(b.node('Pad', [b.reshape(g, split), b.ints(pads)], padded, { mode: attr.string('constant') }), merged);
+    shape = merged;
+  });
+  // Now g starts at `before` on each axis; cut what runs past the input, pad the rest.
+  const ends = x.map((d, a) => Math.min(shape[a]!, d - before[a]!));
+  const cut = x.map((_, a) => ends[a]!);
+  if (cut.some((d, a) => d !== shape[a])) g = b.node('Slice', [g, b.ints(x.map(() => 0)), b.ints(cut), b.ints(x.map((_, a) => a))], cut);
+  const after = x.map((d, a) => d - before[a]! - cut[a]!);
+  return b.node('Pad', [g, b.ints([...before, ...after])], x, { mode: attr.string('constant') });
+}
+
+/** Concat: each input's gradient is its window of dy along the axis. */
+function concatGrad(ctx: Ctx, node: Node, dy: string): string[] {
+  const y = ctx.shape(node.outputs[0]!);
+  const axis = (intAttr(node, 'axis', 0) + y.length) % y.length;
+  let offset = 0;
+  return node.inputs.map((input) => {
+    const s = ctx.shape(input);
+    const g = ctx.b.node('Slice', [dy, ctx.b.ints([offset]), ctx.b.ints([offset + s[axis]!]), ctx.b.ints([axis])], s);
+    offset += s[axis]!;
+    return g;
+  });
+}
+
 // ---------------------------------------------------------------- the table
 
 export const GRADIENTS: Record<string, Rule> = {
@@ -342,7 +490,7 @@ export const GRADIENTS: Record<string, Rule> = {
     const starts = constInts(ctx, node.inputs[1]!);
     const axes = node.inputs[3] ? constInts(ctx, node.inputs[3]) : starts.map((_, i) => i);
     if (node.inputs[4] && constInts(ctx, node.inputs[4]).some((st) => st !== 1)) {
-      throw new SwiftFormerError('UNSUPPORTED', 'no gradient rule for Slice with steps other than 1');
+      return [steppedSliceGrad(ctx, node, dy, axes, starts, constInts(ctx, node.inputs[4])), undefined, undefined, undefined, undefined];
     }
     const y = ctx.shape(node.outputs[0]!);
     const before = x.map(() => 0);
@@ -374,6 +522,22 @@ export const GRADIENTS: Record<string, Rule> = {
   },
   Resize: (ctx, node, dy) => [resizeGrad(ctx, node, dy), undefined, undefined, undefined],
   SoftmaxCrossEntropyLoss: (ctx, node, dy) => [softmaxCrossEntropyGrad(ctx, node, dy), undefined, undefined],
+  Concat: (ctx, node, dy) => concatGrad(ctx, node, dy),
+  Log: (ctx, node, dy) => [ctx.b.binary('Div', dy, node.inputs[0]!)],
+  Abs: (ctx, node, dy) => [mul(ctx, dy, ctx.b.node('Sign', [node.inputs[0]!], ctx.shape(node.inputs[0]!)))],
+  Sigmoid: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    return [mul(ctx, dy, mul(ctx, y, ctx.b.binary('Sub', ctx.b.constant([1]), y)))];
+  },
+  // Where(c, a, b): dy goes to a where c holds, to b elsewhere (each summed down to its operand).
+  Where: (ctx, node, dy) => {
+    const [c, a, bb] = node.inputs as [string, string, string];
+    const zero = ctx.b.constant([0]);
+    const shape = ctx.shape(node.outputs[0]!);
+    return [undefined, reduceTo(ctx, ctx.b.node('Where', [c, dy, zero], shape), ctx.shape(a)), reduceTo(ctx, ctx.b.node('Where', [c, zero, dy], shape), ctx.shape(bb))];
+  },
+  RoiAlign: (ctx, node, dy) => [roiAlignGrad(ctx, node, dy), undefined, undefined],
+  ConvTranspose: (ctx, node, dy) => convTransposeGrad(ctx, node, dy),
   Conv: (ctx, node, dy) => {
     const geo = convGeometry(ctx, node);
     const db = node.inputs[2] ? ctx.b.reduce('ReduceSum', dy, [0, 2, 3], false) : undefined;

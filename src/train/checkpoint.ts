@@ -28,6 +28,7 @@ import { cosineLr, type LrSchedule } from './schedule.js';
 import { writePth, type PthValue } from '../weights/pth.js';
 import { readSafetensors, writeSafetensors } from '../weights/safetensors.js';
 import type { SemanticFpnConfig } from '../models/semfpn.js';
+import type { MaskRcnnConfig } from '../models/maskrcnn.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
 import { isBuffer, type StateDict, type Tensor } from '../core/tensor.js';
 
@@ -66,7 +67,7 @@ export interface EpochMetrics {
 }
 
 /** The architecture a run trains: a SwiftFormer classifier, or a Semantic FPN on its backbone. */
-export type TrainedModelConfig = SwiftFormerConfig | SemanticFpnConfig;
+export type TrainedModelConfig = SwiftFormerConfig | SemanticFpnConfig | MaskRcnnConfig;
 
 export interface Sidecar {
   format: typeof CHECKPOINT_FORMAT;

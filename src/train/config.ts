@@ -46,6 +46,15 @@ export interface SegmentationSettings {
   reduceZeroLabel: boolean;
 }
 
+/** Detection's own settings (Mask R-CNN on a COCO dataset, detection-trainer.ts). */
+export interface DetectionTrainSettings {
+  /** GeneralizedRCNNTransform's short sides, one drawn per image (multi-scale training), and the long side's limit. */
+  minSizes: number[];
+  maxSize: number;
+  /** RandomHorizontalFlip's probability (references/detection: 0.5). */
+  flipProb: number;
+}
+
 export interface TrainConfig {
   task: TrainTask;
   epochs: number;
@@ -64,8 +73,10 @@ export interface TrainConfig {
   dataset: { trainImages: number; numClasses: number };
   /** Present when task is 'classification'. */
   classification?: ClassificationSettings;
-  /** Present when task is 'segmentation'. Detection adds its settings beside them. */
+  /** Present when task is 'segmentation'. */
   segmentation?: SegmentationSettings;
+  /** Present when task is 'detection'. */
+  detection?: DetectionTrainSettings;
 }
 
 /** Recursively optional (arrays whole): what a caller set, the rest to come from defaults or from the stored run. */
@@ -123,11 +134,32 @@ export const SEGMENTATION_DEFAULTS = {
   ignoreIndex: 255,
 };
 
+/**
+ * Mask R-CNN's two recipes: EfficientFormer's COCO config, which SwiftFormer follows (AdamW 2e-4,
+ * weight decay 1e-4, 12 epochs with steps at 8 and 11, mmdet's 500-iteration linear warm-up from
+ * 0.001 x lr), and torchvision's references/detection (SGD 0.02 for 16 images, momentum 0.9,
+ * weight decay 1e-4, the same steps, 1000 iterations of warm-up from 0.001 x lr). Batch 2 per
+ * step is one GPU's share of either; the SGD lr is scaled to it (linear scaling rule).
+ */
+export const DETECTION_DEFAULTS = {
+  epochs: 12,
+  batchSize: 2,
+  adamwLr: 2e-4,
+  sgdLr: (0.02 * 2) / 16,
+  weightDecay: 1e-4,
+  milestones: [8, 11],
+  warmupIterations: { adamw: 500, sgd: 1000 },
+  warmupFactor: 0.001,
+  minSize: 800,
+  maxSize: 1333,
+  flipProb: 0.5,
+};
+
 /** Settings a resumed run may change; everything else given again must equal the stored value. */
 export const RESUMABLE: ReadonlySet<string> = new Set(['epochs']);
 
 /** Objects compared (and replaced) whole, not field by field. */
-const ATOMIC = new Set(['clip', 'preprocessing.normalization', 'classification.mixup', 'classification.augment']);
+const ATOMIC = new Set(['clip', 'preprocessing.normalization', 'classification.mixup', 'classification.augment', 'detection.minSizes']);
 
 /** Sections that are off (null) by default and, when switched on, start from these values. */
 const SECTION_DEFAULTS: Record<string, () => object> = {
@@ -144,20 +176,25 @@ export function defaultConfig(
   task: TrainTask, requested: RequestedConfig, base: Pick<TrainConfig, 'preprocessing' | 'dataset'>,
 ): TrainConfig {
   const seg = task === 'segmentation';
-  const optimizer: OptimizerConfig = requested.optimizer?.kind === 'sgd'
-    ? { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: DEFAULTS.momentum, nesterov: false, ...(seg ? { decayAll: true } : {}) }
-    : { kind: 'adamw', weightDecay: seg ? SEGMENTATION_DEFAULTS.weightDecay : DEFAULTS.weightDecay, betas: [...DEFAULTS.betas], eps: DEFAULTS.eps, ...(seg ? { decayAll: true } : {}) };
+  const det = task === 'detection';
+  // mmseg's and the detection references' optimizers decay every parameter.
+  const decayAll = seg || det ? { decayAll: true } : {};
+  const sgd = requested.optimizer?.kind === 'sgd';
+  const optimizer: OptimizerConfig = sgd
+    ? { kind: 'sgd', weightDecay: DEFAULTS.sgdWeightDecay, momentum: DEFAULTS.momentum, nesterov: false, ...decayAll }
+    : { kind: 'adamw', weightDecay: seg ? SEGMENTATION_DEFAULTS.weightDecay : det ? DETECTION_DEFAULTS.weightDecay : DEFAULTS.weightDecay, betas: [...DEFAULTS.betas], eps: DEFAULTS.eps, ...decayAll };
   const common = { warmupEpochs: DEFAULTS.warmupEpochs, warmupLr: DEFAULTS.warmupLr, minLr: DEFAULTS.minLr };
-  const kind = requested.schedule?.kind ?? (seg ? 'poly' : 'cosine');
+  const kind = requested.schedule?.kind ?? (seg ? 'poly' : det ? 'steps' : 'cosine');
   const schedule: ScheduleConfig = kind === 'poly' ? { kind, power: DEFAULTS.polyPower, ...common }
-    : kind === 'steps' ? { kind, milestones: [], gamma: DEFAULTS.stepGamma, ...common }
+    : kind === 'steps' ? { kind, milestones: det ? [...DETECTION_DEFAULTS.milestones] : [], gamma: DEFAULTS.stepGamma, ...common }
     : { kind: 'cosine', ...common };
-  const d = seg ? SEGMENTATION_DEFAULTS : DEFAULTS;
+  const d = seg ? SEGMENTATION_DEFAULTS : det ? { ...DETECTION_DEFAULTS, lr: sgd ? DETECTION_DEFAULTS.sgdLr : DETECTION_DEFAULTS.adamwLr } : DEFAULTS;
   return {
     task, epochs: d.epochs, batchSize: d.batchSize, seed: DEFAULTS.seed, lr: d.lr,
     optimizer, schedule, clip: { mode: 'none' }, ema: null, preprocessing: base.preprocessing, dataset: base.dataset,
     ...(task === 'classification' ? { classification: { labelSmoothing: DEFAULTS.labelSmoothing, mixup: null, augment: null, distill: null } } : {}),
     ...(seg ? { segmentation: defaultSegmentation() } : {}),
+    ...(det ? { detection: { minSizes: [DETECTION_DEFAULTS.minSize], maxSize: DETECTION_DEFAULTS.maxSize, flipProb: DETECTION_DEFAULTS.flipProb } } : {}),
   };
 }
 

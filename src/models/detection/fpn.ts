@@ -34,6 +34,9 @@ export function featurePyramid(e: Emit, features: Maps[], inChannels: number[], 
     results.unshift(layer(top, i));
   }
   const deepest = results[last]!;
-  const pooled = slice(e.b, deepest.value, [0, 0], [2 ** 31 - 1, 2 ** 31 - 1], [2, 3], [2, 2], ['pool_height', 'pool_width']);
+  // Static sizes when the maps have them (training graphs need them), else symbolic.
+  const [, , h, w] = e.b.shape(deepest.value);
+  const dims = typeof h === 'number' && typeof w === 'number' ? [Math.ceil(h / 2), Math.ceil(w / 2)] : ['pool_height', 'pool_width'];
+  const pooled = slice(e.b, deepest.value, [0, 0], [2 ** 31 - 1, 2 ** 31 - 1], [2, 3], [2, 2], dims);
   return [...results, sameAs(deepest, pooled)];
 }

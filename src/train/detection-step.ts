@@ -1,0 +1,293 @@
+/**
+ * The Mask R-CNN training step as one graph with static shapes: torchvision 0.14's train-mode
+ * forward (BatchNorm on batch statistics) from the padded batch to the five losses of
+ * GeneralizedRCNN, and every parameter's gradient (graph/grad.ts). What takes no gradient is
+ * decided outside and fed in (train/detection-targets.ts): anchor and proposal matching,
+ * sampling, the sampled RoIs and their pyramid levels.
+ *
+ *  - RPN (rpn.py compute_loss): binary cross-entropy with logits over the sampled anchors (mean),
+ *    smooth-L1 (beta 1/9) on the positives' deltas against BoxCoder(1, 1, 1, 1) targets, summed
+ *    and divided by the number sampled;
+ *  - box head (fastrcnn_loss): cross-entropy over the sampled RoIs (mean), smooth-L1 (beta 1/9)
+ *    of the positives' deltas of their own class against BoxCoder(10, 10, 5, 5) targets, summed
+ *    and divided by the number of sampled RoIs;
+ *  - mask head (maskrcnn_loss): binary cross-entropy with logits of each positive's own-class
+ *    28 x 28 mask against the gt mask RoI-aligned onto its box (roi_align, adaptive sampling,
+ *    aligned=False), mean over every pixel of every positive.
+ *
+ * Counts enter as per-row weights (1 / count on the rows that take part, 0 on padding), so one
+ * graph serves every batch of its shape. Each level's RoIAlign runs on every RoI and a one-hot
+ * of the RoI's level picks one (MultiScaleRoIAlign pools each RoI from its level alone): the
+ * other levels' contributions, and their gradients, are multiplied by zero.
+ *
+ * Inputs (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
+ *   images (N,3,H,W) normalized, resized, padded; anchors (A,4);
+ *   rpn_labels, rpn_weights, rpn_box_weights (N,A); rpn_matched (N,A,4) matched gt boxes;
+ *   rois (R,4), roi_batch (R) int64, roi_levels (R,4), roi_labels (R) int64 (-100: padding),
+ *   roi_class (R,K) one-hot of positives' labels, roi_matched (R,4), roi_box_weights (R),
+ *   roi_count_inverse (1);
+ *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4), mask_class (P,K),
+ *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks);
+ *   every parameter by its key.
+ * Outputs: loss (the sum), the five losses by torchvision's names, grad:<key>, batch statistics.
+ */
+import { attr, GraphBuilder } from '../graph/graph.js';
+import { toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';
+import { emitContext, conv, relu, type Emit } from '../models/modules.js';
+import type { MaskRcnnConfig } from '../models/maskrcnn.js';
+import { featurePyramid } from '../models/detection/fpn.js';
+import { regionProposals } from '../models/detection/rpn.js';
+import { clipLimits } from '../models/detection/transform.js';
+import { toOnnx, type Graph } from '../graph/graph.js';
+import { unsqueeze } from '../graph/ops.js';
+import { encodeBoxes } from '../models/detection/boxes.js';
+import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
+import { levelScale } from '../models/detection/targets.js';
+import { swiftFormerFeatures } from '../models/swiftformer.js';
+import { finishStepGraph, stepOnnx, type StepGraph, type StepResult } from './step.js';
+import { SwiftFormerError } from '../core/errors.js';
+import type { FloatTensor, StateDict, Tensor } from '../core/tensor.js';
+import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
+
+export interface DetectionStepShape {
+  batch: number;
+  /** Padded batch height and width (multiples of 32). */
+  height: number;
+  width: number;
+  /** The largest resized image height of the batch (MultiScaleRoIAlign's scales). */
+  imageHeight: number;
+  anchors: number;
+  rois: number;
+  maskRois: number;
+  gtMasks: number;
+}
+
+export const LOSS_NAMES = ['loss_classifier', 'loss_box_reg', 'loss_mask', 'loss_objectness', 'loss_rpn_box_reg'] as const;
+export type LossName = (typeof LOSS_NAMES)[number];
+
+const BETA = 1 / 9;
+
+/** Elementwise binary cross-entropy with logits: max(x, 0) - x y + log(1 + exp(-|x|)). */
+function bceWithLogits(b: GraphBuilder, x: string, y: string): string {
+  const softplus = b.node('Log', [b.binary('Add', b.constant([1]), b.unary('Exp', b.unary('Neg', b.node('Abs', [x], b.shape(x)))))], b.shape(x));
+  return b.binary('Add', b.binary('Sub', b.unary('Relu', x), b.binary('Mul', x, y)), softplus);
+}
+
+/** Elementwise smooth L1 of d: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta. */
+function smoothL1(b: GraphBuilder, d: string): string {
+  const shape = b.shape(d);
+  const abs = b.node('Abs', [d], shape);
+  const small = b.node('Less', [abs, b.constant([BETA])], shape);
+  const quadratic = b.binary('Mul', b.binary('Mul', d, d), b.constant([0.5 / BETA]));
+  return b.node('Where', [small, quadratic, b.binary('Sub', abs, b.constant([0.5 * BETA]))], shape);
+}
+
+function total(b: GraphBuilder, x: string): string {
+  return b.reduce('ReduceSum', x, b.shape(x).map((_, i) => i), false);
+}
+
+/** The RPN head on one level, static shapes: logits (N, h*w*A), deltas (N, h*w*A, 4), anchors innermost. */
+function rpnLevel(e: Emit, x: Maps, cfg: MaskRcnnConfig, anchors: number): { logits: string; deltas: string } {
+  const { b } = e;
+  const c = cfg.fpnChannels;
+  let t = x;
+  for (let i = 0; i < cfg.rpnConvDepth; i++) t = relu(e, conv(e, t, `rpn.head.conv.${i}.0`, c, c, 3));
+  const logits = toNCHW(b, conv(e, t, 'rpn.head.cls_logits', c, anchors, 1));
+  const deltas = toNCHW(b, conv(e, t, 'rpn.head.bbox_pred', c, 4 * anchors, 1));
+  const [n, , h, w] = b.shape(logits) as number[];
+  const k = h! * w! * anchors;
+  const flatLogits = b.reshape(b.node('Transpose', [logits], [n!, h!, w!, anchors], { perm: attr.ints([0, 2, 3, 1]) }), [n!, k]);
+  const grouped = b.reshape(deltas, [n!, anchors, 4, h! * w!]);
+  const flatDeltas = b.reshape(b.node('Transpose', [grouped], [n!, h! * w!, anchors, 4], { perm: attr.ints([0, 3, 1, 2]) }), [n!, k, 4]);
+  return { logits: flatLogits, deltas: flatDeltas };
+}
+
+/** MultiScaleRoIAlign of `rois` (M,4) with their levels one-hot (M,4): every level pooled, the RoI's own kept. */
+function pooledByLevel(b: GraphBuilder, pyramid: string[], rois: string, batch: string, levels: string, channels: number, size: number, scales: number[], sampling: number): string {
+  const m = b.shape(rois)[0] as number;
+  const parts = pyramid.map((f, l) => {
+    const pooled = b.node('RoiAlign', [f, rois, batch], [m, channels, size, size], {
+      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+      output_height: attr.int(size), output_width: attr.int(size), sampling_ratio: attr.int(sampling), spatial_scale: attr.float(scales[l]!),
+    });
+    const pick = b.reshape(b.node('Slice', [levels, b.ints([l]), b.ints([l + 1]), b.ints([1])], [m, 1]), [m, 1, 1, 1]);
+    return b.binary('Mul', pooled, pick);
+  });
+  return parts.reduce((acc, p) => b.binary('Add', acc, p));
+}
+
+/** Rows of (M, K, ...) summed against a one-hot (M, K): each row's own class. */
+function ownClass(b: GraphBuilder, x: string, onehot: string, trailing: number[]): string {
+  const [m, k] = b.shape(onehot) as number[];
+  const picked = b.binary('Mul', x, b.reshape(onehot, [m!, k!, ...trailing.map(() => 1)]));
+  return b.reduce('ReduceSum', picked, [1], false);
+}
+
+export interface DetectionStepGraph extends StepGraph {
+  shape: DetectionStepShape;
+}
+
+/** The training graph of `cfg` for batches of `shape` (see the file comment). */
+export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionStepShape, layout: Layout = 'cnhw'): DetectionStepGraph {
+  const e = emitContext(true);
+  const { b } = e;
+  const { batch: n, height: H, width: W, anchors: A, rois: R, maskRois: P, gtMasks: G } = shape;
+  const K = cfg.numClasses;
+  const C = cfg.fpnChannels;
+  const s = cfg.settings;
+  const images = b.input('images', [n, 3, H, W]);
+  const body = swiftFormerFeatures(e, toLayout(b, images, layout), cfg.backbone, 'backbone.body.').map((m) => toLayout(b, toNCHW(b, m), 'nchw'));
+  const features = featurePyramid(e, body, cfg.backbone.embedDims, C, 'backbone.fpn.');
+
+  // RPN
+  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const levels = features.map((x) => rpnLevel(e, x, cfg, perPosition));
+  const logits = b.node('Concat', levels.map((l) => l.logits), [n, A], { axis: attr.int(1) });
+  const deltas = b.node('Concat', levels.map((l) => l.deltas), [n, A, 4], { axis: attr.int(1) });
+  const lb = new GraphBuilder(b.graph, 'loss/');
+  const anchors = lb.input('anchors', [A, 4]);
+  const rpnTargets = encodeBoxes(lb, lb.input('rpn_matched', [n, A, 4]), lb.reshape(anchors, [1, A, 4]), [1, 1, 1, 1]);
+  const lossObjectness = total(lb, lb.binary('Mul', bceWithLogits(lb, logits, lb.input('rpn_labels', [n, A])), lb.input('rpn_weights', [n, A])));
+  const rpnBoxWeights = lb.reshape(lb.input('rpn_box_weights', [n, A]), [n, A, 1]);
+  const lossRpnBox = total(lb, lb.binary('Mul', smoothL1(lb, lb.binary('Sub', deltas, rpnTargets)), rpnBoxWeights));
+
+  // Box head
+  const pyramid = features.slice(0, 4).map((f) => f.value);
+  const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, shape.imageHeight));
+  const shapeOfHeads: RoiHeadsShape = {
+    channels: C, representation: cfg.representation, numClasses: K,
+    ...(cfg.maskLayers ? { maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! } : {}),
+  };
+  const rois = lb.input('rois', [R, 4]);
+  const roiBatch = lb.input('roi_batch', [R], 'int64');
+  const pooled = pooledByLevel(b, pyramid, rois, roiBatch, lb.input('roi_levels', [R, 4]), C, s.roi.boxOutputSize, scales, s.roi.samplingRatio);
+  const head = boxHead(e, pooled, shapeOfHeads, s.roi.boxOutputSize, 'roi_heads.');
+  const ce = lb.softmaxCrossEntropySum(head.classLogits, lb.input('roi_labels', [R], 'int64'), -100);
+  const lossClassifier = lb.binary('Mul', ce, lb.reshape(lb.input('roi_count_inverse', [1]), []));
+  const picked = ownClass(lb, lb.reshape(head.boxRegression, [R, K, 4]), lb.input('roi_class', [R, K]), [4]);
+  const roiTargets = encodeBoxes(lb, lb.input('roi_matched', [R, 4]), rois, s.roi.boxCoderWeights);
+  const roiBoxWeights = lb.reshape(lb.input('roi_box_weights', [R]), [R, 1]);
+  const lossBox = total(lb, lb.binary('Mul', smoothL1(lb, lb.binary('Sub', picked, roiTargets)), roiBoxWeights));
+
+  const losses: Record<LossName, string> = {
+    loss_classifier: lossClassifier, loss_box_reg: lossBox, loss_mask: lb.constant([0]), loss_objectness: lossObjectness, loss_rpn_box_reg: lossRpnBox,
+  };
+  if (cfg.maskLayers) {
+    const maskRois = lb.input('mask_rois', [P, 4]);
+    const size = s.roi.maskOutputSize;
+    const maskPooled = pooledByLevel(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
+    const maskLogits = maskHead(e, maskPooled, shapeOfHeads, 'roi_heads.');
+    const m = 2 * size;
+    const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);
+    const targets = lb.reshape(lb.node('RoiAlign', [lb.input('gt_masks', [G, 1, H, W]), maskRois, lb.input('mask_gt', [P], 'int64')], [P, 1, m, m], {
+      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+      output_height: attr.int(m), output_width: attr.int(m), sampling_ratio: attr.int(0), spatial_scale: attr.float(1),
+    }), [P, m, m]);
+    const weights = lb.reshape(lb.input('mask_weights', [P]), [P, 1, 1]);
+    losses.loss_mask = total(lb, lb.binary('Mul', bceWithLogits(lb, own, targets), weights));
+  }
+  for (const name of LOSS_NAMES) {
+    lb.node('Identity', [losses[name]], [], {}, name);
+    lb.output(name);
+  }
+  const loss = LOSS_NAMES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
+  return { ...finishStepGraph(lb, loss), shape };
+}
+
+export interface DetectionStepResult {
+  loss: number;
+  losses: Record<LossName, number>;
+  grads: Map<string, FloatTensor>;
+  stats: StepResult['stats'];
+}
+
+/** A compiled training step for one batch shape. */
+export class DetectionTrainStep {
+  private constructor(readonly step: DetectionStepGraph, private readonly session: Session) {}
+
+  static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionTrainStep> {
+    const step = buildDetectionStepGraph(cfg, shape, options.layout);
+    // ONNX Runtime's extended graph fusions compute this graph's box-head input gradient wrong
+    // when run on 2 threads (found by the torchvision parity test); basic optimization is exact.
+    const session = { optimization: 'basic' as const, ...options.session };
+    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(stepOnnx(step), session));
+  }
+
+  /** Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`. */
+  async run(state: StateDict, feeds: Record<string, Tensor>): Promise<DetectionStepResult> {
+    const all: Record<string, Tensor> = { ...feeds };
+    for (const name of this.session.inputNames) {
+      if (all[name]) continue;
+      const t = state.get(name);
+      if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs parameter ${name}`);
+      all[name] = t;
+    }
+    const out = await this.session.runTyped(all);
+    const value = (name: string) => (out[name]!.data as Float32Array)[0]!;
+    const grads = new Map(this.step.params.map((p) => [p, out[`grad:${p}`] as FloatTensor]));
+    const stats = new Map(this.step.batchStats.map((s) => [s.key, {
+      mean: out[`${s.key}:mean`]!.data as Float32Array, variance: out[`${s.key}:var`]!.data as Float32Array, count: s.count,
+    }]));
+    return { loss: value('loss'), losses: Object.fromEntries(LOSS_NAMES.map((k) => [k, value(k)])) as Record<LossName, number>, grads, stats };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/**
+ * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
+ * batch's statistics, as the step itself computes them) up to the RPN's proposals with
+ * torchvision's training top-n (2000 before NMS per level, 2000 after per image). Inputs `images`
+ * (N,3,H,W) padded and `image_sizes` (N,2) int64; outputs `proposals` (N,T,4), best first, and
+ * `proposal_valid` (N,T) int64 (1: a proposal, 0: padding). Static batch shape (the training layout needs it). Its proposals go to the RoI heads' sampling (detection-targets.ts).
+ */
+export function buildProposalGraph(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, layout: Layout = 'cnhw'): Graph {
+  const e = emitContext(true);
+  const { b } = e;
+  const s = cfg.settings;
+  const images = b.input('images', [shape.batch, 3, shape.height, shape.width]);
+  const sizes = b.input('image_sizes', [shape.batch, 2], 'int64');
+  const body = swiftFormerFeatures(e, toLayout(b, images, layout), cfg.backbone, 'backbone.body.').map((m) => toLayout(b, toNCHW(b, m), 'nchw'));
+  const features = featurePyramid(e, body, cfg.backbone.embedDims, cfg.fpnChannels, 'backbone.fpn.');
+  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
+  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
+  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.');
+  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
+  b.output('proposals');
+  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
+  b.output('proposal_valid', 'int64');
+  return b.graph;
+}
+
+/** Runs the proposal graph of one batch shape: per image, its proposals (T_i x 4, best first). */
+export class ProposalStep {
+  private constructor(private readonly session: Session) {}
+
+  static async create(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<ProposalStep> {
+    const bytes = toOnnx(buildProposalGraph(cfg, shape, options.layout), {}, { paramsAsInputs: true });
+    return new ProposalStep(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }));
+  }
+
+  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<Float32Array[]> {
+    const feeds: Record<string, Tensor> = {
+      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
+    };
+    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
+    const out = await this.session.runTyped(feeds);
+    const boxes = out.proposals!.data as Float32Array;
+    const valid = out.proposal_valid!.data as BigInt64Array;
+    const [n, t] = out.proposals!.shape as [number, number];
+    return Array.from({ length: n }, (_, i) => {
+      let count = 0;
+      while (count < t && valid[i * t + count] === 1n) count++;
+      return boxes.slice(i * t * 4, (i * t + count) * 4);
+    });
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}

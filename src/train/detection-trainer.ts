@@ -1,0 +1,274 @@
+/**
+ * Mask R-CNN training: the TaskRun (run.ts) around the detection step graphs, as torchvision's
+ * references/detection train (and EfficientFormer's mmdet recipe, which SwiftFormer follows):
+ *
+ *   COCO samples (node/coco-data.ts: ConvertCocoPolysToMask) -> RandomHorizontalFlip -> the
+ *   model's transform with a short side drawn per image (detection-transform.ts) -> the train-mode
+ *   proposals (ProposalStep) -> matching and sampling (detection-targets.ts) -> the step graph
+ *   (DetectionTrainStep: five losses, gradients, BatchNorm statistics) -> run.ts (NaN/inf stop,
+ *   running statistics, SGD or AdamW at the step schedule's lr with linear warm-up)
+ *
+ * then, each epoch, COCO evaluation of the val split (box and mask AP, train/detection-eval.ts).
+ * Every batch is a pure function of (seed, epoch, position): a seeded shuffle per epoch, each
+ * image's flip and size from Random(seed, epoch, position), each batch's sampling from
+ * Random(seed, epoch, batch), so a resumed run continues exactly.
+ *
+ * Graphs have static shapes: one per padded batch size, with the sampled RoIs padded to 512 per
+ * image and the positives and gt masks to multiples of 16, each compiled once and kept.
+ */
+import { performance } from 'node:perf_hooks';
+import { SwiftFormerError } from '../core/errors.js';
+import { Random } from '../core/random.js';
+import type { StateDict } from '../core/tensor.js';
+import type { MaskRcnnConfig } from '../models/maskrcnn.js';
+import { DetectionModel } from '../models/detector.js';
+import type { SwiftFormerConfig } from '../models/swiftformer.js';
+import type { CocoInstances } from '../node/coco-data.js';
+import { IMAGENET_MEAN, IMAGENET_STD, type Preprocessing } from '../preprocess/transforms.js';
+import type { SessionOptions } from '../runtime/runtime.js';
+import { deriveSeed } from './augment.js';
+import type { DataSource, EpochMetrics } from './checkpoint.js';
+import { DETECTION_DEFAULTS, type RequestedConfig, type TrainConfig } from './config.js';
+import { evaluateDetection } from './detection-eval.js';
+import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepShape } from './detection-step.js';
+import { assembleBatch, type ResizedImage } from './detection-targets.js';
+import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
+import { SALT, sampleOrder } from './loader.js';
+import { cloneState } from './optim.js';
+import { planRun, runEpochs, type StepOutput, type TaskRun, type TrainProgress } from './run.js';
+import { lrAt } from './schedule.js';
+import { updateRunningStats } from './step.js';
+
+export interface DetectionTrainOptions {
+  train: CocoInstances;
+  /** Evaluated every epoch (COCO box and mask AP); absent: no evaluation. */
+  val?: CocoInstances;
+  /** Backbone of a new detector: a variant id or config (default: read off the weights, else 'xs'). */
+  model?: string | SwiftFormerConfig;
+  /** A classifier's or backbone's weights (the paper's recipe: ImageNet weights), or a Mask R-CNN to fine-tune. */
+  weights?: string | Uint8Array | StateDict;
+  epochs?: number;
+  /** Images per step (default 2). */
+  batchSize?: number;
+  /** 'adamw' (EfficientFormer's recipe, default) or 'sgd' (torchvision's references). */
+  optimizer?: 'adamw' | 'sgd';
+  lr?: number;
+  weightDecay?: number;
+  /** Epochs at which the lr drops by 10x (default 8 and 11, scaled to the run length when it is not 12). */
+  milestones?: number[];
+  /** Linear warm-up, in steps (default 500 for AdamW, 1000 for SGD, at most one epoch). */
+  warmupSteps?: number;
+  /** Short sides to draw from per image (default [800]) and the long side's limit (1333). */
+  minSizes?: number[];
+  maxSize?: number;
+  flipProb?: number;
+  seed?: number;
+  threads?: number;
+  out?: string;
+  resume?: boolean;
+  dataSource?: DataSource;
+  onProgress?: (event: TrainProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface DetectionTrainResult {
+  config: MaskRcnnConfig;
+  state: StateDict;
+  history: EpochMetrics[];
+  labels: string[];
+  trainConfig: TrainConfig;
+}
+
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+function requestedConfig(options: DetectionTrainOptions, stored: TrainConfig | undefined): RequestedConfig {
+  const kind = options.optimizer ?? (stored?.optimizer.kind as 'adamw' | 'sgd' | undefined) ?? 'adamw';
+  const batchSize = options.batchSize ?? stored?.batchSize ?? DETECTION_DEFAULTS.batchSize;
+  const stepsPerEpoch = Math.floor(options.train.length / batchSize);
+  const epochs = options.epochs ?? stored?.epochs ?? DETECTION_DEFAULTS.epochs;
+  // The 1x schedule's steps (8 and 11 of 12) scaled to shorter or longer runs.
+  const milestones = options.milestones ?? (stored ? undefined : DETECTION_DEFAULTS.milestones.map((m) => Math.max(1, Math.round((m * epochs) / DETECTION_DEFAULTS.epochs))));
+  const lr = options.lr ?? stored?.lr ?? (kind === 'sgd' ? DETECTION_DEFAULTS.sgdLr : DETECTION_DEFAULTS.adamwLr);
+  const warmup = options.warmupSteps ?? Math.min(DETECTION_DEFAULTS.warmupIterations[kind], stepsPerEpoch);
+  return {
+    task: 'detection',
+    ...defined({ epochs: options.epochs, batchSize: options.batchSize, seed: options.seed, lr: options.lr }),
+    optimizer: { kind, ...defined({ weightDecay: options.weightDecay ?? (stored ? undefined : DETECTION_DEFAULTS.weightDecay) }) },
+    ...(stored ? {} : {
+      schedule: {
+        kind: 'steps' as const, ...(milestones ? { milestones: [...new Set(milestones)].sort((a, b) => a - b) } : {}),
+        warmupEpochs: stepsPerEpoch > 0 ? warmup / stepsPerEpoch : 0, warmupLr: lr * DETECTION_DEFAULTS.warmupFactor,
+      },
+    }),
+    dataset: { trainImages: options.train.length, numClasses: options.train.labels.numClasses },
+    detection: defined({ minSizes: options.minSizes, maxSize: options.maxSize, flipProb: options.flipProb }),
+  };
+}
+
+function basePreprocessing(): Preprocessing {
+  return { inputSize: [DETECTION_DEFAULTS.minSize, DETECTION_DEFAULTS.minSize], normalization: { mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] }, pad: 0, cropPct: 1 };
+}
+
+/** A new run's detector: fresh, a backbone from classifier weights, or Mask R-CNN weights. */
+async function initialModel(options: DetectionTrainOptions, run: TrainConfig): Promise<{ config: MaskRcnnConfig; state: StateDict }> {
+  const d = run.detection!;
+  const model = await DetectionModel.load({
+    numClasses: run.dataset.numClasses, seed: run.seed, labels: options.train.labels.names,
+    settings: { transform: { minSize: Math.max(...d.minSizes), maxSize: d.maxSize } },
+    ...(options.weights !== undefined ? { weights: options.weights } : {}), ...(options.model !== undefined ? { model: options.model } : {}),
+  });
+  try {
+    if (model.numClasses !== run.dataset.numClasses) {
+      throw new SwiftFormerError('BAD_ARGUMENT', `the detector has ${model.numClasses} classes, ${options.train.name} needs ${run.dataset.numClasses}`);
+    }
+    return { config: structuredClone(model.config), state: cloneState(model.state) };
+  } finally {
+    await model.release();
+  }
+}
+
+/** An image and its target in the trainer's form: CHW floats in [0, 1]. */
+function trainingImage(image: { width: number; height: number; data: Uint8Array }, target: { boxes: Float32Array; labels: Int32Array; masks?: Uint8Array }): TrainingImage {
+  const { width: w, height: h, data } = image;
+  const pixels = new Float32Array(3 * h * w);
+  for (let p = 0; p < h * w; p++) for (let c = 0; c < 3; c++) pixels[c * h * w + p] = data[3 * p + c]! / 255;
+  return { pixels, width: w, height: h, boxes: target.boxes, labels: target.labels, ...(target.masks ? { masks: target.masks } : {}) };
+}
+
+const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
+
+/** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
+class GraphCache {
+  private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
+  private readonly proposals = new Map<string, Promise<ProposalStep>>();
+
+  constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
+
+  proposalStep(shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>): Promise<ProposalStep> {
+    const key = `${shape.batch}x${shape.height}x${shape.width}`;
+    let p = this.proposals.get(key);
+    if (!p) this.proposals.set(key, (p = ProposalStep.create(this.config, shape, { session: this.session })));
+    return p;
+  }
+
+  trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
+    const key = JSON.stringify(shape);
+    let s = this.steps.get(key);
+    if (!s) this.steps.set(key, (s = DetectionTrainStep.create(this.config, shape, { session: this.session })));
+    return s;
+  }
+
+  async release(): Promise<void> {
+    for (const p of [...this.steps.values(), ...this.proposals.values()]) await (await p).release();
+  }
+}
+
+async function detectionTask(
+  options: DetectionTrainOptions, run: TrainConfig, model: { config: MaskRcnnConfig; state: StateDict }, session: SessionOptions,
+): Promise<TaskRun & { release(): Promise<void> }> {
+  const { config, state } = model;
+  const d = run.detection!;
+  const { train, val } = options;
+  const n = run.batchSize;
+  const stepsPerEpoch = Math.floor(train.length / n);
+  if (stepsPerEpoch < 1) throw new SwiftFormerError('BAD_ARGUMENT', `batch size ${n} is larger than the ${train.length} training images`);
+  const transform = new TrainTransform({ ...config.settings.transform, maxSize: d.maxSize }, session);
+  const graphs = new GraphCache(config, session);
+  const labels = [...train.labels.names];
+  // The parameters a step graph trains (those of any shape's graph).
+  const params = buildDetectionStepGraph(config, { batch: n, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: n, maskRois: 1, gtMasks: 1 }).params;
+  return {
+    state, params, stepsPerEpoch, model: config, labels,
+    title: `Mask R-CNN training (${labels.length - 1} classes)`,
+    async *steps(epoch: number): AsyncGenerator<StepOutput> {
+      const order = sampleOrder(train.length, { seed: run.seed, epoch });
+      for (let k = 0; k < stepsPerEpoch; k++) {
+        const t0 = performance.now();
+        const images: ResizedImage[] = [];
+        for (let j = 0; j < n; j++) {
+          const position = k * n + j;
+          const rng = new Random(deriveSeed(run.seed, SALT.sample, epoch, position));
+          const sample = await train.sample(order[position]!);
+          let img = trainingImage(sample.image, sample.target);
+          if (rng.next() < d.flipProb) img = flipImage(img);
+          const minSize = d.minSizes[Math.floor(rng.next() * d.minSizes.length)]!;
+          images.push(await transform.apply(img, minSize));
+        }
+        const t1 = performance.now();
+        const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
+        const width = roundUp(Math.max(...images.map((i) => i.width)), 32);
+        const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
+        const proposals = await (await graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
+        const sampler = new Random(deriveSeed(run.seed, SALT.mix, epoch, k));
+        const batch = assembleBatch(images, proposals, config, {
+          random: () => sampler.next(), pad: { rois: n * config.settings.roi.batchSizePerImage, multiple: 16 },
+        });
+        const step = await graphs.trainStep(batch.shape);
+        const t2 = performance.now();
+        const result = await step.run(state, batch.feeds);
+        const t3 = performance.now();
+        yield {
+          index: k, loss: result.loss, parts: result.losses, grads: result.grads, samples: n,
+          timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 },
+          commit: () => updateRunningStats(state, result.stats, 0.1),
+        };
+      }
+    },
+    ...(val ? {
+      evaluate: async (weights: StateDict, _which: 'model' | 'ema', onProgress: (done: number, total: number) => void) => {
+        const evaluator = DetectionModel.create(config, weights, labels, { session });
+        try {
+          const r = await evaluateDetection(evaluator, val, (done, total) => onProgress(done, total));
+          return { metrics: { bbox_AP: r.bbox.stats[0]!, bbox_AP50: r.bbox.stats[1]!, ...(r.segm ? { segm_AP: r.segm.stats[0]!, segm_AP50: r.segm.stats[1]! } : {}) } };
+        } finally {
+          await evaluator.release();
+        }
+      },
+    } : {}),
+    release: async () => {
+      await graphs.release();
+      await transform.release();
+    },
+  };
+}
+
+/** Anchors of a padded size (detection-targets.ts pyramidGrids). */
+function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
+  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
+  const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
+  return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
+}
+
+/** Trains (or fine-tunes, resumes, extends) a Mask R-CNN detector on a COCO dataset; see DetectionTrainOptions. */
+export async function trainDetection(options: DetectionTrainOptions): Promise<DetectionTrainResult> {
+  const { train } = options;
+  const plan = await planRun({
+    task: 'detection',
+    request: (stored) => requestedConfig(options, stored),
+    base: () => ({ preprocessing: basePreprocessing(), dataset: { trainImages: train.length, numClasses: train.labels.numClasses } }),
+    stepsPerEpoch: (c) => Math.floor(train.length / c.batchSize),
+    ...(options.out ? { out: options.out } : {}), ...(options.resume ? { resume: true } : {}),
+    ...(options.dataSource ? { data: options.dataSource } : {}),
+  });
+  const { config } = plan;
+  if (plan.restored && (options.weights !== undefined || options.model !== undefined)) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${options.out}`);
+  const session: SessionOptions = options.threads === undefined ? {} : { threads: options.threads };
+  const model = plan.restored ? { config: plan.restored.sidecar.model as MaskRcnnConfig, state: plan.restored.state } : await initialModel(options, config);
+  const task = await detectionTask(options, config, model, session);
+  try {
+    const params = task.params.reduce((t, k) => t + task.state.get(k)!.data.length, 0);
+    const { rescheduled } = plan;
+    options.onProgress?.({
+      phase: 'start', epochs: config.epochs, startEpoch: plan.startEpoch, stepsPerEpoch: plan.stepsPerEpoch,
+      config: model.config.backbone, params,
+      title: `Mask R-CNN (FPN ${model.config.fpnChannels}) on SwiftFormer [${model.config.backbone.embedDims}] x [${model.config.backbone.depths}], ${model.config.numClasses} classes`,
+      ...(rescheduled ? { rescheduled: { ...rescheduled, kind: plan.schedule.kind, nextLr: lrAt(plan.schedule, plan.startEpoch * plan.stepsPerEpoch) } } : {}),
+    });
+    const result = await runEpochs(task, plan, { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    return { config: model.config, state: result.state, history: result.history, labels: [...task.labels], trainConfig: config };
+  } finally {
+    await task.release();
+  }
+}
+
+export { LOSS_NAMES };
