@@ -196,7 +196,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const drainMs = intOption(values['drain-ms'], 'drain-ms', 0) ?? 10_000;
   const shared: Shared = {
     batching: { maxBatch: intOption(values['max-batch'], 'max-batch') ?? 16, dynamic: true, maxDelayMs: intOption(values['max-delay-ms'], 'max-delay-ms', 0) ?? 5 },
-    session: threads ? { threads } : undefined,
+    // A long-lived process: memory goes back to idle after a burst of large batches (runtime.ts).
+    session: { memoryArena: false, ...(threads ? { threads } : {}) },
     classifyValues: { size: values.size, 'max-pixels': values['max-pixels'] },
     scale: scaleOption(values.scale),
     transform: resizeOptions(values),

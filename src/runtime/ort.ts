@@ -26,6 +26,10 @@ function sessionOptions(options: SessionOptions, executionProviders: string[]): 
     out.intraOpNumThreads = options.threads;
     out.interOpNumThreads = 1;
   }
+  if (options.memoryArena === false) {
+    out.enableCpuMemArena = false;
+    out.enableMemPattern = false;
+  }
   if (options.profilePrefix !== undefined) {
     out.enableProfiling = true;
     out.profileFilePrefix = options.profilePrefix;

@@ -12,6 +12,12 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an ONNX Runtime profile (JSON) with this file prefix. */
   profilePrefix?: string;
+  /**
+   * false: intermediate buffers are freed after each run instead of being kept in ONNX Runtime's
+   * CPU arena, which only grows (a server's memory then returns to idle after a burst of large
+   * batches, for a little time per run). Default true.
+   */
+  memoryArena?: boolean;
 }
 
 export interface Session {
