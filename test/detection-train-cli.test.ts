@@ -5,29 +5,18 @@
  * run's own evaluation did.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { makeScenes, SCENE_DEFAULTS } from '../scripts/make-scenes.js';
 import { cli } from './cli-runner.js';
-import { fixturePath } from './fixtures.js';
+import { TINY_DETECTOR, tinyDetectionScenes } from './detection-scenes.js';
 
-const WEIGHTS = fixturePath('maskrcnn-tiny/weights.safetensors');
+const WEIGHTS = TINY_DETECTOR;
 const LOSSES = ['loss_classifier', 'loss_box_reg', 'loss_mask', 'loss_objectness', 'loss_rpn_box_reg'];
 let root: string;
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'train-detection-'));
-  await makeScenes({ ...SCENE_DEFAULTS, out: root, train: 4, val: 2, size: 64, seed: 1 });
-  // The fixture detector has 4 classes: keep categories 1..4.
-  for (const split of ['train', 'val']) {
-    const file = join(root, 'annotations', `instances_${split}.json`);
-    const json = JSON.parse(await readFile(file, 'utf8'));
-    json.annotations = json.annotations.filter((a: { category_id: number }) => a.category_id <= 4);
-    json.categories = json.categories.filter((c: { id: number }) => c.id <= 4);
-    await writeFile(file, JSON.stringify(json));
-  }
+  root = await tinyDetectionScenes('train-detection-');
 });
 after(() => rm(root, { recursive: true, force: true }));
 

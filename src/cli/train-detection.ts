@@ -20,7 +20,8 @@ kept), 256 sampled per image at half positives; proposals (2000 per image) with 
 appended matched at 0.5, 512 sampled at a quarter positives; the five losses (objectness BCE,
 RPN smooth-L1 beta 1/9, classifier CE, box smooth-L1 beta 1/9, mask BCE on RoI-aligned gt masks).
 Each epoch evaluates COCO box and mask AP on the val split. Writes to --out:
-checkpoint.safetensors (torchvision keys; + checkpoint.json to resume), metrics.jsonl (with the
+checkpoint.safetensors (torchvision keys; + checkpoint.json to resume), checkpoint.pth with --save-pth,
+metrics.jsonl (with the
 five losses), chart.svg, labels.json, config.json. \`swiftformer detect\` and \`eval\` take the weights.
   --data           annotations/instances_{train,val}2017.json with {train,val}2017/ (COCO), or
                    annotations/instances_{train,val}.json with img_dir/{train,val}/ (the scenes)
@@ -39,6 +40,8 @@ five losses), chart.svg, labels.json, config.json. \`swiftformer detect\` and \`
   --flip-prob      default ${D.flipProb}
   --out            output directory (default swiftformer-train)
   --resume         continue the run in this directory where it stopped, with its settings
+  --save-pth       also write checkpoint.pth each epoch in torchvision references/detection's
+                   layout ({model, args, epoch}; no optimizer state): train.py can continue from it
   --limit          use at most N images of each split (quick runs)
   --seed           default 0      --threads  ONNX Runtime threads`;
 
@@ -47,7 +50,7 @@ const OPTIONS = {
   epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' },
   milestones: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' },
   'flip-prob': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, limit: { type: 'string' }, seed: { type: 'string' },
-  threads: { type: 'string' },
+  threads: { type: 'string' }, 'save-pth': { type: 'boolean' },
 } as const;
 
 /** Whether `train` with these arguments trains a detector: --task says so, the run resumed is one, or --data is COCO and nothing else. */
@@ -100,7 +103,7 @@ export async function trainDetectionCommand(argv: string[]): Promise<void> {
   }
   const options: DetectionTrainOptions = {
     ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
-    train, ...(val ? { val } : {}), out, dataSource: { source, ...(limit !== undefined ? { limit } : {}) }, ...(saved ? { resume: true } : {}),
+    train, ...(val ? { val } : {}), out, ...(flags.has('save-pth') ? { savePth: true } : {}), dataSource: { source, ...(limit !== undefined ? { limit } : {}) }, ...(saved ? { resume: true } : {}),
   };
   const result = await runInterruptibly(out, saved?.epoch ?? 0, progressReporter(process.stderr), (signal, onProgress) => trainDetection({ ...options, signal, onProgress }));
   const last = result.history.at(-1);

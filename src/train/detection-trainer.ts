@@ -13,6 +13,9 @@
  * image's flip and size from Random(seed, epoch, position), each batch's sampling from
  * Random(seed, epoch, batch), so a resumed run continues exactly.
  *
+ * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
+ * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
+ *
  * Graphs have static shapes: one per padded batch size, with the sampled RoIs padded to 512 per
  * image and the positives and gt masks to multiples of 16, each compiled once and kept.
  */
@@ -27,7 +30,10 @@ import type { CocoInstances } from '../node/coco-data.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type Preprocessing } from '../preprocess/transforms.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import { deriveSeed } from './augment.js';
-import type { DataSource, EpochMetrics } from './checkpoint.js';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../node/files.js';
+import { writePth } from '../weights/pth.js';
+import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js';
 import { DETECTION_DEFAULTS, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
 import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepShape } from './detection-step.js';
@@ -66,6 +72,8 @@ export interface DetectionTrainOptions {
   threads?: number;
   out?: string;
   resume?: boolean;
+  /** Also write checkpoint.pth each epoch in torchvision references/detection's layout (referencesCheckpoint). */
+  savePth?: boolean;
   dataSource?: DataSource;
   onProgress?: (event: TrainProgress) => void;
   signal?: AbortSignal;
@@ -214,6 +222,11 @@ async function detectionTask(
         };
       }
     },
+    ...(options.savePth ? {
+      writeModelFiles: async (out: string, history: readonly EpochMetrics[]) => {
+        await writeFileAtomic(join(out, 'checkpoint.pth'), referencesCheckpoint(state, config, run, history.at(-1)!.epoch, options.dataSource));
+      },
+    } : {}),
     ...(val ? {
       evaluate: async (weights: StateDict, _which: 'model' | 'ema', onProgress: (done: number, total: number) => void) => {
         const evaluator = DetectionModel.create(config, weights, labels, { session });
@@ -230,6 +243,29 @@ async function detectionTask(
       await transform.release();
     },
   };
+}
+
+/**
+ * The dict torchvision references/detection's train.py saves, as far as it is ours to write:
+ * `model` (the state dict, torchvision keys), `epoch` (the last completed, 0-based: train.py
+ * resumes at epoch + 1) and `args` (the run's settings under train.py's argument names, a plain
+ * dict where train.py pickles an argparse.Namespace, plus `min_size`, `max_size`, `attention` for
+ * building the model). No `optimizer` or `lr_scheduler`: torch's SGD / AdamW state indexes the
+ * parameters in the order of the model built on the other side, so a run moved to train.py
+ * starts its optimizer afresh there (load `model` only, set --start-epoch to epoch + 1).
+ */
+export function referencesCheckpoint(state: StateDict, config: MaskRcnnConfig, run: TrainConfig, epochs: number, data?: DataSource): Uint8Array {
+  const d = run.detection!;
+  const opt = run.optimizer;
+  const schedule = run.schedule.kind === 'steps' ? run.schedule : undefined;
+  const args: Record<string, string | number | number[]> = {
+    model: 'maskrcnn_swiftformer', dataset: 'coco', ...(data ? { data_path: data.source } : {}),
+    opt: opt.kind, lr: run.lr, weight_decay: opt.weightDecay, ...(opt.kind === 'sgd' ? { momentum: opt.momentum } : {}),
+    lr_scheduler: 'multisteplr', lr_steps: [...(schedule?.milestones ?? [])], lr_gamma: schedule?.gamma ?? 1,
+    epochs: run.epochs, batch_size: run.batchSize, start_epoch: epochs,
+    min_size: [...d.minSizes], max_size: d.maxSize, attention: config.backbone.attention,
+  };
+  return writePth({ model: new Map(moduleOrder(state.keys()).map((k) => [k, state.get(k)!])), args, epoch: epochs - 1 }, { folder: 'checkpoint' });
 }
 
 /** Anchors of a padded size (detection-targets.ts pyramidGrids). */
