@@ -37,7 +37,7 @@ test('README segmentation example runs and prints what its comments say', async 
 
 test("README segmentation command lines run as written (into a temporary directory): segment, export, train, eval", async () => {
   const readme = await readFile(`${ROOT}README.md`, 'utf8');
-  const section = readme.slice(readme.indexOf('## Segmentation'), readme.indexOf('## Training'));
+  const section = readme.slice(readme.indexOf('\n## Segmentation'), readme.indexOf('\n## Training'));
   const commands = [...section.matchAll(/^\$ npx swiftformer (.*)$/gm)].map((m) => m[1]!.split(' '));
   assert.equal(commands.length, 4);
   const dir = await mkdtemp(join(tmpdir(), 'swiftformer-readme-seg-'));
