@@ -131,15 +131,21 @@ function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): st
     return b.reshape(b.node('Gemm', [rows(dy, o), rows(input, c)], [o, c], { transB: attr.int(1) }), w);
   }
   const swap = (v: string, s: number[]) => b.node('Transpose', [v], [s[1]!, s[0]!, s[2]!, s[3]!], { perm: attr.ints([1, 0, 2, 3]) });
-  if (group === 1) return tapGemmWeightGrad(ctx, swap(input, x), swap(dy, y), geo);
-  // Depthwise: correlate x with dy, the batch as the reduction axis: the forward stride becomes a
-  // dilation. Trailing rows/columns the forward stride never reached are cut by a smaller end padding.
+  if (group === 1 && stride === 1) return tapGemmWeightGrad(ctx, swap(input, x), swap(dy, y), geo);
+  // Correlate x with dy, the batch as the reduction axis: the forward stride becomes a dilation.
+  // Trailing rows/columns the forward stride never reached are cut by a smaller end padding.
+  // (The strided downsampling convs, small maps at large batches in classification training, ran
+  // faster this way than as per-tap GEMMs, whose nine strided slices cost more than their products.)
   const extraH = h + 2 * pad - stride * (y[2]! - 1) - k;
   const extraW = wd + 2 * pad - stride * (y[3]! - 1) - k;
   const trim = Math.min(extraH, extraW, pad);
   const attrs = { ...convAttrs([y[2]!, y[3]!], 1, pad, 1, stride), pads: attr.ints([pad, pad, pad - trim, pad - trim]) };
   const outH = k + extraH - trim;
   const outW = k + extraW - trim;
+  if (group === 1) {
+    const out = b.node('Conv', [swap(input, x), swap(dy, y)], [c, o, outH, outW], attrs);
+    return b.node('Transpose', [crop(ctx, out, k)], [o, c, k, k], { perm: attr.ints([1, 0, 2, 3]) });
+  }
   if (group === c && group === o && w[1] === 1) {
     const xs = b.reshape(swap(input, x), [1, c * n, h, wd]);
     const out = b.node('Conv', [xs, swap(dy, y)], [1, c, outH, outW], { ...attrs, group: attr.int(c) });
@@ -149,7 +155,7 @@ function convWeightGrad(ctx: Ctx, node: Node, dy: string, geo: ConvGeometry): st
 }
 
 /**
- * A dense conv's dW as one GEMM per kernel tap: dW[:, :, i, j] = dy (O, N*Hy*Wy) @ x_ij (C, N*Hy*Wy)^T,
+ * A dense stride-1 conv's dW as one GEMM per kernel tap: dW[:, :, i, j] = dy (O, N*Hy*Wy) @ x_ij (C, N*Hy*Wy)^T,
  * x_ij the padded input seen through tap (i, j) at the forward stride. The same products as a
  * correlation of x with dy, but as GEMMs of (O x C) outputs over N*Hy*Wy, where ONNX Runtime's Conv
  * with a dy-sized kernel and a k x k output ran at a third of the forward conv's speed (im2col into
