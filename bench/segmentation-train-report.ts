@@ -4,19 +4,23 @@
  * throughput measurement (bench/segmentation-train.ts --json) and the machine. Prints the table the
  * README shows.
  *
- *   node --import tsx bench/segmentation-train-report.ts --ours data/runs/ours --torch data/runs/torch.json
+ *   node --import tsx bench/segmentation-train-report.ts --data data/scenes --ours data/runs/ours --torch data/runs/torch.json
  *        --throughput bench/results/segmentation-train-throughput.json [--loadavg-ours FILE --loadavg-torch FILE]
  *        --out bench/results/segmentation-train-scenes.json
+ *
+ * With --out, also writes the curves beside it (the .json's name with .svg): mIoU and training loss
+ * per epoch, both sides.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { lineChart } from '../src/draw/svg.js';
 import { writeFileAtomic } from '../src/node/files.js';
 import { machine } from './machine.js';
 
 const { values } = parseArgs({
   options: {
-    ours: { type: 'string' }, torch: { type: 'string' }, throughput: { type: 'string' },
+    data: { type: 'string' }, ours: { type: 'string' }, torch: { type: 'string' }, throughput: { type: 'string' },
     'loadavg-ours': { type: 'string', multiple: true }, 'loadavg-torch': { type: 'string', multiple: true }, out: { type: 'string' },
   },
 });
@@ -28,6 +32,14 @@ const oursEpochs = readFileSync(join(values.ours, 'metrics.jsonl'), 'utf8').trim
 const sidecar = json(join(values.ours, 'checkpoint.json'));
 const torch = json(values.torch);
 const throughput = values.throughput ? json(values.throughput) : undefined;
+
+/** The scene set as generated (its dataset.json), or the counts the two runs report. */
+function dataDescription(): string {
+  const n = `${torch.train_images} train / ${torch.val_images} val scenes, ${torch.num_classes} classes`;
+  if (!values.data) return n;
+  const { args } = json(join(values.data, 'dataset.json'));
+  return `${values.data}: scripts/make-scenes.ts --train ${args.train} --val ${args.val} --size ${args.size} --seed ${args.seed} (${n}, ${args.size}x${args.size})`;
+}
 
 const epochs = oursEpochs.map((m, i) => {
   const t = torch.epochs[i];
@@ -41,7 +53,7 @@ const last = epochs.at(-1)!;
 const best = (side: 'ours' | 'pytorch') => Math.max(...epochs.map((e) => e[side]?.mIoU ?? -1));
 const result = {
   bench: 'segmentation-train-scenes', date: new Date().toISOString(), ...machine(),
-  data: 'data/scenes (scripts/make-scenes.ts --train 2000 --val 500, 128x128, 11 classes)',
+  data: dataDescription(),
   recipe: {
     model: 'Semantic FPN XS (FPN 256, head 128, Dropout2d 0.1), backbone from assets/default/model.safetensors',
     optimizer: 'AdamW lr 2e-4, weight decay 1e-4 on every parameter', schedule: 'poly 0.9 to 0 by iteration',
@@ -63,4 +75,18 @@ console.log('| --- | --- | --- | --- | --- | --- | --- |');
 for (const e of epochs) {
   console.log(`| ${e.epoch} | ${pct(e.ours.mIoU)} | ${pct(e.pytorch?.mIoU)} | ${pct(e.ours.aAcc)} | ${pct(e.pytorch?.aAcc)} | ${e.ours.img_per_s.toFixed(2)} | ${e.pytorch?.img_per_s.toFixed(2) ?? '-'} |`);
 }
-if (values.out) await writeFileAtomic(values.out, `${JSON.stringify(result, null, 2)}\n`);
+if (values.out) {
+  await writeFileAtomic(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  const curve = (side: 'ours' | 'pytorch', f: (m: { mIoU: number; train_loss: number }) => number) =>
+    epochs.flatMap((e) => (e[side] ? [[e.epoch, f(e[side]!)] as [number, number]] : []));
+  const xRange: [number, number] = [1, Math.max(2, epochs.length)];
+  const svg = lineChart([
+    { title: 'val mIoU (%)', xLabel: 'epoch', yLabel: 'mIoU (%)', xRange, integerX: true, series: [
+      { name: 'ours (ONNX Runtime)', points: curve('ours', (m) => 100 * m.mIoU) }, { name: 'PyTorch', points: curve('pytorch', (m) => 100 * m.mIoU), dash: '5,3' }] },
+    { title: 'training loss', xLabel: 'epoch', yLabel: 'loss', xRange, integerX: true, series: [
+      { name: 'ours (ONNX Runtime)', points: curve('ours', (m) => m.train_loss) }, { name: 'PyTorch', points: curve('pytorch', (m) => m.train_loss), dash: '5,3' }] },
+  ], { title: `Semantic FPN XS on the Fashion-MNIST scenes, ours vs PyTorch (${String((result as Record<string, unknown>).cpu)}, 2 threads)` });
+  const chartPath = values.out.replace(/\.json$/, '') + '.svg';
+  await writeFileAtomic(chartPath, svg);
+  console.log(`wrote ${values.out} and ${chartPath}`);
+}

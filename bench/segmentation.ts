@@ -24,6 +24,7 @@ import {
   compareLatency, getBackend, loadSemanticFpn, semanticFpnConfig, initialSemanticFpnWeights, syntheticPixels, variantConfig, writeSafetensors,
 } from '../src/index.js';
 import { percentile } from '../src/measure/bench.js';
+import { writeFileAtomic } from '../src/node/files.js';
 import { buildPage, chromiumAvailable, launchChromium, serveStatic } from '../web/harness.js';
 import { relativeError } from '../test/fixtures.js';
 import { machine } from './machine.js';
@@ -106,6 +107,6 @@ try {
 
 const record = { machine: started, loadavgAfter: loadavg(), rounds, rows, page };
 if (values.json) {
-  await writeFile(values.json, `${JSON.stringify(record, null, 2)}\n`);
+  await writeFileAtomic(values.json, `${JSON.stringify(record, null, 2)}\n`);
   console.log(`wrote ${values.json}`);
 }

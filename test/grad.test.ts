@@ -97,6 +97,8 @@ const CASES: Case[] = [
   { name: 'Conv 3x3', inputs: { x: [2, 3, 5, 5], w: [4, 3, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1 }) },
   { name: 'Conv 3x3 stride 2', inputs: { x: [2, 3, 8, 8], w: [4, 3, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, stride: 2 }) },
   { name: 'Conv 3x3 stride 2 odd size', inputs: { x: [2, 2, 7, 7], w: [3, 2, 3, 3], bias: [3] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, stride: 2 }) },
+  { name: 'Conv 3x3 unpadded', inputs: { x: [2, 3, 6, 6], w: [4, 3, 3, 3] }, build: (b, x) => b.conv(x.x!, x.w!, undefined) },
+  { name: 'Conv 3x3 unpadded stride 2', inputs: { x: [2, 3, 8, 8], w: [4, 3, 3, 3] }, build: (b, x) => b.conv(x.x!, x.w!, undefined, { stride: 2 }) },
   { name: 'Conv depthwise', inputs: { x: [2, 4, 5, 5], w: [4, 1, 3, 3], bias: [4] }, build: (b, x) => b.conv(x.x!, x.w!, x.bias!, { pad: 1, groups: 4 }) },
   { name: 'Conv depthwise stride 2', inputs: { x: [2, 3, 6, 6], w: [3, 1, 3, 3] }, build: (b, x) => b.conv(x.x!, x.w!, undefined, { pad: 1, stride: 2, groups: 3 }) },
   {
