@@ -5,7 +5,6 @@ import { readCard } from '../models/card.js';
 import { DetectionModel } from '../models/detector.js';
 import { denseTaskOf } from '../models/families.js';
 import { SegmentationModel } from '../models/segmentation.js';
-import { readModelSource } from '../models/source.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import {
   classifierModel, detectorModel, exportedDetectorModel, isExportedDetector, onnxModel, segmenterModel, type Batching, type ServedModel,
@@ -15,8 +14,7 @@ import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
 import { intOption, packageVersion, parse } from './args.js';
 import { loadClassifier } from './classify.js';
-import { resizeOptions } from './detect.js';
-import { localWeights } from './progress.js';
+import { readWeightsOption, resizeOptions } from './detect.js';
 import { parseScale } from './segment.js';
 
 export const usage = `Usage: swiftformer serve [--model NAME=WEIGHTS ...] [--repository DIR] [options]
@@ -126,8 +124,7 @@ async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {
 
 /** Semantic FPN or Mask R-CNN weights (told apart by their keys) as a served model; undefined for a classifier's. */
 async function loadDense(name: string, weights: string, shared: Shared): Promise<ServedModel | undefined> {
-  const { path, labels } = await localWeights(weights);
-  const source = { ...(await readModelSource(path)), name: weights, ...(labels ? { labels } : {}) };
+  const source = await readWeightsOption(weights);
   const session = shared.session ? { session: shared.session } : {};
   switch (denseTaskOf(source.state.keys())) {
     case 'segmentation':
