@@ -211,6 +211,11 @@ async function detectionTask(
         const batch = assembleBatch(images, proposals, config, {
           random: () => sampler.next(), pad: { rois: n * config.settings.roi.batchSizePerImage, multiple: 16 },
         });
+        // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: stop as for a NaN loss.
+        if (!batch.feeds.rois!.data.every(Number.isFinite)) {
+          yield { index: k, loss: Number.NaN, grads: new Map(), samples: n, nonFinite: 'the sampled RoIs are not finite' };
+          return;
+        }
         const step = await graphs.trainStep(batch.shape);
         const t2 = performance.now();
         const result = await step.run(state, batch.feeds);

@@ -56,6 +56,8 @@ export interface StepOutput {
   timing?: Record<string, number>;
   /** Called once the step passed the NaN/inf check, before clipping and the optimizer. */
   commit?(): void;
+  /** What the task found not finite before it could compute a loss (Mask R-CNN: the RPN's proposals); stops the run as a non-finite loss does. */
+  nonFinite?: string;
 }
 
 export interface EvalOutput {
@@ -281,9 +283,9 @@ function applyStep(run: Run, epoch: number, out: StepOutput, sums: EpochSums): n
   const { clip } = plan.config;
   for (const [k, ms] of Object.entries(out.timing ?? {})) sums.phase[k] = (sums.phase[k] ?? 0) + ms;
   const lr = lrAt(plan.schedule, run.step);
-  const gradNorm = finite(out.loss) ? globalGradNorm(out.grads, task.params) : NaN;
-  if (!finite(out.loss) || !finite(gradNorm)) {
-    const what = !finite(out.loss) ? `the loss is ${out.loss}` : `the gradient norm is ${gradNorm}`;
+  const gradNorm = finite(out.loss) && !out.nonFinite ? globalGradNorm(out.grads, task.params) : NaN;
+  if (out.nonFinite || !finite(out.loss) || !finite(gradNorm)) {
+    const what = out.nonFinite ?? (!finite(out.loss) ? `the loss is ${out.loss}` : `the gradient norm is ${gradNorm}`);
     throw diverged(run, `${what} at epoch ${epoch + 1}, step ${out.index + 1} of ${task.stepsPerEpoch} (lr ${lr.toPrecision(3)}); stopped`);
   }
   out.commit?.();
