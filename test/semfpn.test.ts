@@ -11,7 +11,7 @@ import '../src/node/platform.js';
 import { bindParams, toOnnx, type Graph } from '../src/graph/graph.js';
 import { optimizeForInference } from '../src/graph/passes.js';
 import {
-  emitSemanticFpn, fusedNeckWeights, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys, semanticFpnConfig,
+  composesHead, emitSemanticFpn, fusedNeckWeights, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys, semanticFpnConfig,
 } from '../src/models/semfpn.js';
 import { variantConfig } from '../src/models/swiftformer.js';
 import { SegmentationTrainStep } from '../src/train/segmentation-step.js';
@@ -45,12 +45,14 @@ describe('Semantic FPN eval matches mmsegmentation (PyTorch)', async () => {
     assert.equal(manifest('semfpn-xs').params, [...emitSemanticFpn(big).params].filter(([k]) => !/running|num_batches/.test(k)).reduce((n, [, s]) => n + s.reduce((a, d) => a * d, 1), 0));
   });
 
-  for (const [fold, fusedNeck] of [[false, false], [true, false], [true, true]] as const) {
-    test(`semfpn-tiny: neck maps, decode-head logits and resized logits${fold ? ' (BatchNorm folded)' : ''}${fusedNeck ? ' (fused neck)' : ''}`, async () => {
+  for (const [fold, fusedNeck, fusedHead] of [[false, false, false], [true, false, false], [true, true, false], [true, true, true]] as const) {
+    test(`semfpn-tiny: ${fusedHead ? '' : 'neck maps, '}decode-head logits and resized logits${fold ? ' (BatchNorm folded)' : ''}${fusedNeck ? ' (fused neck)' : ''}${fusedHead ? ' (head entries fused)' : ''}`, async () => {
       const cfg = inferSemanticFpnConfig(tiny);
-      const graph = bindParams(emitSemanticFpn(cfg, { inputSize: 64, intermediates: true, fusedNeck }), fusedNeck ? fusedNeckWeights(tiny, cfg) : tiny);
+      const graph = bindParams(emitSemanticFpn(cfg, { inputSize: 64, intermediates: true, fusedNeck, fusedHead }), fusedNeck ? fusedNeckWeights(tiny, cfg) : tiny);
       const out = await run(fold ? optimizeForInference(graph) : graph, fixtureTensor('semfpn-tiny', 'input.bin'));
-      for (let i = 0; i < 4; i++) {
+      // The tiny config's levels 0-2 compose (neck 32, head 16, widths 16-32), so the test covers every ring strip.
+      if (fusedHead) assert.deepEqual([0, 1, 2, 3].map((i) => composesHead(cfg, i)), [true, true, true, false]);
+      for (let i = 0; i < (fusedHead ? 0 : 4); i++) {
         assert.ok(relativeError(data(out, `features${i}`), fixtureTensor('semfpn-tiny', `features${i}.bin`).data) <= EVAL_TOLERANCE, `features${i}`);
       }
       assert.ok(relativeError(data(out, 'logits_quarter'), fixtureTensor('semfpn-tiny', 'logits_quarter.bin').data) <= EVAL_TOLERANCE);
@@ -63,9 +65,11 @@ describe('Semantic FPN eval matches mmsegmentation (PyTorch)', async () => {
   test('semfpn-xs (150 classes at 256x256): decode-head logits, full-resolution logits, argmax mask', async () => {
     const cfg = inferSemanticFpnConfig(xs);
     const input = fixtureTensor('semfpn-xs', 'input.bin');
-    const out = await run(optimizeForInference(bindParams(emitSemanticFpn(cfg, { inputSize: 256, intermediates: true, fusedNeck: true }), fusedNeckWeights(xs, cfg))), input);
-    assert.ok(relativeError(data(out, 'logits_quarter'), fixtureTensor('semfpn-xs', 'logits_quarter.bin').data) <= EVAL_TOLERANCE);
-    assert.ok(relativeError(data(out, 'logits').subarray(0, 8 * 256 * 256), fixtureTensor('semfpn-xs', 'logits_first8.bin').data) <= EVAL_TOLERANCE);
+    for (const fusedHead of [false, true]) {
+      const out = await run(optimizeForInference(bindParams(emitSemanticFpn(cfg, { inputSize: 256, intermediates: true, fusedNeck: true, fusedHead }), fusedNeckWeights(xs, cfg))), input);
+      assert.ok(relativeError(data(out, 'logits_quarter'), fixtureTensor('semfpn-xs', 'logits_quarter.bin').data) <= EVAL_TOLERANCE, `fused head ${fusedHead}`);
+      assert.ok(relativeError(data(out, 'logits').subarray(0, 8 * 256 * 256), fixtureTensor('semfpn-xs', 'logits_first8.bin').data) <= EVAL_TOLERANCE);
+    }
     const masked = await run(optimizeForInference(bindParams(emitSemanticFpn(cfg, { inputSize: 256, output: 'mask' }), xs)), input);
     assert.equal(masked.mask!.type, 'uint8');
     assert.deepEqual(masked.mask!.dims, [1, 256, 256]);

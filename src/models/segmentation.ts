@@ -307,11 +307,11 @@ export class SegmentationModel {
 
   /**
    * The optimized eval graph with weights bound: `logits` (N,K,H,W) at the input size, its argmax
-   * `mask`, or the head's `logits_quarter`. BatchNorm folded, and the neck fused (semfpn.ts fpnNeck).
+   * `mask`, or the head's `logits_quarter`. BatchNorm folded, the neck fused and composed with the head's first convs (semfpn.ts fusedHeadEntry).
    */
   graph(inputSize: number | [number, number] = 512, output: SegmentationOutput | 'logits_quarter' = 'logits'): Graph {
     this.inferenceState ??= fusedNeckWeights(this.state, this.config);
-    return optimizeForInference(bindParams(emitSemanticFpn(this.config, { inputSize, output, fusedNeck: true }), this.inferenceState));
+    return optimizeForInference(bindParams(emitSemanticFpn(this.config, { inputSize, output, fusedNeck: true, fusedHead: true }), this.inferenceState));
   }
 
   /**

@@ -48,15 +48,21 @@ export const IGNORE_INDEX = 255;
  */
 export function fpnNeck(e: Emit, features: Maps[], inDims: number[], channels: number, options: { fused?: Maps[]; prefix?: string } = {}): Maps[] {
   const prefix = options.prefix ?? 'neck.';
+  const merged = topDown(e, features, inDims, channels, prefix, options.fused ? 1 : 0);
+  return features.map((f, i) => (options.fused
+    ? fusedOutputConv(e, options.fused[i]!, merged[i + 1], `${prefix}fpn_convs.${i}.conv`, inDims[i]!, channels)
+    : conv(e, merged[i]!, `${prefix}fpn_convs.${i}.conv`, channels, channels, 3)));
+}
+
+/** FPN's top-down pathway for levels >= `from`: merged[i] = lateral_i(features[i]) + up(merged[i + 1]). */
+function topDown(e: Emit, features: Maps[], inDims: number[], channels: number, prefix: string, from: number): Maps[] {
   const merged: Maps[] = [];
-  for (let i = features.length - 1; i >= (options.fused ? 1 : 0); i--) {
+  for (let i = features.length - 1; i >= from; i--) {
     const lateral = conv(e, features[i]!, `${prefix}lateral_convs.${i}.conv`, inDims[i]!, channels, 1);
     const above = merged[i + 1];
     merged[i] = above ? combine(e.b, 'Add', lateral, resizeMaps(e.b, above, 'nearest', lateral.grid[1], lateral.grid[2])) : lateral;
   }
-  return features.map((f, i) => (options.fused
-    ? fusedOutputConv(e, options.fused[i]!, merged[i + 1], `${prefix}fpn_convs.${i}.conv`, inDims[i]!, channels)
-    : conv(e, merged[i]!, `${prefix}fpn_convs.${i}.conv`, channels, channels, 3)));
+  return merged;
 }
 
 /**
@@ -89,9 +95,114 @@ function fusedOutputConv(e: Emit, f: Maps, above: Maps | undefined, key: string,
     const stacked = b.node('Concat', phases, [n, 4 * channels, ah, aw], { axis: attr.int(1) });
     y = combine(b, 'Add', y, b.node('DepthToSpace', [stacked], [n, channels, h, w], { blocksize: attr.int(2), mode: attr.string('DCR') }));
   }
+  return combine(b, 'Add', y, neckBiasMap(b, key, channels, h, w));
+}
+
+/** The constant part of a fused FPN output (BatchNorm shift, lateral and fpn biases), (1, C, h, w). */
+function neckBiasMap(b: GraphBuilder, key: string, channels: number, h: number, w: number): string {
   const ones = b.binary('Add', b.node('ConstantOfShape', [b.ints([1, 1, h, w])], [1, 1, h, w]), b.constant([1]));
-  const biasMap = b.conv(ones, b.param(`${key}.bias_taps.weight`, [channels, 1, 3, 3]), b.param(`${key}.bias`, [channels]), { pad: 1 });
-  return combine(b, 'Add', y, biasMap);
+  return b.conv(ones, b.param(`${key}.bias_taps.weight`, [channels, 1, 3, 3]), b.param(`${key}.bias`, [channels]), { pad: 1 });
+}
+
+/**
+ * Whether level `i`'s head entry (below) takes fewer multiply-adds than the fused FPN output conv
+ * followed by the head's first 3x3 conv: per output pixel 25*O*inC + 9*O*C against
+ * 9*C*inC + 4*C*C + 9*O*C (C neck, O head channels). The top level has nothing above it.
+ */
+export function composesHead(cfg: SemanticFpnConfig, i: number): boolean {
+  const inC = cfg.backbone.embedDims[i]!;
+  const [c, o] = [cfg.neckChannels, cfg.headChannels];
+  return i < FEATURE_STRIDES.length - 1 && 25 * o * inC < 9 * c * inC + 4 * c * c;
+}
+
+/**
+ * The first block of level i's scale head before its ReLU, bn(head(fpn(neck input))), straight from
+ * the stage output `f` and the merged map `above`, without the neck's output map: the two 3x3
+ * convs compose into 5x5 ones (on `f`; and on the 2x nearest upsample of `above`, computed at the
+ * low resolution as four phases of 3x3 convs interleaved by DepthToSpace). The composite kernels
+ * are convolutions of the weights, left in the graph for ONNX Runtime to fold at load.
+ * The composite also reads the neck map one pixel beyond the image, where the head sees zero
+ * padding: the four border strips of that ring are recomputed (thin convs) and subtracted.
+ */
+function fusedHeadEntry(e: Emit, f: Maps, above: Maps, level: number, cfg: SemanticFpnConfig): Maps {
+  const { b } = e;
+  const [c, o, inC] = [cfg.neckChannels, cfg.headChannels, cfg.backbone.embedDims[level]!];
+  const neck = `neck.fpn_convs.${level}.conv`;
+  const head = `decode_head.scale_heads.${level}.0.conv`;
+  const [n, h, w] = f.grid;
+  const flipped = b.param(`${head}.flipped.weight`, [o, c, 3, 3]);
+  const onStage = composedKernel(b, flipped, b.param(`${neck}.fused.weight`, [c, inC, 3, 3]));
+  const onAbove = upsamplePhases(b, composedKernel(b, flipped, b.param(`${neck}.weight`, [c, c, 3, 3])));
+  const phases = b.conv(above.value, onAbove, undefined, { pad: 1 });
+  const terms = [
+    b.conv(f.value, onStage, undefined, { pad: 2 }),
+    b.node('DepthToSpace', [phases], [n, o, h, w], { blocksize: attr.int(2), mode: attr.string('DCR') }),
+    b.conv(neckBiasMap(b, neck, c, h, w), b.param(`${head}.scaled.weight`, [o, c, 3, 3]), b.param(`${head}.shift`, [o]), { pad: 1 }),
+    ...RING.map((side) => ringCorrection(b, f, above, side, neck, head, [o, c, inC])),
+  ];
+  return { value: b.node('Sum', terms, [n, o, h, w]), layout: 'nchw', grid: f.grid };
+}
+
+/**
+ * The kernel of `outer` (3x3, given spatially flipped, (O, C, 3, 3)) applied after `inner`
+ * (C, J, 3, 3): (O, J, 5, 5), as a conv of `inner` seen as J images of C channels.
+ */
+function composedKernel(b: GraphBuilder, flippedOuter: string, inner: string): string {
+  const [o] = b.shape(flippedOuter) as number[];
+  const [c, j] = b.shape(inner) as number[];
+  const images = b.node('Transpose', [inner], [j!, c!, 3, 3], { perm: attr.ints([1, 0, 2, 3]) });
+  const full = b.conv(images, flippedOuter, undefined, { pad: 2 });
+  return b.node('Transpose', [full], [o!, j!, 5, 5], { perm: attr.ints([1, 0, 2, 3]) });
+}
+
+/**
+ * A 5x5 kernel (O, C, 5, 5) applied to the 2x nearest upsample of a map, as four 3x3 kernels on the
+ * map itself, phase-major (4O, C, 3, 3): output row 2i + d reads low rows i-1..i+1, each the sum of
+ * the kernel rows it repeats into: {0,1},{2,3},{4} for d = 0 and {0},{1,2},{3,4} for d = 1, i.e. a
+ * 2-wide, stride-2 window sum padded on the far (d = 0) or near (d = 1) side.
+ */
+function upsamplePhases(b: GraphBuilder, kernel: string): string {
+  const [o, c] = b.shape(kernel) as number[];
+  const taps = b.reshape(kernel, [o! * c!, 1, 5, 5]);
+  const window = b.constant([1, 1, 1, 1], [1, 1, 2, 2]);
+  const phases = [[0, 0], [0, 1], [1, 0], [1, 1]].map(([dy, dx]) => b.node('Conv', [taps, window], [o! * c!, 1, 3, 3], {
+    kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]), pads: attr.ints([dy!, dx!, 1 - dy!, 1 - dx!]),
+  }));
+  return b.reshape(b.node('Concat', phases, [4 * o! * c!, 1, 3, 3], { axis: attr.int(0) }), [4 * o!, c!, 3, 3]);
+}
+
+type RingSide = 'top' | 'bottom' | 'left' | 'right';
+const RING: readonly RingSide[] = ['top', 'bottom', 'left', 'right'];
+
+/**
+ * Minus the head conv of the neck map's values on one side of the ring just outside the image
+ * (which the composite kernels read and the head's zero padding does not), as a full-size map.
+ * Top and bottom strips cover the corners; left and right only the image's rows.
+ * The ring values are the neck's 3x3 convs (`.ring_<side>`: its kernel row or column that reaches
+ * over the border, on the stage map and the upsampled merged map stacked) of the edge row/column.
+ */
+function ringCorrection(b: GraphBuilder, f: Maps, above: Maps, side: RingSide, neck: string, head: string, [o, c, inC]: number[]): string {
+  const [n, h, w] = f.grid;
+  const [, ah, aw] = above.grid;
+  const rows = side === 'top' || side === 'bottom';
+  const far = side === 'bottom' || side === 'right';
+  const axis = rows ? 2 : 3;
+  const edge = (x: string, size: number) => b.node('Slice', [x, b.ints([far ? size - 1 : 0]), b.ints([far ? size : 1]), b.ints([axis])]
+    , rows ? [n, b.shape(x)[1]!, 1, b.shape(x)[3]!] : [n, b.shape(x)[1]!, b.shape(x)[2]!, 1]);
+  const aboveEdge = edge(above.value, rows ? ah : aw);
+  const upsampled = b.resize(aboveEdge, 'nearest', rows ? 1 : h, rows ? w : 1);
+  const stacked = b.node('Concat', [edge(f.value, rows ? h : w), upsampled], rows ? [n, inC! + c!, 1, w] : [n, inC! + c!, h, 1], { axis: attr.int(1) });
+  const kernel = rows ? [1, 3] : [3, 1];
+  // Rows: the ring row over columns -1..w (pads 2); columns: over the image's rows only (pads 1).
+  const ring = b.node('Conv', [stacked, b.param(`${neck}.ring_${side}.weight`, [c!, inC! + c!, ...kernel])], rows ? [n, c!, 1, w + 2] : [n, c!, h, 1], {
+    kernel_shape: attr.ints(kernel), pads: attr.ints(rows ? [0, 2, 0, 2] : [1, 0, 1, 0]),
+  });
+  const strip = b.node('Conv', [ring, b.param(`${head}.ring_${side}.weight`, [o!, c!, ...kernel])], rows ? [n, o!, 1, w] : [n, o!, h, 1], {
+    kernel_shape: attr.ints(kernel), pads: attr.ints(rows ? [0, 0, 0, 0] : [1, 0, 1, 0]),
+  });
+  const pads = [0, 0, 0, 0, 0, 0, 0, 0];
+  pads[(far ? 0 : 4) + axis] = (rows ? h : w) - 1;
+  return b.node('Pad', [strip, b.ints(pads)], [n, o!, h, w]);
 }
 
 /**
@@ -117,17 +228,22 @@ export function fusedNeckWeights(state: StateDict, cfg: SemanticFpnConfig): Stat
     const scale = gamma!.map((g, j) => g / Math.sqrt(variance![j]! + 1e-5));
     const shift = beta!.map((v, j) => v - mean![j]! * scale[j]!);
     const lateralBias = get(`neck.lateral_convs.${i}.conv.bias`).map((v, m) => v + shift.reduce((sum, t, j) => sum + lateral[m * inC + j]! * t, 0));
-    const fused = new Float64Array(c * inC * 9);
+    const scaledLateral = new Float64Array(c * inC).map((_, mj) => lateral[mj]! * scale[mj % inC]!);
+    // Accumulated as (o, t, j), contiguous in j, then laid out as (o, j, t).
+    const byTap = new Float64Array(c * 9 * inC);
     const biasTaps = new Float64Array(c * 9);
     for (let o = 0; o < c; o++) {
       for (let m = 0; m < c; m++) {
+        const row = scaledLateral.subarray(m * inC, (m + 1) * inC);
         for (let t = 0; t < 9; t++) {
           const v = w[(o * c + m) * 9 + t]!;
           biasTaps[o * 9 + t]! += v * lateralBias[m]!;
-          for (let j = 0; j < inC; j++) fused[(o * inC + j) * 9 + t]! += v * lateral[m * inC + j]! * scale[j]!;
+          const at = (o * 9 + t) * inC;
+          for (let j = 0; j < inC; j++) byTap[at + j]! += v * row[j]!;
         }
       }
     }
+    const fused = new Float64Array(c * inC * 9).map((_, k) => byTap[(Math.floor(k / (inC * 9)) * 9 + (k % 9)) * inC + (Math.floor(k / 9) % inC)]!);
     out.set(`${key}.fused.weight`, float32([c, inC, 3, 3], Float32Array.from(fused)));
     out.set(`${key}.bias_taps.weight`, float32([c, 1, 3, 3], Float32Array.from(biasTaps)));
     // Output phase d of the 2x nearest upsample: low-resolution tap r sums kernel taps TAPS[d][r].
@@ -145,22 +261,61 @@ export function fusedNeckWeights(state: StateDict, cfg: SemanticFpnConfig): Stat
       }
     });
     out.set(`${key}.phases.weight`, float32([4 * c, c, 2, 2], phases));
+    if (composesHead(cfg, i)) headEntryWeights(out, cfg, i, fused, w, get);
   });
   return out;
+}
+
+/**
+ * fusedHeadEntry's weights for level i, from the fused neck conv (C, inC, 3, 3), the fpn conv
+ * (C, C, 3, 3) and the head's first conv with its BatchNorm folded in: the head conv flipped (the
+ * composite kernels are convolutions of weights), its shift, and the ring strips.
+ */
+function headEntryWeights(out: StateDict, cfg: SemanticFpnConfig, i: number, fused: Float64Array, fpn: Float32Array, get: (key: string) => Float32Array): void {
+  const [c, o, inC] = [cfg.neckChannels, cfg.headChannels, cfg.backbone.embedDims[i]!];
+  const neck = `neck.fpn_convs.${i}.conv`;
+  const head = `decode_head.scale_heads.${i}.0`;
+  const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((k) => get(`${head}.bn.${k}`)) as Float32Array[];
+  const scale = gamma!.map((g, j) => g / Math.sqrt(variance![j]! + 1e-5));
+  const raw = get(`${head}.conv.weight`);
+  const scaled = raw.map((v, j) => v * scale[Math.floor(j / (c * 9))]!);
+  out.set(`${head}.conv.scaled.weight`, float32([o, c, 3, 3], scaled));
+  out.set(`${head}.conv.shift`, float32([o], beta!.map((v, j) => v - mean![j]! * scale[j]!)));
+  out.set(`${head}.conv.flipped.weight`, float32([o, c, 3, 3], scaled.map((_, j) => scaled[j - (j % 9) + 8 - (j % 9)]!)));
+  // The row or column of a 3x3 kernel (index t of that axis) as a 1x3 / 3x1 kernel.
+  const strip = (src: ArrayLike<number>, outC: number, inCh: number, rows: boolean, t: number, into: Float32Array, inOffset: number, inTotal: number, sign = 1) => {
+    for (let p = 0; p < outC; p++) {
+      for (let q = 0; q < inCh; q++) {
+        for (let u = 0; u < 3; u++) into[(p * inTotal + inOffset + q) * 3 + u] = sign * src[(p * inCh + q) * 9 + (rows ? t * 3 + u : u * 3 + t)]!;
+      }
+    }
+  };
+  // Side: [rows?, the neck kernel's index reaching over the border, the head kernel's index reading the ring].
+  const sides = { top: [true, 2, 0], bottom: [true, 0, 2], left: [false, 2, 0], right: [false, 0, 2] } as const;
+  for (const [side, [rows, neckT, headT]] of Object.entries(sides)) {
+    const shape = rows ? [1, 3] : [3, 1];
+    const ring = new Float32Array(c * (inC + c) * 3);
+    strip(fused, c, inC, rows, neckT, ring, 0, inC + c);
+    strip(fpn, c, c, rows, neckT, ring, inC, inC + c);
+    out.set(`${neck}.ring_${side}.weight`, float32([c, inC + c, ...shape], ring));
+    const headStrip = new Float32Array(o * c * 3);
+    strip(scaled, o, c, rows, headT, headStrip, 0, c, -1);
+    out.set(`${head}.conv.ring_${side}.weight`, float32([o, c, ...shape], headStrip));
+  }
 }
 
 /**
  * One FPNHead level: max(1, log2(stride / 4)) blocks of 3x3 conv (no bias) + BN + ReLU, each
  * followed by a 2x bilinear upsample above stride 4. Sequential indices count the upsamples.
  */
-function scaleHead(e: Emit, x: Maps, key: string, inC: number, channels: number, stride: number): Maps {
+function scaleHead(e: Emit, x: HeadInput, key: string, inC: number, channels: number, stride: number): Maps {
   const blocks = Math.max(1, Math.log2(stride / FEATURE_STRIDES[0]));
-  let y = x;
+  let y = 'entry' in x ? x.entry : x.neck;
   let index = 0;
   for (let k = 0; k < blocks; k++) {
     const block = `${key}.${index++}`;
-    y = conv(e, y, `${block}.conv`, k === 0 ? inC : channels, channels, 3, { bias: false });
-    y = relu(e, batchNorm(e, y, `${block}.bn`, channels));
+    if (k > 0 || !('entry' in x)) y = batchNorm(e, conv(e, y, `${block}.conv`, k === 0 ? inC : channels, channels, 3, { bias: false }), `${block}.bn`, channels);
+    y = relu(e, y);
     if (stride !== FEATURE_STRIDES[0]) {
       const [, h, w] = y.grid;
       y = resizeMaps(e.b, y, 'bilinear', 2 * h, 2 * w);
@@ -175,16 +330,19 @@ function scaleHead(e: Emit, x: Maps, key: string, inC: number, channels: number,
  * grid), Dropout2d, and the 1x1 `conv_seg`. `dropoutMask` (N,C,1,1 in NCHW; 0 or 1/(1-p)) is
  * the channel dropout drawn outside the graph; without it there is none (eval, or p = 0).
  */
-export function fpnHead(e: Emit, features: Maps[], cfg: SemanticFpnConfig, dropoutMask?: string, prefix = 'decode_head.'): Maps {
+export function fpnHead(e: Emit, features: (Maps | HeadInput)[], cfg: SemanticFpnConfig, dropoutMask?: string, prefix = 'decode_head.'): Maps {
   let sum: Maps | undefined;
   features.forEach((f, i) => {
-    const y = scaleHead(e, f, `${prefix}scale_heads.${i}`, cfg.neckChannels, cfg.headChannels, FEATURE_STRIDES[i]!);
+    const y = scaleHead(e, 'entry' in f || 'neck' in f ? f : { neck: f }, `${prefix}scale_heads.${i}`, cfg.neckChannels, cfg.headChannels, FEATURE_STRIDES[i]!);
     if (!sum) sum = y;
     else sum = combine(e.b, 'Add', sum, resizeMaps(e.b, y, 'bilinear', sum.grid[1], sum.grid[2]));
   });
   const dropped = dropoutMask ? channelDropout(e, sum!, dropoutMask) : sum!;
   return conv(e, dropped, `${prefix}conv_seg`, cfg.headChannels, cfg.numClasses, 1);
 }
+
+/** A level's input to the head: the neck's map, or its first block before the ReLU (fusedHeadEntry). */
+export type HeadInput = { neck: Maps } | { entry: Maps };
 
 /** Dropout2d with its mask given: maps times a per-image, per-channel factor (N,C,1,1). */
 export function channelDropout(e: Emit, x: Maps, mask: string): Maps {
@@ -201,14 +359,24 @@ export interface SemanticFpnOutputs { neck: Maps[]; logits: Maps }
  * Backbone (in the pixels' layout), then neck and head in NCHW: their convolutions are dense 3x3
  * ones, which ONNX Runtime runs on NCHW maps.
  */
-export function semanticFpn(e: Emit, pixels: Maps, cfg: SemanticFpnConfig, options: { dropoutMask?: string; fusedNeck?: boolean } = {}): SemanticFpnOutputs {
+export function semanticFpn(e: Emit, pixels: Maps, cfg: SemanticFpnConfig, options: { dropoutMask?: string; fusedNeck?: boolean; fusedHead?: boolean } = {}): SemanticFpnOutputs {
   validateSemanticFpnConfig(cfg);
   const { dropoutMask } = options;
   const nchw = (maps: Maps[]) => maps.map((f) => toLayout(e.b, toNCHW(e.b, f), 'nchw'));
   const stages = nchw(swiftFormerStages(e, pixels, cfg.backbone, 'backbone.'));
   const features = featureNorms(e, stages, cfg.backbone, 'backbone.');
+  if (options.fusedHead) return { neck: [], logits: fpnHead(e, fusedNeckAndHeadEntries(e, stages, features, cfg), cfg, dropoutMask) };
   const neck = fpnNeck(e, features, cfg.backbone.embedDims, cfg.neckChannels, options.fusedNeck ? { fused: stages } : {});
   return { neck, logits: fpnHead(e, neck, cfg, dropoutMask) };
+}
+
+/** The fused neck, each level handing the head its first block where composesHead says that is cheaper. */
+function fusedNeckAndHeadEntries(e: Emit, stages: Maps[], features: Maps[], cfg: SemanticFpnConfig): HeadInput[] {
+  const dims = cfg.backbone.embedDims;
+  const merged = topDown(e, features, dims, cfg.neckChannels, 'neck.', 1);
+  return stages.map((f, i) => (composesHead(cfg, i)
+    ? { entry: fusedHeadEntry(e, f, merged[i + 1]!, i, cfg) }
+    : { neck: fusedOutputConv(e, f, merged[i + 1], `neck.fpn_convs.${i}.conv`, dims[i]!, cfg.neckChannels) }));
 }
 
 export interface SemanticFpnEmitOptions {
@@ -222,6 +390,11 @@ export interface SemanticFpnEmitOptions {
   layout?: Layout;
   /** The neck as fpnNeck's `fused` computes it: bind the weights `fusedNeckWeights` derives. */
   fusedNeck?: boolean;
+  /**
+   * As fusedNeck, and the neck's output convs composed with the head's first ones (fusedHeadEntry)
+   * where that is cheaper: the neck maps are then not computed, so no `features` outputs.
+   */
+  fusedHead?: boolean;
 }
 
 /** The mask's element type: uint8 up to 256 classes, else uint16. */
@@ -235,7 +408,7 @@ export function emitSemanticFpn(cfg: SemanticFpnConfig, options: SemanticFpnEmit
   const e = emitContext(false);
   const { b } = e;
   const pixels = toLayout(b, b.input('pixel_values', ['batch', 3, h, w]), options.layout ?? 'nchw');
-  const { neck, logits } = semanticFpn(e, pixels, cfg, { fusedNeck: options.fusedNeck ?? false });
+  const { neck, logits } = semanticFpn(e, pixels, cfg, { fusedNeck: options.fusedNeck ?? false, fusedHead: options.fusedHead ?? false });
   const output = options.output ?? 'logits';
   if (options.intermediates) neck.forEach((m, i) => namedOutput(b, m.value, `features${i}`));
   if (options.intermediates || output === 'logits_quarter') namedOutput(b, logits.value, 'logits_quarter');
