@@ -46,19 +46,18 @@ export const IGNORE_INDEX = 255;
  * before their BatchNorms; the same function computed as `fusedOutputConv` does, without the merged
  * maps of level 0 and with fewer multiply-adds.
  */
-export function fpnNeck(e: Emit, features: Maps[], inDims: number[], channels: number, options: { fused?: Maps[]; prefix?: string } = {}): Maps[] {
-  const prefix = options.prefix ?? 'neck.';
-  const merged = topDown(e, features, inDims, channels, prefix, options.fused ? 1 : 0);
+export function fpnNeck(e: Emit, features: Maps[], inDims: number[], channels: number, options: { fused?: Maps[] } = {}): Maps[] {
+  const merged = topDown(e, features, inDims, channels, options.fused ? 1 : 0);
   return features.map((f, i) => (options.fused
-    ? fusedOutputConv(e, options.fused[i]!, merged[i + 1], `${prefix}fpn_convs.${i}.conv`, inDims[i]!, channels)
-    : conv(e, merged[i]!, `${prefix}fpn_convs.${i}.conv`, channels, channels, 3)));
+    ? fusedOutputConv(e, options.fused[i]!, merged[i + 1], i, inDims[i]!, channels)
+    : conv(e, merged[i]!, `neck.fpn_convs.${i}.conv`, channels, channels, 3)));
 }
 
 /** FPN's top-down pathway for levels >= `from`: merged[i] = lateral_i(features[i]) + up(merged[i + 1]). */
-function topDown(e: Emit, features: Maps[], inDims: number[], channels: number, prefix: string, from: number): Maps[] {
+function topDown(e: Emit, features: Maps[], inDims: number[], channels: number, from: number): Maps[] {
   const merged: Maps[] = [];
   for (let i = features.length - 1; i >= from; i--) {
-    const lateral = conv(e, features[i]!, `${prefix}lateral_convs.${i}.conv`, inDims[i]!, channels, 1);
+    const lateral = conv(e, features[i]!, `neck.lateral_convs.${i}.conv`, inDims[i]!, channels, 1);
     const above = merged[i + 1];
     merged[i] = above ? combine(e.b, 'Add', lateral, resizeMaps(e.b, above, 'nearest', lateral.grid[1], lateral.grid[2])) : lateral;
   }
@@ -69,39 +68,69 @@ function topDown(e: Emit, features: Maps[], inDims: number[], channels: number, 
  * fpn_conv(lateral(norm(stage)) + up(above)), with norm the fork_feat BatchNorm and up the 2x
  * nearest upsample, split by linearity into
  * - a 3x3 conv of the stage output itself with the product of the BatchNorm's scale, the lateral
- *   and the fpn conv as weights (`.fused.weight`, C x inC x 3 x 3: inC is the backbone's width, far
- *   below C at level 0);
+ *   and the fpn conv as weights (C x inC x 3 x 3: inC is the backbone's width, far below C at level 0);
  * - the 3x3 conv of the upsampled map computed at the low resolution: each of the four output
- *   phases reads a 2x2 window of `above` (`.phases.weight`, 4C x C x 2 x 2: kernel rows and columns summed as
- *   the nearest upsample repeats them; zero padding maps onto zero padding), interleaved by
- *   DepthToSpace;
+ *   phases reads a 2x2 window of `above` (4C x C x 2 x 2: kernel rows and columns summed as the
+ *   nearest upsample repeats them; zero padding maps onto zero padding), interleaved by DepthToSpace;
  * - the BatchNorm's shift and the lateral bias through the 3x3 conv, which differs at the border
- *   where taps fall on padding: a constant map, the conv (`.bias_taps.weight`) of a map of ones, which ONNX Runtime folds at load.
- * Exact up to float rounding (checked against mmseg's fixtures).
+ *   where taps fall on padding: a constant map, the conv of a map of ones.
+ * The derived kernels are computed from mmseg's weights in the graph (neckKernels), so ONNX Runtime
+ * folds them at load. Exact up to float rounding (checked against mmseg's fixtures).
  */
-function fusedOutputConv(e: Emit, f: Maps, above: Maps | undefined, key: string, inC: number, channels: number): Maps {
+function fusedOutputConv(e: Emit, f: Maps, above: Maps | undefined, level: number, inC: number, channels: number): Maps {
   const { b } = e;
   if (f.layout !== 'nchw') throw new Error('the fused FPN output conv is emitted on NCHW maps');
-  let y = conv(e, f, `${key}.fused`, inC, channels, 3, { bias: false });
+  const kernels = neckKernels(b, level, inC, channels);
+  let y = sameAs(f, b.conv(f.value, kernels.fused, undefined, { pad: 1 }));
   const [n, h, w] = f.grid;
   if (above) {
     // One 2x2 conv gives all four phases (output channels phase-major); phase (dy, dx) is its
     // window shifted by (dy, dx) over the input padded by 1.
     const [, ah, aw] = above.grid;
-    const all = b.conv(above.value, b.param(`${key}.phases.weight`, [4 * channels, channels, 2, 2]), undefined, { pad: 1 });
+    const all = b.conv(above.value, upsamplePhases(b, kernels.fpn), undefined, { pad: 1 });
     const phases = [[0, 0], [0, 1], [1, 0], [1, 1]].map(([dy, dx], p) => b.node('Slice', [
       all, b.ints([p * channels, dy!, dx!]), b.ints([(p + 1) * channels, dy! + ah, dx! + aw]), b.ints([1, 2, 3]),
     ], [n, channels, ah, aw]));
     const stacked = b.node('Concat', phases, [n, 4 * channels, ah, aw], { axis: attr.int(1) });
     y = combine(b, 'Add', y, b.node('DepthToSpace', [stacked], [n, channels, h, w], { blocksize: attr.int(2), mode: attr.string('DCR') }));
   }
-  return combine(b, 'Add', y, neckBiasMap(b, key, channels, h, w));
+  return combine(b, 'Add', y, neckBiasMap(b, kernels, channels, h, w));
+}
+
+interface NeckKernels {
+  /** mmseg's fpn conv (C, C, 3, 3) and bias (C). */
+  fpn: string;
+  bias: string;
+  /** The fpn conv after the lateral conv after the BatchNorm's scale: (C, inC, 3, 3). */
+  fused: string;
+  /** The fpn conv of the lateral bias and the BatchNorm's shift through the lateral: (C, 1, 3, 3). */
+  biasTaps: string;
+}
+
+/**
+ * Level i's fused neck kernels as graph nodes on its weights, which ONNX Runtime folds at load (all
+ * inputs are initializers): the 1x1 lateral after the 3x3 fpn conv is a 1x1 conv of the fpn kernel
+ * seen as C images of C channels. The lateral's weights with the BatchNorm folded in come from
+ * fusedNeckWeights.
+ */
+function neckKernels(b: GraphBuilder, level: number, inC: number, channels: number): NeckKernels {
+  const key = `neck.fpn_convs.${level}.conv`;
+  const lateral = `neck.lateral_convs.${level}.conv.scaled`;
+  const fpn = b.param(`${key}.weight`, [channels, channels, 3, 3]);
+  const lateralT = b.node('Transpose', [b.param(`${lateral}.weight`, [channels, inC, 1, 1])], [inC, channels, 1, 1], { perm: attr.ints([1, 0, 2, 3]) });
+  const lateralBias = b.reshape(b.param(`${lateral}.bias`, [channels]), [1, channels, 1, 1]);
+  return {
+    fpn,
+    bias: b.param(`${key}.bias`, [channels]),
+    fused: b.conv(fpn, lateralT, undefined),
+    biasTaps: b.conv(fpn, lateralBias, undefined),
+  };
 }
 
 /** The constant part of a fused FPN output (BatchNorm shift, lateral and fpn biases), (1, C, h, w). */
-function neckBiasMap(b: GraphBuilder, key: string, channels: number, h: number, w: number): string {
+function neckBiasMap(b: GraphBuilder, kernels: NeckKernels, channels: number, h: number, w: number): string {
   const ones = b.binary('Add', b.node('ConstantOfShape', [b.ints([1, 1, h, w])], [1, 1, h, w]), b.constant([1]));
-  return b.conv(ones, b.param(`${key}.bias_taps.weight`, [channels, 1, 3, 3]), b.param(`${key}.bias`, [channels]), { pad: 1 });
+  return b.conv(ones, kernels.biasTaps, kernels.bias, { pad: 1 });
 }
 
 /**
@@ -127,18 +156,19 @@ export function composesHead(cfg: SemanticFpnConfig, i: number): boolean {
 function fusedHeadEntry(e: Emit, f: Maps, above: Maps, level: number, cfg: SemanticFpnConfig): Maps {
   const { b } = e;
   const [c, o, inC] = [cfg.neckChannels, cfg.headChannels, cfg.backbone.embedDims[level]!];
-  const neck = `neck.fpn_convs.${level}.conv`;
   const head = `decode_head.scale_heads.${level}.0.conv`;
   const [n, h, w] = f.grid;
-  const flipped = b.param(`${head}.flipped.weight`, [o, c, 3, 3]);
-  const onStage = composedKernel(b, flipped, b.param(`${neck}.fused.weight`, [c, inC, 3, 3]));
-  const onAbove = upsamplePhases(b, composedKernel(b, flipped, b.param(`${neck}.weight`, [c, c, 3, 3])));
+  const kernels = neckKernels(b, level, inC, c);
+  const scaled = b.param(`${head}.scaled.weight`, [o, c, 3, 3]);
+  const flipped = b.node('Slice', [scaled, b.ints([-1, -1]), b.ints([-4, -4]), b.ints([2, 3]), b.ints([-1, -1])], [o, c, 3, 3]);
+  const onStage = composedKernel(b, flipped, kernels.fused);
+  const onAbove = upsamplePhases(b, composedKernel(b, flipped, kernels.fpn));
   const phases = b.conv(above.value, onAbove, undefined, { pad: 1 });
   const terms = [
     b.conv(f.value, onStage, undefined, { pad: 2 }),
     b.node('DepthToSpace', [phases], [n, o, h, w], { blocksize: attr.int(2), mode: attr.string('DCR') }),
-    b.conv(neckBiasMap(b, neck, c, h, w), b.param(`${head}.scaled.weight`, [o, c, 3, 3]), b.param(`${head}.shift`, [o]), { pad: 1 }),
-    ...RING.map((side) => ringCorrection(b, f, above, side, neck, head, [o, c, inC])),
+    b.conv(neckBiasMap(b, kernels, c, h, w), scaled, b.param(`${head}.shift`, [o]), { pad: 1 }),
+    ...RING.map((side) => ringCorrection(b, f, above, side, kernels, scaled)),
   ];
   return { value: b.node('Sum', terms, [n, o, h, w]), layout: 'nchw', grid: f.grid };
 }
@@ -156,19 +186,23 @@ function composedKernel(b: GraphBuilder, flippedOuter: string, inner: string): s
 }
 
 /**
- * A 5x5 kernel (O, C, 5, 5) applied to the 2x nearest upsample of a map, as four 3x3 kernels on the
- * map itself, phase-major (4O, C, 3, 3): output row 2i + d reads low rows i-1..i+1, each the sum of
- * the kernel rows it repeats into: {0,1},{2,3},{4} for d = 0 and {0},{1,2},{3,4} for d = 1, i.e. a
- * 2-wide, stride-2 window sum padded on the far (d = 0) or near (d = 1) side.
+ * A k x k kernel (O, C, k, k; k odd, padding (k-1)/2) applied to the 2x nearest upsample of a map,
+ * as four kernels on the map itself, phase-major (4O, C, t, t): output row 2i + d reads the upsampled
+ * rows 2i + d + s - (k-1)/2, and kernel rows s that land on the same low row add up. Those are
+ * 2-wide windows of the kernel at stride 2, padded by one on the near side when d + (k-1)/2 is odd:
+ * k = 3 gives 2x2 kernels ({0},{1,2} for d = 0), k = 5 3x3 ones ({0,1},{2,3},{4}).
  */
 function upsamplePhases(b: GraphBuilder, kernel: string): string {
-  const [o, c] = b.shape(kernel) as number[];
-  const taps = b.reshape(kernel, [o! * c!, 1, 5, 5]);
+  const [o, c, k] = b.shape(kernel) as number[];
+  const taps = b.reshape(kernel, [o! * c!, 1, k!, k!]);
   const window = b.constant([1, 1, 1, 1], [1, 1, 2, 2]);
-  const phases = [[0, 0], [0, 1], [1, 0], [1, 1]].map(([dy, dx]) => b.node('Conv', [taps, window], [o! * c!, 1, 3, 3], {
-    kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]), pads: attr.ints([dy!, dx!, 1 - dy!, 1 - dx!]),
+  const near = (d: number) => (d + (k! - 1) / 2) % 2;
+  const far = (d: number) => (k! + near(d)) % 2;
+  const t = (k! + 1) / 2;
+  const phases = [[0, 0], [0, 1], [1, 0], [1, 1]].map(([dy, dx]) => b.node('Conv', [taps, window], [o! * c!, 1, t, t], {
+    kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]), pads: attr.ints([near(dy!), near(dx!), far(dy!), far(dx!)]),
   }));
-  return b.reshape(b.node('Concat', phases, [4 * o! * c!, 1, 3, 3], { axis: attr.int(0) }), [4 * o!, c!, 3, 3]);
+  return b.reshape(b.node('Concat', phases, [4 * o! * c!, 1, t, t], { axis: attr.int(0) }), [4 * o!, c!, t, t]);
 }
 
 type RingSide = 'top' | 'bottom' | 'left' | 'right';
@@ -178,26 +212,32 @@ const RING: readonly RingSide[] = ['top', 'bottom', 'left', 'right'];
  * Minus the head conv of the neck map's values on one side of the ring just outside the image
  * (which the composite kernels read and the head's zero padding does not), as a full-size map.
  * Top and bottom strips cover the corners; left and right only the image's rows.
- * The ring values are the neck's 3x3 convs (`.ring_<side>`: its kernel row or column that reaches
- * over the border, on the stage map and the upsampled merged map stacked) of the edge row/column.
+ * The ring values are the neck's 3x3 convs, the kernel row or column that reaches over the border,
+ * on the stage map's and the upsampled merged map's edge row or column, stacked.
  */
-function ringCorrection(b: GraphBuilder, f: Maps, above: Maps, side: RingSide, neck: string, head: string, [o, c, inC]: number[]): string {
+function ringCorrection(b: GraphBuilder, f: Maps, above: Maps, side: RingSide, kernels: NeckKernels, headScaled: string): string {
   const [n, h, w] = f.grid;
   const [, ah, aw] = above.grid;
+  const [o, c] = b.shape(headScaled) as number[];
+  const inC = b.shape(f.value)[1] as number;
   const rows = side === 'top' || side === 'bottom';
   const far = side === 'bottom' || side === 'right';
   const axis = rows ? 2 : 3;
-  const edge = (x: string, size: number) => b.node('Slice', [x, b.ints([far ? size - 1 : 0]), b.ints([far ? size : 1]), b.ints([axis])]
-    , rows ? [n, b.shape(x)[1]!, 1, b.shape(x)[3]!] : [n, b.shape(x)[1]!, b.shape(x)[2]!, 1]);
-  const aboveEdge = edge(above.value, rows ? ah : aw);
+  const edgeShape = (x: string): number[] => (b.shape(x) as number[]).map((d, a) => (a === axis ? 1 : d));
+  const slice = (x: string, at: number) => b.node('Slice', [x, b.ints([at]), b.ints([at + 1]), b.ints([axis])], edgeShape(x));
+  const aboveEdge = slice(above.value, far ? (rows ? ah : aw) - 1 : 0);
   const upsampled = b.resize(aboveEdge, 'nearest', rows ? 1 : h, rows ? w : 1);
-  const stacked = b.node('Concat', [edge(f.value, rows ? h : w), upsampled], rows ? [n, inC! + c!, 1, w] : [n, inC! + c!, h, 1], { axis: attr.int(1) });
+  const stacked = b.node('Concat', [slice(f.value, far ? (rows ? h : w) - 1 : 0), upsampled], rows ? [n, inC + c!, 1, w] : [n, inC + c!, h, 1], { axis: attr.int(1) });
+  // The neck kernels' row (column) reaching over this border: the far side of the kernel at the near border.
+  const neckTap = far ? 0 : 2;
+  const ringKernel = b.node('Concat', [slice(kernels.fused, neckTap), slice(kernels.fpn, neckTap)], rows ? [c!, inC + c!, 1, 3] : [c!, inC + c!, 3, 1], { axis: attr.int(1) });
+  const headKernel = b.unary('Neg', slice(headScaled, far ? 2 : 0));
   const kernel = rows ? [1, 3] : [3, 1];
   // Rows: the ring row over columns -1..w (pads 2); columns: over the image's rows only (pads 1).
-  const ring = b.node('Conv', [stacked, b.param(`${neck}.ring_${side}.weight`, [c!, inC! + c!, ...kernel])], rows ? [n, c!, 1, w + 2] : [n, c!, h, 1], {
+  const ring = b.node('Conv', [stacked, ringKernel], rows ? [n, c!, 1, w + 2] : [n, c!, h, 1], {
     kernel_shape: attr.ints(kernel), pads: attr.ints(rows ? [0, 2, 0, 2] : [1, 0, 1, 0]),
   });
-  const strip = b.node('Conv', [ring, b.param(`${head}.ring_${side}.weight`, [o!, c!, ...kernel])], rows ? [n, o!, 1, w] : [n, o!, h, 1], {
+  const strip = b.node('Conv', [ring, headKernel], rows ? [n, o!, 1, w] : [n, o!, h, 1], {
     kernel_shape: attr.ints(kernel), pads: attr.ints(rows ? [0, 0, 0, 0] : [1, 0, 1, 0]),
   });
   const pads = [0, 0, 0, 0, 0, 0, 0, 0];
@@ -206,102 +246,42 @@ function ringCorrection(b: GraphBuilder, f: Maps, above: Maps, side: RingSide, n
 }
 
 /**
- * The derived weights a fused neck reads (fpnNeck's `fused`), from mmseg's: for every level i,
- * fpn_convs.i.conv.{fused, bias_taps, phases}.weight. Returns the state with them added.
+ * The small derived weights a fused neck and head read (the rest is graph arithmetic on mmseg's
+ * weights, folded at load): per level, the lateral conv on norm(x) = s x + t as
+ * `neck.lateral_convs.i.conv.scaled.{weight, bias}` (L s, L t + b); per level whose head entry is
+ * fused, the head's first conv with its BatchNorm folded in, `decode_head.scale_heads.i.0.conv.
+ * {scaled.weight, shift}`. Returns the state with them added.
  */
 export function fusedNeckWeights(state: StateDict, cfg: SemanticFpnConfig): StateDict {
   const out: StateDict = new Map(state);
-  const c = cfg.neckChannels;
   const netIndex = stageNetworkIndices(cfg.backbone);
   const get = (key: string) => {
     const t = state.get(key);
     if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `missing weight ${key}`);
     return t.data;
   };
+  const c = cfg.neckChannels;
   cfg.backbone.embedDims.forEach((inC, i) => {
-    const key = `neck.fpn_convs.${i}.conv`;
-    const w = get(`${key}.weight`); // (c, c, 3, 3)
-    const lateral = get(`neck.lateral_convs.${i}.conv.weight`); // (c, inC)
-    // The lateral conv on norm(x) = s x + t: weights L s, bias L t + b.
-    const norm = `backbone.norm${netIndex[i]}`;
-    const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((k) => get(`${norm}.${k}`)) as Float32Array[];
-    const scale = gamma!.map((g, j) => g / Math.sqrt(variance![j]! + 1e-5));
-    const shift = beta!.map((v, j) => v - mean![j]! * scale[j]!);
-    const lateralBias = get(`neck.lateral_convs.${i}.conv.bias`).map((v, m) => v + shift.reduce((sum, t, j) => sum + lateral[m * inC + j]! * t, 0));
-    const scaledLateral = new Float64Array(c * inC).map((_, mj) => lateral[mj]! * scale[mj % inC]!);
-    // Accumulated as (o, t, j), contiguous in j, then laid out as (o, j, t).
-    const byTap = new Float64Array(c * 9 * inC);
-    const biasTaps = new Float64Array(c * 9);
-    for (let o = 0; o < c; o++) {
-      for (let m = 0; m < c; m++) {
-        const row = scaledLateral.subarray(m * inC, (m + 1) * inC);
-        for (let t = 0; t < 9; t++) {
-          const v = w[(o * c + m) * 9 + t]!;
-          biasTaps[o * 9 + t]! += v * lateralBias[m]!;
-          const at = (o * 9 + t) * inC;
-          for (let j = 0; j < inC; j++) byTap[at + j]! += v * row[j]!;
-        }
-      }
-    }
-    const fused = new Float64Array(c * inC * 9).map((_, k) => byTap[(Math.floor(k / (inC * 9)) * 9 + (k % 9)) * inC + (Math.floor(k / 9) % inC)]!);
-    out.set(`${key}.fused.weight`, float32([c, inC, 3, 3], Float32Array.from(fused)));
-    out.set(`${key}.bias_taps.weight`, float32([c, 1, 3, 3], Float32Array.from(biasTaps)));
-    // Output phase d of the 2x nearest upsample: low-resolution tap r sums kernel taps TAPS[d][r].
-    const TAPS = [[[0], [1, 2]], [[0, 1], [2]]] as const;
-    const phases = new Float32Array(4 * c * c * 4);
-    [[0, 0], [0, 1], [1, 0], [1, 1]].forEach(([dy, dx], p) => {
-      for (let om = 0; om < c * c; om++) {
-        for (let ry = 0; ry < 2; ry++) {
-          for (let rx = 0; rx < 2; rx++) {
-            let sum = 0;
-            for (const ky of TAPS[dy!]![ry]!) for (const kx of TAPS[dx!]![rx]!) sum += w[om * 9 + ky * 3 + kx]!;
-            phases[(p * c * c + om) * 4 + ry * 2 + rx] = sum;
-          }
-        }
-      }
-    });
-    out.set(`${key}.phases.weight`, float32([4 * c, c, 2, 2], phases));
-    if (composesHead(cfg, i)) headEntryWeights(out, cfg, i, fused, w, get);
+    const lateral = `neck.lateral_convs.${i}.conv`;
+    const weight = get(`${lateral}.weight`); // (c, inC)
+    const { scale, shift } = foldedNorm(get, `backbone.norm${netIndex[i]}`);
+    const bias = get(`${lateral}.bias`).map((v, m) => v + shift.reduce((sum, t, j) => sum + weight[m * inC + j]! * t, 0));
+    out.set(`${lateral}.scaled.weight`, float32([c, inC, 1, 1], weight.map((v, mj) => v * scale[mj % inC]!)));
+    out.set(`${lateral}.scaled.bias`, float32([c], bias));
+    if (!composesHead(cfg, i)) return;
+    const head = `decode_head.scale_heads.${i}.0`;
+    const norm = foldedNorm(get, `${head}.bn`);
+    out.set(`${head}.conv.scaled.weight`, float32([cfg.headChannels, c, 3, 3], get(`${head}.conv.weight`).map((v, j) => v * norm.scale[Math.floor(j / (c * 9))]!)));
+    out.set(`${head}.conv.shift`, float32([cfg.headChannels], norm.shift));
   });
   return out;
 }
 
-/**
- * fusedHeadEntry's weights for level i, from the fused neck conv (C, inC, 3, 3), the fpn conv
- * (C, C, 3, 3) and the head's first conv with its BatchNorm folded in: the head conv flipped (the
- * composite kernels are convolutions of weights), its shift, and the ring strips.
- */
-function headEntryWeights(out: StateDict, cfg: SemanticFpnConfig, i: number, fused: Float64Array, fpn: Float32Array, get: (key: string) => Float32Array): void {
-  const [c, o, inC] = [cfg.neckChannels, cfg.headChannels, cfg.backbone.embedDims[i]!];
-  const neck = `neck.fpn_convs.${i}.conv`;
-  const head = `decode_head.scale_heads.${i}.0`;
-  const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((k) => get(`${head}.bn.${k}`)) as Float32Array[];
+/** An eval-mode BatchNorm (mmseg's eps 1e-5) as x * scale + shift. */
+function foldedNorm(get: (key: string) => Float32Array, key: string): { scale: Float32Array; shift: Float32Array } {
+  const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((k) => get(`${key}.${k}`)) as Float32Array[];
   const scale = gamma!.map((g, j) => g / Math.sqrt(variance![j]! + 1e-5));
-  const raw = get(`${head}.conv.weight`);
-  const scaled = raw.map((v, j) => v * scale[Math.floor(j / (c * 9))]!);
-  out.set(`${head}.conv.scaled.weight`, float32([o, c, 3, 3], scaled));
-  out.set(`${head}.conv.shift`, float32([o], beta!.map((v, j) => v - mean![j]! * scale[j]!)));
-  out.set(`${head}.conv.flipped.weight`, float32([o, c, 3, 3], scaled.map((_, j) => scaled[j - (j % 9) + 8 - (j % 9)]!)));
-  // The row or column of a 3x3 kernel (index t of that axis) as a 1x3 / 3x1 kernel.
-  const strip = (src: ArrayLike<number>, outC: number, inCh: number, rows: boolean, t: number, into: Float32Array, inOffset: number, inTotal: number, sign = 1) => {
-    for (let p = 0; p < outC; p++) {
-      for (let q = 0; q < inCh; q++) {
-        for (let u = 0; u < 3; u++) into[(p * inTotal + inOffset + q) * 3 + u] = sign * src[(p * inCh + q) * 9 + (rows ? t * 3 + u : u * 3 + t)]!;
-      }
-    }
-  };
-  // Side: [rows?, the neck kernel's index reaching over the border, the head kernel's index reading the ring].
-  const sides = { top: [true, 2, 0], bottom: [true, 0, 2], left: [false, 2, 0], right: [false, 0, 2] } as const;
-  for (const [side, [rows, neckT, headT]] of Object.entries(sides)) {
-    const shape = rows ? [1, 3] : [3, 1];
-    const ring = new Float32Array(c * (inC + c) * 3);
-    strip(fused, c, inC, rows, neckT, ring, 0, inC + c);
-    strip(fpn, c, c, rows, neckT, ring, inC, inC + c);
-    out.set(`${neck}.ring_${side}.weight`, float32([c, inC + c, ...shape], ring));
-    const headStrip = new Float32Array(o * c * 3);
-    strip(scaled, o, c, rows, headT, headStrip, 0, c, -1);
-    out.set(`${head}.conv.ring_${side}.weight`, float32([o, c, ...shape], headStrip));
-  }
+  return { scale, shift: beta!.map((v, j) => v - mean![j]! * scale[j]!) };
 }
 
 /**
@@ -373,10 +353,10 @@ export function semanticFpn(e: Emit, pixels: Maps, cfg: SemanticFpnConfig, optio
 /** The fused neck, each level handing the head its first block where composesHead says that is cheaper. */
 function fusedNeckAndHeadEntries(e: Emit, stages: Maps[], features: Maps[], cfg: SemanticFpnConfig): HeadInput[] {
   const dims = cfg.backbone.embedDims;
-  const merged = topDown(e, features, dims, cfg.neckChannels, 'neck.', 1);
+  const merged = topDown(e, features, dims, cfg.neckChannels, 1);
   return stages.map((f, i) => (composesHead(cfg, i)
     ? { entry: fusedHeadEntry(e, f, merged[i + 1]!, i, cfg) }
-    : { neck: fusedOutputConv(e, f, merged[i + 1], `neck.fpn_convs.${i}.conv`, dims[i]!, cfg.neckChannels) }));
+    : { neck: fusedOutputConv(e, f, merged[i + 1], i, dims[i]!, cfg.neckChannels) }));
 }
 
 export interface SemanticFpnEmitOptions {
