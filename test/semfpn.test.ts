@@ -9,9 +9,9 @@ import { after, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import '../src/node/platform.js';
 import { bindParams, toOnnx, type Graph } from '../src/graph/graph.js';
-import { optimizeForInference } from '../src/graph/passes.js';
+import { countMacs, optimizeForInference } from '../src/graph/passes.js';
 import {
-  composesHead, emitSemanticFpn, fusedNeckWeights, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys, semanticFpnConfig,
+  composesHead, emitSemanticFpn, FEATURE_STRIDES, fusedNeckWeights, inferSemanticFpnConfig, initialSemanticFpnWeights, isSemanticFpnState, remapSemanticFpnKeys, semanticFpnConfig,
 } from '../src/models/semfpn.js';
 import { variantConfig } from '../src/models/swiftformer.js';
 import { SegmentationTrainStep } from '../src/train/segmentation-step.js';
@@ -61,6 +61,19 @@ describe('Semantic FPN eval matches mmsegmentation (PyTorch)', async () => {
       if (fold) assert.equal(graph.nodes.filter((n) => n.op === 'BatchNormalization').length > 0 && optimizeForInference(graph).nodes.filter((n) => n.op === 'BatchNormalization').length, 0);
     });
   }
+
+  test("fused head entries save what composesHead's count says, and the kernels folded at load are not counted", () => {
+    const cfg = semanticFpnConfig(variantConfig('l1'));
+    const [c, o] = [cfg.neckChannels, cfg.headChannels];
+    const macs = (fusedHead: boolean) => countMacs(emitSemanticFpn(cfg, { inputSize: 512, fusedNeck: true, fusedHead }));
+    // Levels 0-2 compose (widths 48, 96, 192 against C 256, O 128), at grids 128, 64, 32.
+    const predicted = [0, 1, 2].reduce((sum, i) => {
+      const inC = cfg.backbone.embedDims[i]!;
+      return sum + (512 / FEATURE_STRIDES[i]!) ** 2 * (9 * c * inC + 4 * c * c - 25 * o * inC);
+    }, 0);
+    const saved = macs(false) - macs(true);
+    assert.ok(Math.abs(saved / predicted - 1) < 0.02, `saved ${saved}, predicted ${predicted}`);
+  });
 
   test('semfpn-xs (150 classes at 256x256): decode-head logits, full-resolution logits, argmax mask', async () => {
     const cfg = inferSemanticFpnConfig(xs);

@@ -320,12 +320,19 @@ function isScalar(g: Graph, name: string | undefined, value: number): boolean {
 
 /**
  * Multiply-accumulates of one image (batch 1): convolutions, Gemm and MatMul, the convention of
- * the papers' GMACs (fvcore-style; normalizations and elementwise ops are not counted).
+ * the papers' GMACs (fvcore-style; normalizations and elementwise ops are not counted). Nodes
+ * computed from weights and constants alone (Semantic FPN's composite kernels) run once, when
+ * ONNX Runtime folds them at load, and are not counted.
  */
 export function countMacs(graph: Graph): number {
   const dims = (name: string): number[] => (graph.shapes.get(name) ?? []).map((d) => (typeof d === 'number' ? d : 1));
+  const constant = new Set([...graph.params.keys(), ...graph.initializers.keys()]);
   let macs = 0;
   for (const node of graph.nodes) {
+    if (node.inputs.every((x) => x === '' || constant.has(x))) {
+      node.outputs.forEach((o) => constant.add(o));
+      continue;
+    }
     const out = dims(node.outputs[0]!);
     if (node.op === 'Conv') {
       const w = dims(node.inputs[1]!);
