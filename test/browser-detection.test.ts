@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { decodeImage, DetectionModel } from '../src/index.js';
 import { chromiumAvailable, CHROMIUM } from '../web/harness.js';
-import { openScenePage, type ScenePage } from './browser-scene.js';
+import { openScenePage, sceneImage, type ScenePage } from './browser-scene.js';
 import { fixturePath } from './fixtures.js';
 
 interface PageDetection { index: number; label: string; score: number; box: { xmin: number; ymin: number; xmax: number; ymax: number }; maskPixels?: number }
@@ -21,22 +21,6 @@ const demo = (p: Page) => p.evaluate(() => (window as unknown as { demo: Demo })
 
 const THRESHOLD = 0.42;
 const SETTINGS = { transform: { minSize: 128, maxSize: 256 } };
-
-/** Colored shapes on a gradient: something for the random-weight detector to respond to. */
-function sceneImage(width: number, height: number): Buffer {
-  const buf = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      const disc = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
-      const square = x > width * 0.6 && x < width * 0.9 && y > height * 0.2 && y < height * 0.6;
-      buf[i] = disc ? 230 : square ? 30 : (x * 255) / width;
-      buf[i + 1] = disc ? 50 : square ? 200 : (y * 255) / height;
-      buf[i + 2] = square ? 60 : ((x >> 4) + (y >> 4)) % 2 ? 200 : 30;
-    }
-  }
-  return buf;
-}
 
 if (!chromiumAvailable()) test('browser detection (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
 else describe('browser detection (Chromium)', () => {

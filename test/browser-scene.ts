@@ -21,6 +21,22 @@ export interface ScenePage {
   close(): Promise<void>;
 }
 
+/** The scene: colored shapes on a gradient and a checkerboard, something for random-weight dense models to respond to (RGB bytes). */
+export function sceneImage(width: number, height: number): Buffer {
+  const buf = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const disc = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
+      const square = x > width * 0.6 && x < width * 0.9 && y > height * 0.2 && y < height * 0.6;
+      buf[i] = disc ? 230 : square ? 30 : (x * 255) / width;
+      buf[i + 1] = disc ? 50 : square ? 200 : (y * 255) / height;
+      buf[i + 2] = square ? 60 : ((x >> 4) + (y >> 4)) % 2 ? 200 : 30;
+    }
+  }
+  return buf;
+}
+
 /** `rgb`: width x height x 3 bytes, served as /images/scene.png. */
 export async function openScenePage(prefix: string, rgb: Buffer, width: number, height: number): Promise<ScenePage> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { decodeImage, SegmentationModel } from '../src/index.js';
 import { chromiumAvailable, CHROMIUM } from '../web/harness.js';
-import { openScenePage, type ScenePage } from './browser-scene.js';
+import { openScenePage, sceneImage, type ScenePage } from './browser-scene.js';
 import { fixturePath } from './fixtures.js';
 import { referenceMask } from './segmentation-reference.js';
 
@@ -19,20 +19,6 @@ type Demo = {
   segmentUrl(url: string): Promise<PageSegmentation>;
 };
 const demo = (p: Page) => p.evaluate(() => (window as unknown as { demo: Demo }).demo.segmentation);
-
-function sceneImage(width: number, height: number): Buffer {
-  const buf = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 3;
-      const disc = (x - width / 3) ** 2 + (y - height / 2) ** 2 < (height / 3) ** 2;
-      buf[i] = disc ? 220 : (x * 255) / width;
-      buf[i + 1] = disc ? 40 : (y * 255) / height;
-      buf[i + 2] = ((x >> 4) + (y >> 4)) % 2 ? 200 : 30;
-    }
-  }
-  return buf;
-}
 
 if (!chromiumAvailable()) test('browser segmentation (Chromium)', { skip: `${CHROMIUM} is missing: apt-get install -y chromium` }, () => {});
 else describe('browser segmentation (Chromium)', () => {
