@@ -8,7 +8,8 @@
  * `https://example.org/xs.pth#sha256=<hex>` placeholder are served by a local server on 127.0.0.1,
  * photos and label maps are generated, COCO files come from test/data/coco (pycocotools' reference
  * runs). Trainings get a few images and one epoch appended (`SHORTER`, the fine-tuning also 64 px);
- * nothing else is changed. Paths, scripts and npm scripts the text names must exist.
+ * nothing else is changed. Paths, scripts and npm scripts the text names must exist. Every ```ts block
+ * also compiles under strict TypeScript against the built package's declarations.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -153,6 +154,27 @@ test('README library example runs and prints what its comments say', async () =>
     assert.ok(Number(lines[3]) > 13e6, 'ONNX bytes hold the 3.5 M float parameters');
   } finally {
     await rm(script, { force: true });
+  }
+});
+
+test("every ```ts block type-checks against the package's declarations (strict), as a TypeScript user would compile it", async () => {
+  const blocks = BLOCKS.filter((b) => /^ts\b/.test(b.info));
+  assert.ok(blocks.length >= 10, `${blocks.length} blocks`);
+  const dir = join(SANDBOX, 'typecheck');
+  await mkdir(dir, { recursive: true });
+  // Node blocks resolve 'swiftformer' as Node does; the browser block as a bundler does (the package's `browser` condition).
+  const browser = (b: Block) => b.info === 'ts browser';
+  await Promise.all(blocks.map((b, i) => writeFile(join(dir, `${browser(b) ? 'browser' : 'node'}-${i}.mts`), b.body)));
+  const strict = { strict: true, noEmit: true, target: 'ES2022', lib: ['ES2022', 'DOM'], skipLibCheck: true };
+  const configs = {
+    node: { ...strict, module: 'NodeNext', moduleResolution: 'NodeNext', types: ['node'] },
+    browser: { ...strict, module: 'ESNext', moduleResolution: 'Bundler', customConditions: ['browser'], types: [] },
+  };
+  for (const [name, compilerOptions] of Object.entries(configs)) {
+    await writeFile(join(dir, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions, include: [`${name}-*.mts`] }));
+    const r = await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, `tsconfig.${name}.json`)], dir, process.env);
+    const named = r.stdout.replace(/(?:node|browser)-(\d+)\.mts/g, (_, i: string) => `README block ${i} (${blocks[Number(i)]!.body.split('\n')[0]})`);
+    assert.equal(r.code, 0, named);
   }
 });
 
