@@ -10,6 +10,7 @@ import {
   classifierModel, detectorModel, exportedDetectorModel, isExportedDetector, onnxModel, segmenterModel, type Batching, type ServedModel,
 } from '../serve/models.js';
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
+import { launcherGone } from '../serve/allocator.js';
 import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
 import { intOption, packageVersion, parse } from './args.js';
@@ -172,8 +173,12 @@ function describe(m: ServedModel): string {
   return `model '${m.name}'${m.version ? ` version ${m.version}` : ''}: ${io}; ${batching}${tasks.length > 0 ? `; /v1 ${tasks.join(', ')}` : ''}`;
 }
 
-/** Resolves with the first of SIGTERM and SIGINT; a second one exits at once. */
-function nextSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves with the first of SIGTERM and SIGINT (a second one exits at once), or when the
+ * launcher that relaunched this server has gone (allocator.ts).
+ */
+function nextSignal(): Promise<string> {
+  const gone = launcherGone()?.then(() => 'the launcher exited');
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {
       process.off('SIGTERM', on).off('SIGINT', on);
@@ -181,6 +186,7 @@ function nextSignal(): Promise<NodeJS.Signals> {
       resolve(signal);
     };
     process.on('SIGTERM', on).on('SIGINT', on);
+    void gone?.then(resolve);
   });
 }
 
