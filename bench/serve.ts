@@ -111,6 +111,7 @@ async function serverMemory(url: string): Promise<Record<string, number>> {
   return {
     heapUsedMB: read('nodejs_heap_size_used_bytes') / MB, externalMB: read('nodejs_external_memory_bytes') / MB,
     arrayBuffersMB: read('nodejs_array_buffers_bytes') / MB, trims: read('swiftformer_idle_trims_total'),
+    runs: read('swiftformer_batch_size_count\\{model="xs"\\}'), rows: read('swiftformer_batch_size_sum\\{model="xs"\\}'),
   };
 }
 
@@ -136,7 +137,7 @@ function cannon(url: string, req: Awaited<ReturnType<typeof requestFor>>, connec
   });
 }
 
-interface Level { clients: number; requests: number; seconds: number; throughput: number; p50ms: number; p99ms: number; errors: number; rssDuringMB: number }
+interface Level { clients: number; requests: number; seconds: number; throughput: number; p50ms: number; p99ms: number; errors: number; rssDuringMB: number; meanBatch: number }
 
 async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestFor>>) {
   const { child, url } = await startServer(maxBatch);
@@ -156,15 +157,18 @@ async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestF
       const poll = setInterval(() => {
         during = Math.max(during, rssMB(pid));
       }, 100);
+      const before = await serverMemory(url);
       const r = await cannon(url, req, clients, requests);
       clearInterval(poll);
+      const batches = await serverMemory(url);
       peakMB = Math.max(peakMB, during);
       const level = {
         clients, requests: r['2xx'], seconds: r.duration, throughput: r['2xx'] / r.duration,
         p50ms: r.latency.p50, p99ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, rssDuringMB: during,
+        meanBatch: (batches.rows! - before.rows!) / (batches.runs! - before.runs!),
       };
       out.push(level);
-      console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} ${String(clients).padStart(4)} clients: ${level.throughput.toFixed(1).padStart(6)} req/s, p50 ${level.p50ms.toFixed(0).padStart(5)} ms, p99 ${level.p99ms.toFixed(0).padStart(5)} ms, ${level.errors} errors, RSS ${during.toFixed(0)} MB`);
+      console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} ${String(clients).padStart(4)} clients: ${level.throughput.toFixed(1).padStart(6)} req/s, p50 ${level.p50ms.toFixed(0).padStart(5)} ms, p99 ${level.p99ms.toFixed(0).padStart(5)} ms, ${level.errors} errors, ${level.meanBatch.toFixed(1)} rows per run, RSS ${during.toFixed(0)} MB`);
     }
     const endMB = rssMB(pid);
     const end = await serverMemory(url);
