@@ -30,7 +30,6 @@ function sessionOptions(options: SessionOptions, executionProviders: string[]): 
     out.enableCpuMemArena = false;
     out.enableMemPattern = false;
   }
-  if (process.env.SF_NOSPIN) (out as Record<string, unknown>).extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
   if (options.profilePrefix !== undefined) {
     out.enableProfiling = true;
     out.profileFilePrefix = options.profilePrefix;
