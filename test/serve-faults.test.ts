@@ -270,6 +270,7 @@ describe('serve: bad command lines fail with one line', () => {
     assertCleanFailure(await cli('serve', '--model', 'x=/nonexistent/w.pth'), /cannot read \/nonexistent\/w.pth: no such file/);
     assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--model', `a=${TINY_WEIGHTS}`), /two models are named 'a'/);
     assertCleanFailure(await cli('serve', '--repository', '/nonexistent'), /cannot read the model repository \/nonexistent: no such directory/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--idle-trim-ms', 'soon'), /--idle-trim-ms must be an integer >= 0, got 'soon'/);
     const s = await serveProcess([]);
     try {
       const port = new URL(s.url).port;
