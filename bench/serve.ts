@@ -3,7 +3,11 @@
  * SwiftFormer-XS classification at 224, with dynamic batching on (--max-batch 16) and off
  * (--max-batch 1), each mode in its own server process. Per level: throughput, p50 / p99 latency,
  * errors (connection errors, timeouts, non-2xx), and the server's RSS; per mode: RSS at start,
- * idle after warm-up, peak during the run and after it.
+ * right after warm-up, idle (warm-up plus SETTLE_MS without traffic), peak during the run, at
+ * its end and after it (the end plus the same SETTLE_MS), with the V8 heap, external and
+ * ArrayBuffer memory the server's /metrics reports at idle, end and after. SETTLE_MS is longer
+ * than the server's default --idle-trim-ms (2000), so idle and after are both the server as it
+ * stands once it has had time to give back what its runs held.
  *
  *   node --import tsx bench/serve.ts [--clients 1,8,32,128] [--requests 600] [--seconds 120]
  *       [--endpoint v2|v1] [--weights xs.pth] [--max-delay-ms 5] [--threads N] [--json out.json]
@@ -13,8 +17,8 @@
  * preprocessing included). Every level is bounded: --requests requests or --seconds, whichever
  * comes first. Traffic goes to 127.0.0.1 only.
  *
- * First, the model alone (no server) at batch 1 and 16: the gain batching can give at most on
- * this machine (on 2 cores it is bounded by batch-16 efficiency).
+ * First, the model alone (no server, the server's session settings) at batch 1, 4, 8 and 16: the
+ * gain batching can give at most on this machine (on 2 cores it is bounded by batch-16 efficiency).
  *
  * Targets (issue 16): no errors below the queue bound (--max-queue 256 > 128 clients), throughput
  * with batching at 32 clients >= 1.3x without, RSS after the run within 10% of idle.
@@ -38,7 +42,7 @@ interface CannonResult {
   '2xx': number;
   latency: { p50: number; p99: number; average: number };
 }
-interface CannonInstance { stop(): void }
+interface CannonInstance { stop(): void; on(event: 'response', listener: () => void): void }
 type Cannon = (opts: Record<string, unknown>, done: (err: Error | null, result: CannonResult) => void) => CannonInstance;
 const autocannon = createRequire(import.meta.url)('autocannon') as Cannon;
 
@@ -59,6 +63,18 @@ const requests = Number(values.requests);
 const seconds = Number(values.seconds);
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Quiet time after the warm-up and after the run before RSS is read as idle / after. */
+const SETTLE_MS = 5000;
+const MB = 2 ** 20;
+
+/**
+ * The server's process: on glibc `serve` relaunches itself with its allocator settings
+ * (src/serve/allocator.ts), and the launcher (a bare Node process, its RSS reported apart) waits.
+ */
+function serverPid(pid: number): number {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return children[0] ?? pid;
+}
 
 function rssMB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -88,6 +104,17 @@ async function requestFor(endpoint: string): Promise<{ path: string; headers: Re
   };
 }
 
+/** The server's own memory figures (bytes in /metrics) in MB. */
+async function serverMemory(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  return {
+    heapUsedMB: read('nodejs_heap_size_used_bytes') / MB, externalMB: read('nodejs_external_memory_bytes') / MB,
+    arrayBuffersMB: read('nodejs_array_buffers_bytes') / MB, trims: read('swiftformer_idle_trims_total'),
+    runs: read('swiftformer_batch_size_count\\{model="xs"\\}'), rows: read('swiftformer_batch_size_sum\\{model="xs"\\}'),
+  };
+}
+
 async function startServer(maxBatch: number): Promise<{ child: ChildProcess; url: string }> {
   const args = ['--import', 'tsx', MAIN, 'serve', '--model', `xs=${values.weights}`, '--port', '0', '--max-batch', String(maxBatch), '--max-delay-ms', values['max-delay-ms']!];
   if (values.threads) args.push('--threads', values.threads);
@@ -99,27 +126,38 @@ async function startServer(maxBatch: number): Promise<{ child: ChildProcess; url
   return { child, url };
 }
 
-function cannon(url: string, req: Awaited<ReturnType<typeof requestFor>>, connections: number, amount: number): Promise<CannonResult> {
+/**
+ * One level. `seconds` runs from the start to the last response: autocannon notices that the
+ * amount is done only at its next sampling tick (every second by default, so its `duration` moved
+ * in steps of 10% at 600 requests).
+ */
+function cannon(url: string, req: Awaited<ReturnType<typeof requestFor>>, connections: number, amount: number): Promise<CannonResult & { seconds: number }> {
   return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let last = started;
     const instance = autocannon({
-      url: url + req.path, method: 'POST', headers: req.headers, body: req.body, connections, amount: Math.max(amount, connections), timeout: 120,
-    }, (err, result) => (err ? reject(err) : resolve(result)));
+      url: url + req.path, method: 'POST', headers: req.headers, body: req.body, connections, amount: Math.max(amount, connections), timeout: 120, sampleInt: 100,
+    }, (err, result) => (err ? reject(err) : resolve({ ...result, seconds: (last - started) / 1000 })));
+    instance.on('response', () => (last = performance.now()));
     // Bounded in time as well as in count.
     const timer = setTimeout(() => instance.stop(), seconds * 1000);
     timer.unref();
   });
 }
 
-interface Level { clients: number; requests: number; seconds: number; throughput: number; p50ms: number; p99ms: number; errors: number; rssDuringMB: number }
+interface Level { clients: number; requests: number; seconds: number; throughput: number; p50ms: number; p99ms: number; errors: number; rssDuringMB: number; meanBatch: number }
 
 async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestFor>>) {
   const { child, url } = await startServer(maxBatch);
-  const pid = child.pid!;
+  const pid = serverPid(child.pid!);
   try {
     const startMB = rssMB(pid);
+    const launcherMB = pid === child.pid ? 0 : rssMB(child.pid!);
     await cannon(url, req, Math.max(1, maxBatch), 3 * Math.max(1, maxBatch)); // warm-up: the largest batch once allocated
-    await sleep(1000);
+    const warmMB = rssMB(pid);
+    await sleep(SETTLE_MS);
     const idleMB = rssMB(pid);
+    const idle = await serverMemory(url);
     let peakMB = idleMB;
     const out: Level[] = [];
     for (const clients of levels) {
@@ -127,43 +165,61 @@ async function runMode(maxBatch: number, req: Awaited<ReturnType<typeof requestF
       const poll = setInterval(() => {
         during = Math.max(during, rssMB(pid));
       }, 100);
+      const before = await serverMemory(url);
       const r = await cannon(url, req, clients, requests);
       clearInterval(poll);
+      const batches = await serverMemory(url);
       peakMB = Math.max(peakMB, during);
       const level = {
-        clients, requests: r['2xx'], seconds: r.duration, throughput: r['2xx'] / r.duration,
+        clients, requests: r['2xx'], seconds: r.seconds, throughput: r['2xx'] / r.seconds,
         p50ms: r.latency.p50, p99ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, rssDuringMB: during,
+        meanBatch: (batches.rows! - before.rows!) / (batches.runs! - before.runs!),
       };
       out.push(level);
-      console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} ${String(clients).padStart(4)} clients: ${level.throughput.toFixed(1).padStart(6)} req/s, p50 ${level.p50ms.toFixed(0).padStart(5)} ms, p99 ${level.p99ms.toFixed(0).padStart(5)} ms, ${level.errors} errors, RSS ${during.toFixed(0)} MB`);
+      console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} ${String(clients).padStart(4)} clients: ${level.throughput.toFixed(1).padStart(6)} req/s, p50 ${level.p50ms.toFixed(0).padStart(5)} ms, p99 ${level.p99ms.toFixed(0).padStart(5)} ms, ${level.errors} errors, ${level.meanBatch.toFixed(1)} rows per run, RSS ${during.toFixed(0)} MB`);
     }
-    await sleep(2000);
+    const endMB = rssMB(pid);
+    const end = await serverMemory(url);
+    await sleep(SETTLE_MS);
     const afterMB = rssMB(pid);
-    console.log(`  batching ${maxBatch > 1 ? 'on ' : 'off'} RSS: start ${startMB.toFixed(0)} MB, idle ${idleMB.toFixed(0)} MB, peak ${peakMB.toFixed(0)} MB, after ${afterMB.toFixed(0)} MB (${(((afterMB - idleMB) / idleMB) * 100).toFixed(1)}% over idle)`);
-    return { maxBatch, levels: out, rss: { startMB, idleMB, peakMB, afterMB } };
+    const afterMemory = await serverMemory(url);
+    const mode = maxBatch > 1 ? 'on ' : 'off';
+    console.log(`  batching ${mode} RSS (server process${launcherMB ? `; its launcher ${launcherMB.toFixed(0)} MB` : ''}): start ${startMB.toFixed(0)} MB, warm ${warmMB.toFixed(0)} MB, idle ${idleMB.toFixed(0)} MB, peak ${peakMB.toFixed(0)} MB, end ${endMB.toFixed(0)} MB, after ${afterMB.toFixed(0)} MB (${(((afterMB - idleMB) / idleMB) * 100).toFixed(1)}% over idle)`);
+    for (const [when, m] of [['idle', idle], ['end', end], ['after', afterMemory]] as const) {
+      console.log(`  batching ${mode} ${when.padEnd(5)}: heap used ${m.heapUsedMB!.toFixed(0)} MB, external ${m.externalMB!.toFixed(0)} MB (array buffers ${m.arrayBuffersMB!.toFixed(0)} MB), idle trims so far ${m.trims}`);
+    }
+    return { maxBatch, levels: out, rss: { startMB, warmMB, idleMB, peakMB, endMB, afterMB, launcherMB }, memory: { idle, end, after: afterMemory } };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
   }
 }
 
-/** Images per second of the model alone, at batch sizes 1 and 16 (after one warm-up run each). */
+/**
+ * Images per second of the model alone, at batch sizes 1 to 16, with the server's session
+ * settings: three rounds over the sizes (after one warm-up run each), the median of each size, so
+ * that a disturbance on a shared machine does not decide the ratio.
+ */
 async function modelAlone(): Promise<Record<string, number>> {
   const model = await loadSwiftFormer({ weights: values.weights!, ...(values.threads ? { session: { threads: Number(values.threads) } } : {}) });
-  const out: Record<string, number> = {};
+  const batches = [1, 4, 8, 16];
+  const rates = new Map<number, number[]>(batches.map((b) => [b, []]));
   try {
-    for (const batch of [1, 16]) {
-      const pixels = { dtype: 'float32' as const, shape: [batch, 3, 224, 224], data: new Float32Array(batch * 3 * 224 * 224).fill(0.5) };
-      await model.logits(pixels);
-      const runs = Math.max(2, Math.ceil(32 / batch));
-      const start = performance.now();
-      for (let i = 0; i < runs; i++) await model.logits(pixels);
-      out[`batch${batch}`] = (runs * batch) / ((performance.now() - start) / 1000);
+    for (let round = 0; round < 3; round++) {
+      for (const batch of batches) {
+        const pixels = { dtype: 'float32' as const, shape: [batch, 3, 224, 224], data: new Float32Array(batch * 3 * 224 * 224).fill(0.5) };
+        await model.logits(pixels);
+        const runs = Math.max(2, Math.ceil(32 / batch));
+        const start = performance.now();
+        for (let i = 0; i < runs; i++) await model.logits(pixels);
+        rates.get(batch)!.push((runs * batch) / ((performance.now() - start) / 1000));
+      }
     }
   } finally {
     await model.release();
   }
-  return out;
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  return Object.fromEntries(batches.map((b) => [`batch${b}`, median(rates.get(b)!)]));
 }
 
 const req = await requestFor(values.endpoint!);
@@ -174,11 +230,11 @@ const machine = {
 };
 console.log(`serve bench: XS at 224 via ${req.path}, ${requests} requests or ${seconds} s per level, on ${machine.cpu} (${machine.cores} cores; ${machine.flags.join(' ')})`);
 const alone = await modelAlone();
-console.log(`model alone: ${alone.batch1!.toFixed(1)} img/s at batch 1, ${alone.batch16!.toFixed(1)} img/s at batch 16 (${(alone.batch16! / alone.batch1!).toFixed(2)}x: the most batching can gain here)`);
+console.log(`model alone: ${Object.entries(alone).map(([k, v]) => `${v.toFixed(1)} img/s at ${k.replace('batch', 'batch ')}`).join(', ')} (batch 16 / 1: ${(alone.batch16! / alone.batch1!).toFixed(2)}x, the most batching can gain here)`);
 const on = await runMode(16, req);
 const off = await runMode(1, req);
 const at32 = (m: typeof on) => m.levels.find((l) => l.clients === 32)?.throughput;
 const ratio = at32(on) !== undefined && at32(off) !== undefined ? at32(on)! / at32(off)! : undefined;
 if (ratio !== undefined) console.log(`throughput at 32 clients, batching on / off: ${ratio.toFixed(2)}x (target >= 1.3x)`);
-const result = { bench: 'serve', endpoint: values.endpoint, maxDelayMs: Number(values['max-delay-ms']), threads: values.threads ?? 'default', machine, modelAloneImagesPerSecond: alone, batching: on, noBatching: off, ratioAt32: ratio };
+const result = { bench: 'serve', endpoint: values.endpoint, maxDelayMs: Number(values['max-delay-ms']), threads: values.threads ?? 'default', settleMs: SETTLE_MS, idleTrimMs: 'default (2000)', machine, modelAloneImagesPerSecond: alone, batching: on, noBatching: off, ratioAt32: ratio };
 if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);

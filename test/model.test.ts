@@ -6,6 +6,7 @@ import { bindParams, toOnnx } from '../src/graph/graph.js';
 import { emitSwiftFormer, initialWeights, stageNetworkIndices } from '../src/models/swiftformer.js';
 import { optimizeForInference } from '../src/graph/passes.js';
 import { readStateDict } from '../src/weights/read.js';
+import { getBackend, registerBackend } from '../src/runtime/runtime.js';
 import { fixtureBytes, fixturePath, fixtureTensor, manifest, relativeError, TINY_CONFIG } from './fixtures.js';
 
 // Fixtures README: eval logits and fork_feat maps within max|a-b| / max|ref| <= 1e-4 in float32.
@@ -368,6 +369,46 @@ describe('every public entry validates its arguments', () => {
     await assert.rejects(model.logits(pixels), (e: unknown) => code('RELEASED')(e) && /was released/.test((e as Error).message));
     await assert.rejects(model.classify({ width: 8, height: 8, data: new Uint8Array(192) }), code('RELEASED'));
     await model.release(); // twice is fine
+  });
+});
+
+describe('trim: the memory of runs given back, the model kept ready', () => {
+  /** The platform's backend, counting the sessions it opens and frees. */
+  function countingBackend(name: string) {
+    const counts = { created: 0, released: 0 };
+    const inner = getBackend('onnxruntime-node');
+    registerBackend({
+      name,
+      async createSession(bytes, options) {
+        const s = await inner.createSession(bytes, options);
+        counts.created++;
+        return { ...s, run: (f) => s.run(f), runTyped: (f) => s.runTyped(f), release: () => (counts.released++, s.release()) };
+      },
+    });
+    return counts;
+  }
+
+  test('reopens every session: answers before, during and after a trim are the official logits; release still works', async () => {
+    const counts = countingBackend('counting-trim');
+    const model = await loadSwiftFormer({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 }, backend: 'counting-trim' });
+    const pixels = fixtureTensor('tiny', 'input.bin');
+    const expected = fixtureTensor('tiny', 'logits.bin');
+    assert.ok(relativeError((await model.logits(pixels)).data, expected.data) < TOLERANCE);
+    assert.deepEqual(counts, { created: 1, released: 0 });
+    // A call in flight when the trim starts finishes on the old session; one made during it waits for the new one.
+    const inFlight = model.logits(pixels);
+    const trimmed = model.trim();
+    const during = model.logits(pixels);
+    for (const out of await Promise.all([inFlight, during])) assert.ok(relativeError(out.data, expected.data) < TOLERANCE);
+    await trimmed;
+    assert.equal(counts.released, 1, 'the old session is freed');
+    assert.equal(counts.created, 2, 'and one new session serves both the call during the trim and the reopening');
+    assert.ok(relativeError((await model.logits(pixels)).data, expected.data) < TOLERANCE);
+    await model.release();
+    assert.deepEqual(counts, { created: 2, released: 2 });
+    await model.trim(); // a released model stays released
+    assert.equal(counts.created, 2);
+    await assert.rejects(model.logits(pixels), (e: unknown) => e instanceof SwiftFormerError && e.code === 'RELEASED');
   });
 });
 

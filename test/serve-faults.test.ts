@@ -6,11 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { describe, test } from 'node:test';
+import { ALLOCATOR_ENV, needsRelaunch } from '../src/serve/allocator.js';
 import type { InferenceServer } from '../src/serve/server.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import {
@@ -171,8 +173,8 @@ describe('serve under load and abuse', () => {
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
 /** `swiftformer serve` in a child process; resolves with its URL once it listens. */
-async function serveProcess(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', `tiny=${TINY_WEIGHTS}`, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function serveProcess(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--model', `tiny=${TINY_WEIGHTS}`, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -223,6 +225,44 @@ describe('serve: SIGTERM', () => {
   });
 });
 
+describe('serve: relaunched with the allocator settings (glibc)', { skip: !needsRelaunch({}) && 'not glibc' }, () => {
+  const children = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+
+  test('the server runs in a child with MALLOC_MMAP_THRESHOLD_ set; a killed launcher takes it along', async () => {
+    const env = { ...process.env };
+    for (const k of Object.keys(ALLOCATOR_ENV)) delete env[k];
+    const s = await serveProcess([], env);
+    try {
+      const [server, ...more] = children(s.child.pid!);
+      assert.ok(server !== undefined && more.length === 0, 'one child: the server');
+      for (const [k, v] of Object.entries(ALLOCATOR_ENV)) {
+        assert.ok(environ(server).includes(`${k}=${v}`), `the server has ${k}=${v}`);
+        assert.ok(!environ(s.child.pid!).some((e) => e.startsWith(`${k}=`)), 'the launcher does not');
+      }
+      assert.equal((await postJson(`${s.url}/v2/models/tiny/infer`, small())).status, 200);
+      s.child.kill('SIGKILL');
+      await until(() => !alive(server), 10_000);
+      await assert.rejects(http(`${s.url}/v2/health/live`), /ECONNREFUSED/);
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+
+  test('with the variable set already, the server runs in the process itself', async () => {
+    const s = await serveProcess([], { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' });
+    try {
+      assert.deepEqual(children(s.child.pid!), []);
+      assert.equal((await postJson(`${s.url}/v2/models/tiny/infer`, small())).status, 200);
+      s.child.kill('SIGTERM');
+      assert.equal(await Promise.race([s.exited, deadline(10_000).then(() => 'still running')]), 0);
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('serve: bad command lines fail with one line', () => {
   test('a malformed --model, missing weights, a clash of names, a busy port', async () => {
     assertCleanFailure(await cli('serve', '--model', 'tiny'), /--model takes NAME=WEIGHTS, got 'tiny'/);
@@ -230,6 +270,7 @@ describe('serve: bad command lines fail with one line', () => {
     assertCleanFailure(await cli('serve', '--model', 'x=/nonexistent/w.pth'), /cannot read \/nonexistent\/w.pth: no such file/);
     assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--model', `a=${TINY_WEIGHTS}`), /two models are named 'a'/);
     assertCleanFailure(await cli('serve', '--repository', '/nonexistent'), /cannot read the model repository \/nonexistent: no such directory/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--idle-trim-ms', 'soon'), /--idle-trim-ms must be an integer >= 0, got 'soon'/);
     const s = await serveProcess([]);
     try {
       const port = new URL(s.url).port;

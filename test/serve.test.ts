@@ -319,3 +319,54 @@ describe('serve: dynamic batching', () => {
     }
   });
 });
+
+describe('serve: memory given back when idle', () => {
+  const trims = (server: InferenceServer) => metricValue(parseMetrics(server.metricsText), 'swiftformer_idle_trims_total');
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+    for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) if (cond()) return true;
+    return cond();
+  }
+
+  test('after idleTrimMs without requests the models trim once; requests during and after it get the same answers', async () => {
+    await withTinyServer({ maxBatch: 16, maxDelayMs: 1 }, { idleTrimMs: 300 }, async ({ server, url }) => {
+      assert.equal(trims(server), 0);
+      await sleep(400);
+      assert.equal(trims(server), 0, 'no inference ran, nothing to give back');
+      const infer = async () => {
+        const r = await sendBinary(url, row(input, 0, IMAGE), [1, 3, 224, 224]);
+        assert.equal(r.status, 200, r.body.toString());
+        return JSON.parse(r.body.toString()).outputs[0].data as number[];
+      };
+      const first = await infer();
+      assert.ok(relativeError(first, row(logits, 0, 1000)) <= TOLERANCE);
+      // Requests keep coming faster than idleTrimMs: no trim under traffic.
+      for (let i = 0; i < 4; i++) {
+        await infer();
+        await sleep(30);
+      }
+      assert.equal(trims(server), 0, 'no trim while requests keep arriving');
+      assert.ok(await waitFor(() => trims(server) === 1, 5000), 'one trim once traffic stopped');
+      await sleep(400);
+      assert.equal(trims(server), 1, 'and only one: nothing ran since');
+      assert.ok(relativeError(await infer(), first) <= 1e-6, 'the reopened session answers as before');
+      // A request that arrives while the sessions are being reopened waits for them.
+      const trimming = server.trim();
+      const during = await infer();
+      await trimming;
+      assert.ok(relativeError(during, first) <= 1e-6);
+      const samples = parseMetrics(server.metricsText);
+      const rss = metricValue(samples, 'process_resident_memory_bytes')!;
+      assert.ok(rss > 10 * 2 ** 20 && rss < 4 * process.memoryUsage().rss, `process_resident_memory_bytes ${rss}`);
+      for (const name of ['nodejs_heap_size_used_bytes', 'nodejs_external_memory_bytes', 'nodejs_array_buffers_bytes']) assert.ok(metricValue(samples, name)! > 0, name);
+    });
+  });
+
+  test('idleTrimMs 0: the server never trims', async () => {
+    await withTinyServer({ maxBatch: 1 }, { idleTrimMs: 0 }, async ({ server, url }) => {
+      assert.equal((await sendBinary(url, row(input, 0, IMAGE), [1, 3, 224, 224])).status, 200);
+      await sleep(300);
+      assert.equal(trims(server), 0);
+    });
+  });
+});

@@ -10,6 +10,7 @@ import {
   classifierModel, detectorModel, exportedDetectorModel, isExportedDetector, onnxModel, segmenterModel, type Batching, type ServedModel,
 } from '../serve/models.js';
 import { onnxSignature, type OnnxSignature } from '../serve/onnx.js';
+import { launcherGone } from '../serve/allocator.js';
 import { InferenceServer } from '../serve/server.js';
 import { checkConfig, checkModelName, readRepository, specOf, type RepositoryModel } from '../serve/triton.js';
 import { intOption, packageVersion, parse } from './args.js';
@@ -52,6 +53,9 @@ masks, batch_index INT64; one request per run, any number of same-size images in
                         this long (default 30000)
   --max-body-mb         largest request body, else 413 (default 64)
   --drain-ms            on SIGTERM or SIGINT, how long requests in flight may finish (default 10000)
+  --idle-trim-ms        after this long without requests, give back the memory runs held (ONNX
+                        Runtime's arenas, unreferenced buffers) and reopen the models (default
+                        2000; 0: never)
   --threads             ONNX Runtime threads per model (default: all cores)
   --size, --max-pixels  as for classify (input side of models built from weights; image size limit)
   --scale               segmentation test scale, as segment's --size: S for (4S, S) or LONG,SHORT
@@ -169,8 +173,12 @@ function describe(m: ServedModel): string {
   return `model '${m.name}'${m.version ? ` version ${m.version}` : ''}: ${io}; ${batching}${tasks.length > 0 ? `; /v1 ${tasks.join(', ')}` : ''}`;
 }
 
-/** Resolves with the first of SIGTERM and SIGINT; a second one exits at once. */
-function nextSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves with the first of SIGTERM and SIGINT (a second one exits at once), or when the
+ * launcher that relaunched this server has gone (allocator.ts).
+ */
+function nextSignal(): Promise<string> {
+  const gone = launcherGone()?.then(() => 'the launcher exited');
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {
       process.off('SIGTERM', on).off('SIGINT', on);
@@ -178,6 +186,7 @@ function nextSignal(): Promise<NodeJS.Signals> {
       resolve(signal);
     };
     process.on('SIGTERM', on).on('SIGINT', on);
+    void gone?.then(resolve);
   });
 }
 
@@ -185,7 +194,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const { values, flags, lists } = parse(argv, {
     model: { type: 'string', multiple: true }, repository: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
     'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'timeout-ms': { type: 'string' },
-    'max-body-mb': { type: 'string' }, 'drain-ms': { type: 'string' }, threads: { type: 'string' }, size: { type: 'string' }, 'max-pixels': { type: 'string' },
+    'max-body-mb': { type: 'string' }, 'drain-ms': { type: 'string' }, 'idle-trim-ms': { type: 'string' }, threads: { type: 'string' }, size: { type: 'string' }, 'max-pixels': { type: 'string' },
     scale: { type: 'string' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
@@ -193,8 +202,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const drainMs = intOption(values['drain-ms'], 'drain-ms', 0) ?? 10_000;
   const shared: Shared = {
     batching: { maxBatch: intOption(values['max-batch'], 'max-batch') ?? 16, dynamic: true, maxDelayMs: intOption(values['max-delay-ms'], 'max-delay-ms', 0) ?? 5 },
-    // A long-lived process: memory goes back to idle after a burst of large batches (runtime.ts).
-    session: { memoryArena: false, ...(threads ? { threads } : {}) },
+    // ONNX Runtime's arena stays on (runs are faster with it); the server trims it when idle.
+    session: { ...(threads ? { threads } : {}) },
     classifyValues: { size: values.size, 'max-pixels': values['max-pixels'] },
     scale: scaleOption(values.scale),
     transform: resizeOptions(values),
@@ -217,6 +226,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     timeoutMs: intOption(values['timeout-ms'], 'timeout-ms') ?? 30_000,
     maxBodyBytes: (intOption(values['max-body-mb'], 'max-body-mb') ?? 64) * 1024 * 1024,
     maxPixels: intOption(values['max-pixels'], 'max-pixels', 0) ?? undefined,
+    idleTrimMs: intOption(values['idle-trim-ms'], 'idle-trim-ms', 0) ?? 2000,
     version: packageVersion(),
   });
   const signal = nextSignal();

@@ -229,6 +229,11 @@ export class DetectionModel {
     return toDetections(raw, this.labels, width, height, withMasks);
   }
 
+  /** Gives back the memory the session' arena holds, reopening it (sessions.ts). */
+  trim(): Promise<void> {
+    return this.sessions.trim();
+  }
+
   /** Frees the session; calls in flight and later calls reject with RELEASED. */
   release(): Promise<void> {
     return this.sessions.release();

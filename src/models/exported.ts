@@ -18,6 +18,8 @@ export interface ImageClassifier {
   readonly config: Pick<SwiftFormerConfig, 'numClasses'> & Partial<SwiftFormerConfig>;
   readonly card: ModelCard;
   logits(pixels: FloatTensor): Promise<FloatTensor>;
+  /** Gives back the memory the sessions' arenas hold, keeping the model ready (sessions.ts). */
+  trim?(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -89,6 +91,10 @@ export class OnnxClassifier implements ImageClassifier {
       throw new SwiftFormerError('BAD_SHAPE', `${this.name} takes ${size[0]}x${size[1]} images, got ${formatShape(pixels.shape)}`);
     }
     return (await this.sessions.run('model', () => this.bytes, { [this.io.input]: pixels }))[this.io.output]!;
+  }
+
+  trim(): Promise<void> {
+    return this.sessions.trim();
   }
 
   release(): Promise<void> {

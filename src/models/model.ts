@@ -295,6 +295,11 @@ export class SwiftFormerModel {
     return this.config.depths.map((_, i) => out[`features${i}`]!);
   }
 
+  /** Gives back the memory the sessions' arenas hold, reopening them (sessions.ts). */
+  trim(): Promise<void> {
+    return this.sessions.trim();
+  }
+
   /** Frees the sessions; calls in flight and later calls reject with RELEASED. */
   release(): Promise<void> {
     return this.sessions.release();

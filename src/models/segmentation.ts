@@ -354,6 +354,11 @@ export class SegmentationModel {
     return { mask, width: input.original.width, height: input.original.height, labels: this.labels, palette: this.palette };
   }
 
+  /** Gives back the memory the sessions' arenas hold, reopening them (sessions.ts). */
+  trim(): Promise<void> {
+    return this.sessions.trim();
+  }
+
   /** Frees the sessions; calls in flight and later calls reject with RELEASED. */
   release(): Promise<void> {
     return this.sessions.release();

@@ -10,6 +10,8 @@ import { getBackend, type Session, type SessionOptions } from '../runtime/runtim
 
 export class Sessions {
   private readonly sessions = new Map<string, Promise<Session>>();
+  /** How each session's model bytes are built, to open it again after trim(). */
+  private readonly builds = new Map<string, () => Uint8Array>();
   private readonly inflight = new Set<Promise<unknown>>();
   private released = false;
 
@@ -52,6 +54,21 @@ export class Sessions {
     return this.released;
   }
 
+  /**
+   * Frees every session, with the memory ONNX Runtime's CPU arena holds (it only grows: after a
+   * batch of 16 it keeps that batch's buffers), and opens them again, empty. Calls in flight finish
+   * on the old sessions first; calls that arrive meanwhile wait for the new ones.
+   */
+  async trim(): Promise<void> {
+    if (this.released) return;
+    const old = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.allSettled([...this.inflight]);
+    await Promise.all(old.map(async (s) => (await s.catch(() => undefined))?.release()));
+    if (this.released) return;
+    await Promise.allSettled([...this.builds].map(([key, build]) => this.session(key, build)));
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
@@ -64,6 +81,7 @@ export class Sessions {
   private session(key: string, build: () => Uint8Array): Promise<Session> {
     let session = this.sessions.get(key);
     if (!session) {
+      this.builds.set(key, build);
       session = Promise.resolve().then(() => getBackend(this.backend).createSession(build(), this.options));
       // A failed creation is not cached: the next call tries again (and reports its own error).
       const created = session;

@@ -13,9 +13,10 @@ export interface SessionOptions {
   /** Write an ONNX Runtime profile (JSON) with this file prefix. */
   profilePrefix?: string;
   /**
-   * false: intermediate buffers are freed after each run instead of being kept in ONNX Runtime's
-   * CPU arena, which only grows (a server's memory then returns to idle after a burst of large
-   * batches, for a little time per run). Default true.
+   * false: intermediate buffers are malloc'ed and freed in every run instead of being kept in ONNX
+   * Runtime's CPU arena, which only grows. Runs are slower that way (XS at 224 lost 15-25% on 2
+   * cores), so `serve` keeps the arena and gives it back by reopening idle sessions instead
+   * (Sessions.trim). Default true.
    */
   memoryArena?: boolean;
 }

@@ -22,6 +22,7 @@ import { Counter, Gauge, Histogram, METRICS_TYPE, Registry } from './metrics.js'
 import {
   batchKey, IMAGE_TASKS, isDirect, rowsOf, runBatch, type DirectImageTask, type Feeds, type Outputs, type ServedModel, type TaskName,
 } from './models.js';
+import { collectGarbage } from './idle.js';
 import { encodeInferResponse, EXTENSIONS, modelMetadata, parseInferRequest, SERVER_NAME } from './protocol.js';
 
 export interface ServerOptions {
@@ -37,6 +38,8 @@ export interface ServerOptions {
   decoders?: number;
   /** The server's version in GET /v2. */
   version?: string;
+  /** After this long without requests, models give back the memory their runs held (0: never; default 2000 ms). */
+  idleTrimMs?: number;
 }
 
 type Job = { kind: 'tensor'; feeds: Feeds } | { kind: 'direct'; task: DirectImageTask; image: RGBImage; query: URLSearchParams };
@@ -91,8 +94,13 @@ export class InferenceServer {
   private readonly requests: Counter;
   private readonly latency: Histogram;
   private readonly batchSizes: Histogram;
+  private readonly trims: Counter;
   private readonly decoders: Slots;
   private active = 0;
+  /** Inference ran since the last trim. */
+  private ran = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private trimming: Promise<void> | undefined;
   private draining = false;
   private drainWaiters: (() => void)[] = [];
 
@@ -104,6 +112,7 @@ export class InferenceServer {
       maxPixels: options.maxPixels ?? 89_478_485,
       decoders: options.decoders ?? 2,
       version: options.version ?? '0',
+      idleTrimMs: options.idleTrimMs ?? 2000,
     };
     this.decoders = new Slots(this.options.decoders);
     this.requests = this.registry.add(new Counter('swiftformer_requests_total', 'HTTP requests answered, by model, endpoint and status (499: the client closed the connection first)'));
@@ -112,6 +121,9 @@ export class InferenceServer {
     this.registry.add(new Gauge('swiftformer_queue_depth', 'Requests waiting for a batch, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.batcher.depth])));
     this.registry.add(new Gauge('swiftformer_inflight_requests', 'Inference requests received and not yet answered, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.inflight])));
     this.registry.add(new Gauge('swiftformer_batch_rows_running', 'Rows of the batch running now, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.batcher.running])));
+    this.trims = this.registry.add(new Counter('swiftformer_idle_trims_total', 'Times the models gave back the memory of their runs after idleTrimMs (--idle-trim-ms) without requests'));
+    this.trims.inc({}, 0);
+    this.addProcessGauges();
     for (const model of models) this.add(model);
 
     const { timeoutMs } = this.options;
@@ -134,6 +146,18 @@ export class InferenceServer {
       }
     });
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+  }
+
+  /** The process's memory, under the names Prometheus' Node.js client uses, so that a trim shows. */
+  private addProcessGauges(): void {
+    const memory: [string, string, (m: NodeJS.MemoryUsage) => number][] = [
+      ['process_resident_memory_bytes', 'Resident memory size in bytes', (m) => m.rss],
+      ['nodejs_heap_size_total_bytes', 'V8 heap size in bytes', (m) => m.heapTotal],
+      ['nodejs_heap_size_used_bytes', 'V8 heap used in bytes', (m) => m.heapUsed],
+      ['nodejs_external_memory_bytes', 'Memory of C++ objects bound to JavaScript objects (buffers among them), in bytes', (m) => m.external],
+      ['nodejs_array_buffers_bytes', 'Memory of ArrayBuffers and Buffers, in bytes', (m) => m.arrayBuffers],
+    ];
+    for (const [name, help, read] of memory) this.registry.add(new Gauge(name, help, () => [[{}, read(process.memoryUsage())]]));
   }
 
   private add(model: ServedModel): void {
@@ -189,6 +213,7 @@ export class InferenceServer {
    */
   async shutdown(graceMs = 10_000): Promise<{ drained: boolean; cut: number }> {
     this.draining = true;
+    clearTimeout(this.idleTimer);
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeIdleConnections();
     for (const s of this.served.values()) s.batcher.flush();
@@ -204,8 +229,36 @@ export class InferenceServer {
     const cut = this.active;
     this.http.closeAllConnections();
     await closed;
+    await this.trimming;
     await Promise.all(this.models.map((m) => m.release()));
     return { drained, cut };
+  }
+
+  /** Once nothing has arrived for idleTrimMs after inference ran, the server trims. */
+  private idleSoon(): void {
+    const { idleTrimMs } = this.options;
+    if (!this.ran || idleTrimMs <= 0 || this.draining) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => void this.trim(), idleTrimMs);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * Gives back what the models' runs held: ONNX Runtime's arenas (which keep the buffers of the
+   * largest batch so far), then the request and tensor buffers nobody references any more (V8
+   * frees those only when it collects, which an idle process does not). Requests that arrive
+   * meanwhile are answered once the sessions are open again. A trim that fails is let go: the next
+   * run opens its session itself and reports its own error.
+   */
+  async trim(): Promise<void> {
+    if (this.trimming) return this.trimming;
+    this.ran = false;
+    this.trimming = (async () => {
+      await Promise.all(this.models.map((m) => m.trim?.()));
+      collectGarbage();
+      this.trims.inc({});
+    })().catch(() => {}).finally(() => (this.trimming = undefined));
+    return this.trimming;
   }
 
   // ---------------------------------------------------------------- requests
@@ -218,6 +271,7 @@ export class InferenceServer {
       deadline: Date.now() + this.options.timeoutMs, endpoint: 'unknown',
     };
     this.active++;
+    clearTimeout(this.idleTimer);
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
       const status = res.writableFinished ? String(res.statusCode) : '499';
@@ -226,7 +280,10 @@ export class InferenceServer {
       if (ctx.served && (ctx.endpoint === 'infer' || (IMAGE_TASKS as readonly string[]).includes(ctx.endpoint))) {
         this.latency.observe({ model, endpoint: ctx.endpoint }, (performance.now() - started) / 1000);
       }
-      if (--this.active === 0) for (const w of this.drainWaiters.splice(0)) w();
+      if (--this.active === 0) {
+        for (const w of this.drainWaiters.splice(0)) w();
+        this.idleSoon();
+      }
       if (this.draining) this.http.closeIdleConnections();
     });
     try {
@@ -331,6 +388,7 @@ export class InferenceServer {
       const header = ctx.req.headers['inference-header-content-length'];
       const request = parseInferRequest(body, Array.isArray(header) ? header[0] : header, served.model);
       const rows = rowsOf(served.model, request.feeds);
+      this.ran = true;
       const outputs = await served.batcher.submit(batchKey(request.feeds), rows, { kind: 'tensor', feeds: request.feeds }, ctx.signal) as Outputs;
       const { body: out, headers } = encodeInferResponse(served.model, request, outputs, request.id ?? randomUUID());
       send(ctx.res, 200, out, headers);
@@ -365,6 +423,7 @@ export class InferenceServer {
       if (bytes.length === 0) throw new HttpError(400, 'the request body is empty: send the image file\'s bytes');
       const image = await this.decoders.use(() => decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), { maxPixels: this.options.maxPixels, name: 'the uploaded image' }));
       let answer: unknown;
+      this.ran = true;
       if (isDirect(task)) {
         answer = await served.batcher.submit(`direct:${taskName}`, 1, { kind: 'direct', task, image, query }, ctx.signal);
       } else {
