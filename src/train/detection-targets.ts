@@ -56,9 +56,9 @@ export interface BatchOptions {
   /**
    * Graph sizes to pad to (at least the real counts): `rois` / `maskRois` are minimum totals,
    * `levelMultiple` rounds each pyramid level's block of sampled RoIs up to one, `multiple` each
-   * level's block of positives and the gt masks.
+   * level's block of positives and the gt masks; `roiLevels` / `maskLevels` are minimum blocks per level.
    */
-  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number };
+  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number; roiLevels?: readonly number[]; maskLevels?: readonly number[] };
 }
 
 export interface AssembledBatch {
@@ -156,13 +156,13 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
   const kMin = -Math.log2(scales[0]!);
   const kMax = -Math.log2(scales[3]!);
   /** The rows grouped by pyramid level (index order kept within a level), each level's block padded up to a multiple, at least `minimum` rows in all. */
-  const byLevel = (list: Row[], levelMultiple: number, minimum: number): { slots: (Row | undefined)[]; counts: number[] } => {
+  const byLevel = (list: Row[], levelMultiple: number, minimum: number, capacity: readonly number[] = []): { slots: (Row | undefined)[]; counts: number[] } => {
     const boxes = new Float32Array(list.length * 4);
     list.forEach((r, j) => boxes.set(r.box, 4 * j));
     const level = roiLevels(boxes, kMin, kMax, s.roi.canonicalScale, s.roi.canonicalLevel);
     const groups: Row[][] = [[], [], [], []];
     list.forEach((r, j) => groups[level[j]!]!.push(r));
-    const counts = groups.map((g) => up(g.length, levelMultiple));
+    const counts = groups.map((g, l) => Math.max(up(g.length, levelMultiple), capacity[l] ?? 0));
     const total = counts.reduce((t, c) => t + c, 0);
     if (total < minimum) counts[0]! += up(minimum - total, levelMultiple);
     return { slots: groups.flatMap((g, l) => [...g, ...new Array<undefined>(counts[l]! - g.length).fill(undefined)]), counts };
@@ -182,7 +182,7 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
     });
     return { boxes, gt, batch, onehot };
   };
-  const box = byLevel(rows, options.pad?.levelMultiple ?? 1, Math.max(options.pad?.rois ?? 0, 1));
+  const box = byLevel(rows, options.pad?.levelMultiple ?? 1, Math.max(options.pad?.rois ?? 0, 1), options.pad?.roiLevels);
   const R = box.slots.length;
   const roi = roiTable(box.slots);
   const feeds: Record<string, Tensor> = {
@@ -196,7 +196,7 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
     roi_box_weights: floats([R], Float32Array.from(box.slots, (r) => ((r?.label ?? 0) > 0 ? 1 / rows.length : 0))),
     roi_count_inverse: floats([1], Float32Array.of(1 / Math.max(rows.length, 1))),
   };
-  const maskRows = byLevel(positives, multiple, Math.max(options.pad?.maskRois ?? 0, 1));
+  const maskRows = byLevel(positives, multiple, Math.max(options.pad?.maskRois ?? 0, 1), options.pad?.maskLevels);
   const P = maskRows.slots.length;
   if (cfg.maskLayers) {
     const mask = roiTable(maskRows.slots);

@@ -16,9 +16,12 @@
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
  * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
  *
- * Graphs have static shapes: one per padded batch size and per-level capacity pattern (the sampled
- * RoIs sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per
- * image in all; the positives' blocks and the gt masks to multiples of 16), each compiled once and kept.
+ * Graphs have static shapes: one per padded batch size and per-level capacity (the sampled RoIs
+ * sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in
+ * all; the positives' blocks and the gt masks to multiples of 16). Within an epoch capacities only
+ * grow: a batch is padded up to the largest blocks seen at its size, so after the first few batches
+ * one graph per size serves them all (a new graph costs its compile and a slow first run); a graph
+ * outgrown is released. They start afresh each epoch (exact resume).
  */
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
@@ -157,6 +160,8 @@ const LEVEL_MULTIPLE = 64;
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
   private readonly proposals = new Map<string, Promise<ProposalStep>>();
+  /** The step graph in use per padded batch size. */
+  private readonly current = new Map<string, string>();
 
   constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
 
@@ -167,8 +172,16 @@ class GraphCache {
     return p;
   }
 
-  trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
+  /** The step graph of `shape`; the one it replaces at the same batch size (outgrown capacities) is released. */
+  async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
+    const size = `${shape.batch}x${shape.height}x${shape.width}`;
     const key = JSON.stringify(shape);
+    const current = this.current.get(size);
+    if (current && current !== key) {
+      await (await this.steps.get(current)!).release();
+      this.steps.delete(current);
+    }
+    this.current.set(size, key);
     let s = this.steps.get(key);
     if (!s) this.steps.set(key, (s = DetectionTrainStep.create(this.config, shape, { session: this.session })));
     return s;
@@ -188,6 +201,9 @@ class GraphCache {
 export class DetectionBatches {
   private readonly transform: TrainTransform;
   private readonly graphs: GraphCache;
+  /** Per padded size, the largest blocks seen so far (RoIs and positives per level, gt masks): a batch is padded up to them. */
+  private readonly capacity = new Map<string, { roiLevels: number[]; maskLevels: number[]; gtMasks: number }>();
+  private capacityEpoch = -1;
 
   constructor(
     private readonly config: MaskRcnnConfig, private readonly train: CocoInstances,
@@ -217,9 +233,19 @@ export class DetectionBatches {
     const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
     const proposals = await (await this.graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
     const sampler = new Random(deriveSeed(this.seed, SALT.mix, epoch, k));
+    // Capacities start afresh each epoch, so that a batch's padding depends on (seed, epoch, k) alone and a resumed run pads as the straight one did.
+    if (epoch !== this.capacityEpoch) {
+      this.capacity.clear();
+      this.capacityEpoch = epoch;
+    }
+    const size = `${height}x${width}`;
+    const seen = this.capacity.get(size);
     const batch = assembleBatch(images, proposals, config, {
-      random: () => sampler.next(), pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16 },
+      random: () => sampler.next(),
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, maskLevels: seen.maskLevels, gtMasks: seen.gtMasks } : {}) },
     });
+    const { roiLevels, maskLevels, gtMasks } = batch.shape;
+    this.capacity.set(size, { roiLevels, maskLevels, gtMasks });
     const step = await this.graphs.trainStep(batch.shape);
     const t2 = performance.now();
     const result = await step.run(state, batch.feeds);
