@@ -96,7 +96,7 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
       roiPos: [0, 1].map((i) => bytes(`roi_pos${i}.bin`)), roiNeg: [0, 1].map((i) => bytes(`roi_neg${i}.bin`)),
     };
     const padded = assembleBatch(resized, [0, 1].map((i) => float32s(`roi_proposals${i}.bin`)), cfg, { samples, pad: { levelMultiple: 64, multiple: 16, rois: 1100 } });
-    assert.ok(padded.shape.roiLevels.every((c) => c % 64 === 0) && padded.shape.rois >= 1100 && padded.shape.maskLevels.every((c) => c % 16 === 0));
+    assert.ok(padded.shape.roiLevels.every((c) => c % 64 === 0) && padded.shape.rois >= 1100 && padded.shape.maskRois % 16 === 0);
     const other = await DetectionTrainStep.create(cfg, padded.shape, { session: { threads: 2 } });
     try {
       const r = await other.run(state, padded.feeds);

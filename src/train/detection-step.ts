@@ -16,11 +16,13 @@
  *    aligned=False), mean over every pixel of every positive.
  *
  * Counts enter as per-row weights (1 / count on the rows that take part, 0 on padding), so one
- * graph serves every batch of its shape. The RoIs come sorted by pyramid level, each level's block
- * padded to a fixed capacity (the shape's roiLevels / maskLevels): each level's RoIAlign pools its
- * own block only, as MultiScaleRoIAlign pools each RoI from its level alone. Static per-level
+ * graph serves every batch of its shape. The sampled RoIs come sorted by pyramid level, each level's
+ * block padded to a fixed capacity (the shape's roiLevels): each level's RoIAlign pools its own
+ * block only, as MultiScaleRoIAlign pools each RoI from its level alone. Static per-level
  * capacities keep the shapes static (the gradient code needs them) at the price of one graph per
- * capacity pattern; the trainer rounds them up so that few patterns occur.
+ * capacity pattern; the trainer lets them only grow, so that few patterns occur. The mask head's
+ * positives (few, their per-level counts varying) are pooled on every level and their own level
+ * kept by a one-hot (mask_levels), so that their graph shape is one count.
  *
  * Inputs (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
  *   images (N,3,H,W) normalized, resized, padded; anchors (A,4);
@@ -28,7 +30,7 @@
  *   rois (R,4) sorted by level, roi_batch (R) int64, roi_labels (R) int64 (-100: padding),
  *   roi_class (R,K) one-hot of positives' labels, roi_matched (R,4), roi_box_weights (R),
  *   roi_count_inverse (1);
- *   mask_rois (P,4) sorted by level, mask_batch (P) int64, mask_class (P,K),
+ *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4) one-hot, mask_class (P,K),
  *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks);
  *   every parameter by its key.
  * Outputs: loss (the sum), the five losses by torchvision's names, grad:<key>, batch statistics.
@@ -64,8 +66,6 @@ export interface DetectionStepShape {
   gtMasks: number;
   /** Sampled RoIs per pyramid level (rows sorted by level; sums to rois). */
   roiLevels: number[];
-  /** Positives per pyramid level (sums to maskRois). */
-  maskLevels: number[];
 }
 
 export const LOSS_NAMES = ['loss_classifier', 'loss_box_reg', 'loss_mask', 'loss_objectness', 'loss_rpn_box_reg'] as const;
@@ -131,6 +131,25 @@ function pooledByLevel(b: GraphBuilder, pyramid: string[], rois: string, batch: 
   return parts.length === 1 ? parts[0]! : b.node('Concat', parts, [total, channels, size, size], { axis: attr.int(0) });
 }
 
+/**
+ * MultiScaleRoIAlign of `rois` (M,4) with their levels one-hot (M,4): every level pooled, the RoI's
+ * own kept (the other levels' contributions, and their gradients, are multiplied by zero). For the
+ * mask head's positives: few rows, whose per-level counts vary from batch to batch, so that
+ * per-level blocks would multiply the graph shapes.
+ */
+function pooledByOneHot(b: GraphBuilder, pyramid: string[], rois: string, batch: string, levels: string, channels: number, size: number, scales: number[], sampling: number): string {
+  const m = b.shape(rois)[0] as number;
+  const parts = pyramid.map((f, l) => {
+    const pooled = b.node('RoiAlign', [f, rois, batch], [m, channels, size, size], {
+      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+      output_height: attr.int(size), output_width: attr.int(size), sampling_ratio: attr.int(sampling), spatial_scale: attr.float(scales[l]!),
+    });
+    const pick = b.reshape(b.node('Slice', [levels, b.ints([l]), b.ints([l + 1]), b.ints([1])], [m, 1]), [m, 1, 1, 1]);
+    return b.binary('Mul', pooled, pick);
+  });
+  return parts.reduce((acc, p) => b.binary('Add', acc, p));
+}
+
 /** Rows of (M, K, ...) summed against a one-hot (M, K): each row's own class. */
 function ownClass(b: GraphBuilder, x: string, onehot: string, trailing: number[]): string {
   const [m, k] = b.shape(onehot) as number[];
@@ -190,7 +209,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   if (cfg.maskLayers) {
     const maskRois = lb.input('mask_rois', [P, 4]);
     const size = s.roi.maskOutputSize;
-    const maskPooled = pooledByLevel(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), shape.maskLevels, C, size, scales, s.roi.samplingRatio);
+    const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
     const maskLogits = maskHead(e, maskPooled, shapeOfHeads, 'roi_heads.');
     const m = 2 * size;
     const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);

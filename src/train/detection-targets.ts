@@ -13,9 +13,10 @@
  *    quarter positives, in index order per image (torch.where of the sampled mask); weights
  *    1 / (number of sampled RoIs); the positives go to the mask head, weights 1 / (positives x 28^2).
  *
- * Samples may be given (the fixture's, drawn by torch.randperm) instead of drawn. The RoI rows (and
- * the positives') go in pyramid-level order, index order within a level (the losses are sums over
- * rows, so the order is free; the graph pools each level's block from its level). Rows beyond the
+ * Samples may be given (the fixture's, drawn by torch.randperm) instead of drawn. The sampled RoIs go
+ * in pyramid-level order, index order within a level (the losses are sums over rows, so the order is
+ * free; the graph pools each level's block from its level); the positives in index order with their
+ * levels one-hot. Rows beyond the
  * real ones (`pad`) are padding with weight 0 and an ignored label, so that batches share a graph.
  */
 import { SwiftFormerError } from '../core/errors.js';
@@ -55,10 +56,10 @@ export interface BatchOptions {
   random?: () => number;
   /**
    * Graph sizes to pad to (at least the real counts): `rois` / `maskRois` are minimum totals,
-   * `levelMultiple` rounds each pyramid level's block of sampled RoIs up to one, `multiple` each
-   * level's block of positives and the gt masks; `roiLevels` / `maskLevels` are minimum blocks per level.
+   * `levelMultiple` rounds each pyramid level's block of sampled RoIs up to one, `multiple` the
+   * positives and the gt masks; `roiLevels` are minimum blocks per level.
    */
-  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number; roiLevels?: readonly number[]; maskLevels?: readonly number[] };
+  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number; roiLevels?: readonly number[] };
 }
 
 export interface AssembledBatch {
@@ -156,10 +157,13 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
   const kMin = -Math.log2(scales[0]!);
   const kMax = -Math.log2(scales[3]!);
   /** The rows grouped by pyramid level (index order kept within a level), each level's block padded up to a multiple, at least `minimum` rows in all. */
-  const byLevel = (list: Row[], levelMultiple: number, minimum: number, capacity: readonly number[] = []): { slots: (Row | undefined)[]; counts: number[] } => {
+  const levelsOf = (list: Row[]) => {
     const boxes = new Float32Array(list.length * 4);
     list.forEach((r, j) => boxes.set(r.box, 4 * j));
-    const level = roiLevels(boxes, kMin, kMax, s.roi.canonicalScale, s.roi.canonicalLevel);
+    return roiLevels(boxes, kMin, kMax, s.roi.canonicalScale, s.roi.canonicalLevel);
+  };
+  const byLevel = (list: Row[], levelMultiple: number, minimum: number, capacity: readonly number[] = []): { slots: (Row | undefined)[]; counts: number[] } => {
+    const level = levelsOf(list);
     const groups: Row[][] = [[], [], [], []];
     list.forEach((r, j) => groups[level[j]!]!.push(r));
     const counts = groups.map((g, l) => Math.max(up(g.length, levelMultiple), capacity[l] ?? 0));
@@ -196,20 +200,22 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
     roi_box_weights: floats([R], Float32Array.from(box.slots, (r) => ((r?.label ?? 0) > 0 ? 1 / rows.length : 0))),
     roi_count_inverse: floats([1], Float32Array.of(1 / Math.max(rows.length, 1))),
   };
-  const maskRows = byLevel(positives, multiple, Math.max(options.pad?.maskRois ?? 0, 1), options.pad?.maskLevels);
-  const P = maskRows.slots.length;
+  const P = Math.max(up(positives.length), options.pad?.maskRois ?? 0, 1);
   if (cfg.maskLayers) {
-    const mask = roiTable(maskRows.slots);
+    const slots = Array.from({ length: P }, (_, j) => positives[j]);
+    const mask = roiTable(slots);
+    const levels = new Float32Array(P * 4);
+    levelsOf(positives).forEach((l, j) => (levels[j * 4 + l] = 1));
     const m = 2 * s.roi.maskOutputSize;
     Object.assign(feeds, {
-      mask_rois: floats([P, 4], mask.boxes), mask_batch: ints([P], mask.batch),
+      mask_rois: floats([P, 4], mask.boxes), mask_batch: ints([P], mask.batch), mask_levels: floats([P, 4], levels),
       mask_class: floats([P, K], mask.onehot),
-      mask_weights: floats([P], Float32Array.from(maskRows.slots, (r) => (r ? 1 / (positives.length * m * m) : 0))),
+      mask_weights: floats([P], Float32Array.from(slots, (r) => (r ? 1 / (positives.length * m * m) : 0))),
       gt_masks: floats([G, 1, height, width], padMasks(images, G, height, width)),
-      mask_gt: ints([P], maskRows.slots.map((r) => r?.gtIndex ?? 0)),
+      mask_gt: ints([P], slots.map((r) => r?.gtIndex ?? 0)),
     });
   }
-  const shape: DetectionStepShape = { batch: n, height, width, imageHeight, anchors: a, rois: R, maskRois: P, gtMasks: G, roiLevels: box.counts, maskLevels: maskRows.counts };
+  const shape: DetectionStepShape = { batch: n, height, width, imageHeight, anchors: a, rois: R, maskRois: P, gtMasks: G, roiLevels: box.counts };
   return { shape, feeds, counts: { anchors: sampledAnchors, rois: rows.length, positives: positives.length } };
 }
 

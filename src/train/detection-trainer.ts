@@ -16,12 +16,11 @@
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
  * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
  *
- * Graphs have static shapes: one per padded batch size and per-level capacity (the sampled RoIs
- * sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in
- * all; the positives' blocks and the gt masks to multiples of 16). Within an epoch capacities only
- * grow: a batch is padded up to the largest blocks seen at its size, so after the first few batches
- * one graph per size serves them all (a new graph costs its compile and a slow first run); a graph
- * outgrown is released. They start afresh each epoch (exact resume).
+ * Graphs have static shapes: one per padded batch size, per-level capacity (the sampled RoIs sorted
+ * by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in all)
+ * and positives' count (rounded up to 16; the gt masks too). Within an epoch the RoI capacities only
+ * grow: a batch is padded up to the largest blocks seen at its size (they settle after a few
+ * batches); they start afresh each epoch (exact resume). The last few graphs stay compiled.
  */
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
@@ -41,7 +40,7 @@ import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
 import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
-import { assembleBatch, type ResizedImage } from './detection-targets.js';
+import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
 import { cloneState } from './optim.js';
@@ -156,12 +155,13 @@ const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
  */
 const LEVEL_MULTIPLE = 64;
 
+/** Step graphs kept compiled (a few positive counts around the current one). */
+const KEPT_STEP_GRAPHS = 4;
+
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
   private readonly proposals = new Map<string, Promise<ProposalStep>>();
-  /** The step graph in use per padded batch size. */
-  private readonly current = new Map<string, string>();
 
   constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
 
@@ -172,18 +172,22 @@ class GraphCache {
     return p;
   }
 
-  /** The step graph of `shape`; the one it replaces at the same batch size (outgrown capacities) is released. */
+  /**
+   * The step graph of `shape`. The last few are kept (the positives' count, rounded up to 16,
+   * varies from batch to batch; each graph costs a compile and a slow first run), the least
+   * recently used released beyond that (each holds its own memory arena).
+   */
   async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
-    const size = `${shape.batch}x${shape.height}x${shape.width}`;
     const key = JSON.stringify(shape);
-    const current = this.current.get(size);
-    if (current && current !== key) {
-      await (await this.steps.get(current)!).release();
-      this.steps.delete(current);
-    }
-    this.current.set(size, key);
     let s = this.steps.get(key);
-    if (!s) this.steps.set(key, (s = DetectionTrainStep.create(this.config, shape, { session: this.session })));
+    if (s) this.steps.delete(key);
+    else s = DetectionTrainStep.create(this.config, shape, { session: this.session });
+    this.steps.set(key, s);
+    while (this.steps.size > KEPT_STEP_GRAPHS) {
+      const [oldest, graph] = this.steps.entries().next().value as [string, Promise<DetectionTrainStep>];
+      this.steps.delete(oldest);
+      await (await graph).release();
+    }
     return s;
   }
 
@@ -201,8 +205,8 @@ class GraphCache {
 export class DetectionBatches {
   private readonly transform: TrainTransform;
   private readonly graphs: GraphCache;
-  /** Per padded size, the largest blocks seen so far (RoIs and positives per level, gt masks): a batch is padded up to them. */
-  private readonly capacity = new Map<string, { roiLevels: number[]; maskLevels: number[]; gtMasks: number }>();
+  /** Per padded size, the largest blocks seen so far (sampled RoIs per level, gt masks): a batch is padded up to them. */
+  private readonly capacity = new Map<string, { roiLevels: number[]; gtMasks: number }>();
   private capacityEpoch = -1;
 
   constructor(
@@ -213,8 +217,8 @@ export class DetectionBatches {
     this.graphs = new GraphCache(config, session);
   }
 
-  /** Batch k of `epoch` run on `state`: the step's result and the milliseconds by phase (data, targets, step). */
-  async run(state: StateDict, epoch: number, k: number, order = sampleOrder(this.train.length, { seed: this.seed, epoch })): Promise<{ result: DetectionStepResult; timing: Record<string, number> }> {
+  /** Batch k of `epoch` run on `state`: the step's result, the milliseconds by phase (data, targets, step), the graph's shape and the real counts. */
+  async run(state: StateDict, epoch: number, k: number, order = sampleOrder(this.train.length, { seed: this.seed, epoch })): Promise<{ result: DetectionStepResult; timing: Record<string, number> } & Pick<AssembledBatch, 'shape' | 'counts'>> {
     const { config, d, batchSize: n } = this;
     const t0 = performance.now();
     const images: ResizedImage[] = [];
@@ -242,21 +246,26 @@ export class DetectionBatches {
     const seen = this.capacity.get(size);
     const batch = assembleBatch(images, proposals, config, {
       random: () => sampler.next(),
-      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, maskLevels: seen.maskLevels, gtMasks: seen.gtMasks } : {}) },
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
     });
-    const { roiLevels, maskLevels, gtMasks } = batch.shape;
-    this.capacity.set(size, { roiLevels, maskLevels, gtMasks });
+    const { roiLevels, gtMasks } = batch.shape;
+    this.capacity.set(size, { roiLevels, gtMasks });
     const step = await this.graphs.trainStep(batch.shape);
     const t2 = performance.now();
     const result = await step.run(state, batch.feeds);
     const t3 = performance.now();
-    return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 } };
+    return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 }, shape: batch.shape, counts: batch.counts };
   }
 
   async release(): Promise<void> {
     await this.graphs.release();
     await this.transform.release();
   }
+}
+
+/** The parameters the step graphs train (those of any shape's graph). */
+export function detectionParams(config: MaskRcnnConfig, batch: number): string[] {
+  return buildDetectionStepGraph(config, { batch, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: batch, maskRois: 1, gtMasks: 1, roiLevels: [batch, 0, 0, 0] }).params;
 }
 
 async function detectionTask(
@@ -269,8 +278,7 @@ async function detectionTask(
   if (stepsPerEpoch < 1) throw new SwiftFormerError('BAD_ARGUMENT', `batch size ${n} is larger than the ${train.length} training images`);
   const batches = new DetectionBatches(config, train, run.detection!, run.seed, n, session);
   const labels = [...train.labels.names];
-  // The parameters a step graph trains (those of any shape's graph).
-  const params = buildDetectionStepGraph(config, { batch: n, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: n, maskRois: 1, gtMasks: 1, roiLevels: [n, 0, 0, 0], maskLevels: [1, 0, 0, 0] }).params;
+  const params = detectionParams(config, n);
   return {
     state, params, stepsPerEpoch, model: config, labels,
     title: `Mask R-CNN training (${labels.length - 1} classes)`,
