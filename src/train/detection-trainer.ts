@@ -156,7 +156,7 @@ const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
 const LEVEL_MULTIPLE = 64;
 
 /** Step graphs kept compiled (a few positive counts around the current one). */
-const KEPT_STEP_GRAPHS = 4;
+const KEPT_STEP_GRAPHS = 6;
 
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
 class GraphCache {
