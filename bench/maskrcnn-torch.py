@@ -25,6 +25,7 @@ mask > 0.5) for an external COCOeval, <out>/checkpoint.pth ({'model', 'optimizer
 
     /usr/bin/python3 bench/maskrcnn-torch.py --data data/scenes --out runs/maskrcnn-torch --json runs/maskrcnn-torch.json
     /usr/bin/python3 bench/maskrcnn-torch.py --data data/scenes --steps 10       # throughput only
+    /usr/bin/python3 bench/maskrcnn-torch.py --data data/scenes --serve-steps    # timing server of bench/detection-train.ts
     /usr/bin/python3 bench/maskrcnn-torch.py --resume runs/maskrcnn-torch/checkpoint.pth --data data/scenes --out runs/maskrcnn-torch
     /usr/bin/python3 bench/maskrcnn-torch.py --export-onnx maskrcnn.onnx --weights W [--export-size 800,1333]
     /usr/bin/python3 bench/maskrcnn-torch.py --save-weights out.safetensors --weights W   (also writes out.pth)
@@ -205,6 +206,9 @@ def main():
     ap.add_argument('--export-size', type=ints, default=(800, 1333))
     ap.add_argument('--opset', type=int, default=17)
     ap.add_argument('--time-eager', default=None, help='float32 3 x H x W image (.bin): serve eager timings on stdin (see above)')
+    ap.add_argument('--serve-steps', action='store_true',
+                    help='timing server for bench/detection-train.ts: after a "ready" line, each line K on stdin runs K '
+                         'iterations (data + step + AdamW/SGD update) and answers one JSON line of per-iteration seconds')
     args = ap.parse_args()
     if args.lr is None:
         args.lr = 2e-4 if args.opt == 'adamw' else 0.02 * args.batch_size / 16
@@ -257,8 +261,11 @@ def main():
           f'{num_classes} classes, {len(train_set)} train / {len(val_set)} val, batch {args.batch_size}, sizes {args.min_size} / test {args.test_size}, '
           f'{args.opt} lr {args.lr:g}, backbone {init_info["backbone_init"]}; output {out}', flush=True)
 
-    def step(idx, warmup):
-        images, targets = zip(*(load_sample(train_set, i, rng) for i in idx))
+    def load(idx):
+        return zip(*(load_sample(train_set, i, rng) for i in idx))
+
+    def step(idx, warmup, loaded=None):
+        images, targets = loaded or load(idx)
         losses = model(list(images), list(targets))
         total = sum(losses.values())
         if not torch.isfinite(total):
@@ -269,6 +276,14 @@ def main():
         if warmup is not None:
             warmup.step()
         return {k: v.item() for k, v in losses.items()}
+
+    if args.serve_steps:
+        def stream():
+            for idx in epoch_batches(len(train_set), args.batch_size, rng):
+                yield load(idx)
+        env.serve_steps(stream, lambda loaded: step(None, None, loaded),
+                        {**machine, 'params': n_params, 'num_classes': num_classes, 'train_images': len(train_set), **init_info})
+        return
 
     result = {'bench': 'maskrcnn-torch', **machine, 'params': n_params, 'num_classes': num_classes, 'train_images': len(train_set),
               'val_images': len(val_set), 'args': {k: v for k, v in vars(args).items()}, **init_info}

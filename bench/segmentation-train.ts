@@ -15,12 +15,8 @@
  * window, the ratio ours / PyTorch's, our time split into data wait, step and update, and the
  * machine (CPU model, flags, load average before and after).
  */
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import '../src/node/platform.js';
@@ -32,7 +28,7 @@ import { cloneState, createOptimizer, globalGradNorm } from '../src/train/optim.
 import { defaultImgScale, SegmentationLoader } from '../src/train/segmentation-trainer.js';
 import { SegmentationTrainStep } from '../src/train/segmentation-step.js';
 import { updateRunningStats } from '../src/train/step.js';
-import { machine } from './machine.js';
+import { interleave, printProfile, profileByOp, throughputRecord, torchServer } from './train-side-by-side.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,23 +51,10 @@ const windows = Number(values.windows);
 
 // ---------------------------------------------------------------- the PyTorch side, a timing server
 
-const torch = spawn('/usr/bin/python3', [
-  fileURLToPath(new URL('semfpn-torch.py', import.meta.url)), '--data', values.data, '--serve-steps', '--batch-size', String(batch),
-  '--crop', `${crop},${crop}`, '--img-scale', defaultImgScale([crop, crop]).join(','), '--threads', String(threads), '--backbone', values.backbone,
-], { stdio: ['pipe', 'pipe', 'inherit'] });
-const lines = createInterface({ input: torch.stdout })[Symbol.asyncIterator]();
-async function torchLine(): Promise<Record<string, unknown>> {
-  for (;;) {
-    const next = await lines.next();
-    if (next.done) throw new Error('the PyTorch side ended early');
-    if (next.value.startsWith('{')) return JSON.parse(next.value);
-    process.stderr.write(`torch: ${next.value}\n`);
-  }
-}
-async function torchWindow(k: number): Promise<number[]> {
-  torch.stdin.write(`${k}\n`);
-  return (await torchLine()).seconds as number[];
-}
+const torch = await torchServer('semfpn-torch.py', [
+  '--data', values.data, '--batch-size', String(batch), '--crop', `${crop},${crop}`, '--img-scale', defaultImgScale([crop, crop]).join(','),
+  '--threads', String(threads), '--backbone', values.backbone,
+]);
 
 // ---------------------------------------------------------------- our side, the training loop's work per iteration
 
@@ -106,39 +89,24 @@ async function ourSteps(step: SegmentationTrainStep, optimizer: ReturnType<typeo
 const sessionOptions = { threads };
 const step = await SegmentationTrainStep.create(config, { batch, inputSize: crop }, sessionOptions);
 const optimizer = createOptimizer({ kind: 'adamw', weightDecay: 1e-4, betas: [0.9, 0.999], eps: 1e-8, decayAll: true }, state, step.step.params);
-const ready = await torchLine();
-const before = loadavg();
-const ours: number[][] = [];
-const theirs: number[][] = [];
 const phases: Record<string, number> = {};
 let g = 0;
-// Warm-up: one untimed window each (first runs allocate and tune).
-await ourSteps(step, optimizer, g, 2, {});
-g += 2;
-await torchWindow(2);
-for (let w = 0; w < windows; w++) {
-  ours.push(await ourSteps(step, optimizer, g, window, phases));
-  g += window;
-  theirs.push(await torchWindow(window));
-  const rate = (s: number[]) => ((batch * s.length) / s.reduce((a, b) => a + b, 0)).toFixed(2);
-  console.error(`window ${w + 1}/${windows}: ours ${rate(ours.at(-1)!)} img/s, PyTorch ${rate(theirs.at(-1)!)} img/s  (load ${loadavg()[0]!.toFixed(2)})`);
-}
-const after = loadavg();
-torch.stdin.end();
+const run = await interleave(async (k) => {
+  const seconds = await ourSteps(step, optimizer, g, k, g === 0 ? {} : phases);
+  g += k;
+  return seconds;
+}, torch, { window, windows, warmup: 2, batch });
+torch.end();
 
-const imgPerSec = (all: number[][]) => (batch * all.flat().length) / all.flat().reduce((a, b) => a + b, 0);
-const oursRate = imgPerSec(ours);
-const theirsRate = imgPerSec(theirs);
 const total = Object.values(phases).reduce((a, b) => a + b, 0);
+const record = throughputRecord('segmentation-train-throughput', torch, run, batch);
 const result = {
-  bench: 'segmentation-train-throughput', date: new Date().toISOString(), ...machine(), loadavg_before: before, loadavg_after: after,
-  torch: { version: ready.torch, blas: ready.blas, threads: ready.threads }, onnxruntime: JSON.parse(readFileSync(fileURLToPath(new URL('../node_modules/onnxruntime-node/package.json', import.meta.url)), 'utf8')).version,
+  ...record,
   model: `Semantic FPN XS (FPN ${config.neckChannels}, head ${config.headChannels}, ${config.numClasses} classes)`, batch, crop, threads, window, windows,
-  img_per_s: { ours: oursRate, pytorch: theirsRate }, ratio_ours_over_pytorch: oursRate / theirsRate,
-  per_window_img_per_s: { ours: ours.map((s) => (batch * s.length) / s.reduce((a, b) => a + b, 0)), pytorch: theirs.map((s) => (batch * s.length) / s.reduce((a, b) => a + b, 0)) },
   our_time_split: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v / total])),
 };
-console.log(`ours ${oursRate.toFixed(2)} img/s, PyTorch ${theirsRate.toFixed(2)} img/s: ours / PyTorch = ${(oursRate / theirsRate).toFixed(3)}`);
+const rates = record.img_per_s as { ours: number; pytorch: number };
+console.log(`ours ${rates.ours.toFixed(2)} img/s, PyTorch ${rates.pytorch.toFixed(2)} img/s: ours / PyTorch = ${(rates.ours / rates.pytorch).toFixed(3)}`);
 console.log(`our time: ${Object.entries(result.our_time_split).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ')}`);
 if (values.json) await writeFileAtomic(values.json, `${JSON.stringify(result, null, 2)}\n`);
 
@@ -147,12 +115,6 @@ if (values.profile) {
   const profiled = await SegmentationTrainStep.create(config, { batch, inputSize: crop }, { threads, profilePrefix: join(values.profile, 'semfpn-train') });
   await ourSteps(profiled, optimizer, g, 3, {});
   await profiled.release();
-  const file = readdirSync(values.profile).filter((f) => f.startsWith('semfpn-train')).sort().at(-1)!;
-  const events = JSON.parse(readFileSync(join(values.profile, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
-  const byOp = new Map<string, number>();
-  for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) byOp.set(e.args?.op_name ?? '?', (byOp.get(e.args?.op_name ?? '?') ?? 0) + e.dur);
-  const sum = [...byOp.values()].reduce((a, b) => a + b, 0);
-  console.log(`ONNX Runtime profile (${join(values.profile, file)}), kernel time by op over 3 steps:`);
-  for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${op.padEnd(24)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${((100 * us) / sum).toFixed(1)}%`);
+  printProfile(profileByOp(values.profile, 'semfpn-train', 3), 'step (3 steps)');
 }
 await step.release();

@@ -135,32 +135,6 @@ def export_onnx(args):
     print(f"BatchNormalization nodes left (not after a conv): {'BatchNormalization' in record['ops']}")
 
 
-def serve_steps(args, train_set, pipeline, rng, step, info):
-    """Interleaved timing: the caller alternates windows of its own steps with windows of these."""
-    state = {'stream': batches(train_set, pipeline, rng, args.batch_size)}
-
-    def next_batch():
-        try:
-            return next(state['stream'])
-        except StopIteration:
-            state['stream'] = batches(train_set, pipeline, rng, args.batch_size)
-            return next(state['stream'])
-
-    print(json.dumps({'ready': True, **info}), flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            break
-        seconds, data_seconds = [], []
-        for _ in range(int(line)):
-            t0 = time.perf_counter()
-            x, y = next_batch()
-            t1 = time.perf_counter()
-            step(x, y)
-            seconds.append(time.perf_counter() - t0)
-            data_seconds.append(t1 - t0)
-        print(json.dumps({'seconds': seconds, 'data_seconds': data_seconds}), flush=True)
-
-
 # ------------------------------------------------------------------ main
 
 def main():
@@ -245,7 +219,8 @@ def main():
         return loss.item()
 
     if args.serve_steps:
-        serve_steps(args, train_set, pipeline, rng, step, {**machine, 'params': n_params, 'num_classes': num_classes, **init_info})
+        env.serve_steps(lambda: batches(train_set, pipeline, rng, args.batch_size), lambda b: step(*b),
+                        {**machine, 'params': n_params, 'num_classes': num_classes, **init_info})
         return
 
     result = {'bench': 'semfpn-torch', **machine, 'params': n_params, 'num_classes': num_classes, 'classes': classes,

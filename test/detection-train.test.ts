@@ -86,6 +86,32 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
     assert.ok(Math.abs(result.loss - m.total_loss) <= 1e-4 * m.total_loss);
   });
 
+  test('RoIs go to their own pyramid level: the fixture uses several, and padding each level\'s block changes no loss or gradient', async () => {
+    // torchvision's level of each sampled RoI (MultiScaleRoIAlign's LevelMapper) spreads the fixture's RoIs over more than one level,
+    // so the per-level blocks are exercised by the parity tests above.
+    assert.ok(batch.shape.roiLevels.filter((c) => c > 0).length >= 2, `RoIs per level ${batch.shape.roiLevels}`);
+    assert.equal(batch.shape.roiLevels.reduce((a, b) => a + b, 0), batch.counts.rois);
+    const samples = {
+      rpnPos: [0, 1].map((i) => bytes(`rpn_pos${i}.bin`)), rpnNeg: [0, 1].map((i) => bytes(`rpn_neg${i}.bin`)),
+      roiPos: [0, 1].map((i) => bytes(`roi_pos${i}.bin`)), roiNeg: [0, 1].map((i) => bytes(`roi_neg${i}.bin`)),
+    };
+    const padded = assembleBatch(resized, [0, 1].map((i) => float32s(`roi_proposals${i}.bin`)), cfg, { samples, pad: { levelMultiple: 64, multiple: 16, rois: 1100 } });
+    assert.ok(padded.shape.roiLevels.every((c) => c % 64 === 0) && padded.shape.rois >= 1100 && padded.shape.maskRois % 16 === 0);
+    const other = await DetectionTrainStep.create(cfg, padded.shape, { session: { threads: 2 } });
+    try {
+      const r = await other.run(state, padded.feeds);
+      for (const name of LOSS_NAMES) assert.ok(Math.abs(r.losses[name] - result.losses[name]) <= 1e-5 * Math.abs(result.losses[name]) + 1e-7, `${name}: ${r.losses[name]} vs ${result.losses[name]}`);
+      for (const [key, g] of result.grads) {
+        const h = r.grads.get(key)!.data;
+        const scale = g.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        const worst = g.data.reduce((m, v, i) => Math.max(m, Math.abs(v - h[i]!)), 0);
+        assert.ok(worst <= 1e-5 * scale + 1e-8, `${key}: padded batch differs by ${worst} (max |grad| ${scale})`);
+      }
+    } finally {
+      await other.release();
+    }
+  });
+
   test('every parameter gradient within 1e-4 max|ref| + 2e-6 (the mask head\'s convs 2e-3: see below)', async () => {
     const reference = await readStateDict(fixtureBytes(`${DIR}/grads.safetensors`));
     assert.equal(result.grads.size, reference.size, 'one gradient per parameter');

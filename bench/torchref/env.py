@@ -1,6 +1,10 @@
-"""The machine facts a measurement is recorded with, and the thread setting every script uses."""
+"""The machine facts a measurement is recorded with, the thread setting every script uses, and the
+timing server the side-by-side benchmarks talk to."""
+import json
 import os
 import platform
+import sys
+import time
 
 import torch
 
@@ -90,3 +94,33 @@ def time_steps(step, n, warmup=2):
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return times
+
+
+def serve_steps(make_stream, step, info):
+    """Interleaved timing (bench/train-side-by-side.ts): the caller alternates windows of its own
+    iterations with windows of these. After a "ready" line with `info`, each line K on stdin runs K
+    iterations, each the next batch of make_stream() (a new stream when one ends) and step(batch),
+    and answers one JSON line of per-iteration seconds (data + step) and data seconds; an empty line
+    or EOF ends."""
+    state = {'stream': make_stream()}
+
+    def next_batch():
+        try:
+            return next(state['stream'])
+        except StopIteration:
+            state['stream'] = make_stream()
+            return next(state['stream'])
+
+    print(json.dumps({'ready': True, **info}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        seconds, data_seconds = [], []
+        for _ in range(int(line)):
+            t0 = time.perf_counter()
+            batch = next_batch()
+            t1 = time.perf_counter()
+            step(batch)
+            seconds.append(time.perf_counter() - t0)
+            data_seconds.append(t1 - t0)
+        print(json.dumps({'seconds': seconds, 'data_seconds': data_seconds}), flush=True)

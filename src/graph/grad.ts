@@ -307,14 +307,18 @@ function roiAlignGrad(ctx: Ctx, node: Node, dy: string): string {
   const ax = matrix(axis(0, 2, pw, w), pw, w);
   // Sampled bilinearly, each bin is separable: out[r, c] = Ay[r] X[b_r, c] Ax[r]^T / count. The
   // scatter-add of the bilinear weights is then dX[n, c] = sum over the RoIs of image n of
-  // Ay[r]^T dy[r, c] Ax[r] / count: dy Ax per RoI, then one product over (RoI, bin row) per image.
-  const t1 = b.node('MatMul', [dy, b.reshape(ax, [r, 1, pw, w])], [r, c, ph, w]);
-  const rows = b.reshape(b.node('Transpose', [t1], [c, r, ph, w], { perm: attr.ints([1, 0, 2, 3]) }), [c, r * ph, w]);
+  // Ay[r]^T dy[r, c] Ax[r] / count: dy Ax per RoI and bin row, then one product over (RoI, bin
+  // row) per image. Channels go last first (dy is the small tensor to transpose; the per-RoI
+  // product, R x C x P x W, is the large one and is consumed in the layout it is made in).
+  const dyLast = b.node('Transpose', [dy], [r, ph, pw, c], { perm: attr.ints([0, 2, 3, 1]) });
+  const axT = b.node('Transpose', [ax], [r, w, pw], { perm: attr.ints([0, 2, 1]) });
+  const t1 = b.node('MatMul', [b.reshape(axT, [r, 1, w, pw]), dyLast], [r, ph, w, c]);
   const images = b.reshape(b.ints(Array.from({ length: n }, (_, i) => i)), [n, 1, 1]);
   const mine = castTo(b.node('Equal', [b.reshape(batch, [1, r, 1]), images], [n, r, 1]), [n, r, 1], 1);
   const ayImages = mul(ctx, b.reshape(ay, [1, r, ph, h]), b.reshape(mine, [n, r, 1, 1]));
-  const ayT = b.reshape(b.node('Transpose', [ayImages], [n, h, r, ph], { perm: attr.ints([0, 3, 1, 2]) }), [n, 1, h, r * ph]);
-  const dx = b.node('MatMul', [ayT, b.reshape(rows, [1, c, r * ph, w])], [n, c, h, w]);
+  const ayT = b.reshape(b.node('Transpose', [ayImages], [n, h, r, ph], { perm: attr.ints([0, 3, 1, 2]) }), [n, h, r * ph]);
+  const dxLast = b.node('MatMul', [ayT, b.reshape(t1, [1, r * ph, w * c])], [n, h, w * c]);
+  const dx = b.node('Transpose', [b.reshape(dxLast, [n, h, w, c])], [n, c, h, w], { perm: attr.ints([0, 3, 1, 2]) });
   return mul(ctx, dx, f(1 / (ratio * ratio)));
 }
 

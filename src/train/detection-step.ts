@@ -16,17 +16,21 @@
  *    aligned=False), mean over every pixel of every positive.
  *
  * Counts enter as per-row weights (1 / count on the rows that take part, 0 on padding), so one
- * graph serves every batch of its shape. Each level's RoIAlign runs on every RoI and a one-hot
- * of the RoI's level picks one (MultiScaleRoIAlign pools each RoI from its level alone): the
- * other levels' contributions, and their gradients, are multiplied by zero.
+ * graph serves every batch of its shape. The sampled RoIs come sorted by pyramid level, each level's
+ * block padded to a fixed capacity (the shape's roiLevels): each level's RoIAlign pools its own
+ * block only, as MultiScaleRoIAlign pools each RoI from its level alone. Static per-level
+ * capacities keep the shapes static (the gradient code needs them) at the price of one graph per
+ * capacity pattern; the trainer lets them only grow, so that few patterns occur. The mask head's
+ * positives (few, their per-level counts varying) are pooled on every level and their own level
+ * kept by a one-hot (mask_levels), so that their graph shape is one count.
  *
  * Inputs (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
  *   images (N,3,H,W) normalized, resized, padded; anchors (A,4);
  *   rpn_labels, rpn_weights, rpn_box_weights (N,A); rpn_matched (N,A,4) matched gt boxes;
- *   rois (R,4), roi_batch (R) int64, roi_levels (R,4), roi_labels (R) int64 (-100: padding),
+ *   rois (R,4) sorted by level, roi_batch (R) int64, roi_labels (R) int64 (-100: padding),
  *   roi_class (R,K) one-hot of positives' labels, roi_matched (R,4), roi_box_weights (R),
  *   roi_count_inverse (1);
- *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4), mask_class (P,K),
+ *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4) one-hot, mask_class (P,K),
  *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks);
  *   every parameter by its key.
  * Outputs: loss (the sum), the five losses by torchvision's names, grad:<key>, batch statistics.
@@ -60,6 +64,8 @@ export interface DetectionStepShape {
   rois: number;
   maskRois: number;
   gtMasks: number;
+  /** Sampled RoIs per pyramid level (rows sorted by level; sums to rois). */
+  roiLevels: number[];
 }
 
 export const LOSS_NAMES = ['loss_classifier', 'loss_box_reg', 'loss_mask', 'loss_objectness', 'loss_rpn_box_reg'] as const;
@@ -102,8 +108,36 @@ function rpnLevel(e: Emit, x: Maps, cfg: MaskRcnnConfig, anchors: number): { log
   return { logits: flatLogits, deltas: flatDeltas };
 }
 
-/** MultiScaleRoIAlign of `rois` (M,4) with their levels one-hot (M,4): every level pooled, the RoI's own kept. */
-function pooledByLevel(b: GraphBuilder, pyramid: string[], rois: string, batch: string, levels: string, channels: number, size: number, scales: number[], sampling: number): string {
+/**
+ * MultiScaleRoIAlign of `rois` (M,4), sorted by pyramid level: the first counts[0] rows are pooled
+ * from level 0, the next counts[1] from level 1, ... Each RoI is pooled from its own level alone,
+ * as torchvision does; a level without rows has no RoiAlign.
+ */
+function pooledByLevel(b: GraphBuilder, pyramid: string[], rois: string, batch: string, counts: readonly number[], channels: number, size: number, scales: number[], sampling: number): string {
+  const parts: string[] = [];
+  let start = 0;
+  pyramid.forEach((f, l) => {
+    const m = counts[l] ?? 0;
+    if (m === 0) return;
+    const rows = (x: string, shape: number[]) => b.node('Slice', [x, b.ints([start]), b.ints([start + m]), b.ints([0])], shape);
+    parts.push(b.node('RoiAlign', [f, rows(rois, [m, 4]), rows(batch, [m])], [m, channels, size, size], {
+      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+      output_height: attr.int(size), output_width: attr.int(size), sampling_ratio: attr.int(sampling), spatial_scale: attr.float(scales[l]!),
+    }));
+    start += m;
+  });
+  const total = b.shape(rois)[0] as number;
+  if (start !== total) throw new SwiftFormerError('BAD_SHAPE', `the per-level RoI counts [${counts.join(', ')}] add up to ${start}, the graph has ${total} RoIs`);
+  return parts.length === 1 ? parts[0]! : b.node('Concat', parts, [total, channels, size, size], { axis: attr.int(0) });
+}
+
+/**
+ * MultiScaleRoIAlign of `rois` (M,4) with their levels one-hot (M,4): every level pooled, the RoI's
+ * own kept (the other levels' contributions, and their gradients, are multiplied by zero). For the
+ * mask head's positives: few rows, whose per-level counts vary from batch to batch, so that
+ * per-level blocks would multiply the graph shapes.
+ */
+function pooledByOneHot(b: GraphBuilder, pyramid: string[], rois: string, batch: string, levels: string, channels: number, size: number, scales: number[], sampling: number): string {
   const m = b.shape(rois)[0] as number;
   const parts = pyramid.map((f, l) => {
     const pooled = b.node('RoiAlign', [f, rois, batch], [m, channels, size, size], {
@@ -160,7 +194,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   };
   const rois = lb.input('rois', [R, 4]);
   const roiBatch = lb.input('roi_batch', [R], 'int64');
-  const pooled = pooledByLevel(b, pyramid, rois, roiBatch, lb.input('roi_levels', [R, 4]), C, s.roi.boxOutputSize, scales, s.roi.samplingRatio);
+  const pooled = pooledByLevel(b, pyramid, rois, roiBatch, shape.roiLevels, C, s.roi.boxOutputSize, scales, s.roi.samplingRatio);
   const head = boxHead(e, pooled, shapeOfHeads, s.roi.boxOutputSize, 'roi_heads.');
   const ce = lb.softmaxCrossEntropySum(head.classLogits, lb.input('roi_labels', [R], 'int64'), -100);
   const lossClassifier = lb.binary('Mul', ce, lb.reshape(lb.input('roi_count_inverse', [1]), []));
@@ -175,7 +209,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   if (cfg.maskLayers) {
     const maskRois = lb.input('mask_rois', [P, 4]);
     const size = s.roi.maskOutputSize;
-    const maskPooled = pooledByLevel(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
+    const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
     const maskLogits = maskHead(e, maskPooled, shapeOfHeads, 'roi_heads.');
     const m = 2 * size;
     const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);

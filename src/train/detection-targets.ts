@@ -13,7 +13,10 @@
  *    quarter positives, in index order per image (torch.where of the sampled mask); weights
  *    1 / (number of sampled RoIs); the positives go to the mask head, weights 1 / (positives x 28^2).
  *
- * Samples may be given (the fixture's, drawn by torch.randperm) instead of drawn. Rows beyond the
+ * Samples may be given (the fixture's, drawn by torch.randperm) instead of drawn. The sampled RoIs go
+ * in pyramid-level order, index order within a level (the losses are sums over rows, so the order is
+ * free; the graph pools each level's block from its level); the positives in index order with their
+ * levels one-hot. Rows beyond the
  * real ones (`pad`) are padding with weight 0 and an ignored label, so that batches share a graph.
  */
 import { SwiftFormerError } from '../core/errors.js';
@@ -51,8 +54,12 @@ export interface BatchOptions {
   samples?: Samples;
   /** Drawn samples' randomness (uniform in [0, 1)). */
   random?: () => number;
-  /** Graph sizes to pad to (at least the real counts); `multiple` rounds the positives and gt masks up to one. */
-  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number };
+  /**
+   * Graph sizes to pad to (at least the real counts): `rois` / `maskRois` are minimum totals,
+   * `levelMultiple` rounds each pyramid level's block of sampled RoIs up to one, `multiple` the
+   * positives and the gt masks; `roiLevels` are minimum blocks per level.
+   */
+  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number; roiLevels?: readonly number[] };
 }
 
 export interface AssembledBatch {
@@ -143,56 +150,72 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
   });
   const positives = rows.filter((r) => r.label > 0);
   const multiple = options.pad?.multiple ?? 1;
-  const up = (v: number) => Math.ceil(v / multiple) * multiple;
-  const R = Math.max(rows.length, options.pad?.rois ?? 0, 1);
-  const P = Math.max(up(positives.length), options.pad?.maskRois ?? 0, 1);
+  const up = (v: number, m = multiple) => Math.ceil(v / m) * m;
   const G = Math.max(up(gtOffset), options.pad?.gtMasks ?? 0, 1);
   const K = cfg.numClasses;
   const scales = pyramidGrids(height, width).slice(0, 4).map(([h]) => levelScale(h, imageHeight));
   const kMin = -Math.log2(scales[0]!);
   const kMax = -Math.log2(scales[3]!);
+  /** The rows grouped by pyramid level (index order kept within a level), each level's block padded up to a multiple, at least `minimum` rows in all. */
+  const levelsOf = (list: Row[]) => {
+    const boxes = new Float32Array(list.length * 4);
+    list.forEach((r, j) => boxes.set(r.box, 4 * j));
+    return roiLevels(boxes, kMin, kMax, s.roi.canonicalScale, s.roi.canonicalLevel);
+  };
+  const byLevel = (list: Row[], levelMultiple: number, minimum: number, capacity: readonly number[] = []): { slots: (Row | undefined)[]; counts: number[] } => {
+    const level = levelsOf(list);
+    const groups: Row[][] = [[], [], [], []];
+    list.forEach((r, j) => groups[level[j]!]!.push(r));
+    const counts = groups.map((g, l) => Math.max(up(g.length, levelMultiple), capacity[l] ?? 0));
+    const total = counts.reduce((t, c) => t + c, 0);
+    if (total < minimum) counts[0]! += up(minimum - total, levelMultiple);
+    return { slots: groups.flatMap((g, l) => [...g, ...new Array<undefined>(counts[l]! - g.length).fill(undefined)]), counts };
+  };
   const dummy = Float32Array.of(0, 0, 1, 1);
-  const roiTable = (list: Row[], count: number) => {
+  const roiTable = (slots: (Row | undefined)[]) => {
+    const count = slots.length;
     const boxes = new Float32Array(count * 4);
     const gt = new Float32Array(count * 4);
     const batch = new Int32Array(count);
     const onehot = new Float32Array(count * K);
-    for (let j = 0; j < count; j++) {
-      const r = list[j];
+    slots.forEach((r, j) => {
       boxes.set(r ? r.box : dummy, 4 * j);
       gt.set(r ? r.gt : dummy, 4 * j);
       batch[j] = r ? r.image : 0;
       if (r && r.label > 0) onehot[j * K + r.label] = 1;
-    }
-    const level = roiLevels(boxes, kMin, kMax, s.roi.canonicalScale, s.roi.canonicalLevel);
-    const levels = new Float32Array(count * 4);
-    for (let j = 0; j < list.length; j++) levels[j * 4 + level[j]!] = 1;
-    return { boxes, gt, batch, onehot, levels };
+    });
+    return { boxes, gt, batch, onehot };
   };
-  const roi = roiTable(rows, R);
+  const box = byLevel(rows, options.pad?.levelMultiple ?? 1, Math.max(options.pad?.rois ?? 0, 1), options.pad?.roiLevels);
+  const R = box.slots.length;
+  const roi = roiTable(box.slots);
   const feeds: Record<string, Tensor> = {
     images: floats([n, 3, height, width], padImages(images, height, width)),
     anchors: floats([a, 4], anchors),
     rpn_labels: floats([n, a], rpnLabels), rpn_weights: floats([n, a], rpnWeights),
     rpn_box_weights: floats([n, a], rpnBoxWeights), rpn_matched: floats([n, a, 4], rpnMatched),
-    rois: floats([R, 4], roi.boxes), roi_batch: ints([R], roi.batch), roi_levels: floats([R, 4], roi.levels),
-    roi_labels: ints([R], Array.from({ length: R }, (_, j) => rows[j]?.label ?? -100)),
+    rois: floats([R, 4], roi.boxes), roi_batch: ints([R], roi.batch),
+    roi_labels: ints([R], box.slots.map((r) => r?.label ?? -100)),
     roi_class: floats([R, K], roi.onehot), roi_matched: floats([R, 4], roi.gt),
-    roi_box_weights: floats([R], Float32Array.from({ length: R }, (_, j) => ((rows[j]?.label ?? 0) > 0 ? 1 / rows.length : 0))),
+    roi_box_weights: floats([R], Float32Array.from(box.slots, (r) => ((r?.label ?? 0) > 0 ? 1 / rows.length : 0))),
     roi_count_inverse: floats([1], Float32Array.of(1 / Math.max(rows.length, 1))),
   };
+  const P = Math.max(up(positives.length), options.pad?.maskRois ?? 0, 1);
   if (cfg.maskLayers) {
-    const mask = roiTable(positives, P);
+    const slots = Array.from({ length: P }, (_, j) => positives[j]);
+    const mask = roiTable(slots);
+    const levels = new Float32Array(P * 4);
+    levelsOf(positives).forEach((l, j) => (levels[j * 4 + l] = 1));
     const m = 2 * s.roi.maskOutputSize;
     Object.assign(feeds, {
-      mask_rois: floats([P, 4], mask.boxes), mask_batch: ints([P], mask.batch), mask_levels: floats([P, 4], mask.levels),
+      mask_rois: floats([P, 4], mask.boxes), mask_batch: ints([P], mask.batch), mask_levels: floats([P, 4], levels),
       mask_class: floats([P, K], mask.onehot),
-      mask_weights: floats([P], Float32Array.from({ length: P }, (_, j) => (j < positives.length ? 1 / (positives.length * m * m) : 0))),
+      mask_weights: floats([P], Float32Array.from(slots, (r) => (r ? 1 / (positives.length * m * m) : 0))),
       gt_masks: floats([G, 1, height, width], padMasks(images, G, height, width)),
-      mask_gt: ints([P], Array.from({ length: P }, (_, j) => positives[j]?.gtIndex ?? 0)),
+      mask_gt: ints([P], slots.map((r) => r?.gtIndex ?? 0)),
     });
   }
-  const shape: DetectionStepShape = { batch: n, height, width, imageHeight, anchors: a, rois: R, maskRois: P, gtMasks: G };
+  const shape: DetectionStepShape = { batch: n, height, width, imageHeight, anchors: a, rois: R, maskRois: P, gtMasks: G, roiLevels: box.counts };
   return { shape, feeds, counts: { anchors: sampledAnchors, rois: rows.length, positives: positives.length } };
 }
 

@@ -16,8 +16,11 @@
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
  * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
  *
- * Graphs have static shapes: one per padded batch size, with the sampled RoIs padded to 512 per
- * image and the positives and gt masks to multiples of 16, each compiled once and kept.
+ * Graphs have static shapes: one per padded batch size, per-level capacity (the sampled RoIs sorted
+ * by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in all)
+ * and positives' count (rounded up to 16; the gt masks too). Within an epoch the RoI capacities only
+ * grow: a batch is padded up to the largest blocks seen at its size (they settle after a few
+ * batches); they start afresh each epoch (exact resume). The last few graphs stay compiled.
  */
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
@@ -34,10 +37,10 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../node/files.js';
 import { writePth } from '../weights/pth.js';
 import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js';
-import { DETECTION_DEFAULTS, type RequestedConfig, type TrainConfig } from './config.js';
+import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
-import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepShape } from './detection-step.js';
-import { assembleBatch, type ResizedImage } from './detection-targets.js';
+import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
+import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
 import { cloneState } from './optim.js';
@@ -145,6 +148,16 @@ function trainingImage(image: { width: number; height: number; data: Uint8Array 
 
 const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
 
+/**
+ * Each pyramid level's block of sampled RoIs is padded to a multiple of this (the positives' and
+ * gt masks' to 16): a graph per capacity pattern, so coarse enough that few patterns occur, fine
+ * enough that padding rows (pooled and run through the box head for nothing) stay few.
+ */
+const LEVEL_MULTIPLE = 64;
+
+/** Step graphs kept compiled (a few positive counts around the current one). */
+const KEPT_STEP_GRAPHS = 6;
+
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
@@ -159,10 +172,22 @@ class GraphCache {
     return p;
   }
 
-  trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
+  /**
+   * The step graph of `shape`. The last few are kept (the positives' count, rounded up to 16,
+   * varies from batch to batch; each graph costs a compile and a slow first run), the least
+   * recently used released beyond that (each holds its own memory arena).
+   */
+  async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
     const key = JSON.stringify(shape);
     let s = this.steps.get(key);
-    if (!s) this.steps.set(key, (s = DetectionTrainStep.create(this.config, shape, { session: this.session })));
+    if (s) this.steps.delete(key);
+    else s = DetectionTrainStep.create(this.config, shape, { session: this.session });
+    this.steps.set(key, s);
+    while (this.steps.size > KEPT_STEP_GRAPHS) {
+      const [oldest, graph] = this.steps.entries().next().value as [string, Promise<DetectionTrainStep>];
+      this.steps.delete(oldest);
+      await (await graph).release();
+    }
     return s;
   }
 
@@ -171,58 +196,111 @@ class GraphCache {
   }
 }
 
+/** A batch the step cannot take because its inputs are not finite (DetectionBatches.run); the trainer stops the run on it. */
+export class NonFiniteBatch extends Error {}
+
+/**
+ * One training batch after another, as the trainer draws them: for batch k of an epoch, its
+ * images (flipped and resized per Random(seed, epoch, position)), the train-mode proposals, the
+ * matching and sampling (Random(seed, epoch, k)) and the step graph's run on `state`. Shared by
+ * the trainer and bench/detection-train.ts, so that what the benchmark times is what training does.
+ */
+export class DetectionBatches {
+  private readonly transform: TrainTransform;
+  private readonly graphs: GraphCache;
+  /** Per padded size, the largest blocks seen so far (sampled RoIs per level, gt masks): a batch is padded up to them. */
+  private readonly capacity = new Map<string, { roiLevels: number[]; gtMasks: number }>();
+  private capacityEpoch = -1;
+
+  constructor(
+    private readonly config: MaskRcnnConfig, private readonly train: CocoInstances,
+    private readonly d: DetectionTrainSettings, private readonly seed: number, readonly batchSize: number, session: SessionOptions,
+  ) {
+    this.transform = new TrainTransform({ ...config.settings.transform, maxSize: d.maxSize }, session);
+    this.graphs = new GraphCache(config, session);
+  }
+
+  /** Batch k of `epoch` run on `state`: the step's result, the milliseconds by phase (data, targets, step), the graph's shape and the real counts. */
+  async run(state: StateDict, epoch: number, k: number, order = sampleOrder(this.train.length, { seed: this.seed, epoch })): Promise<{ result: DetectionStepResult; timing: Record<string, number> } & Pick<AssembledBatch, 'shape' | 'counts'>> {
+    const { config, d, batchSize: n } = this;
+    const t0 = performance.now();
+    const images: ResizedImage[] = [];
+    for (let j = 0; j < n; j++) {
+      const position = k * n + j;
+      const rng = new Random(deriveSeed(this.seed, SALT.sample, epoch, position));
+      const sample = await this.train.sample(order[position]!);
+      let img = trainingImage(sample.image, sample.target);
+      if (rng.next() < d.flipProb) img = flipImage(img);
+      const minSize = d.minSizes[Math.floor(rng.next() * d.minSizes.length)]!;
+      images.push(await this.transform.apply(img, minSize));
+    }
+    const t1 = performance.now();
+    const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
+    const width = roundUp(Math.max(...images.map((i) => i.width)), 32);
+    const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
+    const proposals = await (await this.graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
+    const sampler = new Random(deriveSeed(this.seed, SALT.mix, epoch, k));
+    // Capacities start afresh each epoch, so that a batch's padding depends on (seed, epoch, k) alone and a resumed run pads as the straight one did.
+    if (epoch !== this.capacityEpoch) {
+      this.capacity.clear();
+      this.capacityEpoch = epoch;
+    }
+    const size = `${height}x${width}`;
+    const seen = this.capacity.get(size);
+    const batch = assembleBatch(images, proposals, config, {
+      random: () => sampler.next(),
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
+    });
+    // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: the run stops as for a NaN loss.
+    if (!batch.feeds.rois!.data.every(Number.isFinite)) throw new NonFiniteBatch('the sampled RoIs are not finite');
+    const { roiLevels, gtMasks } = batch.shape;
+    this.capacity.set(size, { roiLevels, gtMasks });
+    const step = await this.graphs.trainStep(batch.shape);
+    const t2 = performance.now();
+    const result = await step.run(state, batch.feeds);
+    const t3 = performance.now();
+    return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 }, shape: batch.shape, counts: batch.counts };
+  }
+
+  async release(): Promise<void> {
+    await this.graphs.release();
+    await this.transform.release();
+  }
+}
+
+/** The parameters the step graphs train (those of any shape's graph). */
+export function detectionParams(config: MaskRcnnConfig, batch: number): string[] {
+  return buildDetectionStepGraph(config, { batch, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: batch, maskRois: 1, gtMasks: 1, roiLevels: [batch, 0, 0, 0] }).params;
+}
+
 async function detectionTask(
   options: DetectionTrainOptions, run: TrainConfig, model: { config: MaskRcnnConfig; state: StateDict }, session: SessionOptions,
 ): Promise<TaskRun & { release(): Promise<void> }> {
   const { config, state } = model;
-  const d = run.detection!;
   const { train, val } = options;
   const n = run.batchSize;
   const stepsPerEpoch = Math.floor(train.length / n);
   if (stepsPerEpoch < 1) throw new SwiftFormerError('BAD_ARGUMENT', `batch size ${n} is larger than the ${train.length} training images`);
-  const transform = new TrainTransform({ ...config.settings.transform, maxSize: d.maxSize }, session);
-  const graphs = new GraphCache(config, session);
+  const batches = new DetectionBatches(config, train, run.detection!, run.seed, n, session);
   const labels = [...train.labels.names];
-  // The parameters a step graph trains (those of any shape's graph).
-  const params = buildDetectionStepGraph(config, { batch: n, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: n, maskRois: 1, gtMasks: 1 }).params;
+  const params = detectionParams(config, n);
   return {
     state, params, stepsPerEpoch, model: config, labels,
     title: `Mask R-CNN training (${labels.length - 1} classes)`,
     async *steps(epoch: number): AsyncGenerator<StepOutput> {
       const order = sampleOrder(train.length, { seed: run.seed, epoch });
       for (let k = 0; k < stepsPerEpoch; k++) {
-        const t0 = performance.now();
-        const images: ResizedImage[] = [];
-        for (let j = 0; j < n; j++) {
-          const position = k * n + j;
-          const rng = new Random(deriveSeed(run.seed, SALT.sample, epoch, position));
-          const sample = await train.sample(order[position]!);
-          let img = trainingImage(sample.image, sample.target);
-          if (rng.next() < d.flipProb) img = flipImage(img);
-          const minSize = d.minSizes[Math.floor(rng.next() * d.minSizes.length)]!;
-          images.push(await transform.apply(img, minSize));
-        }
-        const t1 = performance.now();
-        const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
-        const width = roundUp(Math.max(...images.map((i) => i.width)), 32);
-        const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
-        const proposals = await (await graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
-        const sampler = new Random(deriveSeed(run.seed, SALT.mix, epoch, k));
-        const batch = assembleBatch(images, proposals, config, {
-          random: () => sampler.next(), pad: { rois: n * config.settings.roi.batchSizePerImage, multiple: 16 },
-        });
-        // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: stop as for a NaN loss.
-        if (!batch.feeds.rois!.data.every(Number.isFinite)) {
-          yield { index: k, loss: Number.NaN, grads: new Map(), samples: n, nonFinite: 'the sampled RoIs are not finite' };
+        let out: Awaited<ReturnType<DetectionBatches['run']>>;
+        try {
+          out = await batches.run(state, epoch, k, order);
+        } catch (err) {
+          if (!(err instanceof NonFiniteBatch)) throw err;
+          yield { index: k, loss: Number.NaN, grads: new Map(), samples: n, nonFinite: err.message };
           return;
         }
-        const step = await graphs.trainStep(batch.shape);
-        const t2 = performance.now();
-        const result = await step.run(state, batch.feeds);
-        const t3 = performance.now();
+        const { result, timing } = out;
         yield {
-          index: k, loss: result.loss, parts: result.losses, grads: result.grads, samples: n,
-          timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 },
+          index: k, loss: result.loss, parts: result.losses, grads: result.grads, samples: n, timing,
           commit: () => updateRunningStats(state, result.stats, 0.1),
         };
       }
@@ -243,10 +321,7 @@ async function detectionTask(
         }
       },
     } : {}),
-    release: async () => {
-      await graphs.release();
-      await transform.release();
-    },
+    release: () => batches.release(),
   };
 }
 
