@@ -42,13 +42,14 @@ import type { MaskRcnnConfig } from '../models/maskrcnn.js';
 import { featurePyramid } from '../models/detection/fpn.js';
 import { regionProposals } from '../models/detection/rpn.js';
 import { clipLimits } from '../models/detection/transform.js';
-import { toOnnx, type Graph } from '../graph/graph.js';
+import { toOnnx } from '../graph/graph.js';
+import { cutGraph } from '../graph/passes.js';
 import { unsqueeze } from '../graph/ops.js';
 import { encodeBoxes } from '../models/detection/boxes.js';
 import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
 import { levelScale } from '../models/detection/targets.js';
 import { swiftFormerFeatures } from '../models/swiftformer.js';
-import { finishStepGraph, stepOnnx, type StepGraph, type StepResult } from './step.js';
+import { finishStepGraph, type StepGraph, type StepResult } from './step.js';
 import { SwiftFormerError } from '../core/errors.js';
 import type { FloatTensor, StateDict, Tensor } from '../core/tensor.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
@@ -159,6 +160,11 @@ function ownClass(b: GraphBuilder, x: string, onehot: string, trailing: number[]
 
 export interface DetectionStepGraph extends StepGraph {
   shape: DetectionStepShape;
+  /**
+   * The graph's first nodes compute the train-mode forward up to the RPN and its proposals, from
+   * the images alone: the step runs them first (DetectionForward), samples, then runs the rest.
+   */
+  forwardNodes: number;
 }
 
 /** The training graph of `cfg` for batches of `shape` (see the file comment). */
@@ -178,6 +184,8 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const levels = features.map((x) => rpnLevel(e, x, cfg, perPosition));
   const logits = b.node('Concat', levels.map((l) => l.logits), [n, A], { axis: attr.int(1) });
   const deltas = b.node('Concat', levels.map((l) => l.deltas), [n, A, 4], { axis: attr.int(1) });
+  trainProposals(e, cfg, features, images, levels);
+  const forwardNodes = b.graph.nodes.length;
   const lb = new GraphBuilder(b.graph, 'loss/');
   const anchors = lb.input('anchors', [A, 4]);
   const rpnTargets = encodeBoxes(lb, lb.input('rpn_matched', [n, A, 4]), lb.reshape(anchors, [1, A, 4]), [1, 1, 1, 1]);
@@ -225,8 +233,30 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
     lb.output(name);
   }
   const loss = LOSS_NAMES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
-  return { ...finishStepGraph(lb, loss), shape };
+  return { ...finishStepGraph(lb, loss), shape, forwardNodes };
 }
+
+/**
+ * The RPN's proposals with torchvision's training top-n (2000 before NMS per level, 2000 after per
+ * image) from the step's own RPN outputs: `proposals` (N,T,4), best first, and `proposal_valid`
+ * (N,T) int64 (1: a proposal, 0: padding), from `image_sizes` (N,2) int64. They go to the RoI
+ * heads' sampling (detection-targets.ts) between the two halves of the step (DetectionForward).
+ */
+function trainProposals(e: Emit, cfg: MaskRcnnConfig, features: Maps[], images: string, heads: { logits: string; deltas: string }[]): void {
+  const { b } = e;
+  const s = cfg.settings;
+  const sizes = b.input('image_sizes', [b.shape(images)[0] as number, 2], 'int64');
+  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
+  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
+  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.', heads);
+  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
+  b.output('proposals');
+  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
+  b.output('proposal_valid', 'int64');
+}
+
+const PROPOSAL_OUTPUTS = ['proposals', 'proposal_valid'];
 
 export interface DetectionStepResult {
   loss: number;
@@ -235,21 +265,88 @@ export interface DetectionStepResult {
   stats: StepResult['stats'];
 }
 
-/** A compiled training step for one batch shape. */
+/** A batch frame: what the forward half of the step depends on. */
+export type DetectionFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'width'>;
+
+/** Anchors of a padded size (detection-targets.ts pyramidGrids). */
+export function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
+  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
+  const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
+  return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
+}
+
+/** The smallest step shape of a frame (a RoI on each level): its graph's forward half is every shape's. */
+export function frameShape(config: MaskRcnnConfig, frame: DetectionFrame): DetectionStepShape {
+  const { batch, height, width } = frame;
+  return { batch, height, width, imageHeight: height, anchors: anchorsFor(config, height, width), rois: 4, maskRois: 1, gtMasks: 1, roiLevels: [1, 1, 1, 1] };
+}
+
+/** The values the forward half hands to the rest of the step (DetectionForward.run), by name. */
+export type HeldValues = Record<string, Tensor>;
+
+/**
+ * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
+ * batch's statistics) of the backbone, FPN and RPN, and the RPN's proposals. Inputs the padded
+ * `images` (N,3,H,W) and each image's resized size; out come, per image, its proposals (T_i x 4,
+ * best first), and every value of the forward that the step's second half reads (`held`): the
+ * step (DetectionTrainStep) continues from them rather than running the backbone again.
+ */
+export class DetectionForward {
+  private constructor(private readonly session: Session, readonly held: readonly string[]) {}
+
+  static async create(cfg: MaskRcnnConfig, frame: DetectionFrame, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionForward> {
+    const step = buildDetectionStepGraph(cfg, frameShape(cfg, frame), options.layout);
+    const { front, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
+    const bytes = toOnnx(front, {}, { paramsAsInputs: true });
+    return new DetectionForward(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }), held);
+  }
+
+  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<{ proposals: Float32Array[]; held: HeldValues }> {
+    const feeds: Record<string, Tensor> = {
+      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
+    };
+    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
+    const out = await this.session.runTyped(feeds);
+    const boxes = out.proposals!.data as Float32Array;
+    const valid = out.proposal_valid!.data as BigInt64Array;
+    const [n, t] = out.proposals!.shape as [number, number];
+    const proposals = Array.from({ length: n }, (_, i) => {
+      let count = 0;
+      while (count < t && valid[i * t + count] === 1n) count++;
+      return boxes.slice(i * t * 4, (i * t + count) * 4);
+    });
+    return { proposals, held: Object.fromEntries(this.held.map((name) => [name, out[name]!])) };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** The rest of a training step for one batch shape, from the forward half's held values. */
 export class DetectionTrainStep {
-  private constructor(readonly step: DetectionStepGraph, private readonly session: Session) {}
+  private constructor(readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[]) {}
 
   static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionTrainStep> {
     const step = buildDetectionStepGraph(cfg, shape, options.layout);
+    const { back, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
     // ONNX Runtime's extended graph fusions compute this graph's box-head input gradient wrong
     // when run on 2 threads (found by the torchvision parity test); basic optimization is exact.
     const session = { optimization: 'basic' as const, ...options.session };
-    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(stepOnnx(step), session));
+    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held);
   }
 
-  /** Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`. */
-  async run(state: StateDict, feeds: Record<string, Tensor>): Promise<DetectionStepResult> {
+  /**
+   * Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`,
+   * continuing from `held`: the DetectionForward run of the same images and parameters.
+   */
+  async run(state: StateDict, feeds: Record<string, Tensor>, held: HeldValues): Promise<DetectionStepResult> {
     const all: Record<string, Tensor> = { ...feeds };
+    for (const name of this.held) {
+      const t = held[name];
+      if (!t) throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs the forward's ${name} (DetectionForward.run of the same frame)`);
+      all[name] = t;
+    }
     for (const name of this.session.inputNames) {
       if (all[name]) continue;
       const t = state.get(name);
@@ -263,62 +360,6 @@ export class DetectionTrainStep {
       mean: out[`${s.key}:mean`]!.data as Float32Array, variance: out[`${s.key}:var`]!.data as Float32Array, count: s.count,
     }]));
     return { loss: value('loss'), losses: Object.fromEntries(LOSS_NAMES.map((k) => [k, value(k)])) as Record<LossName, number>, grads, stats };
-  }
-
-  release(): Promise<void> {
-    return this.session.release();
-  }
-}
-
-/**
- * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
- * batch's statistics, as the step itself computes them) up to the RPN's proposals with
- * torchvision's training top-n (2000 before NMS per level, 2000 after per image). Inputs `images`
- * (N,3,H,W) padded and `image_sizes` (N,2) int64; outputs `proposals` (N,T,4), best first, and
- * `proposal_valid` (N,T) int64 (1: a proposal, 0: padding). Static batch shape (the training layout needs it). Its proposals go to the RoI heads' sampling (detection-targets.ts).
- */
-export function buildProposalGraph(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, layout: Layout = 'cnhw'): Graph {
-  const e = emitContext(true);
-  const { b } = e;
-  const s = cfg.settings;
-  const images = b.input('images', [shape.batch, 3, shape.height, shape.width]);
-  const sizes = b.input('image_sizes', [shape.batch, 2], 'int64');
-  const body = swiftFormerFeatures(e, toLayout(b, images, layout), cfg.backbone, 'backbone.body.').map((m) => toLayout(b, toNCHW(b, m), 'nchw'));
-  const features = featurePyramid(e, body, cfg.backbone.embedDims, cfg.fpnChannels, 'backbone.fpn.');
-  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
-  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
-  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
-  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.');
-  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
-  b.output('proposals');
-  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
-  b.output('proposal_valid', 'int64');
-  return b.graph;
-}
-
-/** Runs the proposal graph of one batch shape: per image, its proposals (T_i x 4, best first). */
-export class ProposalStep {
-  private constructor(private readonly session: Session) {}
-
-  static async create(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<ProposalStep> {
-    const bytes = toOnnx(buildProposalGraph(cfg, shape, options.layout), {}, { paramsAsInputs: true });
-    return new ProposalStep(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }));
-  }
-
-  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<Float32Array[]> {
-    const feeds: Record<string, Tensor> = {
-      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
-    };
-    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
-    const out = await this.session.runTyped(feeds);
-    const boxes = out.proposals!.data as Float32Array;
-    const valid = out.proposal_valid!.data as BigInt64Array;
-    const [n, t] = out.proposals!.shape as [number, number];
-    return Array.from({ length: n }, (_, i) => {
-      let count = 0;
-      while (count < t && valid[i * t + count] === 1n) count++;
-      return boxes.slice(i * t * 4, (i * t + count) * 4);
-    });
   }
 
   release(): Promise<void> {

@@ -3,9 +3,10 @@
  * references/detection train (and EfficientFormer's mmdet recipe, which SwiftFormer follows):
  *
  *   COCO samples (node/coco-data.ts: ConvertCocoPolysToMask) -> RandomHorizontalFlip -> the
- *   model's transform with a short side drawn per image (detection-transform.ts) -> the train-mode
- *   proposals (ProposalStep) -> matching and sampling (detection-targets.ts) -> the step graph
- *   (DetectionTrainStep: five losses, gradients, BatchNorm statistics) -> run.ts (NaN/inf stop,
+ *   model's transform with a short side drawn per image (detection-transform.ts) -> the step's
+ *   forward half up to the train-mode proposals (DetectionForward) -> matching and sampling
+ *   (detection-targets.ts) -> the rest of the step from the forward's values (DetectionTrainStep:
+ *   five losses, gradients, BatchNorm statistics) -> run.ts (NaN/inf stop,
  *   running statistics, SGD or AdamW at the step schedule's lr with linear warm-up)
  *
  * then, each epoch, COCO evaluation of the val split (box and mask AP, train/detection-eval.ts).
@@ -39,7 +40,7 @@ import { writePth } from '../weights/pth.js';
 import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js';
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
-import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
+import { buildDetectionStepGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, type DetectionFrame, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
@@ -161,14 +162,14 @@ const KEPT_STEP_GRAPHS = 6;
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
-  private readonly proposals = new Map<string, Promise<ProposalStep>>();
+  private readonly forwards = new Map<string, Promise<DetectionForward>>();
 
   constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
 
-  proposalStep(shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>): Promise<ProposalStep> {
-    const key = `${shape.batch}x${shape.height}x${shape.width}`;
-    let p = this.proposals.get(key);
-    if (!p) this.proposals.set(key, (p = ProposalStep.create(this.config, shape, { session: this.session })));
+  forward(frame: DetectionFrame): Promise<DetectionForward> {
+    const key = `${frame.batch}x${frame.height}x${frame.width}`;
+    let p = this.forwards.get(key);
+    if (!p) this.forwards.set(key, (p = DetectionForward.create(this.config, frame, { session: this.session })));
     return p;
   }
 
@@ -192,7 +193,7 @@ class GraphCache {
   }
 
   async release(): Promise<void> {
-    for (const p of [...this.steps.values(), ...this.proposals.values()]) await (await p).release();
+    for (const p of [...this.steps.values(), ...this.forwards.values()]) await (await p).release();
   }
 }
 
@@ -238,7 +239,7 @@ export class DetectionBatches {
     const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
     const width = roundUp(Math.max(...images.map((i) => i.width)), 32);
     const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
-    const proposals = await (await this.graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
+    const { proposals, held } = await (await this.graphs.forward({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
     const sampler = new Random(deriveSeed(this.seed, SALT.mix, epoch, k));
     // Capacities start afresh each epoch, so that a batch's padding depends on (seed, epoch, k) alone and a resumed run pads as the straight one did.
     if (epoch !== this.capacityEpoch) {
@@ -257,7 +258,7 @@ export class DetectionBatches {
     this.capacity.set(size, { roiLevels, gtMasks });
     const step = await this.graphs.trainStep(batch.shape);
     const t2 = performance.now();
-    const result = await step.run(state, batch.feeds);
+    const result = await step.run(state, batch.feeds, held);
     const t3 = performance.now();
     return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 }, shape: batch.shape, counts: batch.counts };
   }
@@ -270,7 +271,7 @@ export class DetectionBatches {
 
 /** The parameters the step graphs train (those of any shape's graph). */
 export function detectionParams(config: MaskRcnnConfig, batch: number): string[] {
-  return buildDetectionStepGraph(config, { batch, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: batch, maskRois: 1, gtMasks: 1, roiLevels: [batch, 0, 0, 0] }).params;
+  return buildDetectionStepGraph(config, frameShape(config, { batch, height: 32, width: 32 })).params;
 }
 
 async function detectionTask(
@@ -346,13 +347,6 @@ export function referencesCheckpoint(state: StateDict, config: MaskRcnnConfig, r
     min_size: [...d.minSizes], max_size: d.maxSize, attention: config.backbone.attention,
   };
   return writePth({ model: new Map(moduleOrder(state.keys()).map((k) => [k, state.get(k)!])), args, epoch: epochs - 1 }, { folder: 'checkpoint' });
-}
-
-/** Anchors of a padded size (detection-targets.ts pyramidGrids). */
-function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
-  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
-  const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
-  return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
 }
 
 /** Trains (or fine-tunes, resumes, extends) a Mask R-CNN detector on a COCO dataset; see DetectionTrainOptions. */
