@@ -49,7 +49,8 @@ import { encodeBoxes } from '../models/detection/boxes.js';
 import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
 import { levelScale } from '../models/detection/targets.js';
 import { swiftFormerFeatures } from '../models/swiftformer.js';
-import { finishStepGraph, type StepGraph, type StepResult } from './step.js';
+import { finishStepGraph, stepOnnx, type StepGraph, type StepResult } from './step.js';
+import { backward } from '../graph/grad.js';
 import { SwiftFormerError } from '../core/errors.js';
 import type { FloatTensor, StateDict, Tensor } from '../core/tensor.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
@@ -165,6 +166,8 @@ export interface DetectionStepGraph extends StepGraph {
    * the images alone: the step runs them first (DetectionForward), samples, then runs the rest.
    */
   forwardNodes: number;
+  /** The pyramid levels RoIAlign pools from (values of the forward half): the mask chunks' inputs. */
+  pyramid: string[];
 }
 
 /** The training graph of `cfg` for batches of `shape` (see the file comment). */
@@ -211,29 +214,139 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const roiBoxWeights = lb.reshape(lb.input('roi_box_weights', [R]), [R, 1]);
   const lossBox = total(lb, lb.binary('Mul', smoothL1(lb, lb.binary('Sub', picked, roiTargets)), roiBoxWeights));
 
-  const losses: Record<LossName, string> = {
-    loss_classifier: lossClassifier, loss_box_reg: lossBox, loss_mask: lb.constant([0]), loss_objectness: lossObjectness, loss_rpn_box_reg: lossRpnBox,
+  const losses: Record<Exclude<LossName, 'loss_mask'>, string> = {
+    loss_classifier: lossClassifier, loss_box_reg: lossBox, loss_objectness: lossObjectness, loss_rpn_box_reg: lossRpnBox,
   };
-  if (cfg.maskLayers) {
-    const maskRois = lb.input('mask_rois', [P, 4]);
-    const size = s.roi.maskOutputSize;
-    const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
-    const maskLogits = maskHead(e, maskPooled, shapeOfHeads, 'roi_heads.');
-    const m = 2 * size;
-    const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);
-    const targets = lb.reshape(lb.node('RoiAlign', [lb.input('gt_masks', [G, 1, H, W]), maskRois, lb.input('mask_gt', [P], 'int64')], [P, 1, m, m], {
-      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
-      output_height: attr.int(m), output_width: attr.int(m), sampling_ratio: attr.int(0), spatial_scale: attr.float(1),
-    }), [P, m, m]);
-    const weights = lb.reshape(lb.input('mask_weights', [P]), [P, 1, 1]);
-    losses.loss_mask = total(lb, lb.binary('Mul', bceWithLogits(lb, own, targets), weights));
-  }
-  for (const name of LOSS_NAMES) {
+  for (const name of STEP_LOSSES) {
     lb.node('Identity', [losses[name]], [], {}, name);
     lb.output(name);
   }
-  const loss = LOSS_NAMES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
-  return { ...finishStepGraph(lb, loss), shape, forwardNodes };
+  const loss = STEP_LOSSES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
+  // The mask head runs in chunks of its own graph (buildMaskChunkGraph), which gives the pyramid's
+  // gradient from the mask loss: seeded here as sum(feature x that gradient), whose gradient it is.
+  const seeded = cfg.maskLayers
+    ? pyramid.reduce((acc, f, l) => lb.binary('Add', acc, total(lb, lb.binary('Mul', f, lb.input(`${MASK_FEATURE_GRAD}${l}`, b.shape(f) as number[])))), loss)
+    : loss;
+  return { ...finishStepGraph(lb, loss, seeded), shape, forwardNodes, pyramid };
+}
+
+/** The step graph's four losses; loss_mask comes from the mask chunks. */
+const STEP_LOSSES = LOSS_NAMES.filter((k) => k !== 'loss_mask');
+
+/** Inputs of the step graph: the mask loss's gradient with respect to pyramid level l (MaskChunkStep). */
+const MASK_FEATURE_GRAD = 'mask_feature_grad:';
+
+/** Positives per run of the mask chunk graph (the trainer pads the positives to a multiple of it). */
+export const MASK_CHUNK = 16;
+
+/** What the mask chunk graph depends on besides the chunk: the frame, the scales' image height, the gt masks' count. */
+export type MaskFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'width' | 'imageHeight' | 'gtMasks'>;
+
+/** The pyramid levels RoIAlign pools from (FPN '0'..'3': strides 4 to 32) of a padded size. */
+function pyramidShapes(cfg: MaskRcnnConfig, frame: DetectionFrame): number[][] {
+  return [4, 8, 16, 32].map((stride) => [frame.batch, cfg.fpnChannels, frame.height / stride, frame.width / stride]);
+}
+
+/**
+ * The mask head and maskrcnn_loss on MASK_CHUNK positives, from the pyramid levels (inputs
+ * `feature:<l>`): outputs `loss_mask` (the chunk's part of the sum: its rows' weights are those of
+ * the whole batch), grad:<key> of the mask head's parameters and grad:feature:<l>. The positives'
+ * count then changes no graph: the step runs as many chunks as it has (MaskChunkStep).
+ */
+export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame): StepGraph {
+  if (!cfg.maskLayers) throw new SwiftFormerError('BAD_ARGUMENT', 'the model has no mask head');
+  const e = emitContext(true);
+  const { b } = e;
+  const s = cfg.settings;
+  const K = cfg.numClasses;
+  const P = MASK_CHUNK;
+  const { gtMasks: G, height: H, width: W } = frame;
+  const pyramid = pyramidShapes(cfg, frame).map((shape, l) => b.input(`feature:${l}`, shape));
+  const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, frame.imageHeight));
+  const heads: RoiHeadsShape = { channels: cfg.fpnChannels, representation: cfg.representation, numClasses: K, maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! };
+  const lb = new GraphBuilder(b.graph, 'loss/');
+  const maskRois = lb.input('mask_rois', [P, 4]);
+  const size = s.roi.maskOutputSize;
+  const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), cfg.fpnChannels, size, scales, s.roi.samplingRatio);
+  const maskLogits = maskHead(e, maskPooled, heads, 'roi_heads.');
+  const m = 2 * size;
+  const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);
+  const targets = lb.reshape(lb.node('RoiAlign', [lb.input('gt_masks', [G, 1, H, W]), maskRois, lb.input('mask_gt', [P], 'int64')], [P, 1, m, m], {
+    coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+    output_height: attr.int(m), output_width: attr.int(m), sampling_ratio: attr.int(0), spatial_scale: attr.float(1),
+  }), [P, m, m]);
+  const weights = lb.reshape(lb.input('mask_weights', [P]), [P, 1, 1]);
+  const loss = total(lb, lb.binary('Mul', bceWithLogits(lb, own, targets), weights));
+  lb.node('Identity', [loss], [], {}, 'loss_mask');
+  lb.output('loss_mask');
+  const params = [...b.graph.params.keys()];
+  backward(b.graph, 'loss_mask', [...params, ...pyramid]);
+  return { graph: b.graph, params, batchStats: [] };
+}
+
+/** The mask feeds of assembleBatch, by row: what a padding row holds in each (detection-targets.ts). */
+const MASK_ROWS: Record<string, number[]> = { mask_rois: [0, 0, 1, 1], mask_batch: [0], mask_levels: [], mask_class: [], mask_weights: [0], mask_gt: [0] };
+
+/** Rows [start, start + MASK_CHUNK) of a mask feed, padding rows past its end. */
+function chunkRows(t: Tensor, name: string, start: number): Tensor {
+  const rows = t.shape[0]!;
+  const width = t.data.length / rows;
+  const pad = MASK_ROWS[name]!;
+  const take = Math.min(MASK_CHUNK, rows - start);
+  const shape = [MASK_CHUNK, ...t.shape.slice(1)];
+  if (t.dtype === 'int64') {
+    const out = new BigInt64Array(MASK_CHUNK * width);
+    out.set(t.data.subarray(start * width, (start + take) * width));
+    for (let r = take; r < MASK_CHUNK; r++) for (let c = 0; c < width; c++) out[r * width + c] = BigInt(pad[c] ?? 0);
+    return { dtype: 'int64', shape, data: out };
+  }
+  const data = t.data as Float32Array;
+  const out = new Float32Array(MASK_CHUNK * width);
+  out.set(data.subarray(start * width, (start + take) * width));
+  for (let r = take; r < MASK_CHUNK; r++) for (let c = 0; c < width; c++) out[r * width + c] = pad[c] ?? 0;
+  return { dtype: 'float32', shape, data: out };
+}
+
+/** The mask chunk graph of one MaskFrame, compiled: run once per MASK_CHUNK positives. */
+export class MaskChunkStep {
+  private constructor(readonly step: StepGraph, private readonly session: Session) {}
+
+  static async create(cfg: MaskRcnnConfig, frame: MaskFrame, options: { session?: SessionOptions; backend?: string } = {}): Promise<MaskChunkStep> {
+    const step = buildMaskChunkGraph(cfg, frame);
+    return new MaskChunkStep(step, await getBackend(options.backend).createSession(stepOnnx(step), { optimization: 'basic', ...options.session }));
+  }
+
+  /**
+   * The mask loss over every positive of `feeds` (all its mask_* rows), chunk by chunk, from the
+   * pyramid levels `pyramid`: the loss, the mask head's gradients and the levels' gradients, summed.
+   */
+  async run(state: StateDict, feeds: Record<string, Tensor>, pyramid: Tensor[]): Promise<{ loss: number; grads: Map<string, Float32Array>; featureGrads: Float32Array[] }> {
+    const rows = feeds.mask_rois!.shape[0]!;
+    const fixed: Record<string, Tensor> = { gt_masks: feeds.gt_masks! };
+    pyramid.forEach((t, l) => (fixed[`feature:${l}`] = t));
+    for (const name of this.session.inputNames) if (!fixed[name] && !(name in MASK_ROWS)) fixed[name] = state.get(name)!;
+    let loss = 0;
+    const grads = new Map<string, Float32Array>();
+    const featureGrads: Float32Array[] = [];
+    const add = (into: Float32Array | undefined, v: Float32Array) => {
+      if (!into) return Float32Array.from(v);
+      for (let i = 0; i < v.length; i++) into[i]! += v[i]!;
+      return into;
+    };
+    for (let start = 0; start < rows; start += MASK_CHUNK) {
+      const all = { ...fixed };
+      for (const name of Object.keys(MASK_ROWS)) all[name] = chunkRows(feeds[name]!, name, start);
+      const out = await this.session.runTyped(all);
+      loss += (out.loss_mask!.data as Float32Array)[0]!;
+      for (const p of this.step.params) grads.set(p, add(grads.get(p), out[`grad:${p}`]!.data as Float32Array));
+      pyramid.forEach((_, l) => (featureGrads[l] = add(featureGrads[l], out[`grad:feature:${l}`]!.data as Float32Array)));
+    }
+    return { loss, grads, featureGrads };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
 }
 
 /**
@@ -323,17 +436,26 @@ export class DetectionForward {
   }
 }
 
-/** The rest of a training step for one batch shape, from the forward half's held values. */
+/**
+ * The rest of a training step for one batch shape, from the forward half's held values: the mask
+ * chunks (MaskChunkStep, shared by every shape of its MaskFrame), then the step graph, seeded with
+ * the pyramid's gradient from the mask loss.
+ */
 export class DetectionTrainStep {
-  private constructor(readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[]) {}
+  private constructor(
+    readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[],
+    private readonly masks: MaskChunkStep | undefined, private readonly ownsMasks: boolean,
+  ) {}
 
-  static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionTrainStep> {
+  /** `masks`: the MaskChunkStep of the shape's MaskFrame to share (else the step makes and releases its own). */
+  static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout; masks?: MaskChunkStep } = {}): Promise<DetectionTrainStep> {
     const step = buildDetectionStepGraph(cfg, shape, options.layout);
     const { back, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
     // ONNX Runtime's extended graph fusions compute this graph's box-head input gradient wrong
     // when run on 2 threads (found by the torchvision parity test); basic optimization is exact.
     const session = { optimization: 'basic' as const, ...options.session };
-    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held);
+    const masks = cfg.maskLayers ? options.masks ?? await MaskChunkStep.create(cfg, shape, options) : undefined;
+    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held, masks, !options.masks);
   }
 
   /**
@@ -347,6 +469,8 @@ export class DetectionTrainStep {
       if (!t) throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs the forward's ${name} (DetectionForward.run of the same frame)`);
       all[name] = t;
     }
+    const mask = this.masks ? await this.masks.run(state, feeds, this.step.pyramid.map((name) => all[name]!)) : undefined;
+    mask?.featureGrads.forEach((g, l) => (all[`${MASK_FEATURE_GRAD}${l}`] = { dtype: 'float32', shape: all[this.step.pyramid[l]!]!.shape, data: g }));
     for (const name of this.session.inputNames) {
       if (all[name]) continue;
       const t = state.get(name);
@@ -356,13 +480,17 @@ export class DetectionTrainStep {
     const out = await this.session.runTyped(all);
     const value = (name: string) => (out[name]!.data as Float32Array)[0]!;
     const grads = new Map(this.step.params.map((p) => [p, out[`grad:${p}`] as FloatTensor]));
+    // The mask head's parameters are the chunks' alone (the step graph does not read them).
+    for (const [key, g] of mask?.grads ?? []) grads.set(key, { dtype: 'float32', shape: state.get(key)!.shape, data: g });
     const stats = new Map(this.step.batchStats.map((s) => [s.key, {
       mean: out[`${s.key}:mean`]!.data as Float32Array, variance: out[`${s.key}:var`]!.data as Float32Array, count: s.count,
     }]));
-    return { loss: value('loss'), losses: Object.fromEntries(LOSS_NAMES.map((k) => [k, value(k)])) as Record<LossName, number>, grads, stats };
+    const losses = { ...Object.fromEntries(STEP_LOSSES.map((k) => [k, value(k)])), loss_mask: mask?.loss ?? 0 } as Record<LossName, number>;
+    return { loss: value('loss') + losses.loss_mask, losses, grads, stats };
   }
 
-  release(): Promise<void> {
+  async release(): Promise<void> {
+    if (this.ownsMasks) await this.masks?.release();
     return this.session.release();
   }
 }

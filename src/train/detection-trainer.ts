@@ -40,7 +40,10 @@ import { writePth } from '../weights/pth.js';
 import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js';
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
-import { buildDetectionStepGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, type DetectionFrame, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
+import {
+  buildDetectionStepGraph, buildMaskChunkGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, MASK_CHUNK, MaskChunkStep,
+  type DetectionFrame, type DetectionStepResult, type DetectionStepShape,
+} from './detection-step.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
@@ -163,6 +166,7 @@ const KEPT_STEP_GRAPHS = 6;
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
   private readonly forwards = new Map<string, Promise<DetectionForward>>();
+  private readonly masks = new Map<string, Promise<MaskChunkStep>>();
 
   constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
 
@@ -173,16 +177,27 @@ class GraphCache {
     return p;
   }
 
+  /** The mask chunk graph of a shape's frame, gt mask count and scales (one for every count of positives). */
+  private maskStep(shape: DetectionStepShape): Promise<MaskChunkStep> | undefined {
+    if (!this.config.maskLayers) return undefined;
+    const key = `${shape.batch}x${shape.height}x${shape.width}/${shape.imageHeight}/${shape.gtMasks}`;
+    let p = this.masks.get(key);
+    if (!p) this.masks.set(key, (p = MaskChunkStep.create(this.config, shape, { session: this.session })));
+    return p;
+  }
+
   /**
-   * The step graph of `shape`. The last few are kept (the positives' count, rounded up to 16,
-   * varies from batch to batch; each graph costs a compile and a slow first run), the least
-   * recently used released beyond that (each holds its own memory arena).
+   * The step graph of `shape` (the positives' and gt masks' counts are the mask chunks' business,
+   * so they do not make graphs). The last few are kept, the least recently used released beyond
+   * that (each holds its own memory arena).
    */
   async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
-    const key = JSON.stringify(shape);
+    const { maskRois: _p, gtMasks: _g, ...graphShape } = shape;
+    const key = JSON.stringify(graphShape);
+    const masks = await this.maskStep(shape);
     let s = this.steps.get(key);
     if (s) this.steps.delete(key);
-    else s = DetectionTrainStep.create(this.config, shape, { session: this.session });
+    else s = DetectionTrainStep.create(this.config, shape, { session: this.session, ...(masks ? { masks } : {}) });
     this.steps.set(key, s);
     while (this.steps.size > KEPT_STEP_GRAPHS) {
       const [oldest, graph] = this.steps.entries().next().value as [string, Promise<DetectionTrainStep>];
@@ -193,7 +208,7 @@ class GraphCache {
   }
 
   async release(): Promise<void> {
-    for (const p of [...this.steps.values(), ...this.forwards.values()]) await (await p).release();
+    for (const p of [...this.steps.values(), ...this.forwards.values(), ...this.masks.values()]) await (await p).release();
   }
 }
 
@@ -250,7 +265,7 @@ export class DetectionBatches {
     const seen = this.capacity.get(size);
     const batch = assembleBatch(images, proposals, config, {
       random: () => sampler.next(),
-      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: MASK_CHUNK, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
     });
     // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: the run stops as for a NaN loss.
     if (!batch.feeds.rois!.data.every(Number.isFinite)) throw new NonFiniteBatch('the sampled RoIs are not finite');
@@ -271,7 +286,8 @@ export class DetectionBatches {
 
 /** The parameters the step graphs train (those of any shape's graph). */
 export function detectionParams(config: MaskRcnnConfig, batch: number): string[] {
-  return buildDetectionStepGraph(config, frameShape(config, { batch, height: 32, width: 32 })).params;
+  const shape = frameShape(config, { batch, height: 32, width: 32 });
+  return [...buildDetectionStepGraph(config, shape).params, ...(config.maskLayers ? buildMaskChunkGraph(config, shape).params : [])];
 }
 
 async function detectionTask(
