@@ -236,8 +236,11 @@ const STEP_LOSSES = LOSS_NAMES.filter((k) => k !== 'loss_mask');
 /** Inputs of the step graph: the mask loss's gradient with respect to pyramid level l (MaskChunkStep). */
 const MASK_FEATURE_GRAD = 'mask_feature_grad:';
 
-/** Positives per run of the mask chunk graph (the trainer pads the positives to a multiple of it). */
+/** Positives per run of the mask chunk graph (larger chunks ran faster per row; 16 is 3 to 5 runs at 128 px). */
 export const MASK_CHUNK = 16;
+
+/** The last chunk's rows are rounded up to a multiple of this (fewer graphs, fewer padding rows). */
+export const MASK_REMAINDER = 4;
 
 /** What the mask chunk graph depends on besides the chunk: the frame, the scales' image height, the gt masks' count. */
 export type MaskFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'width' | 'imageHeight' | 'gtMasks'>;
@@ -253,13 +256,13 @@ function pyramidShapes(cfg: MaskRcnnConfig, frame: DetectionFrame): number[][] {
  * the whole batch), grad:<key> of the mask head's parameters and grad:feature:<l>. The positives'
  * count then changes no graph: the step runs as many chunks as it has (MaskChunkStep).
  */
-export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame): StepGraph {
+export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame, rows = MASK_CHUNK): StepGraph {
   if (!cfg.maskLayers) throw new SwiftFormerError('BAD_ARGUMENT', 'the model has no mask head');
   const e = emitContext(true);
   const { b } = e;
   const s = cfg.settings;
   const K = cfg.numClasses;
-  const P = MASK_CHUNK;
+  const P = rows;
   const { gtMasks: G, height: H, width: W } = frame;
   const pyramid = pyramidShapes(cfg, frame).map((shape, l) => b.input(`feature:${l}`, shape));
   const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, frame.imageHeight));
@@ -287,33 +290,51 @@ export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame): Step
 /** The mask feeds of assembleBatch, by row: what a padding row holds in each (detection-targets.ts). */
 const MASK_ROWS: Record<string, number[]> = { mask_rois: [0, 0, 1, 1], mask_batch: [0], mask_levels: [], mask_class: [], mask_weights: [0], mask_gt: [0] };
 
-/** Rows [start, start + MASK_CHUNK) of a mask feed, padding rows past its end. */
-function chunkRows(t: Tensor, name: string, start: number): Tensor {
+/** Rows [start, start + chunk) of a mask feed, padding rows past its end. */
+function chunkRows(t: Tensor, name: string, start: number, chunk: number): Tensor {
   const rows = t.shape[0]!;
   const width = t.data.length / rows;
   const pad = MASK_ROWS[name]!;
-  const take = Math.min(MASK_CHUNK, rows - start);
-  const shape = [MASK_CHUNK, ...t.shape.slice(1)];
+  const take = Math.min(chunk, rows - start);
+  const shape = [chunk, ...t.shape.slice(1)];
   if (t.dtype === 'int64') {
-    const out = new BigInt64Array(MASK_CHUNK * width);
+    const out = new BigInt64Array(chunk * width);
     out.set(t.data.subarray(start * width, (start + take) * width));
-    for (let r = take; r < MASK_CHUNK; r++) for (let c = 0; c < width; c++) out[r * width + c] = BigInt(pad[c] ?? 0);
+    for (let r = take; r < chunk; r++) for (let c = 0; c < width; c++) out[r * width + c] = BigInt(pad[c] ?? 0);
     return { dtype: 'int64', shape, data: out };
   }
   const data = t.data as Float32Array;
-  const out = new Float32Array(MASK_CHUNK * width);
+  const out = new Float32Array(chunk * width);
   out.set(data.subarray(start * width, (start + take) * width));
-  for (let r = take; r < MASK_CHUNK; r++) for (let c = 0; c < width; c++) out[r * width + c] = pad[c] ?? 0;
+  for (let r = take; r < chunk; r++) for (let c = 0; c < width; c++) out[r * width + c] = pad[c] ?? 0;
   return { dtype: 'float32', shape, data: out };
 }
 
-/** The mask chunk graph of one MaskFrame, compiled: run once per MASK_CHUNK positives. */
+/**
+ * The mask chunk graphs of one MaskFrame, compiled: MASK_CHUNK positives a run, the last run's
+ * remainder by a graph of its size rounded up to MASK_REMAINDER (so that at most MASK_REMAINDER - 1
+ * padding rows, zero-weighted, go through the head: torchvision's pass has none). The remainders'
+ * graphs are compiled as they first occur (small graphs: a fraction of a second each).
+ */
 export class MaskChunkStep {
-  private constructor(readonly step: StepGraph, private readonly session: Session) {}
+  private readonly graphs = new Map<number, Promise<{ step: StepGraph; session: Session }>>();
+
+  private constructor(private readonly cfg: MaskRcnnConfig, private readonly frame: MaskFrame, private readonly options: { session?: SessionOptions; backend?: string }) {}
 
   static async create(cfg: MaskRcnnConfig, frame: MaskFrame, options: { session?: SessionOptions; backend?: string } = {}): Promise<MaskChunkStep> {
-    const step = buildMaskChunkGraph(cfg, frame);
-    return new MaskChunkStep(step, await getBackend(options.backend).createSession(stepOnnx(step), { optimization: 'basic', ...options.session }));
+    const masks = new MaskChunkStep(cfg, frame, { ...(options.session ? { session: options.session } : {}), ...(options.backend ? { backend: options.backend } : {}) });
+    await masks.graph(MASK_CHUNK);
+    return masks;
+  }
+
+  private graph(rows: number): Promise<{ step: StepGraph; session: Session }> {
+    let g = this.graphs.get(rows);
+    if (!g) {
+      const step = buildMaskChunkGraph(this.cfg, this.frame, rows);
+      g = getBackend(this.options.backend).createSession(stepOnnx(step), { optimization: 'basic', ...this.options.session }).then((session) => ({ step, session }));
+      this.graphs.set(rows, g);
+    }
+    return g;
   }
 
   /**
@@ -324,7 +345,6 @@ export class MaskChunkStep {
     const rows = feeds.mask_rois!.shape[0]!;
     const fixed: Record<string, Tensor> = { gt_masks: feeds.gt_masks! };
     pyramid.forEach((t, l) => (fixed[`feature:${l}`] = t));
-    for (const name of this.session.inputNames) if (!fixed[name] && !(name in MASK_ROWS)) fixed[name] = state.get(name)!;
     let loss = 0;
     const grads = new Map<string, Float32Array>();
     const featureGrads: Float32Array[] = [];
@@ -334,18 +354,21 @@ export class MaskChunkStep {
       return into;
     };
     for (let start = 0; start < rows; start += MASK_CHUNK) {
+      const chunk = Math.min(MASK_CHUNK, Math.ceil((rows - start) / MASK_REMAINDER) * MASK_REMAINDER);
+      const { step, session } = await this.graph(chunk);
       const all = { ...fixed };
-      for (const name of Object.keys(MASK_ROWS)) all[name] = chunkRows(feeds[name]!, name, start);
-      const out = await this.session.runTyped(all);
+      for (const name of session.inputNames) if (!all[name] && !(name in MASK_ROWS)) all[name] = state.get(name)!;
+      for (const name of Object.keys(MASK_ROWS)) all[name] = chunkRows(feeds[name]!, name, start, chunk);
+      const out = await session.runTyped(all);
       loss += (out.loss_mask!.data as Float32Array)[0]!;
-      for (const p of this.step.params) grads.set(p, add(grads.get(p), out[`grad:${p}`]!.data as Float32Array));
+      for (const p of step.params) grads.set(p, add(grads.get(p), out[`grad:${p}`]!.data as Float32Array));
       pyramid.forEach((_, l) => (featureGrads[l] = add(featureGrads[l], out[`grad:feature:${l}`]!.data as Float32Array)));
     }
     return { loss, grads, featureGrads };
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  async release(): Promise<void> {
+    for (const g of this.graphs.values()) await (await g).session.release();
   }
 }
 

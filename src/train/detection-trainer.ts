@@ -41,7 +41,7 @@ import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
 import {
-  buildDetectionStepGraph, buildMaskChunkGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, MASK_CHUNK, MaskChunkStep,
+  buildDetectionStepGraph, buildMaskChunkGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, MaskChunkStep,
   type DetectionFrame, type DetectionStepResult, type DetectionStepShape,
 } from './detection-step.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
@@ -265,7 +265,7 @@ export class DetectionBatches {
     const seen = this.capacity.get(size);
     const batch = assembleBatch(images, proposals, config, {
       random: () => sampler.next(),
-      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: MASK_CHUNK, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, maskMultiple: 1, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
     });
     // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: the run stops as for a NaN loss.
     if (!batch.feeds.rois!.data.every(Number.isFinite)) throw new NonFiniteBatch('the sampled RoIs are not finite');
