@@ -1,9 +1,16 @@
 /**
- * The Mask R-CNN training step as one graph with static shapes: torchvision 0.14's train-mode
+ * The Mask R-CNN training step as graphs with static shapes: torchvision 0.14's train-mode
  * forward (BatchNorm on batch statistics) from the padded batch to the five losses of
  * GeneralizedRCNN, and every parameter's gradient (graph/grad.ts). What takes no gradient is
  * decided outside and fed in (train/detection-targets.ts): anchor and proposal matching,
  * sampling, the sampled RoIs and their pyramid levels.
+ *
+ * One step graph holds it all but the mask head, and runs in two halves (graph/passes.ts
+ * cutGraph): DetectionForward, the backbone, FPN and RPN up to the train-mode proposals, which go
+ * to the sampling; then DetectionTrainStep, the rest, fed the forward's values (the backbone runs
+ * once). The mask head and its loss run in chunks of MASK_CHUNK positives by their own graph
+ * (buildMaskChunkGraph), whose gradient with respect to the pyramid seeds the step graph's
+ * backward; so the positives' count, which varies from batch to batch, makes no step graphs.
  *
  *  - RPN (rpn.py compute_loss): binary cross-entropy with logits over the sampled anchors (mean),
  *    smooth-L1 (beta 1/9) on the positives' deltas against BoxCoder(1, 1, 1, 1) targets, summed
@@ -22,18 +29,19 @@
  * capacities keep the shapes static (the gradient code needs them) at the price of one graph per
  * capacity pattern; the trainer lets them only grow, so that few patterns occur. The mask head's
  * positives (few, their per-level counts varying) are pooled on every level and their own level
- * kept by a one-hot (mask_levels), so that their graph shape is one count.
+ * kept by a one-hot (mask_levels).
  *
- * Inputs (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
- *   images (N,3,H,W) normalized, resized, padded; anchors (A,4);
+ * Feeds (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
+ *   images (N,3,H,W) normalized, resized, padded (and image_sizes (N,2) int64 for the proposals);
+ *   anchors (A,4);
  *   rpn_labels, rpn_weights, rpn_box_weights (N,A); rpn_matched (N,A,4) matched gt boxes;
  *   rois (R,4) sorted by level, roi_batch (R) int64, roi_labels (R) int64 (-100: padding),
  *   roi_class (R,K) one-hot of positives' labels, roi_matched (R,4), roi_box_weights (R),
  *   roi_count_inverse (1);
  *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4) one-hot, mask_class (P,K),
- *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks);
+ *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks), cut into chunks;
  *   every parameter by its key.
- * Outputs: loss (the sum), the five losses by torchvision's names, grad:<key>, batch statistics.
+ * Result: loss (the sum), the five losses by torchvision's names, every parameter's gradient, batch statistics.
  */
 import { attr, GraphBuilder } from '../graph/graph.js';
 import { toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';

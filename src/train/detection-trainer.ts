@@ -17,11 +17,12 @@
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
  * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
  *
- * Graphs have static shapes: one per padded batch size, per-level capacity (the sampled RoIs sorted
- * by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in all)
- * and positives' count (rounded up to 16; the gt masks too). Within an epoch the RoI capacities only
- * grow: a batch is padded up to the largest blocks seen at its size (they settle after a few
- * batches); they start afresh each epoch (exact resume). The last few graphs stay compiled.
+ * Graphs have static shapes: one per padded batch size and per-level capacity (the sampled RoIs
+ * sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in
+ * all); the positives go through the mask head in chunks (MaskChunkStep), so their count makes no
+ * step graphs. Within an epoch the RoI capacities only grow: a batch is padded up to the largest
+ * blocks seen at its size (they settle after a few batches); they start afresh each epoch (exact
+ * resume). The last few graphs stay compiled.
  */
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
@@ -153,13 +154,14 @@ function trainingImage(image: { width: number; height: number; data: Uint8Array 
 const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
 
 /**
- * Each pyramid level's block of sampled RoIs is padded to a multiple of this (the positives' and
- * gt masks' to 16): a graph per capacity pattern, so coarse enough that few patterns occur, fine
- * enough that padding rows (pooled and run through the box head for nothing) stay few.
+ * Each pyramid level's block of sampled RoIs is padded to a multiple of this (the gt masks' to 16,
+ * the positives' last mask chunk to 4): a graph per capacity pattern, so coarse enough that few
+ * patterns occur, fine enough that padding rows (pooled and run through the box head for nothing)
+ * stay few.
  */
 const LEVEL_MULTIPLE = 64;
 
-/** Step graphs kept compiled (a few positive counts around the current one). */
+/** Step graphs kept compiled (a few capacity patterns). */
 const KEPT_STEP_GRAPHS = 6;
 
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
