@@ -12,7 +12,7 @@ import { inferMaskRcnnConfig, type MaskRcnnConfig } from '../src/models/maskrcnn
 import { readStateDict } from '../src/weights/read.js';
 import type { StateDict } from '../src/core/tensor.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from '../src/train/detection-targets.js';
-import { DetectionForward, DetectionTrainStep, LOSS_NAMES, type DetectionStepResult, type HeldValues } from '../src/train/detection-step.js';
+import { DetectionForward, DetectionTrainStep, LOSS_NAMES, MaskChunkStep, type DetectionStepResult, type HeldValues } from '../src/train/detection-step.js';
 import { TrainTransform } from '../src/train/detection-transform.js';
 import { assertRunningStats, fixtureBytes, fixtureTensor, manifest, relativeError } from './fixtures.js';
 
@@ -28,6 +28,7 @@ let batch: AssembledBatch;
 let result: DetectionStepResult;
 let step: DetectionTrainStep | undefined;
 let forward: DetectionForward | undefined;
+let masks: MaskChunkStep | undefined;
 /** The step's forward half on the fixture's images: our proposals, and the values the rest of the step continues from. */
 let ours: { proposals: Float32Array[]; held: HeldValues };
 let transform: TrainTransform | undefined;
@@ -51,11 +52,13 @@ before(async () => {
   forward = await DetectionForward.create(cfg, batch.shape, { session: { threads: 2 } });
   ours = await forward.run(state, batch.feeds.images!, resized.map((r) => [r.height, r.width]));
   step = await DetectionTrainStep.create(cfg, batch.shape, { session: { threads: 2 } });
-  result = await step.run(state, batch.feeds, ours.held);
+  masks = await MaskChunkStep.create(cfg, batch.shape, { session: { threads: 2 } });
+  result = await step.run(state, batch.feeds, ours.held, masks);
 });
 after(async () => {
   await step?.release();
   await forward?.release();
+  await masks?.release();
   await transform?.release();
 });
 
@@ -104,8 +107,9 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
     const padded = assembleBatch(resized, [0, 1].map((i) => float32s(`roi_proposals${i}.bin`)), cfg, { samples, pad: { levelMultiple: 64, multiple: 16, rois: 1100 } });
     assert.ok(padded.shape.roiLevels.every((c) => c % 64 === 0) && padded.shape.rois >= 1100 && padded.shape.maskRois % 16 === 0);
     const other = await DetectionTrainStep.create(cfg, padded.shape, { session: { threads: 2 } });
+    const otherMasks = await MaskChunkStep.create(cfg, padded.shape, { session: { threads: 2 } });
     try {
-      const r = await other.run(state, padded.feeds, ours.held);
+      const r = await other.run(state, padded.feeds, ours.held, otherMasks);
       for (const name of LOSS_NAMES) assert.ok(Math.abs(r.losses[name] - result.losses[name]) <= 1e-5 * Math.abs(result.losses[name]) + 1e-7, `${name}: ${r.losses[name]} vs ${result.losses[name]}`);
       for (const [key, g] of result.grads) {
         const h = r.grads.get(key)!.data;
@@ -115,6 +119,7 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
       }
     } finally {
       await other.release();
+      await otherMasks.release();
     }
   });
 

@@ -174,7 +174,7 @@ export interface DetectionStepGraph extends StepGraph {
    * the images alone: the step runs them first (DetectionForward), samples, then runs the rest.
    */
   forwardNodes: number;
-  /** The pyramid levels RoIAlign pools from (values of the forward half): the mask chunks' inputs. */
+  /** The pyramid levels RoIAlign pools from (values of the forward half): the mask chunks' inputs (none without a mask head). */
   pyramid: string[];
 }
 
@@ -235,7 +235,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const seeded = cfg.maskLayers
     ? pyramid.reduce((acc, f, l) => lb.binary('Add', acc, total(lb, lb.binary('Mul', f, lb.input(`${MASK_FEATURE_GRAD}${l}`, b.shape(f) as number[])))), loss)
     : loss;
-  return { ...finishStepGraph(lb, loss, seeded), shape, forwardNodes, pyramid };
+  return { ...finishStepGraph(lb, loss, seeded), shape, forwardNodes, pyramid: cfg.maskLayers ? pyramid : [] };
 }
 
 /** The step graph's four losses; loss_mask comes from the mask chunks. */
@@ -351,6 +351,11 @@ export class MaskChunkStep {
    */
   async run(state: StateDict, feeds: Record<string, Tensor>, pyramid: Tensor[]): Promise<{ loss: number; grads: Map<string, Float32Array>; featureGrads: Float32Array[] }> {
     const rows = feeds.mask_rois!.shape[0]!;
+    const gt = feeds.gt_masks!.shape;
+    const { gtMasks, height, width } = this.frame;
+    if (gt[0] !== gtMasks || gt[2] !== height || gt[3] !== width) {
+      throw new SwiftFormerError('BAD_SHAPE', `the mask chunks are of ${gtMasks} gt masks of ${height} x ${width}, the batch has ${gt[0]} of ${gt[2]} x ${gt[3]}`);
+    }
     const fixed: Record<string, Tensor> = { gt_masks: feeds.gt_masks! };
     pyramid.forEach((t, l) => (fixed[`feature:${l}`] = t));
     let loss = 0;
@@ -469,38 +474,36 @@ export class DetectionForward {
 
 /**
  * The rest of a training step for one batch shape, from the forward half's held values: the mask
- * chunks (MaskChunkStep, shared by every shape of its MaskFrame), then the step graph, seeded with
- * the pyramid's gradient from the mask loss.
+ * chunks (a MaskChunkStep of the batch's MaskFrame), then the step graph, seeded with the
+ * pyramid's gradient from the mask loss.
  */
 export class DetectionTrainStep {
-  private constructor(
-    readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[],
-    private readonly masks: MaskChunkStep | undefined, private readonly ownsMasks: boolean,
-  ) {}
+  private constructor(readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[]) {}
 
-  /** `masks`: the MaskChunkStep of the shape's MaskFrame to share (else the step makes and releases its own). */
-  static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout; masks?: MaskChunkStep } = {}): Promise<DetectionTrainStep> {
+  static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionTrainStep> {
     const step = buildDetectionStepGraph(cfg, shape, options.layout);
     const { back, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
     // ONNX Runtime's extended graph fusions compute this graph's box-head input gradient wrong
     // when run on 2 threads (found by the torchvision parity test); basic optimization is exact.
     const session = { optimization: 'basic' as const, ...options.session };
-    const masks = cfg.maskLayers ? options.masks ?? await MaskChunkStep.create(cfg, shape, options) : undefined;
-    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held, masks, !options.masks);
+    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held);
   }
 
   /**
    * Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`,
-   * continuing from `held`: the DetectionForward run of the same images and parameters.
+   * continuing from `held`, the DetectionForward run of the same images and parameters, with the
+   * mask head's chunks run by `masks` (the MaskChunkStep of the batch's frame; a model without a
+   * mask head has none).
    */
-  async run(state: StateDict, feeds: Record<string, Tensor>, held: HeldValues): Promise<DetectionStepResult> {
+  async run(state: StateDict, feeds: Record<string, Tensor>, held: HeldValues, masks?: MaskChunkStep): Promise<DetectionStepResult> {
+    if (this.step.pyramid.length > 0 && !masks) throw new SwiftFormerError('BAD_ARGUMENT', 'the detection training step of a model with a mask head needs its MaskChunkStep');
     const all: Record<string, Tensor> = { ...feeds };
     for (const name of this.held) {
       const t = held[name];
       if (!t) throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs the forward's ${name} (DetectionForward.run of the same frame)`);
       all[name] = t;
     }
-    const mask = this.masks ? await this.masks.run(state, feeds, this.step.pyramid.map((name) => all[name]!)) : undefined;
+    const mask = masks ? await masks.run(state, feeds, this.step.pyramid.map((name) => all[name]!)) : undefined;
     mask?.featureGrads.forEach((g, l) => (all[`${MASK_FEATURE_GRAD}${l}`] = { dtype: 'float32', shape: all[this.step.pyramid[l]!]!.shape, data: g }));
     for (const name of this.session.inputNames) {
       if (all[name]) continue;
@@ -520,8 +523,7 @@ export class DetectionTrainStep {
     return { loss: value('loss') + losses.loss_mask, losses, grads, stats };
   }
 
-  async release(): Promise<void> {
-    if (this.ownsMasks) await this.masks?.release();
+  release(): Promise<void> {
     return this.session.release();
   }
 }

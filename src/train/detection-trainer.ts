@@ -179,8 +179,8 @@ class GraphCache {
     return p;
   }
 
-  /** The mask chunk graph of a shape's frame, gt mask count and scales (one for every count of positives). */
-  private maskStep(shape: DetectionStepShape): Promise<MaskChunkStep> | undefined {
+  /** The mask chunk graphs of a shape's frame, gt mask count and scales (one set for every count of positives). */
+  maskStep(shape: DetectionStepShape): Promise<MaskChunkStep> | undefined {
     if (!this.config.maskLayers) return undefined;
     const key = `${shape.batch}x${shape.height}x${shape.width}/${shape.imageHeight}/${shape.gtMasks}`;
     let p = this.masks.get(key);
@@ -196,10 +196,9 @@ class GraphCache {
   async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
     const { maskRois: _p, gtMasks: _g, ...graphShape } = shape;
     const key = JSON.stringify(graphShape);
-    const masks = await this.maskStep(shape);
     let s = this.steps.get(key);
     if (s) this.steps.delete(key);
-    else s = DetectionTrainStep.create(this.config, shape, { session: this.session, ...(masks ? { masks } : {}) });
+    else s = DetectionTrainStep.create(this.config, shape, { session: this.session });
     this.steps.set(key, s);
     while (this.steps.size > KEPT_STEP_GRAPHS) {
       const [oldest, graph] = this.steps.entries().next().value as [string, Promise<DetectionTrainStep>];
@@ -274,8 +273,9 @@ export class DetectionBatches {
     const { roiLevels, gtMasks } = batch.shape;
     this.capacity.set(size, { roiLevels, gtMasks });
     const step = await this.graphs.trainStep(batch.shape);
+    const masks = await this.graphs.maskStep(batch.shape);
     const t2 = performance.now();
-    const result = await step.run(state, batch.feeds, held);
+    const result = await step.run(state, batch.feeds, held, masks);
     const t3 = performance.now();
     return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 }, shape: batch.shape, counts: batch.counts };
   }
