@@ -171,6 +171,7 @@ async function assertTorchContinues(out: string, what: string): Promise<void> {
   const theirs = tensors(await readFile(torchOut));
 
   assert.equal(report.same_order, true, `${what}: our model entry lists the keys in torchvision's state_dict order`);
+  assert.equal(report.milestones_counter, true, `${what}: MultiStepLR's milestones are a collections.Counter, as torch keeps them`);
   assert.deepEqual(report.group_keys, report.fresh_group_keys, `${what}: the param group has the keys of torch 1.13's`);
   assert.equal(report.start_epoch, ck.sidecar.epoch, `${what}: train.py resumes at the epoch we stopped`);
   if (ck.sidecar.train.optimizer.kind === 'adamw') assert.deepEqual(report.steps, [ck.sidecar.optimizer.step], `${what}: AdamW step`);

@@ -21,6 +21,7 @@
 Call Debian's /usr/bin/python3 (python3-torch 1.13, python3-torchvision 0.14).
 """
 import argparse
+import collections
 import json
 import os
 import sys
@@ -84,6 +85,7 @@ def check(args):
     print(json.dumps({
         'start_epoch': ckpt['epoch'] + 1, 'steps': steps, 'lrs': lrs,
         'same_order': list(model.state_dict().keys()) == list(ckpt['model'].keys()),
+        'milestones_counter': type(ckpt['lr_scheduler']['milestones']) is collections.Counter,
         'group_keys': sorted(ckpt['optimizer']['param_groups'][0].keys()), 'fresh_group_keys': fresh_keys,
     }))
 

@@ -14,7 +14,8 @@
  * Random(seed, epoch, batch), so a resumed run continues exactly.
  *
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
- * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
+ * with the optimizer and lr_scheduler (references-checkpoint.ts): train.py --resume continues the
+ * run; `resumeFrom` continues a run train.py saved, as a new run here.
  *
  * Graphs have static shapes: one per padded batch size, per-level capacity (the sampled RoIs sorted
  * by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in all)
