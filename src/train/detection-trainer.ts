@@ -210,6 +210,24 @@ class GraphCache {
 /** A batch the step cannot take because its inputs are not finite (DetectionBatches.run); the trainer stops the run on it. */
 export class NonFiniteBatch extends Error {}
 
+/** The flip and short side drawn for the image at `position` of `epoch` (Random(seed, epoch, position)). */
+export function imageDraw(d: Pick<DetectionTrainSettings, 'flipProb' | 'minSizes'>, seed: number, epoch: number, position: number): { flip: boolean; minSize: number } {
+  const rng = new Random(deriveSeed(seed, SALT.sample, epoch, position));
+  const flip = rng.next() < d.flipProb;
+  return { flip, minSize: d.minSizes[Math.floor(rng.next() * d.minSizes.length)]! };
+}
+
+/**
+ * The images of each epoch's batches as training draws them: image id, flip and short side per
+ * position (full batches only, as the trainer runs them). bench/detection-train.ts hands it to
+ * torchvision's side, so that both train on the same sequence of images.
+ */
+export function epochPlan(train: Pick<CocoInstances, 'length' | 'imageIds'>, d: Pick<DetectionTrainSettings, 'flipProb' | 'minSizes'>, seed: number, epoch: number, batchSize: number): { imageId: number; flip: boolean; minSize: number }[] {
+  const order = sampleOrder(train.length, { seed, epoch });
+  const positions = Math.floor(train.length / batchSize) * batchSize;
+  return Array.from({ length: positions }, (_, p) => ({ imageId: train.imageIds[order[p]!]!, ...imageDraw(d, seed, epoch, p) }));
+}
+
 /**
  * One training batch after another, as the trainer draws them: for batch k of an epoch, its
  * images (flipped and resized per Random(seed, epoch, position)), the train-mode proposals, the
@@ -238,12 +256,10 @@ export class DetectionBatches {
     const images: ResizedImage[] = [];
     for (let j = 0; j < n; j++) {
       const position = k * n + j;
-      const rng = new Random(deriveSeed(this.seed, SALT.sample, epoch, position));
       const sample = await this.train.sample(order[position]!);
-      let img = trainingImage(sample.image, sample.target);
-      if (rng.next() < d.flipProb) img = flipImage(img);
-      const minSize = d.minSizes[Math.floor(rng.next() * d.minSizes.length)]!;
-      images.push(await this.transform.apply(img, minSize));
+      const { flip, minSize } = imageDraw(d, this.seed, epoch, position);
+      const img = trainingImage(sample.image, sample.target);
+      images.push(await this.transform.apply(flip ? flipImage(img) : img, minSize));
     }
     const t1 = performance.now();
     const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
