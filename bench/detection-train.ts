@@ -15,7 +15,8 @@
  *    does per step: the batch (flip, resize), the train-mode proposals, matching and sampling, the
  *    forward, the five losses, the backward, the BatchNorm statistics and the AdamW update.
  * 2. Training: `swiftformer train --task detection` into <out>/ours (our evaluator each epoch), then
- *    maskrcnn-torch.py into <out>/torch (COCO results files each epoch).
+ *    maskrcnn-torch.py into <out>/torch (COCO results files each epoch) on the same images in the
+ *    same order with the same flips (<out>/plan.json, see writePlan).
  * 3. The report: box and mask AP per epoch, both sides scored by OUR COCOeval (torchvision's results
  *    files through scoreCocoResults), training losses, epoch throughput, the machine; written to
  *    --json and the chart beside it (.svg).
@@ -34,7 +35,7 @@ import { evaluateCoco, type IouType } from '../src/metrics/cocoeval.js';
 import { DetectionModel } from '../src/models/detector.js';
 import { openCocoData } from '../src/node/coco-data.js';
 import { writeFileAtomic } from '../src/node/files.js';
-import { DetectionBatches, detectionParams } from '../src/train/detection-trainer.js';
+import { DetectionBatches, detectionParams, epochPlan } from '../src/train/detection-trainer.js';
 import { LOSS_NAMES } from '../src/train/detection-step.js';
 import { cloneState, createOptimizer, globalGradNorm } from '../src/train/optim.js';
 import { updateRunningStats } from '../src/train/step.js';
@@ -72,6 +73,7 @@ const oursDir = join(values.out, 'ours');
 const torchDir = join(values.out, 'torch');
 const torchJson = join(values.out, 'torch.json');
 const throughputJson = join(values.out, 'throughput.json');
+const planJson = join(values.out, 'plan.json');
 
 const torchArgs = [
   '--data', data, '--batch-size', String(batch), '--min-size', String(size), '--max-size', String(size), '--test-size', String(size),
@@ -168,8 +170,22 @@ const oursCommand = [
 ];
 const torchCommand = [
   fileURLToPath(new URL('maskrcnn-torch.py', import.meta.url)), ...torchArgs, '--epochs', String(epochs), '--lr-steps', milestones.join(','),
-  '--warmup-iters', values.warmup, '--out', torchDir, '--json', torchJson,
+  '--warmup-iters', values.warmup, '--out', torchDir, '--json', torchJson, '--plan', planJson,
 ];
+
+/**
+ * The images, in order and with their flips, that our training draws each epoch: torchvision's side
+ * trains on the same sequence (its --plan), so that the two runs differ only by the implementation
+ * and by the anchor and proposal samples each draws. Two independent shuffles left a gap between the
+ * runs' APs that a single seed could not tell from noise at this AP level.
+ */
+async function writePlan(): Promise<void> {
+  const train = await openCocoData(data, 'train');
+  const d = { minSizes: [size], flipProb: 0.5 };
+  const plan = Array.from({ length: epochs }, (_, epoch) => epochPlan(train, d, Number(values.seed), epoch, batch)
+    .map((p) => ({ image_id: p.imageId, flip: p.flip, min_size: p.minSize })));
+  await writeFileAtomic(planJson, `${JSON.stringify({ seed: Number(values.seed), batch, epochs: plan })}\n`);
+}
 
 // ---------------------------------------------------------------- 3. the report
 
@@ -215,6 +231,7 @@ function report(timing: Record<string, unknown>): Record<string, unknown> {
       model: 'Mask R-CNN XS: SwiftFormer-XS fork_feat + FPN 256 + LastLevelMaxPool, RPN, TwoMLPHead 1024, mask head 4 x 256 (torchvision 0.14 defaults); backbone from assets/default/model.safetensors',
       optimizer: `AdamW lr ${values.lr}, weight decay 1e-4 on every parameter`, schedule: `x0.1 at epoch(s) ${milestones.join(', ')}, linear warm-up over ${values.warmup} iterations from 0.001 x lr`,
       epochs, batch, image_size: `short side ${size}, long side <= ${size}`, flip: 0.5, threads,
+      order: 'both sides train on the same images in the same order with the same flips (plan.json from our seeded draws); each draws its own anchor and proposal samples',
       evaluation: 'COCO box and mask AP on the val split, both sides scored by our COCOeval (src/metrics/cocoeval.ts); torchvision\'s detections read from its COCO results files',
     },
     torchvision: { torch: torch.torch, blas: torch.blas, threads: torch.threads, backbone_init: torch.backbone_init },
@@ -246,6 +263,7 @@ await mkdir(values.out, { recursive: true });
 if (!values['skip-throughput']) await throughput();
 const timing: Record<string, unknown> = {};
 if (!values['skip-train']) {
+  await writePlan();
   console.error(`ours: node ${oursCommand.join(' ')}`);
   timing.ours = await run(process.execPath, oursCommand);
   console.error(`torchvision: /usr/bin/python3 ${torchCommand.join(' ')}`);

@@ -84,9 +84,34 @@ def epoch_batches(n, batch_size, rng):
     return [order[b * batch_size:(b + 1) * batch_size] for b in range(count)]
 
 
+def read_plan(path, data, args):
+    """--plan: per epoch, the (index, flip) of each position, from bench/detection-train.ts's plan.json
+    (the images our trainer draws, in its order with its flips), so that both sides see the same data."""
+    with open(path) as f:
+        plan = json.load(f)
+    index = {im['id']: i for i, im in enumerate(data.images)}
+    if len(args.min_size) != 1:
+        raise SystemExit(f'maskrcnn-torch: --plan needs one training size (--min-size), not {args.min_size}')
+    epochs = []
+    for e, images in enumerate(plan['epochs']):
+        for p in images:
+            if p['image_id'] not in index:
+                raise SystemExit(f'maskrcnn-torch: {path}: epoch {e + 1} has image {p["image_id"]}, not in the training set')
+            if p['min_size'] != args.min_size[0]:
+                raise SystemExit(f'maskrcnn-torch: {path}: epoch {e + 1} draws short side {p["min_size"]}, not --min-size {args.min_size[0]}')
+        if len(images) % args.batch_size:
+            raise SystemExit(f'maskrcnn-torch: {path}: epoch {e + 1} has {len(images)} images, not whole batches of {args.batch_size}')
+        pairs = [(index[p['image_id']], bool(p['flip'])) for p in images]
+        epochs.append([pairs[b:b + args.batch_size] for b in range(0, len(pairs), args.batch_size)])
+    if len(epochs) < args.epochs:
+        raise SystemExit(f'maskrcnn-torch: {path} plans {len(epochs)} epochs, fewer than --epochs {args.epochs}')
+    return epochs
+
+
 def load_sample(data, i, rng, flip=0.5):
+    """Image i, flipped with probability `flip` (or exactly when `flip` is True / never when False)."""
     image, target = data.image(i), data.target(i)
-    if rng.rand() < flip:
+    if (flip if isinstance(flip, bool) else rng.rand() < flip):
         image, target = coco.flip_horizontal(image, target)
     return image, target
 
@@ -202,6 +227,7 @@ def main():
     ap.add_argument('--representation', type=int, default=1024)
     ap.add_argument('--mask-channels', type=int, default=256)
     ap.add_argument('--out', default=None, help='checkpoints and per-epoch COCO results')
+    ap.add_argument('--plan', default=None, help='plan.json of bench/detection-train.ts: the images, order and flips of each epoch')
     ap.add_argument('--resume', default=None, help='a checkpoint.pth of this script (or of torchvision references)')
     ap.add_argument('--export-size', type=ints, default=(800, 1333))
     ap.add_argument('--opset', type=int, default=17)
@@ -256,13 +282,16 @@ def main():
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     rng = np.random.RandomState(args.seed + start_epoch)
+    plan = read_plan(args.plan, train_set, args) if args.plan else None
     out = args.out or os.path.join('/tmp', f'maskrcnn-torch-{int(time.time())}')
     print(f'PyTorch {torch.__version__}, {args.threads} threads; Mask R-CNN SwiftFormer-{args.variant} ({n_params / 1e6:.2f} M params), '
           f'{num_classes} classes, {len(train_set)} train / {len(val_set)} val, batch {args.batch_size}, sizes {args.min_size} / test {args.test_size}, '
           f'{args.opt} lr {args.lr:g}, backbone {init_info["backbone_init"]}; output {out}', flush=True)
 
     def load(idx):
-        return zip(*(load_sample(train_set, i, rng) for i in idx))
+        # idx: image indices (flips drawn here) or, from --plan, (index, flip) pairs
+        pairs = [(i, 0.5) if isinstance(i, int) else i for i in idx]
+        return zip(*(load_sample(train_set, i, rng, flip) for i, flip in pairs))
 
     def step(idx, warmup, loaded=None):
         images, targets = loaded or load(idx)
@@ -295,7 +324,7 @@ def main():
     else:
         epochs = []
         for epoch in range(start_epoch, args.epochs):
-            batches = epoch_batches(len(train_set), args.batch_size, rng)
+            batches = plan[epoch] if plan else epoch_batches(len(train_set), args.batch_size, rng)
             warmup = None
             if epoch == 0:
                 iters = min(args.warmup_iters, len(batches) - 1)

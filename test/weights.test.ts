@@ -9,7 +9,7 @@ import { deflateRawSync } from 'node:zlib';
 
 import { SwiftFormerError } from '../src/core/errors.js';
 import { PickleWriter, unpickle, orderedDictGlobal } from '../src/weights/pickle.js';
-import { readPth, stateDictFromPth, writePth } from '../src/weights/pth.js';
+import { PthCounter, readPth, stateDictFromPth, writePth } from '../src/weights/pth.js';
 import { readSafetensors, writeSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict, Tensor } from '../src/core/tensor.js';
 import { crc32, readZip, readZipEntry, writeZip } from '../src/weights/zip.js';
@@ -324,7 +324,7 @@ test('writePth → readPth keeps keys, order, shapes and bits; nested objects co
   assertSameStateDict(bare.stateDict(), model, 'bare state dict');
 
   const nested = writePth(
-    { model, epoch: 3, lr: 0.5, big: 2n ** 70n, neg: -70000, name: 'tiny', args: { flag: true, none: null, list: [1, 'a'] } },
+    { model, epoch: 3, lr: 0.5, big: 2n ** 70n, neg: -70000, name: 'tiny', args: { flag: true, none: null, list: [1, 'a'] }, milestones: new PthCounter(new Map([[8, 1], [11, 2]])) },
     { folder: 'my_ckpt' },
   );
   const file = await readPth(nested);
@@ -337,6 +337,7 @@ test('writePth → readPth keeps keys, order, shapes and bits; nested objects co
   assert.equal(root.get('neg'), -70000);
   assert.equal(root.get('name'), 'tiny');
   assert.deepEqual(root.get('args'), new Map<string, unknown>([['flag', true], ['none', null], ['list', [1, 'a']]]));
+  assert.deepEqual(root.get('milestones'), new Map([[8, 1], [11, 2]]), 'a Counter comes back as the Map of its counts');
 
   const zip = readZip(nested);
   assert.deepEqual(new TextDecoder().decode(await readZipEntry(zip, 'my_ckpt/version')), '3\n');

@@ -1,4 +1,5 @@
 /** `swiftformer train` on a COCO dataset: Mask R-CNN with torchvision's training path (train/detection-trainer.ts). */
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SwiftFormerError } from '../core/errors.js';
 import { isCocoDataset, openCocoData } from '../node/coco-data.js';
@@ -12,6 +13,7 @@ const D = DETECTION_DEFAULTS;
 
 export const usage = `Usage: swiftformer train --task detection --data <COCO dataset> [options]
        swiftformer train --resume <out dir>
+       swiftformer train --task detection --data <COCO dataset> --resume <references checkpoint.pth> [--out <dir>]
 
 Trains a Mask R-CNN detector on SwiftFormer along torchvision 0.14's training path: images
 flipped (p ${D.flipProb}) and resized with their boxes and masks to a short side drawn from --min-size,
@@ -39,9 +41,12 @@ five losses), chart.svg, labels.json, config.json. \`swiftformer detect\` and \`
                    (default ${D.minSize})      --max-size  default ${D.maxSize}
   --flip-prob      default ${D.flipProb}
   --out            output directory (default swiftformer-train)
-  --resume         continue the run in this directory where it stopped, with its settings
+  --resume         continue the run in this directory where it stopped, with its settings; or a
+                   checkpoint.pth of torchvision references/detection's train.py: its model,
+                   optimizer state, MultiStepLR and epoch (its args: the defaults of --epochs,
+                   --batch-size); written to --out (default: the .pth's directory)
   --save-pth       also write checkpoint.pth each epoch in torchvision references/detection's
-                   layout ({model, args, epoch}; no optimizer state): train.py can continue from it
+                   layout ({model, optimizer, lr_scheduler, args, epoch}): train.py --resume continues it
   --limit          use at most N images of each split (quick runs)
   --seed           default 0      --threads  ONNX Runtime threads`;
 
@@ -57,10 +62,14 @@ const OPTIONS = {
 export async function isDetectionRun(argv: string[], segmentation: (dir: string) => Promise<boolean>): Promise<boolean> {
   const { values } = parseArgs({ args: argv, options: { task: { type: 'string' }, data: { type: 'string' }, resume: { type: 'string' } }, strict: false, allowPositionals: true });
   if (values.task !== undefined) return values.task === 'detection';
+  if (typeof values.resume === 'string' && isPth(values.resume)) return true;
   if (typeof values.resume === 'string') return (await readSidecar(values.resume))?.train.task === 'detection';
   const data = values.data;
   return typeof data === 'string' && data !== 'fashion-mnist' && (await isCocoDataset(data)) && !(await segmentation(data));
 }
+
+/** `--resume` names a references/detection checkpoint.pth rather than a run directory of ours. */
+const isPth = (path: string) => /\.pth$/i.test(path);
 
 function integers(value: string | undefined, name: string): number[] | undefined {
   if (value === undefined) return undefined;
@@ -72,7 +81,8 @@ function integers(value: string | undefined, name: string): number[] | undefined
 export async function trainDetectionCommand(argv: string[]): Promise<void> {
   const { values, flags } = parse(argv, OPTIONS, usage);
   if (flags.has('help')) return void console.log(usage);
-  const { saved, source, out } = await resumeOrStart(values, 'COCO dataset', usage);
+  const pth = values.resume !== undefined && isPth(values.resume) ? values.resume : undefined;
+  const { saved, source, out } = await resumeOrStart(pth ? { ...values, resume: undefined, out: values.out ?? dirname(pth) } : values, 'COCO dataset', usage);
   const limit = intOption(values.limit, 'limit') ?? saved?.data?.limit;
   const given: Omit<DetectionTrainOptions, 'train'> = {
     epochs: intOption(values.epochs, 'epochs'),
@@ -103,7 +113,7 @@ export async function trainDetectionCommand(argv: string[]): Promise<void> {
   }
   const options: DetectionTrainOptions = {
     ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)),
-    train, ...(val ? { val } : {}), out, ...(flags.has('save-pth') ? { savePth: true } : {}), dataSource: { source, ...(limit !== undefined ? { limit } : {}) }, ...(saved ? { resume: true } : {}),
+    train, ...(val ? { val } : {}), out, ...(flags.has('save-pth') ? { savePth: true } : {}), ...(pth ? { resumeFrom: pth } : {}), dataSource: { source, ...(limit !== undefined ? { limit } : {}) }, ...(saved ? { resume: true } : {}),
   };
   const result = await runInterruptibly(out, saved?.epoch ?? 0, progressReporter(process.stderr), (signal, onProgress) => trainDetection({ ...options, signal, onProgress }));
   const last = result.history.at(-1);

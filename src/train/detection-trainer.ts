@@ -15,7 +15,8 @@
  * Random(seed, epoch, batch), so a resumed run continues exactly.
  *
  * With savePth, each epoch also writes checkpoint.pth in torchvision references/detection's layout
- * (referencesCheckpoint): the run can continue in torchvision's train.py and come back.
+ * with the optimizer and lr_scheduler (references-checkpoint.ts): train.py --resume continues the
+ * run; `resumeFrom` continues a run train.py saved, as a new run here.
  *
  * Graphs have static shapes: one per padded batch size and per-level capacity (the sampled RoIs
  * sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in
@@ -31,14 +32,16 @@ import type { StateDict } from '../core/tensor.js';
 import type { MaskRcnnConfig } from '../models/maskrcnn.js';
 import { DetectionModel } from '../models/detector.js';
 import type { SwiftFormerConfig } from '../models/swiftformer.js';
+import type { TokenNorm } from '../models/attention.js';
 import type { CocoInstances } from '../node/coco-data.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type Preprocessing } from '../preprocess/transforms.js';
 import type { SessionOptions } from '../runtime/runtime.js';
 import { deriveSeed } from './augment.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../node/files.js';
-import { writePth } from '../weights/pth.js';
-import { moduleOrder, type DataSource, type EpochMetrics } from './checkpoint.js';
+import { readFile } from 'node:fs/promises';
+import { readPth } from '../weights/pth.js';
+import type { DataSource, EpochMetrics } from './checkpoint.js';
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
 import {
@@ -49,7 +52,8 @@ import { assembleBatch, type AssembledBatch, type ResizedImage } from './detecti
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
 import { cloneState } from './optim.js';
-import { planRun, runEpochs, type StepOutput, type TaskRun, type TrainProgress } from './run.js';
+import { readReferencesCheckpoint, referencesCheckpoint, type ReferencesResume } from './references-checkpoint.js';
+import { planRun, runEpochs, type ImportedRun, type StepOutput, type TaskRun, type TrainProgress } from './run.js';
 import { lrAt } from './schedule.js';
 import { updateRunningStats } from './step.js';
 
@@ -80,7 +84,14 @@ export interface DetectionTrainOptions {
   threads?: number;
   out?: string;
   resume?: boolean;
-  /** Also write checkpoint.pth each epoch in torchvision references/detection's layout (referencesCheckpoint). */
+  /**
+   * Continue a run that torchvision references/detection's train.py saved (its checkpoint.pth:
+   * path or bytes) in `out`, a new output directory: its model, optimizer state, schedule
+   * (MultiStepLR's milestones and gamma, the base lr) and epoch; its args give the defaults of
+   * epochs, batch size and sizes. references-checkpoint.ts.
+   */
+  resumeFrom?: string | Uint8Array;
+  /** Also write checkpoint.pth each epoch in torchvision references/detection's layout, optimizer and lr_scheduler included (references-checkpoint.ts). */
   savePth?: boolean;
   dataSource?: DataSource;
   onProgress?: (event: TrainProgress) => void;
@@ -125,12 +136,12 @@ function basePreprocessing(): Preprocessing {
   return { inputSize: [DETECTION_DEFAULTS.minSize, DETECTION_DEFAULTS.minSize], normalization: { mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] }, pad: 0, cropPct: 1 };
 }
 
-/** A new run's detector: fresh, a backbone from classifier weights, or Mask R-CNN weights. */
-async function initialModel(options: DetectionTrainOptions, run: TrainConfig): Promise<{ config: MaskRcnnConfig; state: StateDict }> {
+/** A new run's detector: fresh, a backbone from classifier weights, or Mask R-CNN weights (`attention`: the backbone's, when the weights' origin does not say). */
+async function initialModel(options: DetectionTrainOptions, run: TrainConfig, attention?: TokenNorm): Promise<{ config: MaskRcnnConfig; state: StateDict }> {
   const d = run.detection!;
   const model = await DetectionModel.load({
     numClasses: run.dataset.numClasses, seed: run.seed, labels: options.train.labels.names,
-    settings: { transform: { minSize: Math.max(...d.minSizes), maxSize: d.maxSize } },
+    settings: { transform: { minSize: Math.max(...d.minSizes), maxSize: d.maxSize } }, ...(attention ? { attention } : {}),
     ...(options.weights !== undefined ? { weights: options.weights } : {}), ...(options.model !== undefined ? { model: options.model } : {}),
   });
   try {
@@ -216,6 +227,24 @@ class GraphCache {
 /** A batch the step cannot take because its inputs are not finite (DetectionBatches.run); the trainer stops the run on it. */
 export class NonFiniteBatch extends Error {}
 
+/** The flip and short side drawn for the image at `position` of `epoch` (Random(seed, epoch, position)). */
+export function imageDraw(d: Pick<DetectionTrainSettings, 'flipProb' | 'minSizes'>, seed: number, epoch: number, position: number): { flip: boolean; minSize: number } {
+  const rng = new Random(deriveSeed(seed, SALT.sample, epoch, position));
+  const flip = rng.next() < d.flipProb;
+  return { flip, minSize: d.minSizes[Math.floor(rng.next() * d.minSizes.length)]! };
+}
+
+/**
+ * The images of each epoch's batches as training draws them: image id, flip and short side per
+ * position (full batches only, as the trainer runs them). bench/detection-train.ts hands it to
+ * torchvision's side, so that both train on the same sequence of images.
+ */
+export function epochPlan(train: Pick<CocoInstances, 'length' | 'imageIds'>, d: Pick<DetectionTrainSettings, 'flipProb' | 'minSizes'>, seed: number, epoch: number, batchSize: number): { imageId: number; flip: boolean; minSize: number }[] {
+  const order = sampleOrder(train.length, { seed, epoch });
+  const positions = Math.floor(train.length / batchSize) * batchSize;
+  return Array.from({ length: positions }, (_, p) => ({ imageId: train.imageIds[order[p]!]!, ...imageDraw(d, seed, epoch, p) }));
+}
+
 /**
  * One training batch after another, as the trainer draws them: for batch k of an epoch, its
  * images (flipped and resized per Random(seed, epoch, position)), the train-mode proposals, the
@@ -244,12 +273,10 @@ export class DetectionBatches {
     const images: ResizedImage[] = [];
     for (let j = 0; j < n; j++) {
       const position = k * n + j;
-      const rng = new Random(deriveSeed(this.seed, SALT.sample, epoch, position));
       const sample = await this.train.sample(order[position]!);
-      let img = trainingImage(sample.image, sample.target);
-      if (rng.next() < d.flipProb) img = flipImage(img);
-      const minSize = d.minSizes[Math.floor(rng.next() * d.minSizes.length)]!;
-      images.push(await this.transform.apply(img, minSize));
+      const { flip, minSize } = imageDraw(d, this.seed, epoch, position);
+      const img = trainingImage(sample.image, sample.target);
+      images.push(await this.transform.apply(flip ? flipImage(img) : img, minSize));
     }
     const t1 = performance.now();
     const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
@@ -325,8 +352,8 @@ async function detectionTask(
       }
     },
     ...(options.savePth ? {
-      writeModelFiles: async (out: string, history: readonly EpochMetrics[]) => {
-        await writeFileAtomic(join(out, 'checkpoint.pth'), referencesCheckpoint(state, config, run, history.at(-1)!.epoch, options.dataSource));
+      writeModelFiles: async (out, history, training) => {
+        await writeFileAtomic(join(out, 'checkpoint.pth'), referencesCheckpoint(state, config, run, history.at(-1)!.epoch, options.dataSource, training));
       },
     } : {}),
     ...(val ? {
@@ -344,35 +371,56 @@ async function detectionTask(
   };
 }
 
-/**
- * The dict torchvision references/detection's train.py saves, as far as it is ours to write:
- * `model` (the state dict, torchvision keys), `epoch` (the last completed, 0-based: train.py
- * resumes at epoch + 1) and `args` (the run's settings under train.py's argument names, a plain
- * dict where train.py pickles an argparse.Namespace, plus `min_size`, `max_size`, `attention` for
- * building the model). No `optimizer` or `lr_scheduler`: torch's SGD / AdamW state indexes the
- * parameters in the order of the model built on the other side, so a run moved to train.py
- * starts its optimizer afresh there (load `model` only, set --start-epoch to epoch + 1).
- */
-export function referencesCheckpoint(state: StateDict, config: MaskRcnnConfig, run: TrainConfig, epochs: number, data?: DataSource): Uint8Array {
-  const d = run.detection!;
-  const opt = run.optimizer;
-  const schedule = run.schedule.kind === 'steps' ? run.schedule : undefined;
-  const args: Record<string, string | number | number[]> = {
-    model: 'maskrcnn_swiftformer', dataset: 'coco', ...(data ? { data_path: data.source } : {}),
-    opt: opt.kind, lr: run.lr, weight_decay: opt.weightDecay, ...(opt.kind === 'sgd' ? { momentum: opt.momentum } : {}),
-    lr_scheduler: 'multisteplr', lr_steps: [...(schedule?.milestones ?? [])], lr_gamma: schedule?.gamma ?? 1,
-    epochs: run.epochs, batch_size: run.batchSize, start_epoch: epochs,
-    min_size: [...d.minSizes], max_size: d.maxSize, attention: config.backbone.attention,
-  };
-  return writePth({ model: new Map(moduleOrder(state.keys()).map((k) => [k, state.get(k)!])), args, epoch: epochs - 1 }, { folder: 'checkpoint' });
+/** A references/detection checkpoint.pth to continue (readReferencesCheckpoint), with the name messages give it. */
+async function readResumeFrom(from: string | Uint8Array): Promise<ReferencesResume & { source: string }> {
+  const source = typeof from === 'string' ? from : 'the references/detection checkpoint';
+  let bytes = from as Uint8Array;
+  if (typeof from === 'string') {
+    try {
+      const buf = await readFile(from);
+      bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    } catch (err) {
+      throw new SwiftFormerError('IO', `cannot read ${from}: ${(err as Error).message}`);
+    }
+  }
+  return { ...readReferencesCheckpoint((await readPth(bytes)).root, source), source };
+}
+
+/** The options of a run continued from a references checkpoint: what the caller gave, else what the checkpoint says. */
+function continuedOptions(options: DetectionTrainOptions, from: ReferencesResume & { source: string }): DetectionTrainOptions {
+  if (options.weights !== undefined || options.model !== undefined) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${from.source}`);
+  if (options.optimizer && options.optimizer !== from.optimizer.kind) throw new SwiftFormerError('BAD_ARGUMENT', `${from.source} holds ${from.optimizer.kind} state; it cannot continue with ${options.optimizer}`);
+  const a = from.args;
+  const positive = (v: unknown) => (Number.isInteger(v) && (v as number) > 0 ? (v as number) : undefined);
+  const sizes = (Array.isArray(a.min_size) ? a.min_size : [a.min_size]).map(positive);
+  return {
+    ...defined({ epochs: positive(a.epochs), batchSize: positive(a.batch_size), maxSize: positive(a.max_size) }),
+    ...(sizes.every((v) => v !== undefined) ? { minSizes: sizes as number[] } : {}),
+    optimizer: from.optimizer.kind, lr: from.initialLr, weightDecay: from.optimizer.weightDecay, milestones: from.milestones,
+    ...defined(options),
+  } as DetectionTrainOptions;
+}
+
+/** requestedConfig with the checkpoint's optimizer hyperparameters (betas, eps, momentum, nesterov) and gamma. */
+function continuedRequest(options: DetectionTrainOptions, from: ReferencesResume): RequestedConfig {
+  const request = requestedConfig(options, undefined);
+  return { ...request, optimizer: { ...from.optimizer, ...request.optimizer }, schedule: { ...request.schedule, gamma: from.gamma } };
 }
 
 /** Trains (or fine-tunes, resumes, extends) a Mask R-CNN detector on a COCO dataset; see DetectionTrainOptions. */
-export async function trainDetection(options: DetectionTrainOptions): Promise<DetectionTrainResult> {
+export async function trainDetection(given: DetectionTrainOptions): Promise<DetectionTrainResult> {
+  const from = given.resumeFrom !== undefined ? await readResumeFrom(given.resumeFrom) : undefined;
+  const options = from ? continuedOptions(given, from) : given;
   const { train } = options;
+  const stepsPerEpoch = Math.floor(train.length / (options.batchSize ?? DETECTION_DEFAULTS.batchSize));
+  const imported: ImportedRun | undefined = from && {
+    // SGD's state has no step count: any positive one tells ours the buffers are started.
+    epochs: from.epochs, moments: from.moments, optimizerStep: from.stepCount ?? from.epochs * stepsPerEpoch, source: from.source,
+  };
   const plan = await planRun({
     task: 'detection',
-    request: (stored) => requestedConfig(options, stored),
+    request: (stored) => (from ? continuedRequest(options, from) : requestedConfig(options, stored)),
+    ...(imported ? { imported } : {}),
     base: () => ({ preprocessing: basePreprocessing(), dataset: { trainImages: train.length, numClasses: train.labels.numClasses } }),
     stepsPerEpoch: (c) => Math.floor(train.length / c.batchSize),
     ...(options.out ? { out: options.out } : {}), ...(options.resume ? { resume: true } : {}),
@@ -381,7 +429,9 @@ export async function trainDetection(options: DetectionTrainOptions): Promise<De
   const { config } = plan;
   if (plan.restored && (options.weights !== undefined || options.model !== undefined)) throw new SwiftFormerError('BAD_ARGUMENT', `the model of a resumed run is the one in ${options.out}`);
   const session: SessionOptions = options.threads === undefined ? {} : { threads: options.threads };
-  const model = plan.restored ? { config: plan.restored.sidecar.model as MaskRcnnConfig, state: plan.restored.state } : await initialModel(options, config);
+  const attention = from && (from.args.attention === 'l2' || from.args.attention === 'softmax') ? from.args.attention : undefined;
+  const model = plan.restored ? { config: plan.restored.sidecar.model as MaskRcnnConfig, state: plan.restored.state }
+    : await initialModel(from ? { ...options, weights: from.model } : options, config, attention);
   const task = await detectionTask(options, config, model, session);
   try {
     const params = task.params.reduce((t, k) => t + task.state.get(k)!.data.length, 0);

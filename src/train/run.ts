@@ -87,8 +87,9 @@ export interface TaskRun {
   /**
    * The task's own model files for the epoch just trained (`history` ends with it), written before
    * the checkpoint's commit point: an interrupted save is redone, identically, on resume.
+   * `training` is the optimizer and schedule, for files that carry them (references/detection's).
    */
-  writeModelFiles?(out: string, history: readonly EpochMetrics[]): Promise<void>;
+  writeModelFiles?(out: string, history: readonly EpochMetrics[], training: { optimizer: Optimizer; schedule: LrSchedule; stepsPerEpoch: number }): Promise<void>;
 }
 
 export type TrainProgress =
@@ -118,6 +119,20 @@ export interface RunPlan {
   rescheduled?: { from: number; to: number };
   savePth: boolean;
   data?: DataSource;
+  /** A run continued from another trainer's checkpoint (no sidecar of ours): its optimizer state. */
+  imported?: ImportedRun;
+}
+
+/**
+ * Where a run saved by another trainer (torchvision references/detection's train.py) stands: the
+ * completed epochs, the optimizer's moments under `<slot>.<key>` and its step count.
+ */
+export interface ImportedRun {
+  epochs: number;
+  moments: StateDict;
+  optimizerStep: number;
+  /** Names the checkpoint in messages. */
+  source: string;
 }
 
 export interface PlanOptions {
@@ -131,6 +146,8 @@ export interface PlanOptions {
   resume?: boolean;
   savePth?: boolean;
   data?: DataSource;
+  /** Continue a run saved by another trainer (a new output directory, no sidecar of ours). */
+  imported?: ImportedRun;
 }
 
 /** Creates the output directory, one line on failure (a file in the way, a file as a parent, no permission). */
@@ -147,6 +164,8 @@ export async function planRun(options: PlanOptions): Promise<RunPlan> {
   const restored = out ? await readCheckpoint(out) : undefined;
   if (restored && !options.resume) throw bad(`${out} already holds a training checkpoint (epoch ${restored.sidecar.epoch}); resume it or choose another output directory`);
   if (!restored && options.resume) throw bad(`nothing to resume: ${out} has no checkpoint.json`);
+  const { imported } = options;
+  if (imported && options.resume) throw bad(`resume either ${out} or ${imported.source}, not both`);
   const stored = restored?.sidecar;
   const requested = options.request(stored?.train);
   let config: TrainConfig;
@@ -158,6 +177,7 @@ export async function planRun(options: PlanOptions): Promise<RunPlan> {
   } else {
     config = freshConfig(options.task, requested, options.base());
   }
+  if (imported && config.epochs <= imported.epochs) throw bad(`${imported.source} completed ${imported.epochs} epochs: the run needs more epochs than that to continue`);
   if (config.task !== options.task) throw bad(`${out} holds a ${config.task} run, not ${options.task}`);
   if (options.savePth) {
     const why = officialPthUnsupported(config);
@@ -173,9 +193,9 @@ export async function planRun(options: PlanOptions): Promise<RunPlan> {
   if (stored && rescheduled) replans.push({ atEpoch: stored.epoch, fromEpochs: rescheduled.from, toEpochs: rescheduled.to });
   const data = options.data ?? stored?.data;
   return {
-    config, schedule, stepsPerEpoch, startEpoch: stored?.epoch ?? 0, history: stored ? [...stored.history] : [], replans,
+    config, schedule, stepsPerEpoch, startEpoch: stored?.epoch ?? imported?.epochs ?? 0, history: stored ? [...stored.history] : [], replans,
     savePth: !!options.savePth, ...(out ? { out } : {}), ...(restored ? { restored } : {}), ...(rescheduled ? { rescheduled } : {}),
-    ...(data ? { data } : {}),
+    ...(data ? { data } : {}), ...(imported ? { imported } : {}),
   };
 }
 
@@ -209,6 +229,7 @@ export async function runEpochs(task: TaskRun, plan: RunPlan, hooks: RunHooks = 
   const { config, restored } = plan;
   const optimizer = createOptimizer(config.optimizer, task.state, task.params);
   if (restored) optimizer.loadMoments(restored.moments, restored.sidecar.optimizer.step);
+  else if (plan.imported) optimizer.loadMoments(plan.imported.moments, plan.imported.optimizerStep);
   if (restored && config.ema && !restored.ema) throw new SwiftFormerError('BAD_CHECKPOINT', `${plan.out}: the checkpoint has no EMA weights`);
   // The EMA has taken one update per optimizer step, which a resumed run continues from.
   const ema = config.ema ? new ModelEma(restored?.ema ?? task.state, config.ema.decay, true, restored?.sidecar.optimizer.step ?? 0) : undefined;
@@ -376,7 +397,7 @@ async function saveEpoch(run: Run, metrics: EpochMetrics): Promise<{ checkpoint:
   const out = plan.out!;
   const t = performance.now();
   const { config } = plan;
-  await task.writeModelFiles?.(out, history);
+  await task.writeModelFiles?.(out, history, { optimizer, schedule: plan.schedule, stepsPerEpoch: plan.stepsPerEpoch });
   await writeCheckpoint(out, {
     sidecar: {
       epoch: metrics.epoch, step: run.step, train: config, schedule: plan.schedule, stepsPerEpoch: plan.stepsPerEpoch,

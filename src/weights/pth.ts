@@ -41,9 +41,19 @@ export interface PthReadOptions {
   entry?: string;
 }
 
-/** Anything writePth can store: tensors, numbers, strings, bytes, and Maps / plain objects / arrays of them. */
+/**
+ * `collections.Counter`, which writePth pickles as Python does (`Counter({8: 1, 11: 1})`): torch's
+ * MultiStepLR keeps its milestones in one, and its state_dict hands that over as is. Reading gives
+ * a Map (pickle.ts counterGlobal).
+ */
+export class PthCounter {
+  constructor(readonly counts: ReadonlyMap<number | string, number>) {}
+}
+
+/** Anything writePth can store: tensors, numbers, strings, bytes, Counters, and Maps / plain objects / arrays of them. */
 export type PthValue =
   | Tensor
+  | PthCounter
   | number
   | bigint
   | string
@@ -394,7 +404,7 @@ function checkFolderName(folder: string): void {
  * Writes a checkpoint that torch.load reads (plain torch.load, as the official main.py uses; torch
  * 1.13's weights_only=True loader refuses the BINFLOAT opcode of float values): a protocol 2 pickle
  * where Maps become OrderedDicts, plain objects dicts, arrays lists, integers ints and other
- * numbers floats; each tensor gets its own storage `<folder>/data/<i>`.
+ * numbers floats, PthCounter a collections.Counter; each tensor gets its own storage `<folder>/data/<i>`.
  */
 export function writePth(state: StateDict | PthValue, options: { folder?: string } = {}): Uint8Array {
   const folder = options.folder ?? 'archive';
@@ -411,6 +421,15 @@ export function writePth(state: StateDict | PthValue, options: { folder?: string
     if (value instanceof Map) {
       writeEmptyOrderedDict(w);
       writeDictItems(w, [...value], child, false);
+      return true;
+    }
+    if (value instanceof PthCounter) {
+      // Counter.__reduce__: (Counter, (dict(self),))
+      w.global('collections', 'Counter');
+      w.beginTuple(1);
+      writeDictItems(w, [...value.counts], child, true);
+      w.endTuple(1);
+      w.reduce();
       return true;
     }
     return false;
