@@ -12,7 +12,7 @@ import { inferMaskRcnnConfig, type MaskRcnnConfig } from '../src/models/maskrcnn
 import { readStateDict } from '../src/weights/read.js';
 import type { StateDict } from '../src/core/tensor.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from '../src/train/detection-targets.js';
-import { DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepResult } from '../src/train/detection-step.js';
+import { DetectionForward, DetectionTrainStep, LOSS_NAMES, MaskChunkStep, type DetectionStepResult, type HeldValues } from '../src/train/detection-step.js';
 import { TrainTransform } from '../src/train/detection-transform.js';
 import { assertRunningStats, fixtureBytes, fixtureTensor, manifest, relativeError } from './fixtures.js';
 
@@ -27,6 +27,10 @@ let resized: ResizedImage[];
 let batch: AssembledBatch;
 let result: DetectionStepResult;
 let step: DetectionTrainStep | undefined;
+let forward: DetectionForward | undefined;
+let masks: MaskChunkStep | undefined;
+/** The step's forward half on the fixture's images: our proposals, and the values the rest of the step continues from. */
+let ours: { proposals: Float32Array[]; held: HeldValues };
 let transform: TrainTransform | undefined;
 
 before(async () => {
@@ -45,11 +49,16 @@ before(async () => {
     roiPos: [0, 1].map((i) => bytes(`roi_pos${i}.bin`)), roiNeg: [0, 1].map((i) => bytes(`roi_neg${i}.bin`)),
   };
   batch = assembleBatch(resized, [0, 1].map((i) => float32s(`roi_proposals${i}.bin`)), cfg, { samples });
+  forward = await DetectionForward.create(cfg, batch.shape, { session: { threads: 2 } });
+  ours = await forward.run(state, batch.feeds.images!, resized.map((r) => [r.height, r.width]));
   step = await DetectionTrainStep.create(cfg, batch.shape, { session: { threads: 2 } });
-  result = await step.run(state, batch.feeds);
+  masks = await MaskChunkStep.create(cfg, batch.shape, { session: { threads: 2 } });
+  result = await step.run(state, batch.feeds, ours.held, masks);
 });
 after(async () => {
   await step?.release();
+  await forward?.release();
+  await masks?.release();
   await transform?.release();
 });
 
@@ -98,8 +107,9 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
     const padded = assembleBatch(resized, [0, 1].map((i) => float32s(`roi_proposals${i}.bin`)), cfg, { samples, pad: { levelMultiple: 64, multiple: 16, rois: 1100 } });
     assert.ok(padded.shape.roiLevels.every((c) => c % 64 === 0) && padded.shape.rois >= 1100 && padded.shape.maskRois % 16 === 0);
     const other = await DetectionTrainStep.create(cfg, padded.shape, { session: { threads: 2 } });
+    const otherMasks = await MaskChunkStep.create(cfg, padded.shape, { session: { threads: 2 } });
     try {
-      const r = await other.run(state, padded.feeds);
+      const r = await other.run(state, padded.feeds, ours.held, otherMasks);
       for (const name of LOSS_NAMES) assert.ok(Math.abs(r.losses[name] - result.losses[name]) <= 1e-5 * Math.abs(result.losses[name]) + 1e-7, `${name}: ${r.losses[name]} vs ${result.losses[name]}`);
       for (const [key, g] of result.grads) {
         const h = r.grads.get(key)!.data;
@@ -109,6 +119,7 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
       }
     } finally {
       await other.release();
+      await otherMasks.release();
     }
   });
 
@@ -139,29 +150,24 @@ describe('Mask R-CNN training step against torchvision (maskrcnn-tiny-train)', (
     assert.deepEqual(failures, []);
   });
 
-  test("the train-mode RPN's proposals are torchvision's (2000 / 2000 top-n, batch statistics)", async () => {
-    const proposals = await ProposalStep.create(cfg, batch.shape, { session: { threads: 2 } });
-    try {
-      const ours = await proposals.run(state, batch.feeds.images!, resized.map((r) => [r.height, r.width]));
-      for (const i of [0, 1]) {
-        const ref = float32s(`roi_proposals${i}.bin`);
-        assert.equal(ours[i]!.length, ref.length, `image ${i}: ${ours[i]!.length / 4} proposals, torchvision ${ref.length / 4}`);
-        // As a set (the README's rule: near-equal scores may swap places): each of torchvision's
-        // proposals has one of ours within 2e-3 px on every coordinate (the decoded deltas differ
-        // in the last bits; clipped slivers 0.03 px wide occur, so IoU is no measure here).
-        const n = ours[i]!.length / 4;
-        for (let r = 0; r < ref.length / 4; r++) {
-          let best = Infinity;
-          for (let j = 0; j < n; j++) {
-            let d = 0;
-            for (let c = 0; c < 4; c++) d = Math.max(d, Math.abs(ours[i]![4 * j + c]! - ref[4 * r + c]!));
-            best = Math.min(best, d);
-          }
-          assert.ok(best <= 2e-3, `image ${i}: torchvision's proposal ${r} has no match (closest ${best} px)`);
+  test("the train-mode RPN's proposals are torchvision's (2000 / 2000 top-n, batch statistics)", () => {
+    const mine = ours.proposals;
+    for (const i of [0, 1]) {
+      const ref = float32s(`roi_proposals${i}.bin`);
+      assert.equal(mine[i]!.length, ref.length, `image ${i}: ${mine[i]!.length / 4} proposals, torchvision ${ref.length / 4}`);
+      // As a set (the README's rule: near-equal scores may swap places): each of torchvision's
+      // proposals has one of ours within 2e-3 px on every coordinate (the decoded deltas differ
+      // in the last bits; clipped slivers 0.03 px wide occur, so IoU is no measure here).
+      const n = mine[i]!.length / 4;
+      for (let r = 0; r < ref.length / 4; r++) {
+        let best = Infinity;
+        for (let j = 0; j < n; j++) {
+          let d = 0;
+          for (let c = 0; c < 4; c++) d = Math.max(d, Math.abs(mine[i]![4 * j + c]! - ref[4 * r + c]!));
+          best = Math.min(best, d);
         }
+        assert.ok(best <= 2e-3, `image ${i}: torchvision's proposal ${r} has no match (closest ${best} px)`);
       }
-    } finally {
-      await proposals.release();
     }
   });
 

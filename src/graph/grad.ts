@@ -428,8 +428,13 @@ export const GRADIENTS: Record<string, Rule> = {
   },
   Sqrt: (ctx, node, dy) => [ctx.b.binary('Div', mul(ctx, dy, ctx.b.constant([0.5])), node.outputs[0]!)],
   Exp: (ctx, node, dy) => [mul(ctx, dy, node.outputs[0]!)],
-  // Relu's output is >= 0, so its sign is the 0/1 mask of the positive inputs.
-  Relu: (ctx, node, dy) => [mul(ctx, dy, ctx.b.node('Sign', [node.outputs[0]!], ctx.shape(node.outputs[0]!)))],
+  // dy where the output is positive, else 0: one compare and one select (ONNX Runtime's Sign,
+  // then a Mul, took twice as long on the detection step's large maps).
+  Relu: (ctx, node, dy) => {
+    const y = node.outputs[0]!;
+    const positive = ctx.b.node('Greater', [y, ctx.b.constant([0])], ctx.shape(y));
+    return [ctx.b.node('Where', [positive, dy, ctx.b.constant([0])], ctx.shape(dy))];
+  },
   Erf: (ctx, node, dy) => {
     const x = node.inputs[0]!;
     const gauss = ctx.b.unary('Exp', neg(ctx, mul(ctx, x, x)));

@@ -5,7 +5,7 @@
  * before a padding-free conv / pooled Gemm, a per-channel scale after a conv or Gemm, the sum
  * of two Gemms of one input. New tensors are fresh copies: the caller's state dict is never touched.
  */
-import { floatInit, MS_DOMAIN, type Graph, type Node } from './graph.js';
+import { floatInit, MS_DOMAIN, type Graph, type GraphValue, type Node, type ValueType } from './graph.js';
 import { float32, numel, type FloatTensor } from '../core/tensor.js';
 
 /** Runs all eval-mode folds until nothing changes, then drops dead nodes. */
@@ -345,4 +345,60 @@ export function countMacs(graph: Graph): number {
     }
   }
   return macs;
+}
+
+// ---------------------------------------------------------------- cutting a graph in two
+
+const BOOL_OPS = new Set(['Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Not', 'IsNaN', 'IsInf']);
+const INT64_OPS = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin', 'NonMaxSuppression']);
+const CAST_TYPES: Record<number, ValueType> = { 1: 'float32', 2: 'uint8', 4: 'uint16', 7: 'int64', 9: 'bool' };
+
+/** The element type of every value: inputs, parameters and constants as declared, node outputs by op (else their first data input's). */
+function valueTypes(g: Graph): Map<string, ValueType | 'other'> {
+  const types = new Map<string, ValueType | 'other'>();
+  for (const v of g.inputs) types.set(v.name, v.dtype ?? 'float32');
+  for (const key of g.params.keys()) types.set(key, 'float32');
+  for (const [name, t] of g.initializers) types.set(name, t.dtype === 'float32' || t.dtype === 'int64' || t.dtype === 'uint8' ? t.dtype : 'other');
+  for (const node of g.nodes) {
+    node.outputs.forEach((out, i) => {
+      let t: ValueType | 'other';
+      if (node.op === 'Cast') t = CAST_TYPES[node.attrs.to?.kind === 'int' ? node.attrs.to.value : 0] ?? 'other';
+      else if (BOOL_OPS.has(node.op)) t = 'bool';
+      else if (INT64_OPS.has(node.op) || (node.op === 'TopK' && i === 1)) t = 'int64';
+      else t = types.get(node.inputs[node.op === 'Where' ? 1 : 0]!) ?? 'float32';
+      types.set(out, t);
+    });
+  }
+  return types;
+}
+
+/**
+ * `graph` cut after its first `at` nodes into two graphs run one after the other: `front` (those
+ * nodes; the graph inputs they read; outputs `frontOutputs` and then every value of theirs the rest
+ * reads) and `back` (the rest; the graph inputs it reads plus those values, `held`; the graph's
+ * outputs but `frontOutputs`). What the front computes is computed once: the back is fed it.
+ */
+export function cutGraph(graph: Graph, at: number, frontOutputs: string[]): { front: Graph; back: Graph; held: string[] } {
+  const frontNodes = graph.nodes.slice(0, at);
+  const backNodes = graph.nodes.slice(at);
+  const made = new Set(frontNodes.flatMap((n) => n.outputs));
+  const exposed = new Set(frontOutputs);
+  const read = new Set([...backNodes.flatMap((n) => n.inputs), ...graph.outputs.filter((o) => !exposed.has(o.name)).map((o) => o.name)]);
+  const held = [...made].filter((v) => read.has(v) && !exposed.has(v));
+  const types = valueTypes(graph);
+  const value = (name: string): GraphValue => {
+    const dtype = types.get(name);
+    if (dtype === 'other') throw new Error(`cutGraph: ${name} has an element type a graph input cannot take`);
+    const shape = graph.shapes.get(name);
+    if (!shape) throw new Error(`cutGraph: ${name} has no known shape`);
+    return dtype && dtype !== 'float32' ? { name, shape, dtype } : { name, shape };
+  };
+  const readBy = (nodes: Node[]) => new Set(nodes.flatMap((n) => n.inputs));
+  const frontReads = readBy(frontNodes);
+  const part = (nodes: Node[], inputs: GraphValue[], outputs: GraphValue[]): Graph => ({ ...graph, nodes, inputs, outputs });
+  return {
+    front: part(frontNodes, graph.inputs.filter((v) => frontReads.has(v.name)), [...frontOutputs, ...held].map(value)),
+    back: part(backNodes, [...graph.inputs.filter((v) => read.has(v.name)), ...held.map(value)], graph.outputs.filter((o) => !exposed.has(o.name))),
+    held,
+  };
 }

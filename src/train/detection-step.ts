@@ -1,9 +1,16 @@
 /**
- * The Mask R-CNN training step as one graph with static shapes: torchvision 0.14's train-mode
+ * The Mask R-CNN training step as graphs with static shapes: torchvision 0.14's train-mode
  * forward (BatchNorm on batch statistics) from the padded batch to the five losses of
  * GeneralizedRCNN, and every parameter's gradient (graph/grad.ts). What takes no gradient is
  * decided outside and fed in (train/detection-targets.ts): anchor and proposal matching,
  * sampling, the sampled RoIs and their pyramid levels.
+ *
+ * One step graph holds it all but the mask head, and runs in two halves (graph/passes.ts
+ * cutGraph): DetectionForward, the backbone, FPN and RPN up to the train-mode proposals, which go
+ * to the sampling; then DetectionTrainStep, the rest, fed the forward's values (the backbone runs
+ * once). The mask head and its loss run in chunks of MASK_CHUNK positives by their own graph
+ * (buildMaskChunkGraph), whose gradient with respect to the pyramid seeds the step graph's
+ * backward; so the positives' count, which varies from batch to batch, makes no step graphs.
  *
  *  - RPN (rpn.py compute_loss): binary cross-entropy with logits over the sampled anchors (mean),
  *    smooth-L1 (beta 1/9) on the positives' deltas against BoxCoder(1, 1, 1, 1) targets, summed
@@ -22,18 +29,19 @@
  * capacities keep the shapes static (the gradient code needs them) at the price of one graph per
  * capacity pattern; the trainer lets them only grow, so that few patterns occur. The mask head's
  * positives (few, their per-level counts varying) are pooled on every level and their own level
- * kept by a one-hot (mask_levels), so that their graph shape is one count.
+ * kept by a one-hot (mask_levels).
  *
- * Inputs (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
- *   images (N,3,H,W) normalized, resized, padded; anchors (A,4);
+ * Feeds (N images, A anchors, R sampled RoIs, P positives, G gt masks, K classes):
+ *   images (N,3,H,W) normalized, resized, padded (and image_sizes (N,2) int64 for the proposals);
+ *   anchors (A,4);
  *   rpn_labels, rpn_weights, rpn_box_weights (N,A); rpn_matched (N,A,4) matched gt boxes;
  *   rois (R,4) sorted by level, roi_batch (R) int64, roi_labels (R) int64 (-100: padding),
  *   roi_class (R,K) one-hot of positives' labels, roi_matched (R,4), roi_box_weights (R),
  *   roi_count_inverse (1);
  *   mask_rois (P,4), mask_batch (P) int64, mask_levels (P,4) one-hot, mask_class (P,K),
- *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks);
+ *   mask_weights (P), gt_masks (G,1,H,W), mask_gt (P) int64 (row of gt_masks), cut into chunks;
  *   every parameter by its key.
- * Outputs: loss (the sum), the five losses by torchvision's names, grad:<key>, batch statistics.
+ * Result: loss (the sum), the five losses by torchvision's names, every parameter's gradient, batch statistics.
  */
 import { attr, GraphBuilder } from '../graph/graph.js';
 import { toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';
@@ -42,13 +50,15 @@ import type { MaskRcnnConfig } from '../models/maskrcnn.js';
 import { featurePyramid } from '../models/detection/fpn.js';
 import { regionProposals } from '../models/detection/rpn.js';
 import { clipLimits } from '../models/detection/transform.js';
-import { toOnnx, type Graph } from '../graph/graph.js';
+import { toOnnx } from '../graph/graph.js';
+import { cutGraph } from '../graph/passes.js';
 import { unsqueeze } from '../graph/ops.js';
 import { encodeBoxes } from '../models/detection/boxes.js';
 import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
 import { levelScale } from '../models/detection/targets.js';
 import { swiftFormerFeatures } from '../models/swiftformer.js';
 import { finishStepGraph, stepOnnx, type StepGraph, type StepResult } from './step.js';
+import { backward } from '../graph/grad.js';
 import { SwiftFormerError } from '../core/errors.js';
 import type { FloatTensor, StateDict, Tensor } from '../core/tensor.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
@@ -159,6 +169,13 @@ function ownClass(b: GraphBuilder, x: string, onehot: string, trailing: number[]
 
 export interface DetectionStepGraph extends StepGraph {
   shape: DetectionStepShape;
+  /**
+   * The graph's first nodes compute the train-mode forward up to the RPN and its proposals, from
+   * the images alone: the step runs them first (DetectionForward), samples, then runs the rest.
+   */
+  forwardNodes: number;
+  /** The pyramid levels RoIAlign pools from (values of the forward half): the mask chunks' inputs (none without a mask head). */
+  pyramid: string[];
 }
 
 /** The training graph of `cfg` for batches of `shape` (see the file comment). */
@@ -178,6 +195,8 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const levels = features.map((x) => rpnLevel(e, x, cfg, perPosition));
   const logits = b.node('Concat', levels.map((l) => l.logits), [n, A], { axis: attr.int(1) });
   const deltas = b.node('Concat', levels.map((l) => l.deltas), [n, A, 4], { axis: attr.int(1) });
+  trainProposals(e, cfg, features, images, levels);
+  const forwardNodes = b.graph.nodes.length;
   const lb = new GraphBuilder(b.graph, 'loss/');
   const anchors = lb.input('anchors', [A, 4]);
   const rpnTargets = encodeBoxes(lb, lb.input('rpn_matched', [n, A, 4]), lb.reshape(anchors, [1, A, 4]), [1, 1, 1, 1]);
@@ -203,30 +222,190 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const roiBoxWeights = lb.reshape(lb.input('roi_box_weights', [R]), [R, 1]);
   const lossBox = total(lb, lb.binary('Mul', smoothL1(lb, lb.binary('Sub', picked, roiTargets)), roiBoxWeights));
 
-  const losses: Record<LossName, string> = {
-    loss_classifier: lossClassifier, loss_box_reg: lossBox, loss_mask: lb.constant([0]), loss_objectness: lossObjectness, loss_rpn_box_reg: lossRpnBox,
+  const losses: Record<Exclude<LossName, 'loss_mask'>, string> = {
+    loss_classifier: lossClassifier, loss_box_reg: lossBox, loss_objectness: lossObjectness, loss_rpn_box_reg: lossRpnBox,
   };
-  if (cfg.maskLayers) {
-    const maskRois = lb.input('mask_rois', [P, 4]);
-    const size = s.roi.maskOutputSize;
-    const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), C, size, scales, s.roi.samplingRatio);
-    const maskLogits = maskHead(e, maskPooled, shapeOfHeads, 'roi_heads.');
-    const m = 2 * size;
-    const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);
-    const targets = lb.reshape(lb.node('RoiAlign', [lb.input('gt_masks', [G, 1, H, W]), maskRois, lb.input('mask_gt', [P], 'int64')], [P, 1, m, m], {
-      coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
-      output_height: attr.int(m), output_width: attr.int(m), sampling_ratio: attr.int(0), spatial_scale: attr.float(1),
-    }), [P, m, m]);
-    const weights = lb.reshape(lb.input('mask_weights', [P]), [P, 1, 1]);
-    losses.loss_mask = total(lb, lb.binary('Mul', bceWithLogits(lb, own, targets), weights));
-  }
-  for (const name of LOSS_NAMES) {
+  for (const name of STEP_LOSSES) {
     lb.node('Identity', [losses[name]], [], {}, name);
     lb.output(name);
   }
-  const loss = LOSS_NAMES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
-  return { ...finishStepGraph(lb, loss), shape };
+  const loss = STEP_LOSSES.map((k) => losses[k]).reduce((acc, v) => lb.binary('Add', acc, v));
+  // The mask head runs in chunks of its own graph (buildMaskChunkGraph), which gives the pyramid's
+  // gradient from the mask loss: seeded here as sum(feature x that gradient), whose gradient it is.
+  const seeded = cfg.maskLayers
+    ? pyramid.reduce((acc, f, l) => lb.binary('Add', acc, total(lb, lb.binary('Mul', f, lb.input(`${MASK_FEATURE_GRAD}${l}`, b.shape(f) as number[])))), loss)
+    : loss;
+  return { ...finishStepGraph(lb, loss, seeded), shape, forwardNodes, pyramid: cfg.maskLayers ? pyramid : [] };
 }
+
+/** The step graph's four losses; loss_mask comes from the mask chunks. */
+const STEP_LOSSES = LOSS_NAMES.filter((k) => k !== 'loss_mask');
+
+/** Inputs of the step graph: the mask loss's gradient with respect to pyramid level l (MaskChunkStep). */
+const MASK_FEATURE_GRAD = 'mask_feature_grad:';
+
+/** Positives per run of the mask chunk graph (larger chunks ran faster per row; 16 is 3 to 5 runs at 128 px). */
+export const MASK_CHUNK = 16;
+
+/** The last chunk's rows are rounded up to a multiple of this (fewer graphs, fewer padding rows). */
+export const MASK_REMAINDER = 4;
+
+/** What the mask chunk graph depends on besides the chunk: the frame, the scales' image height, the gt masks' count. */
+export type MaskFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'width' | 'imageHeight' | 'gtMasks'>;
+
+/** The pyramid levels RoIAlign pools from (FPN '0'..'3': strides 4 to 32) of a padded size. */
+function pyramidShapes(cfg: MaskRcnnConfig, frame: DetectionFrame): number[][] {
+  return [4, 8, 16, 32].map((stride) => [frame.batch, cfg.fpnChannels, frame.height / stride, frame.width / stride]);
+}
+
+/**
+ * The mask head and maskrcnn_loss on MASK_CHUNK positives, from the pyramid levels (inputs
+ * `feature:<l>`): outputs `loss_mask` (the chunk's part of the sum: its rows' weights are those of
+ * the whole batch), grad:<key> of the mask head's parameters and grad:feature:<l>. The positives'
+ * count then changes no graph: the step runs as many chunks as it has (MaskChunkStep).
+ */
+export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame, rows = MASK_CHUNK): StepGraph {
+  if (!cfg.maskLayers) throw new SwiftFormerError('BAD_ARGUMENT', 'the model has no mask head');
+  const e = emitContext(true);
+  const { b } = e;
+  const s = cfg.settings;
+  const K = cfg.numClasses;
+  const P = rows;
+  const { gtMasks: G, height: H, width: W } = frame;
+  const pyramid = pyramidShapes(cfg, frame).map((shape, l) => b.input(`feature:${l}`, shape));
+  const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, frame.imageHeight));
+  const heads: RoiHeadsShape = { channels: cfg.fpnChannels, representation: cfg.representation, numClasses: K, maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! };
+  const lb = new GraphBuilder(b.graph, 'loss/');
+  const maskRois = lb.input('mask_rois', [P, 4]);
+  const size = s.roi.maskOutputSize;
+  const maskPooled = pooledByOneHot(b, pyramid, maskRois, lb.input('mask_batch', [P], 'int64'), lb.input('mask_levels', [P, 4]), cfg.fpnChannels, size, scales, s.roi.samplingRatio);
+  const maskLogits = maskHead(e, maskPooled, heads, 'roi_heads.');
+  const m = 2 * size;
+  const own = ownClass(lb, maskLogits, lb.input('mask_class', [P, K]), [m, m]);
+  const targets = lb.reshape(lb.node('RoiAlign', [lb.input('gt_masks', [G, 1, H, W]), maskRois, lb.input('mask_gt', [P], 'int64')], [P, 1, m, m], {
+    coordinate_transformation_mode: attr.string('output_half_pixel'), mode: attr.string('avg'),
+    output_height: attr.int(m), output_width: attr.int(m), sampling_ratio: attr.int(0), spatial_scale: attr.float(1),
+  }), [P, m, m]);
+  const weights = lb.reshape(lb.input('mask_weights', [P]), [P, 1, 1]);
+  const loss = total(lb, lb.binary('Mul', bceWithLogits(lb, own, targets), weights));
+  lb.node('Identity', [loss], [], {}, 'loss_mask');
+  lb.output('loss_mask');
+  const params = [...b.graph.params.keys()];
+  backward(b.graph, 'loss_mask', [...params, ...pyramid]);
+  return { graph: b.graph, params, batchStats: [] };
+}
+
+/** The mask feeds of assembleBatch, by row: what a padding row holds in each (detection-targets.ts). */
+const MASK_ROWS: Record<string, number[]> = { mask_rois: [0, 0, 1, 1], mask_batch: [0], mask_levels: [], mask_class: [], mask_weights: [0], mask_gt: [0] };
+
+/** Rows [start, start + chunk) of a mask feed, padding rows past its end. */
+function chunkRows(t: Tensor, name: string, start: number, chunk: number): Tensor {
+  const rows = t.shape[0]!;
+  const width = t.data.length / rows;
+  const pad = MASK_ROWS[name]!;
+  const take = Math.min(chunk, rows - start);
+  const shape = [chunk, ...t.shape.slice(1)];
+  if (t.dtype === 'int64') {
+    const out = new BigInt64Array(chunk * width);
+    out.set(t.data.subarray(start * width, (start + take) * width));
+    for (let r = take; r < chunk; r++) for (let c = 0; c < width; c++) out[r * width + c] = BigInt(pad[c] ?? 0);
+    return { dtype: 'int64', shape, data: out };
+  }
+  const data = t.data as Float32Array;
+  const out = new Float32Array(chunk * width);
+  out.set(data.subarray(start * width, (start + take) * width));
+  for (let r = take; r < chunk; r++) for (let c = 0; c < width; c++) out[r * width + c] = pad[c] ?? 0;
+  return { dtype: 'float32', shape, data: out };
+}
+
+/**
+ * The mask chunk graphs of one MaskFrame, compiled: MASK_CHUNK positives a run, the last run's
+ * remainder by a graph of its size rounded up to MASK_REMAINDER (so that at most MASK_REMAINDER - 1
+ * padding rows, zero-weighted, go through the head: torchvision's pass has none). The remainders'
+ * graphs are compiled as they first occur (small graphs: a fraction of a second each).
+ */
+export class MaskChunkStep {
+  private readonly graphs = new Map<number, Promise<{ step: StepGraph; session: Session }>>();
+
+  private constructor(private readonly cfg: MaskRcnnConfig, private readonly frame: MaskFrame, private readonly options: { session?: SessionOptions; backend?: string }) {}
+
+  static async create(cfg: MaskRcnnConfig, frame: MaskFrame, options: { session?: SessionOptions; backend?: string } = {}): Promise<MaskChunkStep> {
+    const masks = new MaskChunkStep(cfg, frame, { ...(options.session ? { session: options.session } : {}), ...(options.backend ? { backend: options.backend } : {}) });
+    await masks.graph(MASK_CHUNK);
+    return masks;
+  }
+
+  private graph(rows: number): Promise<{ step: StepGraph; session: Session }> {
+    let g = this.graphs.get(rows);
+    if (!g) {
+      const step = buildMaskChunkGraph(this.cfg, this.frame, rows);
+      g = getBackend(this.options.backend).createSession(stepOnnx(step), { optimization: 'basic', ...this.options.session }).then((session) => ({ step, session }));
+      this.graphs.set(rows, g);
+    }
+    return g;
+  }
+
+  /**
+   * The mask loss over every positive of `feeds` (all its mask_* rows), chunk by chunk, from the
+   * pyramid levels `pyramid`: the loss, the mask head's gradients and the levels' gradients, summed.
+   */
+  async run(state: StateDict, feeds: Record<string, Tensor>, pyramid: Tensor[]): Promise<{ loss: number; grads: Map<string, Float32Array>; featureGrads: Float32Array[] }> {
+    const rows = feeds.mask_rois!.shape[0]!;
+    const gt = feeds.gt_masks!.shape;
+    const { gtMasks, height, width } = this.frame;
+    if (gt[0] !== gtMasks || gt[2] !== height || gt[3] !== width) {
+      throw new SwiftFormerError('BAD_SHAPE', `the mask chunks are of ${gtMasks} gt masks of ${height} x ${width}, the batch has ${gt[0]} of ${gt[2]} x ${gt[3]}`);
+    }
+    const fixed: Record<string, Tensor> = { gt_masks: feeds.gt_masks! };
+    pyramid.forEach((t, l) => (fixed[`feature:${l}`] = t));
+    let loss = 0;
+    const grads = new Map<string, Float32Array>();
+    const featureGrads: Float32Array[] = [];
+    const add = (into: Float32Array | undefined, v: Float32Array) => {
+      if (!into) return Float32Array.from(v);
+      for (let i = 0; i < v.length; i++) into[i]! += v[i]!;
+      return into;
+    };
+    for (let start = 0; start < rows; start += MASK_CHUNK) {
+      const chunk = Math.min(MASK_CHUNK, Math.ceil((rows - start) / MASK_REMAINDER) * MASK_REMAINDER);
+      const { step, session } = await this.graph(chunk);
+      const all = { ...fixed };
+      for (const name of session.inputNames) if (!all[name] && !(name in MASK_ROWS)) all[name] = state.get(name)!;
+      for (const name of Object.keys(MASK_ROWS)) all[name] = chunkRows(feeds[name]!, name, start, chunk);
+      const out = await session.runTyped(all);
+      loss += (out.loss_mask!.data as Float32Array)[0]!;
+      for (const p of step.params) grads.set(p, add(grads.get(p), out[`grad:${p}`]!.data as Float32Array));
+      pyramid.forEach((_, l) => (featureGrads[l] = add(featureGrads[l], out[`grad:feature:${l}`]!.data as Float32Array)));
+    }
+    return { loss, grads, featureGrads };
+  }
+
+  async release(): Promise<void> {
+    for (const g of this.graphs.values()) await (await g).session.release();
+  }
+}
+
+/**
+ * The RPN's proposals with torchvision's training top-n (2000 before NMS per level, 2000 after per
+ * image) from the step's own RPN outputs: `proposals` (N,T,4), best first, and `proposal_valid`
+ * (N,T) int64 (1: a proposal, 0: padding), from `image_sizes` (N,2) int64. They go to the RoI
+ * heads' sampling (detection-targets.ts) between the two halves of the step (DetectionForward).
+ */
+function trainProposals(e: Emit, cfg: MaskRcnnConfig, features: Maps[], images: string, heads: { logits: string; deltas: string }[]): void {
+  const { b } = e;
+  const s = cfg.settings;
+  const sizes = b.input('image_sizes', [b.shape(images)[0] as number, 2], 'int64');
+  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
+  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
+  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.', heads);
+  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
+  b.output('proposals');
+  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
+  b.output('proposal_valid', 'int64');
+}
+
+const PROPOSAL_OUTPUTS = ['proposals', 'proposal_valid'];
 
 export interface DetectionStepResult {
   loss: number;
@@ -235,21 +414,97 @@ export interface DetectionStepResult {
   stats: StepResult['stats'];
 }
 
-/** A compiled training step for one batch shape. */
+/** A batch frame: what the forward half of the step depends on. */
+export type DetectionFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'width'>;
+
+/** Anchors of a padded size (detection-targets.ts pyramidGrids). */
+export function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
+  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
+  const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
+  return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
+}
+
+/** The smallest step shape of a frame (a RoI on each level): its graph's forward half is every shape's. */
+export function frameShape(config: MaskRcnnConfig, frame: DetectionFrame): DetectionStepShape {
+  const { batch, height, width } = frame;
+  return { batch, height, width, imageHeight: height, anchors: anchorsFor(config, height, width), rois: 4, maskRois: 1, gtMasks: 1, roiLevels: [1, 1, 1, 1] };
+}
+
+/** The values the forward half hands to the rest of the step (DetectionForward.run), by name. */
+export type HeldValues = Record<string, Tensor>;
+
+/**
+ * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
+ * batch's statistics) of the backbone, FPN and RPN, and the RPN's proposals. Inputs the padded
+ * `images` (N,3,H,W) and each image's resized size; out come, per image, its proposals (T_i x 4,
+ * best first), and every value of the forward that the step's second half reads (`held`): the
+ * step (DetectionTrainStep) continues from them rather than running the backbone again.
+ */
+export class DetectionForward {
+  private constructor(private readonly session: Session, readonly held: readonly string[]) {}
+
+  static async create(cfg: MaskRcnnConfig, frame: DetectionFrame, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionForward> {
+    const step = buildDetectionStepGraph(cfg, frameShape(cfg, frame), options.layout);
+    const { front, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
+    const bytes = toOnnx(front, {}, { paramsAsInputs: true });
+    return new DetectionForward(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }), held);
+  }
+
+  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<{ proposals: Float32Array[]; held: HeldValues }> {
+    const feeds: Record<string, Tensor> = {
+      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
+    };
+    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
+    const out = await this.session.runTyped(feeds);
+    const boxes = out.proposals!.data as Float32Array;
+    const valid = out.proposal_valid!.data as BigInt64Array;
+    const [n, t] = out.proposals!.shape as [number, number];
+    const proposals = Array.from({ length: n }, (_, i) => {
+      let count = 0;
+      while (count < t && valid[i * t + count] === 1n) count++;
+      return boxes.slice(i * t * 4, (i * t + count) * 4);
+    });
+    return { proposals, held: Object.fromEntries(this.held.map((name) => [name, out[name]!])) };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/**
+ * The rest of a training step for one batch shape, from the forward half's held values: the mask
+ * chunks (a MaskChunkStep of the batch's MaskFrame), then the step graph, seeded with the
+ * pyramid's gradient from the mask loss.
+ */
 export class DetectionTrainStep {
-  private constructor(readonly step: DetectionStepGraph, private readonly session: Session) {}
+  private constructor(readonly step: DetectionStepGraph, private readonly session: Session, private readonly held: readonly string[]) {}
 
   static async create(cfg: MaskRcnnConfig, shape: DetectionStepShape, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<DetectionTrainStep> {
     const step = buildDetectionStepGraph(cfg, shape, options.layout);
+    const { back, held } = cutGraph(step.graph, step.forwardNodes, PROPOSAL_OUTPUTS);
     // ONNX Runtime's extended graph fusions compute this graph's box-head input gradient wrong
     // when run on 2 threads (found by the torchvision parity test); basic optimization is exact.
     const session = { optimization: 'basic' as const, ...options.session };
-    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(stepOnnx(step), session));
+    return new DetectionTrainStep(step, await getBackend(options.backend).createSession(toOnnx(back, {}, { paramsAsInputs: true }), session), held);
   }
 
-  /** Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`. */
-  async run(state: StateDict, feeds: Record<string, Tensor>): Promise<DetectionStepResult> {
+  /**
+   * Runs the step on a batch's feeds (detection-targets.ts) with the parameters of `state`,
+   * continuing from `held`, the DetectionForward run of the same images and parameters, with the
+   * mask head's chunks run by `masks` (the MaskChunkStep of the batch's frame; a model without a
+   * mask head has none).
+   */
+  async run(state: StateDict, feeds: Record<string, Tensor>, held: HeldValues, masks?: MaskChunkStep): Promise<DetectionStepResult> {
+    if (this.step.pyramid.length > 0 && !masks) throw new SwiftFormerError('BAD_ARGUMENT', 'the detection training step of a model with a mask head needs its MaskChunkStep');
     const all: Record<string, Tensor> = { ...feeds };
+    for (const name of this.held) {
+      const t = held[name];
+      if (!t) throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs the forward's ${name} (DetectionForward.run of the same frame)`);
+      all[name] = t;
+    }
+    const mask = masks ? await masks.run(state, feeds, this.step.pyramid.map((name) => all[name]!)) : undefined;
+    mask?.featureGrads.forEach((g, l) => (all[`${MASK_FEATURE_GRAD}${l}`] = { dtype: 'float32', shape: all[this.step.pyramid[l]!]!.shape, data: g }));
     for (const name of this.session.inputNames) {
       if (all[name]) continue;
       const t = state.get(name);
@@ -259,66 +514,13 @@ export class DetectionTrainStep {
     const out = await this.session.runTyped(all);
     const value = (name: string) => (out[name]!.data as Float32Array)[0]!;
     const grads = new Map(this.step.params.map((p) => [p, out[`grad:${p}`] as FloatTensor]));
+    // The mask head's parameters are the chunks' alone (the step graph does not read them).
+    for (const [key, g] of mask?.grads ?? []) grads.set(key, { dtype: 'float32', shape: state.get(key)!.shape, data: g });
     const stats = new Map(this.step.batchStats.map((s) => [s.key, {
       mean: out[`${s.key}:mean`]!.data as Float32Array, variance: out[`${s.key}:var`]!.data as Float32Array, count: s.count,
     }]));
-    return { loss: value('loss'), losses: Object.fromEntries(LOSS_NAMES.map((k) => [k, value(k)])) as Record<LossName, number>, grads, stats };
-  }
-
-  release(): Promise<void> {
-    return this.session.release();
-  }
-}
-
-/**
- * The first half of a training step, without gradients: the train-mode forward (BatchNorm on the
- * batch's statistics, as the step itself computes them) up to the RPN's proposals with
- * torchvision's training top-n (2000 before NMS per level, 2000 after per image). Inputs `images`
- * (N,3,H,W) padded and `image_sizes` (N,2) int64; outputs `proposals` (N,T,4), best first, and
- * `proposal_valid` (N,T) int64 (1: a proposal, 0: padding). Static batch shape (the training layout needs it). Its proposals go to the RoI heads' sampling (detection-targets.ts).
- */
-export function buildProposalGraph(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, layout: Layout = 'cnhw'): Graph {
-  const e = emitContext(true);
-  const { b } = e;
-  const s = cfg.settings;
-  const images = b.input('images', [shape.batch, 3, shape.height, shape.width]);
-  const sizes = b.input('image_sizes', [shape.batch, 2], 'int64');
-  const body = swiftFormerFeatures(e, toLayout(b, images, layout), cfg.backbone, 'backbone.body.').map((m) => toLayout(b, toNCHW(b, m), 'nchw'));
-  const features = featurePyramid(e, body, cfg.backbone.embedDims, cfg.fpnChannels, 'backbone.fpn.');
-  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
-  const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
-  const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
-  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.');
-  b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
-  b.output('proposals');
-  b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
-  b.output('proposal_valid', 'int64');
-  return b.graph;
-}
-
-/** Runs the proposal graph of one batch shape: per image, its proposals (T_i x 4, best first). */
-export class ProposalStep {
-  private constructor(private readonly session: Session) {}
-
-  static async create(cfg: MaskRcnnConfig, shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>, options: { session?: SessionOptions; backend?: string; layout?: Layout } = {}): Promise<ProposalStep> {
-    const bytes = toOnnx(buildProposalGraph(cfg, shape, options.layout), {}, { paramsAsInputs: true });
-    return new ProposalStep(await getBackend(options.backend).createSession(bytes, { optimization: 'basic', ...options.session }));
-  }
-
-  async run(state: StateDict, images: Tensor, imageSizes: [number, number][]): Promise<Float32Array[]> {
-    const feeds: Record<string, Tensor> = {
-      images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
-    };
-    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
-    const out = await this.session.runTyped(feeds);
-    const boxes = out.proposals!.data as Float32Array;
-    const valid = out.proposal_valid!.data as BigInt64Array;
-    const [n, t] = out.proposals!.shape as [number, number];
-    return Array.from({ length: n }, (_, i) => {
-      let count = 0;
-      while (count < t && valid[i * t + count] === 1n) count++;
-      return boxes.slice(i * t * 4, (i * t + count) * 4);
-    });
+    const losses = { ...Object.fromEntries(STEP_LOSSES.map((k) => [k, value(k)])), loss_mask: mask?.loss ?? 0 } as Record<LossName, number>;
+    return { loss: value('loss') + losses.loss_mask, losses, grads, stats };
   }
 
   release(): Promise<void> {

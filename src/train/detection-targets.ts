@@ -57,9 +57,10 @@ export interface BatchOptions {
   /**
    * Graph sizes to pad to (at least the real counts): `rois` / `maskRois` are minimum totals,
    * `levelMultiple` rounds each pyramid level's block of sampled RoIs up to one, `multiple` the
-   * positives and the gt masks; `roiLevels` are minimum blocks per level.
+   * positives and the gt masks (`maskMultiple`, when given, the positives); `roiLevels` are
+   * minimum blocks per level.
    */
-  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; levelMultiple?: number; roiLevels?: readonly number[] };
+  pad?: { rois?: number; maskRois?: number; gtMasks?: number; multiple?: number; maskMultiple?: number; levelMultiple?: number; roiLevels?: readonly number[] };
 }
 
 export interface AssembledBatch {
@@ -200,7 +201,7 @@ export function assembleBatch(images: readonly ResizedImage[], proposals: readon
     roi_box_weights: floats([R], Float32Array.from(box.slots, (r) => ((r?.label ?? 0) > 0 ? 1 / rows.length : 0))),
     roi_count_inverse: floats([1], Float32Array.of(1 / Math.max(rows.length, 1))),
   };
-  const P = Math.max(up(positives.length), options.pad?.maskRois ?? 0, 1);
+  const P = Math.max(up(positives.length, options.pad?.maskMultiple ?? multiple), options.pad?.maskRois ?? 0, 1);
   if (cfg.maskLayers) {
     const slots = Array.from({ length: P }, (_, j) => positives[j]);
     const mask = roiTable(slots);

@@ -3,9 +3,10 @@
  * references/detection train (and EfficientFormer's mmdet recipe, which SwiftFormer follows):
  *
  *   COCO samples (node/coco-data.ts: ConvertCocoPolysToMask) -> RandomHorizontalFlip -> the
- *   model's transform with a short side drawn per image (detection-transform.ts) -> the train-mode
- *   proposals (ProposalStep) -> matching and sampling (detection-targets.ts) -> the step graph
- *   (DetectionTrainStep: five losses, gradients, BatchNorm statistics) -> run.ts (NaN/inf stop,
+ *   model's transform with a short side drawn per image (detection-transform.ts) -> the step's
+ *   forward half up to the train-mode proposals (DetectionForward) -> matching and sampling
+ *   (detection-targets.ts) -> the rest of the step from the forward's values (DetectionTrainStep:
+ *   five losses, gradients, BatchNorm statistics) -> run.ts (NaN/inf stop,
  *   running statistics, SGD or AdamW at the step schedule's lr with linear warm-up)
  *
  * then, each epoch, COCO evaluation of the val split (box and mask AP, train/detection-eval.ts).
@@ -17,11 +18,12 @@
  * with the optimizer and lr_scheduler (references-checkpoint.ts): train.py --resume continues the
  * run; `resumeFrom` continues a run train.py saved, as a new run here.
  *
- * Graphs have static shapes: one per padded batch size, per-level capacity (the sampled RoIs sorted
- * by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in all)
- * and positives' count (rounded up to 16; the gt masks too). Within an epoch the RoI capacities only
- * grow: a batch is padded up to the largest blocks seen at its size (they settle after a few
- * batches); they start afresh each epoch (exact resume). The last few graphs stay compiled.
+ * Graphs have static shapes: one per padded batch size and per-level capacity (the sampled RoIs
+ * sorted by pyramid level, each level's block padded to a multiple of 64, at least 512 per image in
+ * all); the positives go through the mask head in chunks (MaskChunkStep), so their count makes no
+ * step graphs. Within an epoch the RoI capacities only grow: a batch is padded up to the largest
+ * blocks seen at its size (they settle after a few batches); they start afresh each epoch (exact
+ * resume). The last few graphs stay compiled.
  */
 import { performance } from 'node:perf_hooks';
 import { SwiftFormerError } from '../core/errors.js';
@@ -42,7 +44,10 @@ import { readPth } from '../weights/pth.js';
 import type { DataSource, EpochMetrics } from './checkpoint.js';
 import { DETECTION_DEFAULTS, type DetectionTrainSettings, type RequestedConfig, type TrainConfig } from './config.js';
 import { evaluateDetection } from './detection-eval.js';
-import { buildDetectionStepGraph, DetectionTrainStep, LOSS_NAMES, ProposalStep, type DetectionStepResult, type DetectionStepShape } from './detection-step.js';
+import {
+  buildDetectionStepGraph, buildMaskChunkGraph, DetectionForward, DetectionTrainStep, frameShape, LOSS_NAMES, MaskChunkStep,
+  type DetectionFrame, type DetectionStepResult, type DetectionStepShape,
+} from './detection-step.js';
 import { assembleBatch, type AssembledBatch, type ResizedImage } from './detection-targets.js';
 import { flipImage, TrainTransform, type TrainingImage } from './detection-transform.js';
 import { SALT, sampleOrder } from './loader.js';
@@ -160,36 +165,48 @@ function trainingImage(image: { width: number; height: number; data: Uint8Array 
 const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
 
 /**
- * Each pyramid level's block of sampled RoIs is padded to a multiple of this (the positives' and
- * gt masks' to 16): a graph per capacity pattern, so coarse enough that few patterns occur, fine
- * enough that padding rows (pooled and run through the box head for nothing) stay few.
+ * Each pyramid level's block of sampled RoIs is padded to a multiple of this (the gt masks' to 16,
+ * the positives' last mask chunk to 4): a graph per capacity pattern, so coarse enough that few
+ * patterns occur, fine enough that padding rows (pooled and run through the box head for nothing)
+ * stay few.
  */
 const LEVEL_MULTIPLE = 64;
 
-/** Step graphs kept compiled (a few positive counts around the current one). */
+/** Step graphs kept compiled (a few capacity patterns). */
 const KEPT_STEP_GRAPHS = 6;
 
 /** Compiled graphs by batch shape (compiling is slow; shapes repeat). */
 class GraphCache {
   private readonly steps = new Map<string, Promise<DetectionTrainStep>>();
-  private readonly proposals = new Map<string, Promise<ProposalStep>>();
+  private readonly forwards = new Map<string, Promise<DetectionForward>>();
+  private readonly masks = new Map<string, Promise<MaskChunkStep>>();
 
   constructor(private readonly config: MaskRcnnConfig, private readonly session: SessionOptions) {}
 
-  proposalStep(shape: Pick<DetectionStepShape, 'batch' | 'height' | 'width'>): Promise<ProposalStep> {
-    const key = `${shape.batch}x${shape.height}x${shape.width}`;
-    let p = this.proposals.get(key);
-    if (!p) this.proposals.set(key, (p = ProposalStep.create(this.config, shape, { session: this.session })));
+  forward(frame: DetectionFrame): Promise<DetectionForward> {
+    const key = `${frame.batch}x${frame.height}x${frame.width}`;
+    let p = this.forwards.get(key);
+    if (!p) this.forwards.set(key, (p = DetectionForward.create(this.config, frame, { session: this.session })));
+    return p;
+  }
+
+  /** The mask chunk graphs of a shape's frame, gt mask count and scales (one set for every count of positives). */
+  maskStep(shape: DetectionStepShape): Promise<MaskChunkStep> | undefined {
+    if (!this.config.maskLayers) return undefined;
+    const key = `${shape.batch}x${shape.height}x${shape.width}/${shape.imageHeight}/${shape.gtMasks}`;
+    let p = this.masks.get(key);
+    if (!p) this.masks.set(key, (p = MaskChunkStep.create(this.config, shape, { session: this.session })));
     return p;
   }
 
   /**
-   * The step graph of `shape`. The last few are kept (the positives' count, rounded up to 16,
-   * varies from batch to batch; each graph costs a compile and a slow first run), the least
-   * recently used released beyond that (each holds its own memory arena).
+   * The step graph of `shape` (the positives' and gt masks' counts are the mask chunks' business,
+   * so they do not make graphs). The last few are kept, the least recently used released beyond
+   * that (each holds its own memory arena).
    */
   async trainStep(shape: DetectionStepShape): Promise<DetectionTrainStep> {
-    const key = JSON.stringify(shape);
+    const { maskRois: _p, gtMasks: _g, ...graphShape } = shape;
+    const key = JSON.stringify(graphShape);
     let s = this.steps.get(key);
     if (s) this.steps.delete(key);
     else s = DetectionTrainStep.create(this.config, shape, { session: this.session });
@@ -203,7 +220,7 @@ class GraphCache {
   }
 
   async release(): Promise<void> {
-    for (const p of [...this.steps.values(), ...this.proposals.values()]) await (await p).release();
+    for (const p of [...this.steps.values(), ...this.forwards.values(), ...this.masks.values()]) await (await p).release();
   }
 }
 
@@ -265,7 +282,7 @@ export class DetectionBatches {
     const height = roundUp(Math.max(...images.map((i) => i.height)), 32);
     const width = roundUp(Math.max(...images.map((i) => i.width)), 32);
     const padded = assembleBatch(images, images.map(() => new Float32Array(0)), config).feeds.images!;
-    const proposals = await (await this.graphs.proposalStep({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
+    const { proposals, held } = await (await this.graphs.forward({ batch: n, height, width })).run(state, padded, images.map((i) => [i.height, i.width]));
     const sampler = new Random(deriveSeed(this.seed, SALT.mix, epoch, k));
     // Capacities start afresh each epoch, so that a batch's padding depends on (seed, epoch, k) alone and a resumed run pads as the straight one did.
     if (epoch !== this.capacityEpoch) {
@@ -276,15 +293,16 @@ export class DetectionBatches {
     const seen = this.capacity.get(size);
     const batch = assembleBatch(images, proposals, config, {
       random: () => sampler.next(),
-      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
+      pad: { rois: n * config.settings.roi.batchSizePerImage, levelMultiple: LEVEL_MULTIPLE, multiple: 16, maskMultiple: 1, ...(seen ? { roiLevels: seen.roiLevels, gtMasks: seen.gtMasks } : {}) },
     });
     // Diverged weights give NaN proposals, which RoIAlign refuses with its own error: the run stops as for a NaN loss.
     if (!batch.feeds.rois!.data.every(Number.isFinite)) throw new NonFiniteBatch('the sampled RoIs are not finite');
     const { roiLevels, gtMasks } = batch.shape;
     this.capacity.set(size, { roiLevels, gtMasks });
     const step = await this.graphs.trainStep(batch.shape);
+    const masks = await this.graphs.maskStep(batch.shape);
     const t2 = performance.now();
-    const result = await step.run(state, batch.feeds);
+    const result = await step.run(state, batch.feeds, held, masks);
     const t3 = performance.now();
     return { result, timing: { data: t1 - t0, targets: t2 - t1, step: t3 - t2 }, shape: batch.shape, counts: batch.counts };
   }
@@ -297,7 +315,8 @@ export class DetectionBatches {
 
 /** The parameters the step graphs train (those of any shape's graph). */
 export function detectionParams(config: MaskRcnnConfig, batch: number): string[] {
-  return buildDetectionStepGraph(config, { batch, height: 32, width: 32, imageHeight: 32, anchors: anchorsFor(config, 32, 32), rois: batch, maskRois: 1, gtMasks: 1, roiLevels: [batch, 0, 0, 0] }).params;
+  const shape = frameShape(config, { batch, height: 32, width: 32 });
+  return [...buildDetectionStepGraph(config, shape).params, ...(config.maskLayers ? buildMaskChunkGraph(config, shape).params : [])];
 }
 
 async function detectionTask(
@@ -350,13 +369,6 @@ async function detectionTask(
     } : {}),
     release: () => batches.release(),
   };
-}
-
-/** Anchors of a padded size (detection-targets.ts pyramidGrids). */
-function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
-  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
-  const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
-  return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
 }
 
 /** A references/detection checkpoint.pth to continue (readReferencesCheckpoint), with the name messages give it. */

@@ -63,7 +63,7 @@ export function buildStepGraph(cfg: SwiftFormerConfig, options: StepGraphOptions
  * BatchNorm's batch statistics as outputs `<key>:mean` / `<key>:var`, and the gradient of the loss
  * with respect to every trainable parameter.
  */
-export function finishStepGraph(b: GraphBuilder, loss: string): StepGraph {
+export function finishStepGraph(b: GraphBuilder, loss: string, differentiated = loss): StepGraph {
   const { graph } = b;
   b.node('Identity', [loss], [], {}, 'loss');
   b.output('loss');
@@ -73,7 +73,7 @@ export function finishStepGraph(b: GraphBuilder, loss: string): StepGraph {
   }
   const used = new Set(graph.nodes.flatMap((n) => n.inputs));
   const params = [...graph.params.keys()].filter((key) => !isBuffer(key) && (used.has(key) || key.endsWith('.w_g')));
-  backward(graph, 'loss', params);
+  backward(graph, differentiated === loss ? 'loss' : differentiated, params);
   return { graph, params, batchStats: graph.batchStats };
 }
 

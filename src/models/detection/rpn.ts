@@ -62,17 +62,19 @@ export function gatherRows(b: GraphBuilder, x: string, indices: string): string 
 
 /**
  * The RPN: `features` (levels '0'..'pool', NCHW), `images` the padded batch (for the strides),
- * `limits` (N, 1, 4) the clip limits (w, h, w, h) of each resized image.
+ * `limits` (N, 1, 4) the clip limits (w, h, w, h) of each resized image. `heads`: the RPNHead's
+ * outputs per level when the graph has them already (the training step's), else emitted here.
  */
 export function regionProposals(
   e: Emit, features: Maps[], images: string, limits: string, s: RpnShape, anchors: AnchorSettings, r: RpnSettings, prefix: string,
+  heads?: { logits: string; deltas: string }[],
 ): Proposals {
   const { b } = e;
   const scores: string[] = [];
   const boxes: string[] = [];
   const levels: string[] = [];
   features.forEach((x, level) => {
-    const head = rpnHead(e, x, s, prefix);
+    const head = heads?.[level] ?? rpnHead(e, x, s, prefix);
     const cell = cellAnchors(anchors.sizes[level]!, anchors.aspectRatios[level]!);
     const grid = gridAnchors(b, x.value, levelStride(b, images, x.value), cell);
     // Decoding is per anchor, so decoding only the kept ones gives the same boxes.
