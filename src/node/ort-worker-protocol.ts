@@ -6,6 +6,8 @@ export type Request =
   | { id: number; op: 'create'; model: Uint8Array | string; options: SessionOptions | undefined }
   | { id: number; op: 'run'; session: number; feeds: Record<string, Tensor> }
   | { id: number; op: 'release'; session: number }
+  /** A full garbage collection in the worker. */
+  | { id: number; op: 'collect' }
   /** Stop the worker once the run executing now (if any) has answered; what is queued behind it is never answered. */
   | { id: number; op: 'exit' };
 

@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import type { Tensor } from '../core/tensor.js';
 import type { Session } from '../runtime/runtime.js';
 import { nodeBackend } from './engine.js';
+import { fullGc } from './gc.js';
 import { transferList, type Reply, type Request } from './ort-worker-protocol.js';
 
 const sessions = new Map<number, Session>();
@@ -24,6 +25,9 @@ async function answer(request: Request): Promise<{ value: unknown; transfer: Arr
       const outputs: Record<string, Tensor> = await sessionOf(request.session).runTyped(request.feeds);
       return { value: outputs, transfer: transferList(Object.values(outputs)) };
     }
+    case 'collect':
+      fullGc();
+      return { value: undefined, transfer: [] };
     case 'exit':
       process.exit(0);
     // falls through: process.exit does not return

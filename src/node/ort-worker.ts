@@ -122,6 +122,12 @@ class WorkerBackend implements Backend {
     };
   }
 
+  /** A full garbage collection in the worker, if one runs (an idle thread does not collect by itself). */
+  async collectGarbage(): Promise<void> {
+    const connection = this.connection;
+    if (connection && !connection.exited) await connection.call({ op: 'collect' }).catch(() => {});
+  }
+
   /**
    * Stops the worker once the run executing now has answered (worker.terminate() in the middle of
    * onnxruntime-node's native run aborts the whole process): calls queued behind it reject with
