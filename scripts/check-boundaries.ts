@@ -51,7 +51,7 @@ const ENTRIES: Record<string, { folders: readonly string[]; files: readonly stri
 /** Packages only one file may import: the engine adapters and the image decoder. */
 const PACKAGE_OWNERS: Record<string, readonly string[]> = {
   'onnxruntime-common': ['runtime/ort.ts'],
-  'onnxruntime-node': ['node/platform.ts'],
+  'onnxruntime-node': ['node/engine.ts'],
   'onnxruntime-web': ['browser.ts'],
   sharp: ['node/decode.ts'],
 };

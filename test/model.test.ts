@@ -388,7 +388,7 @@ describe('trim: the memory of runs given back, the model kept ready', () => {
     return counts;
   }
 
-  test('reopens every session: answers before, during and after a trim are the official logits; release still works', async () => {
+  test('reopens the session that ran: answers before, during and after a trim are the official logits; release still works', async () => {
     const counts = countingBackend('counting-trim');
     const model = await loadSwiftFormer({ weights: fixturePath('tiny/weights.safetensors'), session: { threads: 1 }, backend: 'counting-trim' });
     const pixels = fixtureTensor('tiny', 'input.bin');

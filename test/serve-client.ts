@@ -15,6 +15,11 @@ import { InferenceServer, type ServerOptions } from '../src/serve/server.js';
 import { classifierModel, type Batching } from '../src/serve/models.js';
 import { loadClassifier } from '../src/cli/classify.js';
 import { fixturePath } from './fixtures.js';
+import { registerBackend } from '../src/runtime/runtime.js';
+import { workerBackend } from '../src/node/ort-worker.js';
+
+// The servers of the tests run their sessions in the inference worker, as `serve` does.
+registerBackend(workerBackend, { preferred: true });
 
 export interface Response { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 

@@ -12,8 +12,11 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { describe, test } from 'node:test';
+import { workerBackend } from '../src/node/ort-worker.js';
 import { ALLOCATOR_ENV, needsRelaunch } from '../src/serve/allocator.js';
-import type { InferenceServer } from '../src/serve/server.js';
+import { loadClassifier } from '../src/cli/classify.js';
+import { classifierModel } from '../src/serve/models.js';
+import { InferenceServer } from '../src/serve/server.js';
 import { assertCleanFailure, cli } from './cli-runner.js';
 import {
   binaryRequest, float32Bytes, http, metricValue, parseMetrics, postJson, rawConnection, TINY_WEIGHTS, withTinyServer,
@@ -167,6 +170,32 @@ describe('serve under load and abuse', () => {
       }
       assert.equal((await postJson(`${url}/v2/models/tiny/infer`, small())).status, 200);
     });
+  });
+
+  test('the inference worker dies with a batch waiting on it: those requests get 500 naming it, later requests are answered again', async () => {
+    // Two models, so that one's batch waits in the worker while the other's runs.
+    const c = await loadClassifier({ weights: TINY_WEIGHTS }, 'test');
+    const models = ['a', 'b'].map((name) => classifierModel(name, c, { maxBatch: 16, dynamic: true, maxDelayMs: 0 }));
+    await models[0]!.warmup!();
+    const server = new InferenceServer(models);
+    const url = await server.listen(0);
+    try {
+      const data = float32Bytes(new Float32Array(16 * 3 * 224 * 224).fill(0.5));
+      const { body, headers } = binaryRequest({ inputs: [{ name: 'pixel_values', shape: [16, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: data.length } }] }, [data]);
+      const running = (m: string) => metricValue(parseMetrics(server.metricsText), 'swiftformer_batch_rows_running', { model: m }) ?? 0;
+      const first = http(`${url}/v2/models/a/infer`, { method: 'POST', body, headers });
+      await until(() => running('a') === 16, 5000, "model a's batch to start");
+      const waiting = http(`${url}/v2/models/b/infer`, { method: 'POST', body, headers });
+      await until(() => running('b') === 16, 5000, "model b's batch to be posted");
+      await workerBackend.terminate();
+      assert.equal((await first).status, 200, 'the run executing when the worker stops is answered');
+      const failed = await waiting;
+      assert.equal(failed.status, 500);
+      assert.match(JSON.parse(failed.body.toString()).error, /the inference worker exited \(code 0\); the runs it held failed, and the model's next run opens its session again/);
+      for (const m of ['a', 'b']) assert.equal((await postJson(`${url}/v2/models/${m}/infer`, small())).status, 200, `model ${m} answers again`);
+    } finally {
+      await server.shutdown(1000);
+    }
   });
 });
 

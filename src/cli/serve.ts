@@ -5,7 +5,8 @@ import { readCard } from '../models/card.js';
 import { DetectionModel } from '../models/detector.js';
 import { denseTaskOf } from '../models/families.js';
 import { SegmentationModel } from '../models/segmentation.js';
-import type { SessionOptions } from '../runtime/runtime.js';
+import { registerBackend, type SessionOptions } from '../runtime/runtime.js';
+import { workerBackend } from '../node/ort-worker.js';
 import {
   classifierModel, detectorModel, exportedDetectorModel, isExportedDetector, onnxModel, segmenterModel, type Batching, type ServedModel,
 } from '../serve/models.js';
@@ -208,6 +209,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     scale: scaleOption(values.scale),
     transform: resizeOptions(values),
   };
+  // The sessions run in a worker thread, so that requests are read while a batch runs.
+  registerBackend(workerBackend, { preferred: true });
   const models: ServedModel[] = [];
   try {
     for (const spec of lists.model ?? []) models.push(await loadNamed(spec, shared));

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'BAD_IMAGE'
   | 'BAD_SHAPE'
   | 'DIVERGED'
+  | 'ENGINE_EXITED'
   | 'KEY_MISMATCH'
   | 'RELEASED'
   | 'UNKNOWN_MODEL'

@@ -257,6 +257,14 @@ export function loadSemanticFpn(source: StateDict | undefined, meta: Segmentatio
 
 export type SegmentationOutput = 'logits' | 'mask';
 
+/**
+ * Sessions a segmenter keeps open, the least recently used closed first: one per padded input
+ * size (and output), and images of other shapes pad to other sizes. Four covers a camera or two
+ * and both of /v2's logits and /v1's segment at one size; past it a new size costs a session
+ * creation rather than another session's weights and arena for good.
+ */
+export const SEGMENTER_SESSIONS = 4;
+
 export class SegmentationModel {
   private readonly sessions: Sessions;
   /** The weights with the fused neck's derived ones (semfpn.ts fusedNeckWeights), made once. */
@@ -274,7 +282,7 @@ export class SegmentationModel {
     readonly report: FitReport | undefined,
     options: Pick<SegmentationOptions, 'backend' | 'session'> = {},
   ) {
-    this.sessions = new Sessions('this segmentation model', options.backend, options.session);
+    this.sessions = new Sessions('this segmentation model', options.backend, options.session, { maxSessions: SEGMENTER_SESSIONS });
   }
 
   /** `await SegmentationModel.load({ weights: 'fpn_swiftformer_l1_ade20k.pth' })`. */

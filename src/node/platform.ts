@@ -1,15 +1,20 @@
-/** Node platform setup: onnxruntime-node (CPU) as the backend; files read from disk, URLs and hf: repositories through the download cache. */
+/**
+ * Node platform setup: onnxruntime-node (CPU) as the backend, in this thread, and the same in a
+ * worker thread as 'onnxruntime-node-worker' (what `serve` runs on; node/ort-worker.ts); files read
+ * from disk, URLs and hf: repositories through the download cache.
+ */
 import { readFile } from 'node:fs/promises';
-import * as ort from 'onnxruntime-node';
 import { SwiftFormerError } from '../core/errors.js';
 import { fsReason, refuseOtherSchemes } from './files.js';
 import { isRemoteSource, readRemoteSource, resolveWeights } from './hub.js';
 import { readSource, registerImageDecoder, registerSourceReader, registerWeightsReader } from '../core/io.js';
 import { decodeImage } from './decode.js';
-import { ortBackend } from '../runtime/ort.js';
 import { registerBackend } from '../runtime/runtime.js';
+import { nodeBackend } from './engine.js';
+import { workerBackend } from './ort-worker.js';
 
-registerBackend(ortBackend(ort, 'onnxruntime-node', ['cpu']), { preferred: true });
+registerBackend(nodeBackend, { preferred: true });
+registerBackend(workerBackend);
 
 registerSourceReader(async (source) => {
   if (isRemoteSource(source)) return readRemoteSource(source);

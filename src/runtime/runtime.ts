@@ -28,12 +28,30 @@ export interface Session {
   /** The same with int64 tensors among the feeds and outputs (a detector's labels and indices). */
   runTyped(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
+  /** true once the session cannot run any more (its worker thread exited): open a new one. */
+  readonly gone?: boolean;
 }
 
 export interface Backend {
   readonly name: string;
   /** `model` is ONNX bytes, or a file path where the platform has files. */
   createSession(model: Uint8Array | string, options?: SessionOptions): Promise<Session>;
+}
+
+const handedOver = new WeakSet<ArrayBufferView>();
+
+/**
+ * Marks a tensor whose data its owner will not read again (a batch the server joined for one run),
+ * so that a backend running in another thread may move its buffer there instead of copying it.
+ * Unmarked tensors are copied: a caller may run the same input twice.
+ */
+export function handOver<T extends Tensor>(tensor: T): T {
+  handedOver.add(tensor.data);
+  return tensor;
+}
+
+export function isHandedOver(data: ArrayBufferView): boolean {
+  return handedOver.has(data);
 }
 
 const backends = new Map<string, Backend>();

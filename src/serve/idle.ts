@@ -1,18 +1,14 @@
 /**
  * What an idle server does to give memory back. V8 frees an unreachable ArrayBuffer (request
  * bodies, input and output tensors) only when it collects garbage, and an idle process allocates
- * nothing that would make it collect: one full collection once traffic stops returns them.
+ * nothing that would make it collect: one full collection once traffic stops returns them, in
+ * the main thread and in the inference worker (which holds the batches handed to it and its copy
+ * of each reopened session's ONNX bytes).
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { fullGc } from '../node/gc.js';
+import { workerBackend } from '../node/ort-worker.js';
 
-let gc: (() => void) | undefined;
-
-/** A full garbage collection (V8's gc(), exposed for this process on first use). */
-export function collectGarbage(): void {
-  if (!gc) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
-  }
-  gc();
+export async function collectGarbage(): Promise<void> {
+  fullGc();
+  await workerBackend.collectGarbage();
 }

@@ -255,7 +255,7 @@ export class InferenceServer {
     this.ran = false;
     this.trimming = (async () => {
       await Promise.all(this.models.map((m) => m.trim?.()));
-      collectGarbage();
+      await collectGarbage();
       this.trims.inc({});
     })().catch(() => {}).finally(() => (this.trimming = undefined));
     return this.trimming;
