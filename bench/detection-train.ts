@@ -261,7 +261,8 @@ function chart(result: Record<string, unknown>): string {
 
 await mkdir(values.out, { recursive: true });
 if (!values['skip-throughput']) await throughput();
-const timing: Record<string, unknown> = {};
+// With --skip-train the report is rebuilt from the runs in --out: keep their wall times from the last report.
+const timing: Record<string, unknown> = values['skip-train'] && values.json && existsSync(values.json) ? json(values.json).training_wall ?? {} : {};
 if (!values['skip-train']) {
   await writePlan();
   console.error(`ours: node ${oursCommand.join(' ')}`);
