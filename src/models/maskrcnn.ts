@@ -85,12 +85,14 @@ export interface MaskRcnnEmitOptions {
 /** Name of the optional threshold input (MaskRcnnEmitOptions.thresholdInput). */
 export const SCORE_THRESHOLD_INPUT = 'score_threshold';
 
-function rpnShape(cfg: MaskRcnnConfig): RpnShape {
+/** The RPN head's shape of `cfg` (also the training step's, train/detection-step.ts). */
+export function rpnShape(cfg: MaskRcnnConfig): RpnShape {
   const a = cfg.settings.anchors;
   return { channels: cfg.fpnChannels, anchors: a.sizes[0]!.length * a.aspectRatios[0]!.length, convDepth: cfg.rpnConvDepth };
 }
 
-function roiShape(cfg: MaskRcnnConfig): RoiHeadsShape {
+/** The RoI heads' shape of `cfg` (also the training step's, train/detection-step.ts). */
+export function roiShape(cfg: MaskRcnnConfig): RoiHeadsShape {
   return {
     channels: cfg.fpnChannels, representation: cfg.representation, numClasses: cfg.numClasses,
     ...(cfg.maskLayers ? { maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! } : {}),

@@ -46,7 +46,7 @@
 import { attr, GraphBuilder } from '../graph/graph.js';
 import { toLayout, toNCHW, type Layout, type Maps } from '../graph/layout.js';
 import { emitContext, conv, relu, type Emit } from '../models/modules.js';
-import type { MaskRcnnConfig } from '../models/maskrcnn.js';
+import { roiShape, rpnShape, type MaskRcnnConfig } from '../models/maskrcnn.js';
 import { featurePyramid } from '../models/detection/fpn.js';
 import { regionProposals } from '../models/detection/rpn.js';
 import { clipLimits } from '../models/detection/transform.js';
@@ -54,10 +54,10 @@ import { toOnnx } from '../graph/graph.js';
 import { cutGraph } from '../graph/passes.js';
 import { unsqueeze } from '../graph/ops.js';
 import { encodeBoxes } from '../models/detection/boxes.js';
-import { boxHead, maskHead, type RoiHeadsShape } from '../models/detection/roi-heads.js';
+import { boxHead, maskHead } from '../models/detection/roi-heads.js';
 import { levelScale } from '../models/detection/targets.js';
 import { swiftFormerFeatures } from '../models/swiftformer.js';
-import { finishStepGraph, stepOnnx, type StepGraph, type StepResult } from './step.js';
+import { finishStepGraph, stepOnnx, withParameters, type StepGraph, type StepResult } from './step.js';
 import { backward } from '../graph/grad.js';
 import { SwiftFormerError } from '../core/errors.js';
 import type { FloatTensor, StateDict, Tensor } from '../core/tensor.js';
@@ -191,7 +191,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   const features = featurePyramid(e, body, cfg.backbone.embedDims, C, 'backbone.fpn.');
 
   // RPN
-  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
+  const perPosition = rpnShape(cfg).anchors;
   const levels = features.map((x) => rpnLevel(e, x, cfg, perPosition));
   const logits = b.node('Concat', levels.map((l) => l.logits), [n, A], { axis: attr.int(1) });
   const deltas = b.node('Concat', levels.map((l) => l.deltas), [n, A, 4], { axis: attr.int(1) });
@@ -207,10 +207,7 @@ export function buildDetectionStepGraph(cfg: MaskRcnnConfig, shape: DetectionSte
   // Box head
   const pyramid = features.slice(0, 4).map((f) => f.value);
   const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, shape.imageHeight));
-  const shapeOfHeads: RoiHeadsShape = {
-    channels: C, representation: cfg.representation, numClasses: K,
-    ...(cfg.maskLayers ? { maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! } : {}),
-  };
+  const shapeOfHeads = roiShape(cfg);
   const rois = lb.input('rois', [R, 4]);
   const roiBatch = lb.input('roi_batch', [R], 'int64');
   const pooled = pooledByLevel(b, pyramid, rois, roiBatch, shape.roiLevels, C, s.roi.boxOutputSize, scales, s.roi.samplingRatio);
@@ -274,7 +271,7 @@ export function buildMaskChunkGraph(cfg: MaskRcnnConfig, frame: MaskFrame, rows 
   const { gtMasks: G, height: H, width: W } = frame;
   const pyramid = pyramidShapes(cfg, frame).map((shape, l) => b.input(`feature:${l}`, shape));
   const scales = pyramid.map((f) => levelScale(b.shape(f)[2] as number, frame.imageHeight));
-  const heads: RoiHeadsShape = { channels: cfg.fpnChannels, representation: cfg.representation, numClasses: K, maskLayers: cfg.maskLayers, maskDimReduced: cfg.maskDimReduced ?? cfg.maskLayers.at(-1)! };
+  const heads = roiShape(cfg);
   const lb = new GraphBuilder(b.graph, 'loss/');
   const maskRois = lb.input('mask_rois', [P, 4]);
   const size = s.roi.maskOutputSize;
@@ -369,10 +366,8 @@ export class MaskChunkStep {
     for (let start = 0; start < rows; start += MASK_CHUNK) {
       const chunk = Math.min(MASK_CHUNK, Math.ceil((rows - start) / MASK_REMAINDER) * MASK_REMAINDER);
       const { step, session } = await this.graph(chunk);
-      const all = { ...fixed };
-      for (const name of session.inputNames) if (!all[name] && !(name in MASK_ROWS)) all[name] = state.get(name)!;
-      for (const name of Object.keys(MASK_ROWS)) all[name] = chunkRows(feeds[name]!, name, start, chunk);
-      const out = await session.runTyped(all);
+      const rowsOfChunk = Object.fromEntries(Object.keys(MASK_ROWS).map((name) => [name, chunkRows(feeds[name]!, name, start, chunk)]));
+      const out = await session.runTyped(withParameters(session.inputNames, state, { ...fixed, ...rowsOfChunk }, 'the mask chunk step'));
       loss += (out.loss_mask!.data as Float32Array)[0]!;
       for (const p of step.params) grads.set(p, add(grads.get(p), out[`grad:${p}`]!.data as Float32Array));
       pyramid.forEach((_, l) => (featureGrads[l] = add(featureGrads[l], out[`grad:feature:${l}`]!.data as Float32Array)));
@@ -395,10 +390,9 @@ function trainProposals(e: Emit, cfg: MaskRcnnConfig, features: Maps[], images: 
   const { b } = e;
   const s = cfg.settings;
   const sizes = b.input('image_sizes', [b.shape(images)[0] as number, 2], 'int64');
-  const perPosition = s.anchors.sizes[0]!.length * s.anchors.aspectRatios[0]!.length;
   const train = { ...s.rpn, preNmsTopNTest: s.rpn.preNmsTopNTrain, postNmsTopNTest: s.rpn.postNmsTopNTrain };
   const limits = unsqueeze(b, clipLimits(b, sizes), [1]);
-  const proposals = regionProposals(e, features, images, limits, { channels: cfg.fpnChannels, anchors: perPosition, convDepth: cfg.rpnConvDepth }, s.anchors, train, 'rpn.head.', heads);
+  const proposals = regionProposals(e, features, images, limits, rpnShape(cfg), s.anchors, train, 'rpn.head.', heads);
   b.node('Identity', [proposals.boxes], b.shape(proposals.boxes), {}, 'proposals');
   b.output('proposals');
   b.node('Cast', [proposals.valid], b.shape(proposals.valid), { to: attr.int(7) }, 'proposal_valid');
@@ -419,7 +413,7 @@ export type DetectionFrame = Pick<DetectionStepShape, 'batch' | 'height' | 'widt
 
 /** Anchors of a padded size (detection-targets.ts pyramidGrids). */
 export function anchorsFor(config: MaskRcnnConfig, height: number, width: number): number {
-  const per = config.settings.anchors.sizes[0]!.length * config.settings.anchors.aspectRatios[0]!.length;
+  const per = rpnShape(config).anchors;
   const grids = [4, 8, 16, 32].map((s) => (height / s) * (width / s));
   return per * (grids.reduce((a, b) => a + b, 0) + Math.ceil(height / 64) * Math.ceil(width / 64));
 }
@@ -454,8 +448,7 @@ export class DetectionForward {
     const feeds: Record<string, Tensor> = {
       images, image_sizes: { dtype: 'int64', shape: [imageSizes.length, 2], data: BigInt64Array.from(imageSizes.flat().map((v) => BigInt(v))) },
     };
-    for (const name of this.session.inputNames) if (!feeds[name]) feeds[name] = state.get(name)!;
-    const out = await this.session.runTyped(feeds);
+    const out = await this.session.runTyped(withParameters(this.session.inputNames, state, feeds, 'the detection forward'));
     const boxes = out.proposals!.data as Float32Array;
     const valid = out.proposal_valid!.data as BigInt64Array;
     const [n, t] = out.proposals!.shape as [number, number];
@@ -505,13 +498,7 @@ export class DetectionTrainStep {
     }
     const mask = masks ? await masks.run(state, feeds, this.step.pyramid.map((name) => all[name]!)) : undefined;
     mask?.featureGrads.forEach((g, l) => (all[`${MASK_FEATURE_GRAD}${l}`] = { dtype: 'float32', shape: all[this.step.pyramid[l]!]!.shape, data: g }));
-    for (const name of this.session.inputNames) {
-      if (all[name]) continue;
-      const t = state.get(name);
-      if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `the detection training step needs parameter ${name}`);
-      all[name] = t;
-    }
-    const out = await this.session.runTyped(all);
+    const out = await this.session.runTyped(withParameters(this.session.inputNames, state, all, 'the detection training step'));
     const value = (name: string) => (out[name]!.data as Float32Array)[0]!;
     const grads = new Map(this.step.params.map((p) => [p, out[`grad:${p}`] as FloatTensor]));
     // The mask head's parameters are the chunks' alone (the step graph does not read them).

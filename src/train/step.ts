@@ -11,7 +11,7 @@ import type { Layout } from '../graph/layout.js';
 import { getBackend, type Session, type SessionOptions } from '../runtime/runtime.js';
 import { emitSwiftFormer, type SwiftFormerConfig } from '../models/swiftformer.js';
 import { emitVit, type VitConfig } from '../models/vit.js';
-import { isBuffer, type FloatTensor, type StateDict } from '../core/tensor.js';
+import { isBuffer, type FloatTensor, type StateDict, type Tensor } from '../core/tensor.js';
 
 export interface StepGraphOptions {
   batch: number;
@@ -127,16 +127,21 @@ export class TrainStep {
   }
 }
 
-/** Runs a step session: `feeds` plus every parameter from `state`; `logits` names the logits output. */
-export async function runStep(session: Session, step: StepGraph, state: StateDict, feeds: Record<string, FloatTensor>, logits: string): Promise<StepResult> {
-  const all = { ...feeds };
-  for (const name of session.inputNames) {
+/** `feeds` with every other input of a session taken from `state` (its parameters); one missing is KEY_MISMATCH naming `what` and it. */
+export function withParameters<T extends Tensor>(inputNames: readonly string[], state: StateDict, feeds: Record<string, T>, what: string): Record<string, T | FloatTensor> {
+  const all: Record<string, T | FloatTensor> = { ...feeds };
+  for (const name of inputNames) {
     if (all[name]) continue;
     const t = state.get(name);
-    if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `training step needs parameter ${name}`);
+    if (!t || t.dtype !== 'float32') throw new SwiftFormerError('KEY_MISMATCH', `${what} needs parameter ${name}`);
     all[name] = t;
   }
-  const out = await session.run(all);
+  return all;
+}
+
+/** Runs a step session: `feeds` plus every parameter from `state`; `logits` names the logits output. */
+export async function runStep(session: Session, step: StepGraph, state: StateDict, feeds: Record<string, FloatTensor>, logits: string): Promise<StepResult> {
+  const out = await session.run(withParameters(session.inputNames, state, feeds, 'training step'));
   const grads = new Map<string, FloatTensor>();
   for (const p of step.params) grads.set(p, out[`grad:${p}`]!);
   const stats = new Map(step.batchStats.map((s) => [s.key, { mean: out[`${s.key}:mean`]!.data, variance: out[`${s.key}:var`]!.data, count: s.count }]));
