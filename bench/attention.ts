@@ -24,7 +24,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import '../src/node/platform.js';
 import { efficientAdditiveAttention, fastformerAttention, multiHeadSelfAttention, type AttentionType } from '../src/models/attention.js';
 import { bindParams, GraphBuilder, toOnnx, type Graph } from '../src/graph/graph.js';
@@ -36,6 +35,7 @@ import { emitSwiftFormer, initialWeights, variantConfig } from '../src/models/sw
 import { float32, numel, type FloatTensor, type StateDict } from '../src/core/tensor.js';
 import { emitVit, initialVitWeights, vitConfig } from '../src/models/vit.js';
 import { lineChart, type Series } from '../src/draw/svg.js';
+import { benchArgs } from './args.js';
 
 const ATTENTIONS: AttentionType[] = ['additive', 'fastformer', 'mhsa'];
 const ATTENTION_COLORS: Record<string, string> = { additive: '#1f77b4', fastformer: '#2ca02c', mhsa: '#d62728' };
@@ -141,7 +141,7 @@ if (process.argv[2] === '--child') {
   process.exit(0);
 }
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     quick: { type: 'boolean', default: false },
     modes: { type: 'string', default: 'block,model' },

@@ -18,7 +18,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Page } from 'playwright-core';
 import { percentile } from '../src/measure/bench.js';
 import { writeFileAtomic } from '../src/node/files.js';
@@ -26,8 +25,9 @@ import { int8Onnx } from '../src/cli/export.js';
 import { buildPage, chromiumAvailable, CHROMIUM, CHROMIUM_FLAGS, launchChromium, serveStatic } from '../web/harness.js';
 import { FIXTURES } from '../test/fixtures.js';
 import { examplePhotos, machineRecord, xsFixture } from './int8-common.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     rounds: { type: 'string', default: '40' },
     block: { type: 'string', default: '10' },

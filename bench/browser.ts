@@ -12,13 +12,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { percentile } from '../src/measure/bench.js';
 import { loadModel, type FloatTensor } from '../src/index.js';
 import { buildPage, chromiumAvailable, CHROMIUM, launchChromium, serveStatic } from '../web/harness.js';
 import { FIXTURES } from '../test/fixtures.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     rounds: { type: 'string', default: '60' },
     threads: { type: 'string', default: '1,2' },

@@ -27,7 +27,6 @@ import { mkdir } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import '../src/node/platform.js';
 import { parseCocoInstances, parseCocoResults } from '../src/data/coco.js';
 import { lineChart } from '../src/draw/svg.js';
@@ -41,8 +40,9 @@ import { cloneState, createOptimizer, globalGradNorm } from '../src/train/optim.
 import { updateRunningStats } from '../src/train/step.js';
 import { machine } from './machine.js';
 import { interleave, printProfile, profileByOp, throughputRecord, torchServer } from './train-side-by-side.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: 'data/scenes-det' },
     size: { type: 'string', default: '128' },

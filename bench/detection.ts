@@ -32,7 +32,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { DetectionModel, getBackend, writeSafetensors, type StateDict } from '../src/index.js';
 import { toOnnx } from '../src/graph/graph.js';
 import { decodeModel, type Message } from '../src/graph/proto.js';
@@ -45,6 +45,7 @@ import type { FloatTensor, Tensor } from '../src/core/tensor.js';
 import { writeFileAtomic } from '../src/node/files.js';
 import { profileRuns } from './int8-common.js';
 import { machine } from './machine.js';
+import { benchArgs } from './args.js';
 
 const HELP = `bench/detection.ts: Mask R-CNN on SwiftFormer, our ONNX graph vs torchvision's ONNX export vs eager PyTorch
 
@@ -60,7 +61,7 @@ const HELP = `bench/detection.ts: Mask R-CNN on SwiftFormer, our ONNX graph vs t
   --json FILE, --md FILE    write the record / a markdown table
 Run under the heavy-run lock (flock /work/helpers/heavy.lock ...).`;
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     variants: { type: 'string', default: 'xs,l1' },
     sizes: { type: 'string', default: '800x1333,512x853' },

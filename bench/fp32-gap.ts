@@ -11,7 +11,6 @@
  * Needs ../shared/fixtures/xs and ../shared/fixtures/official-onnx.
  */
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { emptyGraph } from '../src/graph/graph.js';
 import { compareLatency, gemmProbe, pairedRatio, syntheticPixels } from '../src/measure/bench.js';
 import { describeCpu } from '../src/measure/cpu.js';
@@ -20,8 +19,9 @@ import { writeFileAtomic } from '../src/node/files.js';
 import { localCpu } from '../src/cli/machine.js';
 import { FIXTURES } from '../test/fixtures.js';
 import { machineRecord, profileRuns, xsFixture } from './int8-common.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     batches: { type: 'string', default: '1,16' },
     rounds: { type: 'string', default: '40' },

@@ -12,7 +12,6 @@
  * Variants: `default` (the INT8 export's settings), `main` (the settings of the first INT8 export:
  * every conv and Gemm, no GELU fusion, residual adds in float), or any of bench/int8-variants.ts.
  */
-import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { writeFileAtomic } from '../src/node/files.js';
 import { toOnnx, type Graph } from '../src/graph/graph.js';
@@ -22,8 +21,9 @@ import { fusionReport, groupTotals, markdownTable, operatorTable, type FusionRep
 import { describeCpu } from '../src/measure/cpu.js';
 import { localCpu } from '../src/cli/machine.js';
 import { examplePhotos, machineRecord, profileRuns, VARIANTS, xsFixture } from './int8-common.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     batches: { type: 'string', default: '1,16' },
     runs: { type: 'string', default: '12' },

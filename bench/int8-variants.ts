@@ -11,7 +11,6 @@
  *
  * Calibration: the ten example photos (XS), 512 training images spread over the set (Fashion-MNIST).
  */
-import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { writeFileAtomic } from '../src/node/files.js';
 import { toOnnx, type Graph } from '../src/graph/graph.js';
@@ -25,8 +24,9 @@ import { getBackend, type SessionOptions } from '../src/runtime/runtime.js';
 import { localCpu } from '../src/cli/machine.js';
 import { relativeError } from '../test/fixtures.js';
 import { accuracy, argmaxRows, examplePhotos, machineRecord, trainedModel, VARIANTS, xsFixture } from './int8-common.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     variants: { type: 'string', default: 'all' },
     batches: { type: 'string', default: '1,16' },

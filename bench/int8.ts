@@ -7,15 +7,15 @@
  *        [--calibration-images 512] [--batches 1,64] [--rounds 40] [--json FILE]
  */
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { compareLatency, pairedRatio } from '../src/measure/bench.js';
 import { inputBatches, limitDataset } from '../src/data/dataset.js';
 import { OnnxClassifier } from '../src/models/exported.js';
 import { writeFileAtomic } from '../src/node/files.js';
 import { int8Onnx } from '../src/cli/export.js';
 import { accuracy, DEFAULT_WEIGHTS, machineRecord, trainedModel } from './int8-common.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     weights: { type: 'string', default: DEFAULT_WEIGHTS },
     data: { type: 'string', default: 'fashion-mnist' },

@@ -5,12 +5,12 @@
  *
  *   node --import tsx bench/latency.ts [--rounds 60] [--threads 2] [--batches 1,16] [--json]
  */
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { compareLatency, getBackend, loadModel, syntheticPixels } from '../src/index.js';
 import { relativeError } from '../test/fixtures.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     rounds: { type: 'string', default: '60' },
     threads: { type: 'string', default: '2' },

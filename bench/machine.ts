@@ -2,7 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
-export function machine(): Record<string, unknown> {
+export interface Machine { cpu: string | undefined; cores: number; loadavg: number[]; flags: string[] }
+
+export function machine(): Machine {
   const info = readFileSync('/proc/cpuinfo', 'utf8');
   const flags = /^flags\s*:\s*(.*)$/m.exec(info)?.[1]?.split(' ') ?? [];
   return {

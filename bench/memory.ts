@@ -13,15 +13,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { benchArgs } from './args.js';
 
 const TARGET_MB = 300;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/main.js');
 const WEIGHTS = fileURLToPath(new URL('../../shared/fixtures/xs/checkpoint_model_only.pth', import.meta.url));
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: { runs: { type: 'string', default: '3' }, size: { type: 'string', default: '224' }, json: { type: 'boolean', default: false } },
 });
 const runs = Number(values.runs);

@@ -13,12 +13,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { lineChart } from '../src/draw/svg.js';
 import { writeFileAtomic } from '../src/node/files.js';
 import { machine } from './machine.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     data: { type: 'string' }, ours: { type: 'string' }, torch: { type: 'string' }, throughput: { type: 'string' },
     'loadavg-ours': { type: 'string', multiple: true }, 'loadavg-torch': { type: 'string', multiple: true }, out: { type: 'string' },

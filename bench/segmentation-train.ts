@@ -18,7 +18,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import '../src/node/platform.js';
 import { SegmentationModel } from '../src/models/segmentation.js';
 import { openSegmentationData } from '../src/node/segmentation-data.js';
@@ -29,8 +28,9 @@ import { defaultImgScale, SegmentationLoader } from '../src/train/segmentation-t
 import { SegmentationTrainStep } from '../src/train/segmentation-step.js';
 import { updateRunningStats } from '../src/train/step.js';
 import { interleave, printProfile, profileByOp, throughputRecord, torchServer } from './train-side-by-side.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: 'data/scenes' },
     batch: { type: 'string', default: '8' },

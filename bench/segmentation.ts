@@ -19,7 +19,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import {
   compareLatency, getBackend, loadSemanticFpn, semanticFpnConfig, initialSemanticFpnWeights, syntheticPixels, variantConfig, writeSafetensors,
 } from '../src/index.js';
@@ -28,8 +28,9 @@ import { writeFileAtomic } from '../src/node/files.js';
 import { buildPage, chromiumAvailable, launchChromium, serveStatic } from '../web/harness.js';
 import { relativeError } from '../test/fixtures.js';
 import { machine } from './machine.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     variants: { type: 'string', default: 'xs,l1' },
     size: { type: 'string', default: '512' },

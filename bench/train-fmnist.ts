@@ -20,7 +20,6 @@
  */
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_NORMALIZATION, limitDataset, type ImageDataset } from '../src/data/dataset.js';
 import { Loader } from '../src/train/loader.js';
 import { FASHION_MNIST_DIR, loadIdxDataset } from '../src/node/datasets.js';
@@ -31,8 +30,9 @@ import { TrainStep, updateRunningStats } from '../src/train/step.js';
 import { initialWeights, variantConfig } from '../src/models/swiftformer.js';
 import { train } from '../src/train/trainer.js';
 import '../src/node/platform.js';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     epochs: { type: 'string', default: '9' },
     limit: { type: 'string' },

@@ -272,6 +272,11 @@ describe('serve: relaunched with the allocator settings (glibc)', { skip: !needs
         assert.ok(!environ(s.child.pid!).some((e) => e.startsWith(`${k}=`)), 'the launcher does not');
       }
       assert.equal((await postJson(`${s.url}/v2/models/tiny/infer`, small())).status, 200);
+      // The inference worker's own memory shows beside the main thread's.
+      const samples = parseMetrics((await http(`${s.url}/metrics`)).body.toString());
+      const workerHeap = metricValue(samples, 'swiftformer_inference_worker_heap_used_bytes')!;
+      assert.ok(workerHeap > 2 ** 20 && workerHeap < metricValue(samples, 'process_resident_memory_bytes')!, `worker heap ${workerHeap}`);
+      assert.ok(metricValue(samples, 'swiftformer_inference_worker_array_buffers_bytes')! >= 0);
       s.child.kill('SIGKILL');
       await until(() => !alive(server), 10_000);
       await assert.rejects(http(`${s.url}/v2/health/live`), /ECONNREFUSED/);

@@ -269,13 +269,20 @@ describe('serve: dynamic batching', () => {
       for (const img of images) alone.push(await infer(singleUrl, img));
       const together = await Promise.all(images.map((img) => infer(batchedUrl, img)));
       together.forEach((out, i) => assert.ok(relativeError(out, alone[i]!) <= 1e-5, `request ${i}: ${relativeError(out, alone[i]!)}`));
+      // The six bodies and the batch went back to the server's buffer pool ...
+      const pooled = metricValue(parseMetrics(batched.metricsText), 'swiftformer_buffer_pool_bytes')!;
+      assert.ok(pooled >= 12 * IMAGE * 4, `pool holds ${pooled} bytes`);
+      // ... and a second batch in another order reuses them: nothing of the first one's data is left in it.
+      const again = await Promise.all([...images].reverse().map((img) => infer(batchedUrl, img)));
+      again.reverse().forEach((out, i) => assert.ok(relativeError(out, alone[i]!) <= 1e-5, `again, request ${i}: ${relativeError(out, alone[i]!)}`));
+      assert.equal(metricValue(parseMetrics(batched.metricsText), 'swiftformer_buffer_pool_bytes'), pooled, 'the same buffers, no new ones');
       // The fixture images still give the official logits.
       assert.ok(relativeError(together[0]!, row(logits, 0, 1000)) <= TOLERANCE);
       const samples = parseMetrics(batched.metricsText);
-      assert.equal(metricValue(samples, 'swiftformer_batch_size_count', { model: 'tiny' }), 1, 'one batch: the six requests');
-      assert.equal(metricValue(samples, 'swiftformer_batch_size_sum', { model: 'tiny' }), 6);
+      assert.equal(metricValue(samples, 'swiftformer_batch_size_count', { model: 'tiny' }), 2, 'one batch per round of the six requests');
+      assert.equal(metricValue(samples, 'swiftformer_batch_size_sum', { model: 'tiny' }), 12);
       assert.equal(metricValue(samples, 'swiftformer_batch_size_bucket', { model: 'tiny', le: '4' }), 0);
-      assert.equal(metricValue(samples, 'swiftformer_batch_size_bucket', { model: 'tiny', le: '8' }), 1);
+      assert.equal(metricValue(samples, 'swiftformer_batch_size_bucket', { model: 'tiny', le: '8' }), 2);
     } finally {
       await Promise.all([single.shutdown(1000), batched.shutdown(1000)]);
     }
@@ -346,7 +353,9 @@ describe('serve: memory given back when idle', () => {
         await sleep(30);
       }
       assert.equal(trims(server), 0, 'no trim while requests keep arriving');
+      assert.ok(metricValue(parseMetrics(server.metricsText), 'swiftformer_buffer_pool_bytes')! > IMAGE * 4, 'bodies kept for reuse under traffic');
       assert.ok(await waitFor(() => trims(server) === 1, 5000), 'one trim once traffic stopped');
+      assert.equal(metricValue(parseMetrics(server.metricsText), 'swiftformer_buffer_pool_bytes'), 0, 'the trim emptied the buffer pool');
       await sleep(400);
       assert.equal(trims(server), 1, 'and only one: nothing ran since');
       assert.ok(relativeError(await infer(), first) <= 1e-6, 'the reopened session answers as before');

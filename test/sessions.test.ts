@@ -1,6 +1,7 @@
 /**
  * The engine under the models: onnxruntime-node in a worker thread (what `serve` runs on) against
- * the official logits, with inputs copied unless handed over and outputs transferred; a stopped
+ * the official logits, with inputs copied unless handed over (then moved, and given back to a
+ * recycle function after the run) and outputs transferred; a stopped
  * worker; and Sessions' bookkeeping (trim reopens only what ran since the last trim, at most
  * maxSessions open, the least recently used closed first), counted on the real engine.
  */
@@ -54,6 +55,29 @@ describe('onnxruntime-node in a worker thread', () => {
       assert.ok(relativeError((await model.logits(view)).data, expected.data) < TOLERANCE);
       assert.equal(big.length, copy.length + 16);
     } finally {
+      await model.release();
+    }
+  });
+
+  test('a handed-over input with a recycle function comes back to it after the run, the same bytes; a copied one does not', async () => {
+    const model = await loadSwiftFormer({ weights: TINY, session: { threads: 1 }, backend: WORKER_BACKEND });
+    const session = await workerBackend.createSession(model.toOnnx(32), { threads: 1 });
+    try {
+      const sent = pixels(32, 0.25);
+      const original = sent.data.slice();
+      const back: ArrayBuffer[] = [];
+      const before = await session.runTyped({ pixel_values: pixels(32, 0.25) });
+      const out = await session.runTyped({ pixel_values: handOver(sent, (b) => back.push(b)) });
+      assert.equal(sent.data.length, 0, 'moved to the worker');
+      assert.equal(back.length, 1, 'given back once');
+      assert.deepEqual(new Float32Array(back[0]!), original, 'the buffer it sent, unchanged');
+      assert.deepEqual(out.logits!.data, before.logits!.data);
+      // A view is copied to the worker, so its buffer never left: nothing comes back.
+      const big = new Float32Array(original.length + 4);
+      await session.runTyped({ pixel_values: handOver({ ...sent, data: big.subarray(4) }, (b) => back.push(b)) });
+      assert.equal(back.length, 1);
+    } finally {
+      await session.release();
       await model.release();
     }
   });

@@ -37,8 +37,11 @@ export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
-/** Tensors that agree after the first axis, joined along it: single images [1, C, H, W] into a batch. */
-export function concatBatch(tensors: readonly FloatTensor[]): FloatTensor {
+/**
+ * Tensors that agree after the first axis, joined along it: single images [1, C, H, W] into a
+ * batch; `allocate` gives the joined data's buffer (a server reuses its buffers).
+ */
+export function concatBatch(tensors: readonly FloatTensor[], allocate?: (bytes: number) => ArrayBuffer): FloatTensor {
   const first = tensors[0];
   if (!first) throw new SwiftFormerError('BAD_SHAPE', 'no tensors to put in a batch');
   const rest = first.shape.slice(1);
@@ -47,7 +50,8 @@ export function concatBatch(tensors: readonly FloatTensor[]): FloatTensor {
     if (!sameShape(t.shape.slice(1), rest)) throw new SwiftFormerError('BAD_SHAPE', `cannot batch a ${formatShape(t.shape)} tensor with ${formatShape(first.shape)}`);
     rows += t.shape[0]!;
   }
-  const data = new Float32Array(rows * numel(rest));
+  const count = rows * numel(rest);
+  const data = allocate ? new Float32Array(allocate(count * 4), 0, count) : new Float32Array(count);
   let offset = 0;
   for (const t of tensors) {
     data.set(t.data, offset);

@@ -11,9 +11,16 @@ export type Request =
   /** Stop the worker once the run executing now (if any) has answered; what is queued behind it is never answered. */
   | { id: number; op: 'exit' };
 
-export type Reply =
+/** What a run answers: its outputs, and its inputs given back. */
+export interface RunReply { outputs: Record<string, Tensor>; inputs: Record<string, Tensor> }
+
+/** The worker thread's own V8 memory (process.memoryUsage() in a worker: its isolate's figures), in bytes. */
+export interface WorkerMemory { heapUsed: number; external: number; arrayBuffers: number }
+
+/** Every reply carries the worker's memory as it answers, so the main thread can show it without asking. */
+export type Reply = { memory: WorkerMemory } & (
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: { message: string; code?: string } };
+  | { id: number; ok: false; error: { message: string; code?: string } });
 
 /** A tensor's data owns its whole buffer, so the buffer can move to the other thread as it is. */
 export function ownsBuffer(data: ArrayBufferView): boolean {

@@ -1,14 +1,14 @@
 /**
  * The inference worker's side of node/ort-worker.ts: it holds onnxruntime-node sessions (through
  * runtime/ort.ts, as the main thread does) and answers create / run / release messages. Outputs
- * go back with their buffers transferred, not copied.
+ * and the run's inputs go back with their buffers transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
 import type { Tensor } from '../core/tensor.js';
 import type { Session } from '../runtime/runtime.js';
 import { nodeBackend } from './engine.js';
 import { fullGc } from './gc.js';
-import { transferList, type Reply, type Request } from './ort-worker-protocol.js';
+import { transferList, type Reply, type Request, type RunReply, type WorkerMemory } from './ort-worker-protocol.js';
 
 const sessions = new Map<number, Session>();
 let nextSession = 1;
@@ -23,7 +23,9 @@ async function answer(request: Request): Promise<{ value: unknown; transfer: Arr
     }
     case 'run': {
       const outputs: Record<string, Tensor> = await sessionOf(request.session).runTyped(request.feeds);
-      return { value: outputs, transfer: transferList(Object.values(outputs)) };
+      // The inputs go back too, moved: an owner that reuses its buffers gets them again.
+      const value: RunReply = { outputs, inputs: request.feeds };
+      return { value, transfer: [...transferList(Object.values(outputs)), ...transferList(Object.values(request.feeds))] };
     }
     case 'collect':
       fullGc();
@@ -46,14 +48,19 @@ function sessionOf(id: number): Session {
   return session;
 }
 
+function memory(): WorkerMemory {
+  const { heapUsed, external, arrayBuffers } = process.memoryUsage();
+  return { heapUsed, external, arrayBuffers };
+}
+
 const port = parentPort!;
 port.on('message', (request: Request) => {
   answer(request).then(
-    ({ value, transfer }) => port.postMessage({ id: request.id, ok: true, value } satisfies Reply, transfer),
+    ({ value, transfer }) => port.postMessage({ id: request.id, ok: true, value, memory: memory() } satisfies Reply, transfer),
     (err: unknown) => {
       const e = err as { message?: unknown; code?: unknown };
       const error = { message: String(e?.message ?? err), ...(typeof e?.code === 'string' ? { code: e.code } : {}) };
-      port.postMessage({ id: request.id, ok: false, error } satisfies Reply);
+      port.postMessage({ id: request.id, ok: false, error, memory: memory() } satisfies Reply);
     },
   );
 });

@@ -6,7 +6,8 @@
  *
  * One worker holds every session of the process (on a few cores, one run at a time with all
  * intra-op threads is what runs fastest, as in the main thread), started on the first session.
- * Inputs are transferred when their owner handed them over (runtime.ts handOver), else copied;
+ * Inputs are transferred when their owner handed them over (runtime.ts handOver), else copied,
+ * and moved inputs come back with the outputs to the owner's recycle function, if it gave one;
  * outputs always come back transferred. If the worker exits (an uncaught error, out of memory,
  * terminate()), every call waiting on it rejects with ENGINE_EXITED, its sessions report `gone`,
  * and the next session created starts a new worker.
@@ -14,8 +15,8 @@
 import { Worker } from 'node:worker_threads';
 import { SwiftFormerError, type ErrorCode } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { isHandedOver, type Backend, type Session, type SessionOptions } from '../runtime/runtime.js';
-import { ownsBuffer, transferList, type Reply, type Request } from './ort-worker-protocol.js';
+import { isHandedOver, recyclerOf, type Backend, type Session, type SessionOptions } from '../runtime/runtime.js';
+import { ownsBuffer, transferList, type Reply, type Request, type RunReply, type WorkerMemory } from './ort-worker-protocol.js';
 
 export const WORKER_BACKEND = 'onnxruntime-node-worker';
 
@@ -42,6 +43,8 @@ class Connection {
   private nextId = 1;
   /** Set when the worker has exited: why. */
   exited: string | undefined;
+  /** The worker's memory as of its latest reply. */
+  memory: WorkerMemory | undefined;
 
   constructor(onExit: () => void) {
     this.worker = startWorker();
@@ -66,6 +69,7 @@ class Connection {
   }
 
   private settle(reply: Reply): void {
+    this.memory = reply.memory;
     const p = this.pending.get(reply.id);
     if (!p) return;
     this.pending.delete(reply.id);
@@ -106,7 +110,12 @@ class WorkerBackend implements Backend {
     const { id, inputNames, outputNames } = await connection.call({ op: 'create', model: bytes, options }) as { id: number; inputNames: string[]; outputNames: string[] };
     const run = async (feeds: Record<string, Tensor>) => {
       const { feeds: posted, transfer } = outgoing(feeds);
-      return await connection.call({ op: 'run', session: id, feeds: posted }, transfer) as Record<string, Tensor>;
+      const { outputs, inputs } = await connection.call({ op: 'run', session: id, feeds: posted }, transfer) as RunReply;
+      for (const [name, t] of Object.entries(feeds)) {
+        const back = inputs[name]?.data.buffer;
+        if (transfer.includes(t.data.buffer as ArrayBuffer) && back instanceof ArrayBuffer) recyclerOf(t.data)?.(back);
+      }
+      return outputs;
     };
     return {
       inputNames,
@@ -120,6 +129,15 @@ class WorkerBackend implements Backend {
         if (!connection.exited) await connection.call({ op: 'release', session: id });
       },
     };
+  }
+
+  /**
+   * The worker thread's V8 memory as of its latest answer (a run, a trim's collection), if a worker
+   * runs: its heap is its own, not in the main thread's process.memoryUsage().
+   */
+  get memory(): WorkerMemory | undefined {
+    const connection = this.connection;
+    return connection && !connection.exited ? connection.memory : undefined;
   }
 
   /** A full garbage collection in the worker, if one runs (an idle thread does not collect by itself). */

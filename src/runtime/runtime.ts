@@ -38,20 +38,29 @@ export interface Backend {
   createSession(model: Uint8Array | string, options?: SessionOptions): Promise<Session>;
 }
 
-const handedOver = new WeakSet<ArrayBufferView>();
+/** Tensors' data given away by their owner, with what to do with the buffer after the run. */
+const handedOver = new WeakMap<ArrayBufferView, Recycle | undefined>();
+
+/** Takes a handed-over buffer back once the run that had it is done (it may be a new object for the same memory). */
+export type Recycle = (buffer: ArrayBuffer) => void;
 
 /**
  * Marks a tensor whose data its owner will not read again (a batch the server joined for one run),
  * so that a backend running in another thread may move its buffer there instead of copying it.
- * Unmarked tensors are copied: a caller may run the same input twice.
+ * Unmarked tensors are copied: a caller may run the same input twice. A backend that moved the
+ * buffer passes it to `recycle` when it comes back after the run (an owner that reuses buffers).
  */
-export function handOver<T extends Tensor>(tensor: T): T {
-  handedOver.add(tensor.data);
+export function handOver<T extends Tensor>(tensor: T, recycle?: Recycle): T {
+  handedOver.set(tensor.data, recycle);
   return tensor;
 }
 
 export function isHandedOver(data: ArrayBufferView): boolean {
   return handedOver.has(data);
+}
+
+export function recyclerOf(data: ArrayBufferView): Recycle | undefined {
+  return handedOver.get(data);
 }
 
 const backends = new Map<string, Backend>();

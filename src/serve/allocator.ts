@@ -20,6 +20,8 @@
  * allocated above them meanwhile (the same at 64 KiB: the pieces just under 64 KiB were enough).
  * At 32 KiB most of them are mmapped, one mmap / munmap pair each (microseconds, against a run's
  * tens of milliseconds); a read that found less waiting (some 29 KiB) still comes from the heap.
+ * The price, fresh pages on every large allocation, is not paid per request for the largest
+ * buffers: request bodies and batches are reused from the server's pool (buffers.ts).
  *
  * A variable the user set already is kept, and the server then runs in this process (that is also
  * how to opt out: set MALLOC_MMAP_THRESHOLD_ yourself). Only glibc reads these variables.

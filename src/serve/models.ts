@@ -36,6 +36,7 @@ import type { RGBImage } from '../preprocess/resize.js';
 import { inputFor, toNormalizedCHW, type InputOptions } from '../preprocess/transforms.js';
 import { Sessions } from '../models/sessions.js';
 import { handOver, type SessionOptions } from '../runtime/runtime.js';
+import type { BufferPool } from './buffers.js';
 import { HttpError } from './http.js';
 import type { OnnxSignature, TensorSpec } from './onnx.js';
 
@@ -413,14 +414,27 @@ function rowsOfTensor(t: Tensor, start: number, end: number): Tensor {
 
 /**
  * Runs several requests' inputs as one batch (joined along axis 0) and splits the outputs back.
- * The inputs are the server's own, read by nothing after the run: they are handed over, so an
- * engine in a worker thread takes their buffers instead of a copy.
+ * The batch is joined into a buffer of the pool (a copy even for one request: the request's data
+ * is a view into its body, which a worker thread could only get as a fresh copy), handed over so
+ * that an engine in a worker thread takes it instead of a copy, and given back to the pool when it
+ * returns; the requests' bodies go back to the pool once joined.
  */
-export async function runBatch(model: ServedModel, inputs: Feeds[]): Promise<Outputs[]> {
-  const handed = (feeds: Feeds): Feeds => Object.fromEntries(Object.entries(feeds).map(([n, t]) => [n, handOver(t)]));
-  if (inputs.length === 1) return [await model.run(handed(inputs[0]!))];
+export async function runBatch(model: ServedModel, inputs: Feeds[], pool: BufferPool): Promise<Outputs[]> {
+  const take = (bytes: number) => pool.take(bytes);
+  const recycle = (buffer: ArrayBuffer) => pool.adopt(buffer);
+  const giveBack = (feeds: Feeds) => {
+    for (const t of Object.values(feeds)) pool.give(t.data.buffer);
+  };
   const names = Object.keys(inputs[0]!);
-  const out = await model.run(handed(Object.fromEntries(names.map((n) => [n, concatBatch(inputs.map((f) => f[n]!))]))));
+  const batch: Feeds = Object.fromEntries(names.map((n) => [n, handOver(concatBatch(inputs.map((f) => f[n]!), take), recycle)]));
+  inputs.forEach(giveBack);
+  let out: Outputs;
+  try {
+    out = await model.run(batch);
+  } finally {
+    giveBack(batch);
+  }
+  if (inputs.length === 1) return [out];
   const rows = inputs.map((f) => rowsOf(model, f));
   const total = rows.reduce((a, b) => a + b, 0);
   const split: Outputs[] = inputs.map(() => ({}));

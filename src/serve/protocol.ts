@@ -84,7 +84,10 @@ function binaryData(binary: Buffer, offset: number, size: unknown, count: number
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw bad(`input '${name}': binary_data_size must be a byte count`);
   if (offset + size > binary.length) throw bad(`input '${name}': binary_data_size is ${size} but only ${binary.length - offset} bytes of binary data follow`);
   if (size !== count * 4) throw bad(`input '${name}': ${size} bytes of binary data; shape ${shapeText(shape)} of FP32 needs ${count * 4}`);
-  // A copy, aligned for Float32Array (the body's offset need not be a multiple of 4).
+  // In place where the body was read aligned (http.ts readBody's alignAt), else a copy: a
+  // Float32Array must start on a multiple of 4.
+  const start = binary.byteOffset + offset;
+  if (start % 4 === 0) return new Float32Array(binary.buffer, start, count);
   const bytes = new Uint8Array(size);
   bytes.set(binary.subarray(offset, offset + size));
   return new Float32Array(bytes.buffer);
@@ -174,7 +177,8 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
 
 // ---------------------------------------------------------------- responses
 
-interface Encoded { datatype: Datatype; shape: number[]; json: unknown[]; binary: () => Buffer }
+/** An output in both forms, each made only when asked for (a 1000-class row as JSON numbers is not free). */
+interface Encoded { datatype: Datatype; shape: number[]; json: () => unknown[]; binary: () => Buffer }
 
 /**
  * A tensor as the protocol carries it: FP32, or INT64 (JSON numbers; a detector's labels and
@@ -183,8 +187,8 @@ interface Encoded { datatype: Datatype; shape: number[]; json: unknown[]; binary
  */
 function tensorData(t: Tensor): Encoded {
   const binary = () => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  if (t.dtype === 'int64') return { datatype: 'INT64', shape: t.shape, json: Array.from(t.data, Number), binary };
-  return { datatype: 'FP32', shape: t.shape, json: Array.from(t.data), binary };
+  if (t.dtype === 'int64') return { datatype: 'INT64', shape: t.shape, json: () => Array.from(t.data, Number), binary };
+  return { datatype: 'FP32', shape: t.shape, json: () => Array.from(t.data), binary };
 }
 
 /** Triton's classification extension: the top k of each row as "score:index[:label]" BYTES. */
@@ -201,7 +205,7 @@ function classification(t: FloatTensor, k: number, batched: boolean, labels: rea
   return {
     datatype: 'BYTES',
     shape: batched ? [rows, kk] : [kk],
-    json: strings,
+    json: () => strings,
     // Each element: its byte length as a little-endian uint32, then the bytes.
     binary: () => Buffer.concat(strings.flatMap((s) => {
       const bytes = Buffer.from(s, 'utf8');
@@ -219,7 +223,7 @@ export function encodeInferResponse(model: ServedModel, request: InferRequest, o
   const tensors = request.outputs.map((o) => {
     const t = outputs[o.name]!;
     const e = o.classification !== undefined ? classification(t as FloatTensor, o.classification, model.maxBatch > 0, model.labels) : tensorData(t);
-    if (!o.binary) return { name: o.name, datatype: e.datatype, shape: e.shape, data: e.json };
+    if (!o.binary) return { name: o.name, datatype: e.datatype, shape: e.shape, data: e.json() };
     const bytes = e.binary();
     binaries.push(bytes);
     return { name: o.name, datatype: e.datatype, shape: e.shape, parameters: { binary_data_size: bytes.length } };

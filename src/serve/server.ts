@@ -15,6 +15,8 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { decodeImage } from '../node/decode.js';
+import { workerBackend } from '../node/ort-worker.js';
+import type { WorkerMemory } from '../node/ort-worker-protocol.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { Batcher } from './batcher.js';
 import { asHttpError, ClientGone, HttpError, JSON_TYPE, readBody, send, sendError, sendJson } from './http.js';
@@ -22,6 +24,7 @@ import { Counter, Gauge, Histogram, METRICS_TYPE, Registry } from './metrics.js'
 import {
   batchKey, IMAGE_TASKS, isDirect, rowsOf, runBatch, type DirectImageTask, type Feeds, type Outputs, type ServedModel, type TaskName,
 } from './models.js';
+import { BufferPool } from './buffers.js';
 import { collectGarbage } from './idle.js';
 import { encodeInferResponse, EXTENSIONS, modelMetadata, parseInferRequest, SERVER_NAME } from './protocol.js';
 
@@ -65,6 +68,11 @@ interface Context {
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
+/**
+ * Free buffers kept for reuse: enough for the bodies of 32 concurrent 224x224 FP32 requests and
+ * two batches of 16 (some 40 MB), under load only (an idle server empties the pool).
+ */
+const BUFFER_POOL_BYTES = 64 * 1024 * 1024;
 
 /** A small semaphore: decoded images are large, so only a few exist at once. */
 class Slots {
@@ -96,6 +104,8 @@ export class InferenceServer {
   private readonly batchSizes: Histogram;
   private readonly trims: Counter;
   private readonly decoders: Slots;
+  /** Request bodies and batches reused (buffers.ts); emptied by trim. */
+  private readonly buffers = new BufferPool(BUFFER_POOL_BYTES);
   private active = 0;
   /** Inference ran since the last trim. */
   private ran = false;
@@ -121,6 +131,7 @@ export class InferenceServer {
     this.registry.add(new Gauge('swiftformer_queue_depth', 'Requests waiting for a batch, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.batcher.depth])));
     this.registry.add(new Gauge('swiftformer_inflight_requests', 'Inference requests received and not yet answered, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.inflight])));
     this.registry.add(new Gauge('swiftformer_batch_rows_running', 'Rows of the batch running now, by model', () => [...this.served.values()].map((s) => [{ model: s.model.name }, s.batcher.running])));
+    this.registry.add(new Gauge('swiftformer_buffer_pool_bytes', 'Free request-body and batch buffers kept for reuse (emptied when idle), in bytes', () => [[{}, this.buffers.held]]));
     this.trims = this.registry.add(new Counter('swiftformer_idle_trims_total', 'Times the models gave back the memory of their runs after idleTrimMs (--idle-trim-ms) without requests'));
     this.trims.inc({}, 0);
     this.addProcessGauges();
@@ -158,6 +169,19 @@ export class InferenceServer {
       ['nodejs_array_buffers_bytes', 'Memory of ArrayBuffers and Buffers, in bytes', (m) => m.arrayBuffers],
     ];
     for (const [name, help, read] of memory) this.registry.add(new Gauge(name, help, () => [[{}, read(process.memoryUsage())]]));
+    // The inference worker's isolate is not in the figures above (they are this thread's): its own,
+    // as of its latest answer, while one runs.
+    const worker: [string, string, (m: WorkerMemory) => number][] = [
+      ['swiftformer_inference_worker_heap_used_bytes', 'V8 heap used by the inference worker thread, as of its latest answer, in bytes', (m) => m.heapUsed],
+      ['swiftformer_inference_worker_external_memory_bytes', 'External memory (buffers among it) of the inference worker thread, as of its latest answer, in bytes', (m) => m.external],
+      ['swiftformer_inference_worker_array_buffers_bytes', 'ArrayBuffers of the inference worker thread, as of its latest answer, in bytes', (m) => m.arrayBuffers],
+    ];
+    for (const [name, help, read] of worker) {
+      this.registry.add(new Gauge(name, help, () => {
+        const m = workerBackend.memory;
+        return m ? [[{}, read(m)]] : [];
+      }));
+    }
   }
 
   private add(model: ServedModel): void {
@@ -169,7 +193,7 @@ export class InferenceServer {
         for (const j of jobs as Extract<Job, { kind: 'direct' }>[]) out.push(await j.task.run(j.image, j.query));
         return out;
       }
-      return runBatch(model, (jobs as Extract<Job, { kind: 'tensor' }>[]).map((j) => j.feeds));
+      return runBatch(model, (jobs as Extract<Job, { kind: 'tensor' }>[]).map((j) => j.feeds), this.buffers);
     };
     const batcher = new Batcher<Job, unknown>(runner, {
       model: model.name,
@@ -254,6 +278,7 @@ export class InferenceServer {
     if (this.trimming) return this.trimming;
     this.ran = false;
     this.trimming = (async () => {
+      this.buffers.clear();
       await Promise.all(this.models.map((m) => m.trim?.()));
       await collectGarbage();
       this.trims.inc({});
@@ -376,17 +401,22 @@ export class InferenceServer {
     return served;
   }
 
-  private body(ctx: Context): Promise<Buffer> {
-    return readBody(ctx.req, { maxBytes: this.options.maxBodyBytes, deadline: ctx.deadline, timeoutMs: this.options.timeoutMs });
+  /** `tensors`: a /v2 infer body, read aligned after its JSON header into a reused buffer. */
+  private body(ctx: Context, tensors?: { alignAt: number }): Promise<Buffer> {
+    const limits = { maxBytes: this.options.maxBodyBytes, deadline: ctx.deadline, timeoutMs: this.options.timeoutMs };
+    return readBody(ctx.req, tensors ? { ...limits, alignAt: tensors.alignAt, pool: this.buffers } : limits);
   }
 
   private async infer(ctx: Context, served: Served): Promise<void> {
     served.inflight++;
     try {
       this.checkQueue(served);
-      const body = await this.body(ctx);
       const header = ctx.req.headers['inference-header-content-length'];
-      const request = parseInferRequest(body, Array.isArray(header) ? header[0] : header, served.model);
+      const headerLength = Array.isArray(header) ? header[0] : header;
+      // Binary tensors follow the JSON header: read them 4-byte aligned, used in place (a JSON-only
+      // body is parsed into tensors of its own, so it takes no buffer from the pool).
+      const body = await this.body(ctx, headerLength === undefined ? undefined : { alignAt: Number(headerLength) || 0 });
+      const request = parseInferRequest(body, headerLength, served.model);
       const rows = rowsOf(served.model, request.feeds);
       this.ran = true;
       const outputs = await served.batcher.submit(batchKey(request.feeds), rows, { kind: 'tensor', feeds: request.feeds }, ctx.signal) as Outputs;
