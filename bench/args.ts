@@ -1,7 +1,9 @@
 /**
  * The command line of a bench script: node's parseArgs (strict), plus `--help`, which prints the
  * script's header comment (where each script documents its usage), and for an unknown or
- * malformed option one line naming it and exit code 2 instead of parseArgs' stack trace.
+ * malformed option one line naming it and exit code 2 instead of parseArgs' stack trace. An
+ * option whose default is a number takes only numbers, or a comma list of them (some, such as
+ * --milestones, are lists), so that a typo does not run as NaN.
  */
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
@@ -24,8 +26,19 @@ export function benchArgs<T extends ParseArgsConfig>(script: string, config: T):
     process.stdout.write(`${usage(file)}\n`);
     process.exit(0);
   }
+  for (const [option, spec] of Object.entries(config.options ?? {})) {
+    const given = values[option];
+    if (isNumber(spec.default) && typeof given === 'string' && !given.split(',').every(isNumber)) {
+      process.stderr.write(`${name}: --${option} takes a number (default ${spec.default}), got '${given}'\n`);
+      process.exit(2);
+    }
+  }
   delete values.help;
   return parsed as ReturnType<typeof parseArgs<T>>;
+}
+
+function isNumber(v: unknown): v is string {
+  return typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v));
 }
 
 /** The first doc comment of `file`, without its comment markers. */
