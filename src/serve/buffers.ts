@@ -13,7 +13,6 @@ export class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
   /** Every buffer this pool made, in use or free: only these come back. */
   private readonly issued = new WeakSet<ArrayBuffer>();
-  private readonly resting = new WeakSet<ArrayBuffer>();
   private freeBytes = 0;
 
   constructor(readonly maxBytes: number) {}
@@ -22,7 +21,6 @@ export class BufferPool {
   take(bytes: number): ArrayBuffer {
     const buffer = this.free.get(bytes)?.pop();
     if (buffer) {
-      this.resting.delete(buffer);
       this.freeBytes -= bytes;
       return buffer;
     }
@@ -36,13 +34,12 @@ export class BufferPool {
    * given back already, one moved to another thread (detached, 0 bytes), and past `maxBytes`.
    */
   give(buffer: ArrayBufferLike): void {
-    if (!(buffer instanceof ArrayBuffer) || !this.issued.has(buffer) || this.resting.has(buffer)) return;
+    if (!(buffer instanceof ArrayBuffer) || !this.issued.has(buffer)) return;
     const bytes = buffer.byteLength;
-    if (bytes === 0 || this.freeBytes + bytes > this.maxBytes) return;
     const list = this.free.get(bytes) ?? [];
+    if (bytes === 0 || list.includes(buffer) || this.freeBytes + bytes > this.maxBytes) return;
     list.push(buffer);
     this.free.set(bytes, list);
-    this.resting.add(buffer);
     this.freeBytes += bytes;
   }
 

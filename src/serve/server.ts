@@ -16,7 +16,6 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { decodeImage } from '../node/decode.js';
 import { workerBackend } from '../node/ort-worker.js';
-import type { WorkerMemory } from '../node/ort-worker-protocol.js';
 import type { RGBImage } from '../preprocess/resize.js';
 import { Batcher } from './batcher.js';
 import { asHttpError, ClientGone, HttpError, JSON_TYPE, readBody, send, sendError, sendJson } from './http.js';
@@ -161,24 +160,27 @@ export class InferenceServer {
 
   /** The process's memory, under the names Prometheus' Node.js client uses, so that a trim shows. */
   private addProcessGauges(): void {
-    const memory: [string, string, (m: NodeJS.MemoryUsage) => number][] = [
+    this.addMemoryGauges(() => process.memoryUsage(), [
       ['process_resident_memory_bytes', 'Resident memory size in bytes', (m) => m.rss],
       ['nodejs_heap_size_total_bytes', 'V8 heap size in bytes', (m) => m.heapTotal],
       ['nodejs_heap_size_used_bytes', 'V8 heap used in bytes', (m) => m.heapUsed],
       ['nodejs_external_memory_bytes', 'Memory of C++ objects bound to JavaScript objects (buffers among them), in bytes', (m) => m.external],
       ['nodejs_array_buffers_bytes', 'Memory of ArrayBuffers and Buffers, in bytes', (m) => m.arrayBuffers],
-    ];
-    for (const [name, help, read] of memory) this.registry.add(new Gauge(name, help, () => [[{}, read(process.memoryUsage())]]));
+    ]);
     // The inference worker's isolate is not in the figures above (they are this thread's): its own,
     // as of its latest answer, while one runs.
-    const worker: [string, string, (m: WorkerMemory) => number][] = [
+    this.addMemoryGauges(() => workerBackend.memory, [
       ['swiftformer_inference_worker_heap_used_bytes', 'V8 heap used by the inference worker thread, as of its latest answer, in bytes', (m) => m.heapUsed],
       ['swiftformer_inference_worker_external_memory_bytes', 'External memory (buffers among it) of the inference worker thread, as of its latest answer, in bytes', (m) => m.external],
       ['swiftformer_inference_worker_array_buffers_bytes', 'ArrayBuffers of the inference worker thread, as of its latest answer, in bytes', (m) => m.arrayBuffers],
-    ];
-    for (const [name, help, read] of worker) {
+    ]);
+  }
+
+  /** One gauge per row, read from `source` at each scrape (no sample while it gives nothing). */
+  private addMemoryGauges<M>(source: () => M | undefined, rows: [string, string, (m: M) => number][]): void {
+    for (const [name, help, read] of rows) {
       this.registry.add(new Gauge(name, help, () => {
-        const m = workerBackend.memory;
+        const m = source();
         return m ? [[{}, read(m)]] : [];
       }));
     }
