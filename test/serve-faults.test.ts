@@ -177,22 +177,45 @@ describe('serve under load and abuse', () => {
     // Two models, so that one's batch waits in the worker while the other's runs.
     const c = await loadClassifier({ weights: TINY_WEIGHTS }, 'test');
     const models = ['a', 'b'].map((name) => classifierModel(name, c, { maxBatch: 16, dynamic: true, maxDelayMs: 0 }));
-    await models[0]!.warmup!();
+    // Sessions are per input size: both sizes are opened first, so that a's and b's runs are only runs.
+    for (const size of [576, 224]) await c.model.logits({ dtype: 'float32', shape: [1, 3, size, size], data: new Float32Array(3 * size * size) });
+    // The worker is told to stop in the same moment b's batch is handed to its model, not some
+    // polls later: by then a's run could have ended and b's started, and b would be answered.
+    let stopped: Promise<void> | undefined;
+    const runB = models[1]!.run;
+    models[1]!.run = (feeds) => {
+      const out = runB(feeds);
+      stopped = workerBackend.terminate();
+      return out;
+    };
     const server = new InferenceServer(models);
     const url = await server.listen(0);
     try {
-      const data = float32Bytes(new Float32Array(16 * 3 * 224 * 224).fill(0.5));
-      const { body, headers } = binaryRequest({ inputs: [{ name: 'pixel_values', shape: [16, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: data.length } }] }, [data]);
+      const tensor = (rows: number, size: number) => {
+        const data = float32Bytes(new Float32Array(rows * 3 * size * size).fill(0.5));
+        return binaryRequest({ inputs: [{ name: 'pixel_values', shape: [rows, 3, size, size], datatype: 'FP32', parameters: { binary_data_size: data.length } }] }, [data]);
+      };
       const running = (m: string) => metricValue(parseMetrics(server.metricsText), 'swiftformer_batch_rows_running', { model: m }) ?? 0;
-      const first = http(`${url}/v2/models/a/infer`, { method: 'POST', body, headers });
-      await until(() => running('a') === 16, 5000, "model a's batch to start");
-      const waiting = http(`${url}/v2/models/b/infer`, { method: 'POST', body, headers });
-      await until(() => running('b') === 16, 5000, "model b's batch to be posted");
-      await workerBackend.terminate();
+      // a runs long (16 rows at 576, 64 MB: some 100x b's work, hundreds of ms); b's request is on the
+      // wire but for its last byte before a starts, so that b reaches its model moments after a
+      // has started in the worker.
+      const a = tensor(16, 576);
+      const b = tensor(1, 224);
+      const waiting = await rawConnection(url);
+      waiting.socket.write(rawRequest('/v2/models/b/infer', { ...b.headers, 'Content-Length': b.body.length }));
+      waiting.socket.write(b.body.subarray(0, -1));
+      const first = http(`${url}/v2/models/a/infer`, { method: 'POST', body: a.body, headers: a.headers });
+      await until(() => running('a') === 16, 10_000, "model a's batch to start");
+      await sleep(30); // a is posted; this lets the idle worker pick it up, so that it is executing
+      waiting.socket.write(b.body.subarray(-1));
+      await until(() => stopped !== undefined, 5000, "model b's batch to be posted");
+      await stopped;
       assert.equal((await first).status, 200, 'the run executing when the worker stops is answered');
-      const failed = await waiting;
-      assert.equal(failed.status, 500);
-      assert.match(JSON.parse(failed.body.toString()).error, /the inference worker exited \(code 0\); the runs it held failed, and the model's next run opens its session again/);
+      await until(() => /\r\n\r\n\{.*\}$/s.test(waiting.received()), 5000, "b's answer");
+      assert.equal(statusOf(waiting.received()), 500, "b's batch waited on the worker");
+      assert.match(errorOf(waiting.received()), /the inference worker exited \(code 0\); the runs it held failed, and the model's next run opens its session again/);
+      waiting.socket.destroy();
+      models[1]!.run = runB;
       for (const m of ['a', 'b']) assert.equal((await postJson(`${url}/v2/models/${m}/infer`, small())).status, 200, `model ${m} answers again`);
     } finally {
       await server.shutdown(1000);
