@@ -10,7 +10,7 @@
  * values and UINT8 outputs are refused.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -28,6 +28,9 @@ const FPN_WEIGHTS = fixturePath('semfpn-tiny/checkpoint.pth');
 const DET_WEIGHTS = fixturePath('maskrcnn-tiny/weights.safetensors');
 const SIZES = ['--min-size', '128', '--max-size', '256']; // the fixture's transform
 const SCALE: [number, number] = [256, 64];
+/** --labels for the detector (one per line, the background left out) and the segmenter (a JSON array). */
+const DET_NAMES = ['cat', 'dog', 'bird', 'fish'];
+const SEG_NAMES = ['sky', 'road', 'tree', 'car', 'wall'];
 
 let dir: string;
 let server: Awaited<ReturnType<typeof serveProcess>>;
@@ -61,8 +64,14 @@ before(async () => {
   assert.equal(fpn.code, 0, fpn.stderr);
   const det = await cli('export', '--weights', DET_WEIGHTS, '--triton', dir, '--name', 'det', ...SIZES);
   assert.equal(det.code, 0, det.stderr);
+  const [detNames, segNames] = [join(dir, 'det-names.txt'), join(dir, 'seg-names.json')];
+  await writeFile(detNames, DET_NAMES.join('\n'));
+  await writeFile(segNames, JSON.stringify(SEG_NAMES));
+  const exported = join(dir, 'det', '1', 'model.onnx');
   server = await serveProcess([
-    '--model', `seg=${FPN_WEIGHTS}`, '--model', `mrcnn=${DET_WEIGHTS}`, '--model', `exported=${join(dir, 'det', '1', 'model.onnx')}`, '--repository', dir,
+    '--model', `seg=${FPN_WEIGHTS}`, '--model', `mrcnn=${DET_WEIGHTS}`, '--model', `exported=${exported}`, '--repository', dir,
+    '--model', `named-seg=${FPN_WEIGHTS}`, '--model', `named-det=${DET_WEIGHTS}`, '--model', `named-exported=${exported}`,
+    '--labels', `named-seg=${segNames}`, '--labels', `named-det=${detNames}`, '--labels', `named-exported=${detNames}`,
     '--scale', SCALE.join(','), ...SIZES, '--max-delay-ms', '300',
   ]);
   assert.ok(server.url, server.stderr);
@@ -291,12 +300,38 @@ describe('serve: a Mask R-CNN detector', () => {
   });
 });
 
+describe('serve --labels NAME=FILE', () => {
+  test("names a segmenter's classes, and a detector's from weights and from an export (background left out of the file)", async () => {
+    const { answer: seg } = await answerFor(0, '/v1/models/seg/segment');
+    const { answer: named } = await answerFor(0, '/v1/models/named-seg/segment');
+    assert.ok(seg.classes.length >= 2);
+    assert.deepEqual(named.classes, seg.classes.map((c: { index: number }) => ({ ...c, label: SEG_NAMES[c.index] })));
+    assert.equal(named.mask, seg.mask, 'the same mask');
+    const { answer: det } = await answerFor(0, '/v1/models/mrcnn/detect?threshold=0.45');
+    assert.ok(det.detections.length > 0);
+    for (const model of ['named-det', 'named-exported']) {
+      const { answer } = await answerFor(0, `/v1/models/${model}/detect?threshold=0.45`);
+      const renamed = det.detections.map((d: { index: number }) => ({ ...d, label: ['__background__', ...DET_NAMES][d.index] }));
+      assert.deepEqual(answer.detections, renamed, model);
+    }
+  });
+});
+
 describe('serve: what it refuses when loading', () => {
   test('a segmentation export with --output mask (UINT8): refused at load time, naming the output and the way out', async () => {
     const mask = join(dir, 'mask.onnx');
     const r = await cli('export', '--weights', FPN_WEIGHTS, '--onnx', mask, '--size', '64', '--output', 'mask');
     assert.equal(r.code, 0, r.stderr);
     assertCleanFailure(await cli('serve', '--port', '0', '--model', `m=${mask}`), /model 'm': output 'mask' is UINT8; this server returns FP32 and INT64 outputs only \(a segmentation export with --output mask\? export the logits instead/);
+  });
+
+  test('--labels: a file whose count is not the classes\', and one for a graph served on /v2 only, name the model and the file', async () => {
+    const three = join(dir, 'three.txt');
+    await writeFile(three, 'a\nb\nc\n');
+    assertCleanFailure(await cli('serve', '--port', '0', '--model', `s=${FPN_WEIGHTS}`, '--labels', `s=${three}`), /model 's': 3 labels for a model of 5 classes/);
+    assertCleanFailure(await cli('serve', '--port', '0', '--model', `d=${DET_WEIGHTS}`, '--labels', `d=${three}`, ...SIZES), new RegExp(`model 'd': ${three} has 3 labels but the model has 5 classes \\(4 and the background\\)`));
+    const fpn = join(dir, 'fpn', '1', 'model.onnx');
+    assertCleanFailure(await cli('serve', '--port', '0', '--model', `f=${fpn}`, '--labels', `f=${three}`), new RegExp(`model 'f': --labels f=${three}: ${fpn} is neither a classifier nor a detector export; it serves tensors on /v2 only`));
   });
 
   test('--scale 0 is refused: every image size would need its own sessions', async () => {

@@ -349,13 +349,18 @@ describe('serve: relaunched with the allocator settings (glibc)', { skip: !needs
 });
 
 describe('serve: bad command lines fail with one line', () => {
-  test('a malformed --model, missing weights, a clash of names, a busy port', async () => {
+  test('a malformed --model or --labels, missing weights or labels, a clash of names, labels for no model, a busy port', async () => {
     assertCleanFailure(await cli('serve', '--model', 'tiny'), /--model takes NAME=WEIGHTS, got 'tiny'/);
     assertCleanFailure(await cli('serve', '--model', 'a b=x.pth'), /model name 'a b' must start with a letter or digit/);
     assertCleanFailure(await cli('serve', '--model', 'x=/nonexistent/w.pth'), /cannot read \/nonexistent\/w.pth: no such file/);
     assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--model', `a=${TINY_WEIGHTS}`), /two models are named 'a'/);
     assertCleanFailure(await cli('serve', '--repository', '/nonexistent'), /cannot read the model repository \/nonexistent: no such directory/);
     assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--idle-trim-ms', 'soon'), /--idle-trim-ms must be an integer >= 0, got 'soon'/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--labels', 'a'), /--labels takes NAME=FILE, got 'a'/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--labels', 'b=names.txt'), /--labels names model 'b', which is not served \(served: a\)/);
+    assertCleanFailure(await cli('serve', '--labels', 'a=names.txt'), /--labels names model 'a', which is not served \(served: default\)/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--labels', 'a=x.txt', '--labels', 'a=y.txt'), /--labels gives model 'a' two label files/);
+    assertCleanFailure(await cli('serve', '--model', `a=${TINY_WEIGHTS}`, '--labels', 'a=/nonexistent/names.txt'), /model 'a': .*\/nonexistent\/names.txt/);
     const s = await serveProcess([]);
     try {
       const port = new URL(s.url).port;

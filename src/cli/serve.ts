@@ -2,6 +2,7 @@ import { dirname, join } from 'node:path';
 import { SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
 import { readCard } from '../models/card.js';
+import { loadLabels } from '../models/labels.js';
 import { DetectionModel } from '../models/detector.js';
 import { denseTaskOf } from '../models/families.js';
 import { SegmentationModel } from '../models/segmentation.js';
@@ -45,6 +46,8 @@ masks, batch_index INT64; one request per run, any number of same-size images in
                         or hf:ORG/NAME (repeatable; default: the bundled model, as 'default')
   --repository DIR      serve a Triton model repository (DIR/NAME/config.pbtxt and
                         DIR/NAME/<version>/model.onnx, as 'export --triton' writes it)
+  --labels NAME=FILE    class names for model NAME, as classify's, segment's and detect's --labels
+                        take them (repeatable; default: the weights' own, else the usual defaults)
   --host                address to listen on (default 127.0.0.1: this machine only)
   --port                port (default 8000; 0: any free port)
   --max-batch           most images per dynamic batch (default 16; 1: no batching)
@@ -92,7 +95,9 @@ interface OnnxServing {
   /** Default: the command line's, without a batch axis when the graph has none. */
   batching?: Batching;
   version?: string;
-  /** A label file (Triton's label_filename) to use instead of the model's own labels. */
+  /** A classifier's label file (Triton's label_filename) to use instead of the model's own labels. */
+  labelFilename?: string;
+  /** --labels: class names for a classifier or a detector; refused for graphs that serve /v2 only. */
   labels?: string;
   /** The inputs and outputs to serve (a Triton config's); default: the graph's. */
   io?: Pick<OnnxSignature, 'inputs' | 'outputs'>;
@@ -106,38 +111,67 @@ async function loadOnnx(name: string, path: string, shared: Shared, o: OnnxServi
   o.check?.(sig);
   const batching = o.batching ?? { ...shared.batching, maxBatch: batchable(sig, shared.batching.maxBatch) };
   const serving = { ...batching, ...(o.version ? { version: o.version } : {}) };
+  const labels = o.labels ?? o.labelFilename;
   if (isClassifier(sig)) {
-    const values = { ...shared.classifyValues, weights: path, ...(o.labels ? { labels: o.labels } : {}) };
+    const values = { ...shared.classifyValues, weights: path, ...(labels ? { labels } : {}) };
     return classifierModel(name, await loadClassifier(values, 'serve', new Set(), shared.session), { ...serving, signature: sig });
   }
   const session = shared.session ? { session: shared.session } : {};
-  if (isExportedDetector(sig)) return exportedDetectorModel(name, bytes, sig, o.io ?? sig, { ...serving, ...session });
+  if (isExportedDetector(sig)) return exportedDetectorModel(name, bytes, sig, o.io ?? sig, { ...serving, ...session, ...(o.labels ? { labels: o.labels } : {}) });
+  if (o.labels) throw new SwiftFormerError('BAD_ARGUMENT', `--labels ${name}=${o.labels}: ${path} is neither a classifier nor a detector export; it serves tensors on /v2 only, where class names have no place`);
   return onnxModel(name, bytes, o.io ?? sig, { ...serving, ...session });
 }
 
-async function loadNamed(spec: string, shared: Shared): Promise<ServedModel> {
+/** NAME=VALUE, as --model and --labels take it: a valid model name and a value. */
+function namedValue(spec: string, option: string, value: string): [string, string] {
   const eq = spec.indexOf('=');
-  if (eq <= 0 || eq === spec.length - 1) throw new SwiftFormerError('BAD_ARGUMENT', `--model takes NAME=WEIGHTS, got '${spec}'`);
-  const name = checkModelName(spec.slice(0, eq));
-  const source = spec.slice(eq + 1);
-  if (source.toLowerCase().endsWith('.onnx')) return loadOnnx(name, source, shared);
-  const dense = await loadDense(name, source, shared);
+  if (eq <= 0 || eq === spec.length - 1) throw new SwiftFormerError('BAD_ARGUMENT', `--${option} takes NAME=${value}, got '${spec}'`);
+  return [checkModelName(spec.slice(0, eq)), spec.slice(eq + 1)];
+}
+
+/** --labels NAME=FILE ...: a label file per model, each naming a model that is served. */
+function labelFiles(specs: string[] | undefined, served: string[]): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const spec of specs ?? []) {
+    const [name, file] = namedValue(spec, 'labels', 'FILE');
+    if (files.has(name)) throw new SwiftFormerError('BAD_ARGUMENT', `--labels gives model '${name}' two label files`);
+    if (!served.includes(name)) throw new SwiftFormerError('BAD_ARGUMENT', `--labels names model '${name}', which is not served (served: ${served.join(', ')})`);
+    files.set(name, file);
+  }
+  return files;
+}
+
+async function loadNamed(name: string, source: string, labels: string | undefined, shared: Shared): Promise<ServedModel> {
+  if (source.toLowerCase().endsWith('.onnx')) return loadOnnx(name, source, shared, labels ? { labels } : {});
+  const dense = await loadDense(name, source, labels, shared);
   if (dense) return dense;
-  const c = await loadClassifier({ ...shared.classifyValues, weights: source }, 'serve', new Set(), shared.session);
+  const c = await loadClassifier({ ...shared.classifyValues, weights: source, ...(labels ? { labels } : {}) }, 'serve', new Set(), shared.session);
   return classifierModel(name, c, shared.batching);
 }
 
 /** Semantic FPN or Mask R-CNN weights (told apart by their keys) as a served model; undefined for a classifier's. */
-async function loadDense(name: string, weights: string, shared: Shared): Promise<ServedModel | undefined> {
+async function loadDense(name: string, weights: string, labelFile: string | undefined, shared: Shared): Promise<ServedModel | undefined> {
   const source = await readWeightsOption(weights);
   const session = shared.session ? { session: shared.session } : {};
   switch (denseTaskOf(source.state.keys())) {
-    case 'segmentation':
-      return segmenterModel(name, SegmentationModel.fromSource(source, { ...session, ...(shared.scale ? { scale: shared.scale } : {}) }), shared.batching);
+    case 'segmentation': {
+      const labels = labelFile ? { labels: await loadLabels(labelFile) } : {};
+      return segmenterModel(name, SegmentationModel.fromSource(source, { ...session, ...labels, ...(shared.scale ? { scale: shared.scale } : {}) }), shared.batching);
+    }
     case 'detection':
-      return detectorModel(name, await DetectionModel.fromSource(source, { ...session, settings: { transform: shared.transform } }));
+      return detectorModel(name, await DetectionModel.fromSource(source, { ...session, settings: { transform: shared.transform }, ...(labelFile ? { labels: labelFile } : {}) }));
     default:
       return undefined;
+  }
+}
+
+/** Loads one model; what goes wrong names the model (a server loads several). */
+async function named<T>(name: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof SwiftFormerError && !err.message.startsWith(`model '${name}'`)) throw new SwiftFormerError(err.code, `model '${name}': ${err.message}`);
+    throw err;
   }
 }
 
@@ -149,9 +183,10 @@ function scaleOption(value: string | undefined): [number, number] | undefined {
 }
 
 /** A repository model, batched as its config says (Triton's semantics), else as the command line says. */
-function loadFromRepository(entry: RepositoryModel, shared: Shared): Promise<ServedModel> {
+function loadFromRepository(entry: RepositoryModel, labels: string | undefined, shared: Shared): Promise<ServedModel> {
   const { config } = entry;
-  if (!config) return loadOnnx(entry.name, entry.path, shared, { version: entry.version });
+  const given = labels ? { labels } : {};
+  if (!config) return loadOnnx(entry.name, entry.path, shared, { version: entry.version, ...given });
   const modelDir = dirname(dirname(entry.path));
   const labelFile = config.outputs.find((o) => o.labelFilename)?.labelFilename;
   return loadOnnx(entry.name, entry.path, shared, {
@@ -163,7 +198,8 @@ function loadFromRepository(entry: RepositoryModel, shared: Shared): Promise<Ser
     },
     io: { inputs: config.inputs.map((t) => specOf(t, config.maxBatchSize)), outputs: config.outputs.map((t) => specOf(t, config.maxBatchSize)) },
     check: (sig) => checkConfig(config, sig, join(modelDir, 'config.pbtxt')),
-    ...(labelFile ? { labels: join(modelDir, labelFile) } : {}),
+    ...(labelFile ? { labelFilename: join(modelDir, labelFile) } : {}),
+    ...given,
   });
 }
 
@@ -196,7 +232,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     model: { type: 'string', multiple: true }, repository: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
     'max-batch': { type: 'string' }, 'max-delay-ms': { type: 'string' }, 'max-queue': { type: 'string' }, 'timeout-ms': { type: 'string' },
     'max-body-mb': { type: 'string' }, 'drain-ms': { type: 'string' }, 'idle-trim-ms': { type: 'string' }, threads: { type: 'string' }, size: { type: 'string' }, 'max-pixels': { type: 'string' },
-    scale: { type: 'string' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' },
+    scale: { type: 'string' }, 'min-size': { type: 'string' }, 'max-size': { type: 'string' }, labels: { type: 'string', multiple: true },
   }, usage);
   if (flags.has('help')) return void console.log(usage);
   const threads = intOption(values.threads, 'threads');
@@ -211,14 +247,21 @@ export async function serveCommand(argv: string[]): Promise<void> {
   };
   // The sessions run in a worker thread, so that requests are read while a batch runs.
   registerBackend(workerBackend, { preferred: true });
+  // What is served, and every name checked, before the first model loads.
+  const specs = (lists.model ?? []).map((spec) => namedValue(spec, 'model', 'WEIGHTS'));
+  const repository = values.repository ? await readRepository(values.repository) : [];
+  const names = [...specs.map(([name]) => name), ...repository.map((e) => e.name)];
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new SwiftFormerError('BAD_ARGUMENT', `two models are named '${twice}'`);
+  const labels = labelFiles(lists.labels, names.length > 0 ? names : ['default']);
   const models: ServedModel[] = [];
   try {
-    for (const spec of lists.model ?? []) models.push(await loadNamed(spec, shared));
-    if (values.repository) for (const entry of await readRepository(values.repository)) models.push(await loadFromRepository(entry, shared));
-    if (models.length === 0) models.push(classifierModel('default', await loadClassifier(shared.classifyValues, 'serve', new Set(), shared.session), shared.batching));
-    const names = models.map((m) => m.name);
-    const twice = names.find((n, i) => names.indexOf(n) !== i);
-    if (twice) throw new SwiftFormerError('BAD_ARGUMENT', `two models are named '${twice}'`);
+    for (const [name, source] of specs) models.push(await named(name, () => loadNamed(name, source, labels.get(name), shared)));
+    for (const entry of repository) models.push(await named(entry.name, () => loadFromRepository(entry, labels.get(entry.name), shared)));
+    if (models.length === 0) {
+      const bundled = { ...shared.classifyValues, ...(labels.has('default') ? { labels: labels.get('default') } : {}) };
+      models.push(classifierModel('default', await named('default', () => loadClassifier(bundled, 'serve', new Set(), shared.session)), shared.batching));
+    }
     for (const m of models) await m.warmup?.();
   } catch (err) {
     await Promise.all(models.map((m) => m.release()));

@@ -51,6 +51,26 @@ export function recordedDetectionSettings(metadata: Readonly<Record<string, stri
   return resolveSettings(recorded as SettingsOverrides);
 }
 
+/**
+ * The class names of an exported detection graph: those of a label file, checked against the
+ * class count the export records (its architecture), else the names it recorded.
+ */
+export async function exportedDetectorLabels(metadata: Readonly<Record<string, string>>, given?: string): Promise<readonly string[] | undefined> {
+  const recorded = readCard(metadata, 'detection').labels;
+  if (given === undefined) return recorded;
+  const numClasses = recordedNumClasses(metadata) ?? recorded?.length;
+  return numClasses === undefined ? loadLabels(given) : detectorLabels(given, undefined, undefined, numClasses);
+}
+
+function recordedNumClasses(metadata: Readonly<Record<string, string>>): number | undefined {
+  try {
+    const n = (JSON.parse(metadata['swiftformer.config'] ?? '{}') as { numClasses?: unknown }).numClasses;
+    return typeof n === 'number' && Number.isInteger(n) && n >= 2 ? n : undefined;
+  } catch {
+    throw new SwiftFormerError('BAD_CHECKPOINT', "the model's swiftformer.config metadata is not valid JSON");
+  }
+}
+
 export interface DetectionModelOptions {
   /**
    * A torchvision Mask R-CNN / Faster R-CNN checkpoint (bare state dict or references/detection's

@@ -26,7 +26,7 @@ import type { ImageClassifier } from '../models/exported.js';
 import { SwiftFormerModel } from '../models/model.js';
 import { predictions } from '../models/classify.js';
 import {
-  binaryMask, rawDetections, recordedDetectionSettings, toDetections, type DetectionModel, type Detection, type RawDetections,
+  binaryMask, exportedDetectorLabels, rawDetections, recordedDetectionSettings, toDetections, type DetectionModel, type Detection, type RawDetections,
 } from '../models/detector.js';
 import { checkImageSize } from '../models/detection/transform.js';
 import { readCard } from '../models/card.js';
@@ -324,9 +324,11 @@ export function isExportedDetector(sig: OnnxSignature): boolean {
  * thresholded at 0.5, which is what `detect` computes (it only feeds the threshold into the graph
  * so that the masks of the others are never pasted).
  */
-export async function exportedDetectorModel(name: string, bytes: Uint8Array, sig: OnnxSignature, io: Pick<OnnxSignature, 'inputs' | 'outputs'>, serving: Batching & { version?: string; session?: SessionOptions }): Promise<ServedModel> {
+export async function exportedDetectorModel(
+  name: string, bytes: Uint8Array, sig: OnnxSignature, io: Pick<OnnxSignature, 'inputs' | 'outputs'>, serving: Batching & { version?: string; session?: SessionOptions; labels?: string },
+): Promise<ServedModel> {
   const { transform } = recordedDetectionSettings(sig.metadata);
-  const labels = readCard(sig.metadata, 'detection').labels;
+  const labels = await exportedDetectorLabels(sig.metadata, serving.labels);
   const base = await onnxModel(name, bytes, { inputs: io.inputs, outputs: sig.outputs }, serving);
   const hasMasks = sig.outputs.some((o) => o.name === 'masks');
   const detect: DirectImageTask = {
