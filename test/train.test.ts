@@ -113,22 +113,6 @@ describe('AdamW (torch.optim.AdamW arithmetic)', () => {
     assert.throws(() => opt.step(new Map()), /no gradient of 2 values for w/);
     assert.throws(() => opt.step(new Map([['w', f32([2], [1, 1])]]), NaN), /learning rate/);
   });
-
-  test('AdamW over SwiftFormer-XS-sized parameters takes milliseconds, not tens', () => {
-    if (!simdAvailable()) return;
-    const state: StateDict = new Map([['w', f32([3_500_000], [])]]);
-    state.set('w', { dtype: 'float32', shape: [3_500_000], data: new Float32Array(3_500_000).fill(0.5) });
-    const grads = new Map([['w', { dtype: 'float32' as const, shape: [3_500_000], data: new Float32Array(3_500_000).fill(1e-3) }]]);
-    const opt = new AdamW(state, ['w'], { lr: 1e-3, weightDecay: 0.025 });
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t = performance.now();
-      opt.step(grads);
-      times.push(performance.now() - t);
-    }
-    // ~5 ms on a shared 2-core machine; the JavaScript loop needs ~25 ms. Generous bound for noisy CI.
-    assert.ok(Math.min(...times) < 20, `fastest step ${Math.min(...times).toFixed(1)} ms`);
-  });
 });
 
 describe('weight-decay groups', () => {
