@@ -6,8 +6,9 @@
  * scores and boxes as the library gives them; masks decoded from their PNGs), /v2 on the segmenter
  * equals `logits` (1e-5) and the fixture's logits (1e-4), /v2 on the detector gives the graph's
  * INT64 labels and batch indices in JSON and binary, and the repositories `export --triton` writes
- * for both serve on /v2 with the same answers (the exported detector on /v1 detect too). Bad query
- * values and UINT8 outputs are refused.
+ * for both serve on /v2 with the same answers (the exported detector on /v1 detect too). `--labels`
+ * renames the classes of weights and exports and nothing else. Bad query values, UINT8 outputs and
+ * label files that do not fit are refused.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
