@@ -29,13 +29,14 @@
  * with batching at 32 clients >= 1.3x without, RSS after the run within 10% of idle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import '../src/node/platform.js';
 import { loadSwiftFormer } from '../src/models/model.js';
+import { writeFileAtomic } from '../src/node/files.js';
 import { benchArgs } from './args.js';
 import { machine } from './machine.js';
 
@@ -303,4 +304,4 @@ const ratio = on32 && off32 ? on32.throughput / off32.throughput : undefined;
 const roundRatios = on32 && off32 ? on32.rounds.map((t, i) => t / off32.rounds[i]!) : undefined;
 if (ratio !== undefined) console.log(`throughput at 32 clients, batching on / off: ${ratio.toFixed(2)}x of the medians (rounds ${roundRatios!.map((r) => r.toFixed(2)).join(' / ')}; target >= 1.3x)`);
 const result = { bench: 'serve', endpoint: values.endpoint, maxDelayMs: Number(values['max-delay-ms']), threads: values.threads ?? 'default', settleMs: SETTLE_MS, idleTrimMs: 'default (2000)', machine: host, rounds, modelAloneImagesPerSecond: alone, batching: on, noBatching: off, ratioAt32: ratio, roundRatiosAt32: roundRatios, modelAloneRatiosAt32: engineRatios };
-if (values.json) writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
+if (values.json) await writeFileAtomic(values.json, `${JSON.stringify(result, null, 2)}\n`);
