@@ -5,7 +5,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { SwiftFormerError } from '../core/errors.js';
+import { inContext, SwiftFormerError } from '../core/errors.js';
 import { parseCocoInstances, parseCocoResults } from '../data/coco.js';
 import { evaluateCoco, statsJson, summaryLines } from '../metrics/cocoeval.js';
 import { formatSegmentationTables, SegmentationAccumulator, segmentationJson } from '../metrics/segmentation.js';
@@ -144,8 +144,7 @@ function inFile<T>(file: string, run: () => T): T {
   try {
     return run();
   } catch (err) {
-    if (err instanceof SwiftFormerError && !err.message.startsWith(file)) throw new SwiftFormerError(err.code, `${file}: ${err.message}`, { cause: err });
-    throw err;
+    throw inContext(err, file);
   }
 }
 

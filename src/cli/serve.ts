@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { SwiftFormerError } from '../core/errors.js';
+import { inContext, SwiftFormerError } from '../core/errors.js';
 import { readSource } from '../core/io.js';
 import { readCard } from '../models/card.js';
 import { loadLabels } from '../models/labels.js';
@@ -170,8 +170,7 @@ async function named<T>(name: string, load: () => Promise<T>): Promise<T> {
   try {
     return await load();
   } catch (err) {
-    if (err instanceof SwiftFormerError && !err.message.startsWith(`model '${name}'`)) throw new SwiftFormerError(err.code, `model '${name}': ${err.message}`);
-    throw err;
+    throw inContext(err, `model '${name}'`);
   }
 }
 

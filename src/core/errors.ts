@@ -25,6 +25,15 @@ export class SwiftFormerError extends Error {
   }
 }
 
+/**
+ * `err` with the thing it is about (a file, a model) before its message, unless the message
+ * starts with it already; anything but a SwiftFormerError comes back as it is.
+ */
+export function inContext(err: unknown, context: string): unknown {
+  if (err instanceof SwiftFormerError && !err.message.startsWith(context)) return new SwiftFormerError(err.code, `${context}: ${err.message}`, { cause: err });
+  return err;
+}
+
 /** Throws a SwiftFormerError when `condition` is false. */
 export function check(condition: unknown, code: ErrorCode, message: () => string): asserts condition {
   if (!condition) throw new SwiftFormerError(code, message());

@@ -14,7 +14,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SwiftFormerError } from '../core/errors.js';
+import { inContext, SwiftFormerError } from '../core/errors.js';
 import type { RGBImage } from '../core/image.js';
 import { parseCocoInstances, type CocoDataset } from '../data/coco.js';
 import { cocoLabelMap, instanceTarget, sortedImageIds, trainingImageIds, type InstanceTarget, type LabelMap } from '../data/coco-targets.js';
@@ -122,8 +122,7 @@ async function readAnnotations(file: string): Promise<CocoDataset> {
   try {
     return parseCocoInstances(json, file);
   } catch (err) {
-    if (err instanceof SwiftFormerError && !err.message.startsWith(file)) throw new SwiftFormerError(err.code, `${file}: ${err.message}`, { cause: err });
-    throw err;
+    throw inContext(err, file);
   }
 }
 
