@@ -12,6 +12,17 @@
  *        [--threads 2] [--profile-runs 3] [--cls-scale 40] [--seed 0] [--no-eager]
  *        [--torch-script bench/maskrcnn-torch.py] [--json out.json] [--md out.md]
  *
+ *   --variants xs,l1          backbones
+ *   --sizes 800x1333,512x853  image sizes HxW (min_size / max_size = the image's short / long side)
+ *   --rounds 10               timed rounds (each runs every contender once, interleaved)
+ *   --threads 2               ONNX Runtime intra-op threads and torch.set_num_threads
+ *   --profile-runs 3          profiled runs per graph for the time-by-stage tables (0: none)
+ *   --cls-scale 40            factor on the fresh class logits (so that there are detections)
+ *   --seed 0                  initialization seed
+ *   --no-eager                skip eager PyTorch
+ *   --torch-script PATH       the PyTorch reference (default bench/maskrcnn-torch.py)
+ *   --json FILE, --md FILE    write the record / a markdown table
+ *
  * A size HxW is an image of that size with min_size = min(H, W) and max_size = max(H, W), so the
  * transform keeps its size (800x1333: torchvision's defaults 800 / 1333).
  *
@@ -47,20 +58,6 @@ import { profileRuns } from './int8-common.js';
 import { machine } from './machine.js';
 import { benchArgs } from './args.js';
 
-const HELP = `bench/detection.ts: Mask R-CNN on SwiftFormer, our ONNX graph vs torchvision's ONNX export vs eager PyTorch
-
-  --variants xs,l1          backbones
-  --sizes 800x1333,512x853  image sizes HxW (min_size / max_size = the image's short / long side)
-  --rounds 10               timed rounds (each runs every contender once, interleaved)
-  --threads 2               ONNX Runtime intra-op threads and torch.set_num_threads
-  --profile-runs 3          profiled runs per graph for the time-by-stage tables (0: none)
-  --cls-scale 40            factor on the fresh class logits (so that there are detections)
-  --seed 0                  initialization seed
-  --no-eager                skip eager PyTorch
-  --torch-script PATH       the PyTorch reference (default bench/maskrcnn-torch.py)
-  --json FILE, --md FILE    write the record / a markdown table
-Run under the heavy-run lock (flock /work/helpers/heavy.lock ...).`;
-
 const { values } = benchArgs(import.meta.url, {
   options: {
     variants: { type: 'string', default: 'xs,l1' },
@@ -74,13 +71,8 @@ const { values } = benchArgs(import.meta.url, {
     'torch-script': { type: 'string', default: fileURLToPath(new URL('maskrcnn-torch.py', import.meta.url)) },
     json: { type: 'string' },
     md: { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
 const rounds = Number(values.rounds);
 const threads = Number(values.threads);
 const profileRunCount = Number(values['profile-runs']);
